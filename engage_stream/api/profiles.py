@@ -1,0 +1,277 @@
+"""Segment-compatible Profile API responses (reference §7), built from profile state.
+
+Pure: takes a `ProfileStore` and request parameters, returns `(status, body)` models, so it
+is unit-testable without a web server. The Faust web view only does auth and routing.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from pydantic import BaseModel, Field
+
+from engage_stream.events import ProfileEvent
+from engage_stream.profiles.record import ProfileRecord, TraitValue
+from engage_stream.profiles.store import ProfileStore
+
+DEFAULT_LIMIT = 10
+MAX_TRAITS_LIMIT = 200
+MAX_LIST_LIMIT = 100
+EVENTS_LOOKBACK_MS = 14 * 86_400_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "not_found", "Profile was not found.")
+
+
+class Cursor(BaseModel):
+    url: str
+    has_more: bool
+    next: str = ""
+    limit: int | None = None
+
+
+class ProfileQuery(BaseModel):
+    path: str = Field(description="request path, echoed in cursor.url")
+    limit: int = DEFAULT_LIMIT
+    next: str = ""
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    verbose: bool = False
+    trait_class: str | None = None
+    start: int | None = None
+    end: int | None = None
+    sort: str = "desc"
+
+    @classmethod
+    def from_params(cls, path: str, params: dict[str, str], max_limit: int) -> ProfileQuery:
+        try:
+            limit = int(params.get("limit", DEFAULT_LIMIT))
+        except ValueError:
+            raise ApiError(400, "validation_error", "limit must be an integer") from None
+        if not 1 <= limit <= max_limit:
+            raise ApiError(400, "validation_error", f"limit must be between 1 and {max_limit}")
+        sort = params.get("sort", "desc")
+        if sort not in ("asc", "desc"):
+            raise ApiError(400, "validation_error", "sort must be asc or desc")
+        return cls(
+            path=path,
+            limit=limit,
+            next=params.get("next", ""),
+            include=_csv(params.get("include")),
+            exclude=_csv(params.get("exclude")),
+            verbose=params.get("verbose", "").lower() == "true",
+            trait_class=params.get("class"),
+            start=_iso_param(params.get("start"), "start"),
+            end=_iso_param(params.get("end"), "end"),
+            sort=sort,
+        )
+
+    def cursor(self, has_more: bool, next_token: str, extra: dict[str, str] | None = None) -> Cursor:
+        params = {"limit": str(self.limit), **(extra or {})}
+        if next_token:
+            params["next"] = next_token
+        return Cursor(url=f"{self.path}?{urlencode(params)}", has_more=has_more, next=next_token)
+
+
+def _csv(v: str | None) -> list[str]:
+    return [x for x in (v or "").split(",") if x]
+
+
+def _iso_param(v: str | None, name: str) -> int | None:
+    if not v:
+        return None
+    try:
+        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "validation_error", f"{name} must be an ISO-8601 timestamp") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "validation_error", "invalid next cursor") from None
+
+
+def _trait_entries(record: ProfileRecord, trait_class: str | None) -> dict[str, TraitValue]:
+    if trait_class == "audience":
+        return dict(record.audiences)
+    if trait_class == "computed_trait":
+        return dict(record.computed_traits)
+    if trait_class not in (None, ""):
+        raise ApiError(400, "validation_error", "class must be audience or computed_trait")
+    merged = {k: v for k, v in record.traits.items() if v.value is not None}
+    merged.update(record.computed_traits)
+    merged.update(record.audiences)
+    return merged
+
+
+def traits(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
+    entries = _trait_entries(record, q.trait_class)
+    keys = sorted(k for k in entries if not q.include or k in q.include)
+    after = _untoken(q.next) if q.next else None
+    if after is not None:
+        keys = [k for k in keys if k > after]
+    page, rest = keys[: q.limit], keys[q.limit :]
+    body: dict[str, Any] = {}
+    for k in page:
+        tv = entries[k]
+        body[k] = (
+            {"value": tv.value, "source_id": "", "updated_at": iso(tv.ts)} if q.verbose else tv.value
+        )
+    next_token = _token(page[-1]) if rest else ""
+    return {"traits": body, "cursor": q.cursor(bool(rest), next_token).model_dump(exclude_none=True)}
+
+
+def external_ids(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
+    ids = [x for x in record.external_ids if not q.include or x.type in q.include]
+    start = int(_untoken(q.next)) if q.next else 0
+    page = ids[start : start + q.limit]
+    has_more = start + q.limit < len(ids)
+    data = [
+        {
+            "source_id": x.source_id,
+            "collection": x.collection,
+            "id": x.id,
+            "type": x.type,
+            "created_at": iso(x.created_at),
+            "encoding": x.encoding,
+            "first_message_id": x.first_message_id,
+        }
+        for x in page
+    ]
+    next_token = _token(str(start + q.limit)) if has_more else ""
+    return {"data": data, "cursor": q.cursor(has_more, next_token).model_dump(exclude_none=True)}
+
+
+def metadata(record: ProfileRecord) -> dict[str, Any]:
+    md = record.metadata
+    return {
+        "metadata": {
+            "created_at": iso(md.created_at),
+            "updated_at": iso(md.updated_at),
+            "expires_at": None,
+            "first_message_id": md.first_message_id,
+            "first_source_id": md.first_source_id,
+            "last_message_id": md.last_message_id,
+            "last_source_id": md.last_source_id,
+        }
+    }
+
+
+def _event_item(record: ProfileRecord, e: ProfileEvent) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "external_ids": [
+            {"collection": x.collection, "type": x.type, "id": x.id, "encoding": x.encoding}
+            for x in record.external_ids
+            if (x.type == "user_id" and x.id == e.user_id)
+            or (x.type == "anonymous_id" and x.id == e.anonymous_id)
+        ],
+        "context": e.context,
+        "type": e.type,
+        "message_id": e.message_id,
+        "source_id": "",
+        "timestamp": iso(e.timestamp),
+        "properties": e.properties,
+        "event": e.event,
+        "related": {"users": record.profile_id},
+    }
+    if e.traits:
+        item["traits"] = e.traits
+    return item
+
+
+def events(store: ProfileStore, record: ProfileRecord, q: ProfileQuery, now_ms: int) -> dict[str, Any]:
+    """Last 14 days by event time; `next` is the (timestamp, messageId) to continue after."""
+    start = max(q.start or 0, now_ms - EVENTS_LOOKBACK_MS)
+    end = q.end + 1 if q.end is not None else None
+    reverse = q.sort == "desc"
+    after: tuple[int, str] | None = None
+    if q.next:
+        ts, _, mid = _untoken(q.next).partition(":")
+        after = (int(ts), mid)
+    items: list[ProfileEvent] = []
+    has_more = False
+    for e in store.history(record.profile_id, start, end, reverse=reverse):
+        pos = (e.timestamp, e.message_id)
+        if after is not None and (pos <= after if not reverse else pos >= after):
+            continue
+        name = e.event or e.type
+        if q.include and name not in q.include:
+            continue
+        if name in q.exclude:
+            continue
+        if len(items) == q.limit:
+            has_more = True
+            break
+        items.append(e)
+    next_token = _token(f"{items[-1].timestamp}:{items[-1].message_id}") if has_more else ""
+    return {
+        "data": [_event_item(record, e) for e in items],
+        "cursor": q.cursor(has_more, next_token, {"sort": q.sort}).model_dump(exclude_none=True),
+    }
+
+
+def handle(
+    store: ProfileStore,
+    profile_id: str | None,
+    section: str,
+    path: str,
+    params: dict[str, str],
+    now_ms: int,
+) -> dict[str, Any]:
+    if section not in ("traits", "external_ids", "events", "metadata"):
+        raise ApiError(404, "not_found", f"Unknown resource {section!r}.")
+    record = store.get(profile_id) if profile_id else None
+    if record is None:
+        raise not_found()
+    max_limit = MAX_TRAITS_LIMIT if section == "traits" else MAX_LIST_LIMIT
+    q = ProfileQuery.from_params(path, params, max_limit)
+    if section == "traits":
+        return traits(record, q)
+    if section == "external_ids":
+        return external_ids(record, q)
+    if section == "metadata":
+        return metadata(record)
+    return events(store, record, q, now_ms)
+
+
+def check_basic_auth(header: str | None, token: str) -> None:
+    """Access token as the Basic username, empty password (Segment's scheme)."""
+    if not header or not header.startswith("Basic "):
+        raise ApiError(401, "authentication_error", "Missing access token.")
+    try:
+        user, _, _ = base64.b64decode(header[6:]).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(401, "authentication_error", "Malformed Authorization header.") from None
+    if user != token:
+        raise ApiError(401, "authentication_error", "Invalid access token.")
+
+
+def dumps(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body)

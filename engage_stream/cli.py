@@ -1,0 +1,142 @@
+"""`engage-stream` command line: worker, local Kafka, producing, demo, definitions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from engage_stream.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        broker=getattr(args, "broker", None),
+        app_id=getattr(args, "app_id", None),
+        web_port=getattr(args, "web_port", None),
+        data_dir=getattr(args, "data_dir", None),
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from faust.worker import Worker
+
+    from engage_stream.stream.app import create_app
+    from engage_stream.stream.topics import ensure_topics
+
+    settings = _settings(args)
+    ensure_topics(settings)
+    app = create_app(settings)
+    if args.reset_local_state:
+        app.engage_runtime.partitions.wipe()  # type: ignore[attr-defined]
+    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def _broker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from engage_stream.kafka_local.broker import BrokerConfig
+
+    return BrokerConfig(port=args.port, controller_port=args.controller_port,
+                        data_dir=Path(args.kafka_dir))
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from engage_stream.kafka_local import broker
+
+    cfg = _broker_config(args)
+    if args.action == "start":
+        broker.start(cfg)
+    elif args.action == "stop":
+        if not broker.stop(cfg):
+            print("no broker started from", cfg.data_dir)
+    else:
+        print(broker.status(cfg))
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from engage_stream.stream.topics import ensure_topics
+
+    created = ensure_topics(_settings(args))
+    print("created:", ", ".join(created) if created else "(all topics already exist)")
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from engage_stream.produce import produce_lines
+
+    path = Path(args.file)
+    total = sum(1 for line in path.open("rb") if line.strip())
+    with path.open("rb") as fh:
+        n = produce_lines(_settings(args), fh, total=total, mixed=args.mixed)
+    print(f"produced {n} records from {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engage_stream.demo import run_demo
+
+    return run_demo(_settings(args), events=args.events, users=args.users,
+                    kafka_dir=Path(args.kafka_dir), port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="engage-stream", description=__doc__)
+    p.add_argument("--broker", help="Kafka bootstrap host:port (env ENGAGE_BROKER)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("worker", help="run a stream worker (ingest, profiles, API on the web port)")
+    w.add_argument("--app-id", dest="app_id")
+    w.add_argument("--web-port", dest="web_port", type=int)
+    w.add_argument("--data-dir", dest="data_dir")
+    w.add_argument("--loglevel", default="warning")
+    w.add_argument("--reset-local-state", action="store_true",
+                   help="delete local RocksDB state first; it is rebuilt from the changelog")
+    w.set_defaults(func=cmd_worker)
+
+    k = sub.add_parser("kafka", help="run a local Apache Kafka broker (no Docker needed)")
+    k.add_argument("action", choices=["start", "stop", "status"])
+    k.add_argument("--port", type=int, default=9092)
+    k.add_argument("--controller-port", dest="controller_port", type=int, default=9093)
+    k.add_argument("--kafka-dir", dest="kafka_dir", default="var/kafka")
+    k.set_defaults(func=cmd_kafka)
+
+    t = sub.add_parser("topics", help="create the topics the worker uses")
+    t.set_defaults(func=cmd_topics)
+
+    pr = sub.add_parser("produce", help="produce a JSON-lines file of Segment events")
+    pr.add_argument("file")
+    pr.add_argument("--mixed", action="store_true", help="send everything to the mixed topic")
+    pr.set_defaults(func=cmd_produce)
+
+    d = sub.add_parser("demo", help="broker + worker + sample events + what happened, then stop")
+    d.add_argument("--events", type=int, default=4000)
+    d.add_argument("--users", type=int, default=300)
+    d.add_argument("--port", type=int, default=9092)
+    d.add_argument("--kafka-dir", dest="kafka_dir", default="var/kafka")
+    d.add_argument("--web-port", dest="web_port", type=int)
+    d.set_defaults(func=cmd_demo)
+
+    _add_definition_commands(sub)
+    return p
+
+
+def _add_definition_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """validate / apply / schema / replay come from the definitions package when present."""
+    try:
+        from engage_stream.definitions import commands
+    except ImportError:
+        return
+    commands.register(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Worker and tool settings, from `ENGAGE_*` environment variables with sensible defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+DAY_MS = 86_400_000
+
+
+class Topics(BaseModel):
+    track: str = "segment.track"
+    identify: str = "segment.identify"
+    group: str = "segment.group"
+    page: str = "segment.page"
+    screen: str = "segment.screen"
+    alias: str = "segment.alias"
+    mixed: str = Field("segment.events", description="one topic carrying any Segment type")
+    dead_letter: str = "engage.dlq"
+    profile_events: str = Field("engage.profile-events", description="internal, keyed by profile")
+    definitions: str = "engage.definitions"
+    changes: str = Field("engage.changes", description="every audience/trait change")
+    output_prefix: str = Field("engage.out.", description="+ destination name")
+
+    def inputs(self) -> list[str]:
+        return [self.track, self.identify, self.group, self.page, self.screen, self.alias, self.mixed]
+
+    def output(self, destination: str) -> str:
+        return self.output_prefix + destination
+
+
+class Settings(BaseModel):
+    broker: str = "127.0.0.1:9092"
+    app_id: str = "engage-stream"
+    partitions: int = 4
+    data_dir: Path = Path("var/worker")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    space_id: str = "spa_local"
+    api_token: str = "dev-token"
+    history_days: float = Field(90.0, description="per-profile event history lookback")
+    dedup_hours: float = 24.0
+    batch_size: int = 500
+    batch_within_s: float = 0.05
+    tick_interval_s: float = 1.0
+    topics: Topics = Field(default_factory=Topics)
+
+    @property
+    def history_ms(self) -> int:
+        return int(self.history_days * DAY_MS)
+
+    @property
+    def dedup_ms(self) -> int:
+        return int(self.dedup_hours * 3_600_000)
+
+    @property
+    def changelog_topic(self) -> str:
+        return f"{self.app_id}-state-changelog"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            if name == "topics":
+                continue
+            v = os.environ.get("ENGAGE_" + name.upper())
+            if v is not None:
+                env[name] = v
+        topics: dict[str, str] = {}
+        for name in Topics.model_fields:
+            v = os.environ.get("ENGAGE_TOPIC_" + name.upper())
+            if v is not None:
+                topics[name] = v
+        env["topics"] = Topics(**topics)
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**env)

@@ -1,0 +1,116 @@
+"""Segment Spec message models: the contract for what producers may send.
+
+The rules follow the reference (§9): userId or anonymousId required, messageId at most
+100 characters, 32 KB per message, at most 300 properties/traits, groupId at most 500
+characters. Extra top-level fields are kept so nothing a producer sent is lost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_MESSAGE_ID_CHARS = 100
+MAX_GROUP_ID_CHARS = 500
+MAX_FIELDS = 300
+
+EVENT_TYPES = ("track", "identify", "group", "page", "screen", "alias")
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    userId: StrictStr | None = None
+    anonymousId: StrictStr | None = None
+    messageId: StrictStr | None = Field(default=None, max_length=MAX_MESSAGE_ID_CHARS)
+    timestamp: datetime | None = None
+    originalTimestamp: datetime | None = None
+    sentAt: datetime | None = None
+    receivedAt: datetime | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    integrations: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("userId", "anonymousId", mode="after")
+    @classmethod
+    def _blank_is_missing(cls, v: str | None) -> str | None:
+        return v if v else None
+
+    @field_validator("timestamp", "originalTimestamp", "sentAt", "receivedAt", mode="after")
+    @classmethod
+    def _needs_timezone(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("timestamp must be ISO-8601 with a timezone")
+        return v
+
+    @model_validator(mode="after")
+    def _needs_an_id(self) -> _Common:
+        if self.userId is None and self.anonymousId is None and self._id_required():
+            raise ValueError("no_user_anon_id: userId or anonymousId is required")
+        return self
+
+    def _id_required(self) -> bool:
+        return True
+
+
+def _limit_fields(v: dict[str, Any]) -> dict[str, Any]:
+    if len(v) >= MAX_FIELDS:
+        raise ValueError(f"at most {MAX_FIELDS - 1} keys are accepted, got {len(v)}")
+    return v
+
+
+class Track(_Common):
+    type: Literal["track"]
+    event: StrictStr = Field(min_length=1)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    _limit = field_validator("properties")(_limit_fields)
+
+
+class Identify(_Common):
+    type: Literal["identify"]
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+    _limit = field_validator("traits")(_limit_fields)
+
+
+class Group(_Common):
+    type: Literal["group"]
+    groupId: StrictStr = Field(min_length=1, max_length=MAX_GROUP_ID_CHARS)
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+    _limit = field_validator("traits")(_limit_fields)
+
+
+class Page(_Common):
+    type: Literal["page"]
+    name: StrictStr | None = None
+    category: StrictStr | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    _limit = field_validator("properties")(_limit_fields)
+
+
+class Screen(_Common):
+    type: Literal["screen"]
+    name: StrictStr | None = None
+    category: StrictStr | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    _limit = field_validator("properties")(_limit_fields)
+
+
+class Alias(_Common):
+    type: Literal["alias"]
+    previousId: StrictStr = Field(min_length=1)
+
+    def _id_required(self) -> bool:
+        # alias names the new id in userId; previousId is its own required field.
+        return True
+
+
+SegmentMessage = Annotated[
+    Track | Identify | Group | Page | Screen | Alias, Field(discriminator="type")
+]

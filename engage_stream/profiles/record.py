@@ -1,0 +1,93 @@
+"""Per-profile state as stored in RocksDB: one record per canonical profile.
+
+Dataclasses rather than pydantic: this is loaded and saved for every event on the hot
+path, and orjson serialises dataclasses natively. The record is the storage boundary; it
+is only ever built from bytes this module wrote.
+
+Ownership: the profile processor maintains `traits`, `external_ids` and `metadata`; the
+engine maintains `computed_traits`, `audiences`, `engine` (its opaque per-definition
+state, JSON-serialisable) and `next_wakeup` (when its next time-driven change is due). `recent_ids` is the processor's
+messageId dedup window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class TraitValue:
+    value: Any
+    ts: int  # event time (ms) of the message that set it; last by event time wins
+    message_id: str = ""
+
+
+@dataclass(slots=True)
+class ExternalId:
+    type: str
+    id: str
+    collection: str = "users"
+    created_at: int = 0
+    first_message_id: str = ""
+    source_id: str = ""
+    encoding: str = "none"
+
+
+@dataclass(slots=True)
+class Metadata:
+    created_at: int = 0
+    updated_at: int = 0
+    first_message_id: str = ""
+    last_message_id: str = ""
+    first_source_id: str = ""
+    last_source_id: str = ""
+    event_count: int = 0
+
+
+@dataclass(slots=True)
+class ProfileRecord:
+    profile_id: str
+    traits: dict[str, TraitValue] = field(default_factory=dict)
+    computed_traits: dict[str, TraitValue] = field(default_factory=dict)
+    audiences: dict[str, TraitValue] = field(default_factory=dict)
+    external_ids: list[ExternalId] = field(default_factory=list)
+    metadata: Metadata = field(default_factory=Metadata)
+    engine: dict[str, Any] = field(default_factory=dict)
+    next_wakeup: int | None = None
+    recent_ids: dict[str, int] = field(default_factory=dict)  # messageId -> clock ms (dedup)
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def loads(cls, data: bytes) -> ProfileRecord:
+        d = orjson.loads(data)
+        return cls(
+            profile_id=d["profile_id"],
+            traits=_traits(d["traits"]),
+            computed_traits=_traits(d["computed_traits"]),
+            audiences=_traits(d["audiences"]),
+            external_ids=[ExternalId(**x) for x in d["external_ids"]],
+            metadata=Metadata(**d["metadata"]),
+            engine=d["engine"],
+            next_wakeup=d["next_wakeup"],
+            recent_ids=d.get("recent_ids", {}),
+        )
+
+    def trait(self, key: str) -> Any:
+        """The value a trait condition sees: computed and audience keys shadow custom ones."""
+        for source in (self.audiences, self.computed_traits, self.traits):
+            tv = source.get(key)
+            if tv is not None:
+                return tv.value
+        return None
+
+    def has_external_id(self, id_type: str, value: str) -> bool:
+        return any(x.type == id_type and x.id == value for x in self.external_ids)
+
+
+def _traits(d: dict[str, Any]) -> dict[str, TraitValue]:
+    return {k: TraitValue(v["value"], v["ts"], v.get("message_id", "")) for k, v in d.items()}

@@ -1,0 +1,45 @@
+"""Declares every topic the worker reads or writes, with the right partitions and cleanup."""
+
+from __future__ import annotations
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from engage_stream.config import Settings
+
+
+def topic_specs(settings: Settings, destinations: list[str] | None = None) -> dict[str, tuple[int, dict[str, str]]]:
+    t = settings.topics
+    n = settings.partitions
+    compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+               "segment.ms": "600000"}
+    specs: dict[str, tuple[int, dict[str, str]]] = {name: (n, {}) for name in t.inputs()}
+    specs[t.dead_letter] = (n, {})
+    specs[t.profile_events] = (n, {})
+    specs[settings.changelog_topic] = (n, compact)
+    specs[t.definitions] = (1, compact)
+    specs[t.changes] = (n, {})
+    for d in destinations or []:
+        specs[t.output(d)] = (n, {})
+    return specs
+
+
+def ensure_topics(settings: Settings, destinations: list[str] | None = None) -> list[str]:
+    """Create missing topics; returns the names created."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.broker, client_id="engage-stream-admin")
+    try:
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(name, num_partitions=parts, replication_factor=1, topic_configs=cfg)
+            for name, (parts, cfg) in topic_specs(settings, destinations).items()
+            if name not in existing
+        ]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+        return [x.name for x in new]
+    finally:
+        admin.close()
