@@ -30,6 +30,14 @@ class Topics(BaseModel):
     def output(self, destination: str) -> str:
         return self.output_prefix + destination
 
+    def with_suffix(self, suffix: str) -> Topics:
+        """Every topic name with a suffix: isolated runs (demo, tests) on a shared broker."""
+        return Topics(**{k: v + suffix if k != "output_prefix" else v.rstrip(".") + suffix + "."
+                         for k, v in self.model_dump().items()})
+
+    def env(self) -> dict[str, str]:
+        return {"ENGAGE_TOPIC_" + k.upper(): v for k, v in self.model_dump().items()}
+
 
 class Settings(BaseModel):
     broker: str = "127.0.0.1:9092"
@@ -45,6 +53,7 @@ class Settings(BaseModel):
     batch_size: int = 500
     batch_within_s: float = 0.05
     tick_interval_s: float = 1.0
+    commit_interval_s: float = Field(1.0, description="how often consumed offsets are committed")
     topics: Topics = Field(default_factory=Topics)
 
     @property
@@ -58,6 +67,12 @@ class Settings(BaseModel):
     @property
     def changelog_topic(self) -> str:
         return f"{self.app_id}-state-changelog"
+
+    def env(self) -> dict[str, str]:
+        """The environment that makes a child process (a worker) use these settings."""
+        out = {"ENGAGE_" + k.upper(): str(v) for k, v in self.model_dump(exclude={"topics"}).items()}
+        out.update(self.topics.env())
+        return out
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -25,6 +25,11 @@ events_processed = Counter(
     "engage_events_processed_total", "Events applied to profile state", ["partition"],
     registry=REGISTRY,
 )
+records_already_applied = Counter(
+    "engage_records_already_applied_total",
+    "Re-delivered internal records skipped because their effects are already in state",
+    registry=REGISTRY,
+)
 processing_lag = Histogram(
     "engage_processing_lag_seconds", "Event time to processed (clock) in seconds",
     buckets=_LAG_BUCKETS, registry=REGISTRY,

@@ -13,7 +13,9 @@ import time
 from typing import Any
 
 import faust
+from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from faust.web.exceptions import ServiceUnavailable
 
 from engage_stream import metrics
 from engage_stream.api import profiles as profile_api
@@ -38,6 +40,7 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(settings.data_dir / settings.app_id / "faust"),
         web_host=settings.web_host,
         web_port=settings.web_port,
+        web_bind=settings.web_host,
         web_in_thread=False,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         topic_partitions=settings.partitions,
@@ -47,7 +50,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         broker_commit_every=1000,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
         stream_wait_empty=True,
         table_standby_replicas=0,
@@ -134,7 +137,7 @@ def create_app(settings: Settings) -> faust.App:
                 owned = {tp.partition for tp in app.consumer.assignment()
                          if tp.topic == topics.profile_events}
                 if partition not in owned:
-                    return await app.router.route_topic_req(profile_topic, key, self.web, request)
+                    return await _route(partition, key, request, self)
                 ps = await partitions.get(partition)
                 body = profile_api.handle(
                     ProfileStore(Transaction(ps.store)), profile_id, section, request.path,
@@ -146,6 +149,15 @@ def create_app(settings: Settings) -> faust.App:
                                   content_type="application/json")
             metrics.api_requests.labels(section, "200").inc()
             return self.bytes(profile_api.dumps(body), content_type="application/json")
+
+    async def _route(partition: int, key: bytes, request: Request, view: View) -> Response:
+        """Serve a lookup owned by another worker by proxying it there."""
+        try:
+            return await app.router.route_topic_req(profile_topic, key, view.web, request)
+        except (KeyError, ServiceUnavailable):
+            raise profile_api.ApiError(
+                503, "service_unavailable",
+                f"Partition {partition} has no owner yet (rebalancing); retry shortly.") from None
 
     app.page("/metrics")(Metrics)
     app.page("/health")(Health)

@@ -155,7 +155,7 @@ class PartitionManager:
         metrics.recovery_records.labels("skipped").inc(skipped)
         metrics.recovery_seconds.observe(time.perf_counter() - started)
         metrics.state_profiles.labels(str(ps.partition)).set(ps.store.count(PROFILE))
-        log.info(
+        log.warning(
             "partition %d recovered: %d changelog records applied, %d skipped, resume at source offset %d",
             ps.partition, applied, skipped, resume,
         )

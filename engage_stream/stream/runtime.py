@@ -67,11 +67,12 @@ class ProfileRuntime:
         store = ProfileStore(tx)
         outputs: list[OutgoingRecord] = []
         last: int | None = None
-        processed = duplicates = 0
+        processed = duplicates = skipped = 0
         wall = time.time()
         for msg in messages:
             if msg.offset <= applied_up_to:
-                continue  # its effects are already in state (recovered or re-delivered)
+                skipped += 1  # its effects are already in state (recovered or re-delivered)
+                continue
             ps.clock = max(ps.clock, int(msg.timestamp * 1000))
             if msg.key == TICK_KEY:
                 changes = self.processor.advance(store, ps.clock)
@@ -88,6 +89,7 @@ class ProfileRuntime:
             if changes:
                 outputs.extend(self.build_records(changes, store))
             last = msg.offset
+        metrics.records_already_applied.inc(skipped)
         if last is None:
             return
         if tx.writes or outputs:

@@ -1,0 +1,49 @@
+"""Shared fixtures. Broker tests get a real Apache Kafka broker, started once per session by
+the project's own launcher on a dedicated port and data directory."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engage_stream.config import Settings
+from engage_stream.kafka_local import broker
+
+BROKER_PORT = int(os.environ.get("ENGAGE_TEST_BROKER_PORT", "39192"))
+_ports = itertools.count(int(os.environ.get("ENGAGE_TEST_WEB_PORT", "39300")))
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[str]:
+    data = Path(tempfile.mkdtemp(prefix="engage-test-kafka-"))
+    cfg = broker.BrokerConfig(port=BROKER_PORT, controller_port=BROKER_PORT + 1, data_dir=data)
+    started = False
+    if not broker.is_reachable(port=BROKER_PORT):
+        broker.start(cfg)
+        started = True
+    yield cfg.bootstrap
+    if started:
+        broker.stop(cfg)
+
+
+@pytest.fixture
+def worker_settings(kafka_broker: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings isolated per test: own topics, app id (consumer group), state dir, web port."""
+    run = f"{request.node.name[:40]}-{int(time.time() * 1000) % 10_000_000}"
+    run = "".join(c if c.isalnum() or c in "-_" else "-" for c in run)
+    return Settings(
+        broker=kafka_broker,
+        app_id=f"t-{run}",
+        partitions=2,
+        data_dir=tmp_path / "state",
+        web_port=next(_ports),
+        topics=Settings().topics.with_suffix(f"-{run}"),
+        batch_within_s=0.02,
+        tick_interval_s=0.5,
+    )

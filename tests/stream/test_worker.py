@@ -1,0 +1,240 @@
+"""The worker end to end on the real broker: ingest → profile state → Profile API, DLQ,
+dedup, and recovery from the changelog with local RocksDB deleted or after a crash."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from engage_stream.config import Settings
+from engage_stream.ingest.dead_letter import DeadLetter
+from engage_stream.produce import produce_lines
+from engage_stream.stream.topics import ensure_topics
+from engage_stream.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.broker
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+
+
+@pytest.fixture
+def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    ensure_topics(worker_settings)
+    w = WorkerProcess(worker_settings, tmp_path / "worker.log")
+    w.start(timeout=90)
+    yield w
+    w.stop()
+
+
+def produce(settings: Settings, messages: list[dict[str, Any] | bytes]) -> None:
+    lines = [m if isinstance(m, bytes) else orjson.dumps(m) for m in messages]
+    produce_lines(settings, lines)
+
+
+def identify(uid: str, ts: str, mid: str, **traits: Any) -> dict[str, Any]:
+    return {"type": "identify", "userId": uid, "traits": traits, "timestamp": ts, "messageId": mid}
+
+
+def track(uid: str, event: str, ts: str, mid: str, **props: Any) -> dict[str, Any]:
+    return {"type": "track", "userId": uid, "event": event, "properties": props,
+            "timestamp": ts, "messageId": mid}
+
+
+def now_iso(offset_s: float = 0) -> str:
+    from engage_stream.api.profiles import iso
+
+    return iso(int((time.time() + offset_s) * 1000))
+
+
+def processed(w: WorkerProcess) -> float:
+    return w.metric("engage_events_processed_total")
+
+
+def test_identify_and_track_show_in_profile_api(worker: WorkerProcess) -> None:
+    s = worker.settings
+    produce(s, [
+        identify("u1", now_iso(-60), "m1", email="u1@example.com", plan="pro"),
+        track("u1", "Order Completed", now_iso(-30), "m2", revenue=42.5),
+        {"type": "page", "userId": "u1", "name": "Pricing", "timestamp": now_iso(-10),
+         "messageId": "m3"},
+    ])
+    wait_for(lambda: processed(worker) >= 3, what="3 events processed")
+
+    status, body = worker.profile("user_id:u1", "traits")
+    assert status == 200
+    assert body["traits"] == {"email": "u1@example.com", "plan": "pro"}
+
+    status, body = worker.profile("user_id:u1", "events", "sort=asc")
+    assert status == 200
+    assert [e["event"] or e["type"] for e in body["data"]] == ["identify", "Order Completed",
+                                                                "Page Viewed"]
+    assert body["data"][1]["properties"] == {"revenue": 42.5}
+    assert body["data"][2]["properties"]["page_name"] == "Pricing"
+
+    status, body = worker.profile("user_id:u1", "external_ids")
+    assert {(x["type"], x["id"]) for x in body["data"]} == {("user_id", "u1"),
+                                                            ("email", "u1@example.com")}
+    status, body = worker.profile("user_id:u1", "metadata")
+    assert body["metadata"]["first_message_id"] in {"m1", "m2", "m3"}
+
+    status, body = worker.profile("user_id:nobody", "traits")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    status, body = worker.request(
+        f"/v1/spaces/{s.space_id}/collections/users/profiles/user_id:u1/traits", token="nope")
+    assert status == 401 and body["error"]["code"] == "authentication_error"
+
+
+def test_bad_input_goes_to_dead_letter_topic_with_reason(worker: WorkerProcess) -> None:
+    s = worker.settings
+    bad = {
+        b'{"type": "track", "event": "Broken"': "malformed_json",
+        b'{"type": "track", "event": "No Ids"}': "missing_id",
+        b'{"type": "track", "userId": 7, "event": "X"}': "invalid_field",
+        b'{"type": "warp", "userId": "u"}': "unknown_type",
+        b'{"type":"track","userId":"u","event":"B","properties":{"x":"' + b"y" * 33000 + b'"}}':
+            "oversize",
+        b"[1, 2]": "not_an_object",
+    }
+    produce(s, [*bad, track("u2", "Fine", now_iso(), "ok-1")])
+    consumer = KafkaConsumer(s.topics.dead_letter, bootstrap_servers=s.broker,
+                             auto_offset_reset="earliest", consumer_timeout_ms=1000)
+    seen: dict[bytes, DeadLetter] = {}
+    deadline = time.monotonic() + 30
+    while len(seen) < len(bad) and time.monotonic() < deadline:
+        for rec in consumer:
+            seen[rec.value] = DeadLetter.from_headers(rec.headers)
+    consumer.close()
+    assert set(seen) == set(bad), "every invalid record is dead-lettered with its original bytes"
+    for raw, dl in seen.items():
+        assert dl.reason == bad[raw]
+        assert dl.detail
+        assert dl.topic.startswith("segment.") and dl.offset >= 0 and dl.partition >= 0
+    wait_for(lambda: processed(worker) >= 1, what="the valid event to be processed")
+    assert worker.metric("engage_events_dead_lettered_total") == len(bad)
+    assert worker.profile("user_id:u2", "events")[0] == 200, "the worker kept running"
+
+
+def test_duplicate_message_ids_are_dropped(worker: WorkerProcess) -> None:
+    s = worker.settings
+    e = track("u3", "Clicked", now_iso(), "dup-1")
+    produce(s, [e, e, e, track("u3", "Clicked", now_iso(), "dup-2")])
+    wait_for(lambda: processed(worker) + worker.metric("engage_duplicates_dropped_total") >= 4,
+             what="4 records handled")
+    assert processed(worker) == 2
+    assert worker.metric("engage_duplicates_dropped_total") == 2
+    _, body = worker.profile("user_id:u3", "events")
+    assert sorted(x["message_id"] for x in body["data"]) == ["dup-1", "dup-2"]
+
+
+def _snapshot(w: WorkerProcess, users: list[str]) -> dict[str, Any] | None:
+    """Everything the Profile API says about these users, or None while any lookup fails."""
+    out = {}
+    for u in users:
+        responses = [w.profile(f"user_id:{u}", section, query) for section, query in
+                     (("traits", ""), ("events", "limit=100"), ("metadata", ""))]
+        if any(status != 200 for status, _ in responses):
+            return None
+        (_, traits), (_, events), (_, md) = responses
+        out[u] = (traits["traits"], sorted(e["message_id"] for e in events["data"]),
+                  md["metadata"]["last_message_id"])
+    return out
+
+
+def _profile_offsets(s: Settings) -> tuple[dict[int, int], dict[int, int]]:
+    """(committed, end) offsets of the internal profile-events topic, by partition."""
+    admin = KafkaAdminClient(bootstrap_servers=s.broker)
+    consumer = KafkaConsumer(bootstrap_servers=s.broker)
+    try:
+        committed = {tp.partition: meta.offset
+                     for tp, meta in admin.list_group_offsets(s.app_id).get(s.app_id, {}).items()
+                     if tp.topic == s.topics.profile_events}
+        tps = [TopicPartition(s.topics.profile_events, p) for p in range(s.partitions)]
+        ends = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+        return committed, ends
+    finally:
+        admin.close()
+        consumer.close()
+
+
+RESTARTS = {
+    # name: (stop how, wait for the offset commit first, delete local RocksDB)
+    "stop-delete-local": ("stop", True, True),
+    "crash-after-commit-delete-local": ("kill", True, True),
+    "crash-before-commit-keep-local": ("kill", False, False),
+    "crash-before-commit-delete-local": ("kill", False, True),
+}
+
+
+@pytest.mark.parametrize("scenario", list(RESTARTS))
+def test_restart_loses_nothing_and_applies_nothing_twice(
+    worker_settings: Settings, tmp_path: Path, scenario: str
+) -> None:
+    how, wait_commit, delete_local = RESTARTS[scenario]
+    s = worker_settings.model_copy(update={"commit_interval_s": 0.5 if wait_commit else 3600.0})
+    ensure_topics(s)
+    users = [f"r{i}" for i in range(12)]
+    batch1 = []
+    for i, u in enumerate(users):
+        batch1.append(identify(u, now_iso(-100), f"{u}-id", plan=f"plan-{i}", n=i))
+        batch1 += [track(u, "Viewed", now_iso(-90 + k), f"{u}-t{k}", k=k) for k in range(3)]
+    w1 = WorkerProcess(s, tmp_path / "w1.log")
+    w1.start(timeout=90)
+    try:
+        produce(s, batch1)
+        wait_for(lambda: processed(w1) >= len(batch1), what="first batch processed")
+        before = wait_for(lambda: _snapshot(w1, users), what="profiles readable")
+        _, ends = _profile_offsets(s)
+        if wait_commit:
+            wait_for(lambda: all(_profile_offsets(s)[0].get(p, 0) >= end for p, end in ends.items()),
+                     what="offsets committed")
+    finally:
+        w1.kill() if how == "kill" else w1.stop()
+    if not wait_commit:
+        committed, _ = _profile_offsets(s)
+        assert all(committed.get(p, 0) < end for p, end in ends.items()), "crashed before commit"
+    if delete_local:
+        shutil.rmtree(s.data_dir / s.app_id / "state")
+
+    w2 = WorkerProcess(s, tmp_path / "w2.log")
+    w2.start(timeout=90)
+    try:
+        after = wait_for(lambda: _snapshot(w2, users) == before and _snapshot(w2, users),
+                         timeout=60, what="state back after restart")
+        assert after == before
+        if delete_local and wait_commit:
+            assert w2.metric("engage_recovery_records_total", 'outcome="applied"') > 0
+        if not wait_commit and not delete_local:
+            # local RocksDB already holds these records' effects: skipped by source offset
+            assert w2.metric("engage_records_already_applied_total") >= len(batch1)
+        # Only the local-state-less, uncommitted case re-applies the profile-event records
+        # (nothing else had them); everywhere else a second application would be a bug.
+        assert processed(w2) == (len(batch1) if not wait_commit and delete_local else 0)
+        # Uncommitted input is re-ingested (at-least-once); those copies must be dropped by
+        # messageId, never applied again.
+        assert w2.metric("engage_duplicates_dropped_total") == (0 if wait_commit else len(batch1))
+        # The restarted worker carries on: new events apply exactly once on top.
+        produce(s, [identify(users[0], now_iso(), "late-id", plan="upgraded"),
+                    identify(users[0], now_iso(), "late-id", plan="upgraded")])
+        wait_for(lambda: w2.profile(f"user_id:{users[0]}", "traits")[1]["traits"].get("plan")
+                 == "upgraded", what="new event applied after restart")
+        _, events = w2.profile(f"user_id:{users[0]}", "events", "limit=100")
+        ids = [e["message_id"] for e in events["data"]]
+        assert len(ids) == len(set(ids)) == 5
+    finally:
+        w2.stop()
