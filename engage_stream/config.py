@@ -77,7 +77,7 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env: dict[str, object] = {}
-        for name, field in cls.model_fields.items():
+        for name, _field in cls.model_fields.items():
             if name == "topics":
                 continue
             v = os.environ.get("ENGAGE_" + name.upper())

@@ -16,6 +16,7 @@ from engage_stream.identity.external_ids import extract_external_ids
 from engage_stream.profiles.record import ExternalId, ProfileRecord, TraitValue
 from engage_stream.profiles.store import ProfileStore
 
+
 class EngineLike(Protocol):
     def on_event(self, profile: ProfileRecord, event: ProfileEvent, now_ms: int) -> list[Any]: ...
 

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import faust
-from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 

@@ -1,0 +1,123 @@
+"""The profile stage over in-memory state: dedup, history, traits, ids, metadata, wake-ups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from engage_stream.events import ProfileEvent
+from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
+from engage_stream.profiles.record import ProfileRecord
+from engage_stream.profiles.store import ProfileStore
+from engage_stream.state.memory import MemoryKV
+
+H = 3_600_000
+DAY = 24 * H
+
+
+def ev(mid: str, ts: int, kind: str = "track", **kw: Any) -> ProfileEvent:
+    kw.setdefault("user_id", "u1")
+    return ProfileEvent(message_id=mid, type=kind, timestamp=ts, received_at=ts,
+                        profile_id="user_id:u1", event=kw.pop("event", "E" if kind == "track" else None),
+                        **kw)
+
+
+def make(history_days: float = 90, engine: Any = None) -> tuple[ProfileProcessor, ProfileStore]:
+    settings = ProcessorSettings(history_ms=int(history_days * DAY), dedup_ms=DAY)
+    return ProfileProcessor(engine, settings), ProfileStore(MemoryKV())
+
+
+def test_duplicate_message_id_within_24h_is_dropped_and_allowed_after() -> None:
+    p, s = make()
+    assert not p.apply(s, ev("m1", 0), now_ms=0).duplicate
+    assert p.apply(s, ev("m1", 0), now_ms=DAY - 1).duplicate
+    assert not p.apply(s, ev("m1", 0), now_ms=2 * DAY + 1).duplicate
+    assert s.get("user_id:u1").metadata.event_count == 2
+
+
+def test_traits_last_value_by_event_time_even_out_of_order() -> None:
+    p, s = make()
+    p.apply(s, ev("a", 2000, "identify", traits={"plan": "pro", "email": "x@y.z"}), now_ms=2000)
+    p.apply(s, ev("b", 1000, "identify", traits={"plan": "free", "age": 3}), now_ms=2001)
+    r = s.get("user_id:u1")
+    assert r.trait("plan") == "pro", "an older identify does not overwrite a newer value"
+    assert r.trait("age") == 3, "but it still sets traits nobody set later"
+    p.apply(s, ev("c", 3000, "identify", traits={"plan": None}), now_ms=3000)
+    assert s.get("user_id:u1").trait("plan") is None, "null removes a trait"
+
+
+def test_track_context_traits_do_not_update_profile_traits() -> None:
+    p, s = make()
+    p.apply(s, ev("a", 1, context={"traits": {"plan": "pro"}}), now_ms=1)
+    assert s.get("user_id:u1").traits == {}
+
+
+def test_external_ids_collected_once_each() -> None:
+    p, s = make()
+    p.apply(s, ev("a", 1, "identify", anonymous_id="anon", traits={"email": "e@x.io"}), now_ms=1)
+    p.apply(s, ev("b", 2, "group", group_id="acct", anonymous_id="anon"), now_ms=2)
+    ids = [(x.type, x.id, x.collection) for x in s.get("user_id:u1").external_ids]
+    assert ids == [("user_id", "u1", "users"), ("anonymous_id", "anon", "users"),
+                   ("email", "e@x.io", "users"), ("group_id", "acct", "accounts")]
+
+
+def test_metadata_first_and_last() -> None:
+    p, s = make()
+    p.apply(s, ev("a", 10), now_ms=10)
+    p.apply(s, ev("b", 20), now_ms=20)
+    md = s.get("user_id:u1").metadata
+    assert (md.first_message_id, md.last_message_id, md.created_at, md.updated_at) == (
+        "a", "b", 10, 20)
+
+
+def test_history_is_time_ordered_and_pruned_to_the_lookback() -> None:
+    p, s = make(history_days=2)
+    p.apply(s, ev("late", 5 * H), now_ms=6 * H)
+    p.apply(s, ev("early", 1 * H), now_ms=6 * H)
+    assert [e.message_id for e in s.history("user_id:u1")] == ["early", "late"]
+    p.apply(s, ev("next", 3 * DAY), now_ms=3 * DAY)
+    assert [e.message_id for e in s.history("user_id:u1")] == ["next"], "older than 2 days pruned"
+    p.apply(s, ev("ancient", 0), now_ms=3 * DAY)
+    assert [e.message_id for e in s.history("user_id:u1")] == ["next"], "too old to store"
+
+
+class WindowEngine:
+    """A minimal engine: 'member' for 1 s after each event, via the wake-up index."""
+
+    def on_event(self, profile: ProfileRecord, event: ProfileEvent, now_ms: int) -> list[Any]:
+        profile.next_wakeup = event.timestamp + 1000
+        return [("enter", profile.profile_id)]
+
+    def on_time(self, profile: ProfileRecord, now_ms: int) -> list[Any]:
+        profile.next_wakeup = None
+        return [("exit", profile.profile_id, now_ms)]
+
+    def recompute(self, profile: ProfileRecord, keys: set[str], history: Iterable[ProfileEvent],
+                  now_ms: int) -> list[Any]:
+        return [("recomputed", profile.profile_id, [e.message_id for e in history])]
+
+    def drop(self, profile: ProfileRecord, keys: set[str]) -> None:
+        profile.next_wakeup = None
+
+
+def test_wakeups_fire_once_when_due_without_new_events() -> None:
+    p, s = make(engine=WindowEngine())
+    assert p.apply(s, ev("a", 5000), now_ms=5000).changes == [("enter", "user_id:u1")]
+    assert p.advance(s, 5999) == []
+    assert p.advance(s, 6000) == [("exit", "user_id:u1", 6000)]
+    assert p.advance(s, 99_000) == [], "fired once; index entry removed"
+
+
+def test_a_newer_event_moves_the_wakeup() -> None:
+    p, s = make(engine=WindowEngine())
+    p.apply(s, ev("a", 5000), now_ms=5000)
+    p.apply(s, ev("b", 5500), now_ms=5500)
+    assert p.advance(s, 6000) == [], "old wake-up replaced"
+    assert p.advance(s, 6500) == [("exit", "user_id:u1", 6500)]
+
+
+def test_recompute_sees_each_profiles_history() -> None:
+    p, s = make(engine=WindowEngine())
+    p.apply(s, ev("a", 1000), now_ms=1000)
+    p.apply(s, ev("b", 2000), now_ms=2000)
+    assert p.recompute(s, {"k"}, now_ms=3000) == [("recomputed", "user_id:u1", ["a", "b"])]

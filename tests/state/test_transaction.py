@@ -1,0 +1,68 @@
+"""The partition store's atomic batches and the transaction's merged reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engage_stream.state.memory import MemoryKV
+from engage_stream.state.partition_store import PartitionStore
+from engage_stream.state.transaction import Transaction
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PartitionStore:
+    s = PartitionStore(tmp_path / "p0")
+    yield s
+    s.close()
+
+
+def test_meta_offsets_start_unset_and_persist(tmp_path: Path) -> None:
+    s = PartitionStore(tmp_path / "p")
+    assert (s.changelog_offset, s.source_offset) == (-1, -1)
+    s.write({b"a": b"1"}, changelog_offset=7, source_offset=41)
+    s.close()
+    s = PartitionStore(tmp_path / "p")
+    assert (s.changelog_offset, s.source_offset, s.get(b"a")) == (7, 41, b"1")
+    s.close()
+
+
+def test_nothing_reaches_rocksdb_before_the_batch(store: PartitionStore) -> None:
+    tx = Transaction(store)
+    tx.put(b"k", b"v")
+    assert tx.get(b"k") == b"v"
+    assert store.get(b"k") is None
+    store.write(tx.writes, changelog_offset=0, source_offset=0)
+    assert store.get(b"k") == b"v"
+
+
+def test_writes_to_one_key_coalesce(store: PartitionStore) -> None:
+    tx = Transaction(store)
+    for i in range(10):
+        tx.put(b"k", str(i).encode())
+    tx.delete(b"gone")
+    assert tx.writes == {b"k": b"9", b"gone": None}
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_range_merges_buffer_over_stored(store: PartitionStore, reverse: bool) -> None:
+    store.write({b"a1": b"s", b"a2": b"s", b"a4": b"s", b"b1": b"s"}, changelog_offset=None,
+                source_offset=None)
+    tx = Transaction(store)
+    tx.put(b"a3", b"t")
+    tx.put(b"a2", b"t")  # overrides stored
+    tx.delete(b"a4")  # hides stored
+    got = list(tx.range(b"a", b"b", reverse=reverse))
+    want = [(b"a1", b"s"), (b"a2", b"t"), (b"a3", b"t")]
+    assert got == (want[::-1] if reverse else want)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_memory_kv_has_the_same_range_semantics(reverse: bool) -> None:
+    kv = MemoryKV()
+    for k in (b"a1", b"a2", b"a3", b"b1"):
+        kv.put(k, b"v")
+    kv.delete(b"a2")
+    keys = [k for k, _ in kv.range(b"a", b"b", reverse=reverse)]
+    assert keys == ([b"a3", b"a1"] if reverse else [b"a1", b"a3"])
