@@ -58,6 +58,14 @@ state_profiles = Gauge(
     "engage_state_profiles", "Profiles stored per partition on this worker", ["partition"],
     registry=REGISTRY,
 )
+state_keys = Gauge(
+    "engage_state_keys", "Estimated RocksDB keys per partition (profiles, history, index)",
+    ["partition"], registry=REGISTRY,
+)
+state_bytes = Gauge(
+    "engage_state_bytes", "RocksDB size per partition (SST files + memtables)", ["partition"],
+    registry=REGISTRY,
+)
 recovery_records = Counter(
     "engage_recovery_records_total", "Changelog records replayed into local state", ["outcome"],
     registry=REGISTRY,

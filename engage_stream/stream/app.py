@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import faust
+from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
@@ -52,7 +53,10 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
         stream_wait_empty=True,
-        table_standby_replicas=0,
+        # Faust only uses its own partition assignor (which shares every worker's URL and
+        # partitions, needed to route Profile API lookups) when standbys are configured or
+        # Faust tables exist; we keep state ourselves, so ask for it this way.
+        table_standby_replicas=1,
         web_enabled=True,
     )
     topics = settings.topics
@@ -103,6 +107,9 @@ def create_app(settings: Settings) -> faust.App:
         for tp in app.consumer.assignment():
             if tp.topic == topics.profile_events:
                 await app.producer.send(topics.profile_events, TICK_KEY, b"", tp.partition, None, None)
+        for p, ps in list(partitions.open.items()):
+            metrics.state_keys.labels(str(p)).set(ps.store.estimated_keys())
+            metrics.state_bytes.labels(str(p)).set(ps.store.disk_bytes())
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
@@ -118,7 +125,9 @@ def create_app(settings: Settings) -> faust.App:
 
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "partitions": sorted(partitions.open)})
+            owned = sorted(tp.partition for tp in app.consumer.assignment()
+                           if tp.topic == topics.profile_events)
+            return self.json({"status": "ok", "owned": owned, "partitions": sorted(partitions.open)})
 
     class Profiles(View):
         async def get(self, request: Request, space: str, collection: str, identifier: str,
@@ -153,7 +162,8 @@ def create_app(settings: Settings) -> faust.App:
         """Serve a lookup owned by another worker by proxying it there."""
         try:
             return await app.router.route_topic_req(profile_topic, key, view.web, request)
-        except (KeyError, ServiceUnavailable):
+        except (KeyError, ServiceUnavailable, SameNode) as exc:
+            log.info("cannot route partition %d yet: %r", partition, exc)
             raise profile_api.ApiError(
                 503, "service_unavailable",
                 f"Partition {partition} has no owner yet (rebalancing); retry shortly.") from None

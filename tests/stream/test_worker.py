@@ -238,3 +238,32 @@ def test_restart_loses_nothing_and_applies_nothing_twice(
         assert len(ids) == len(set(ids)) == 5
     finally:
         w2.stop()
+
+
+def test_profile_lookup_is_routed_to_the_owning_worker(worker_settings: Settings,
+                                                         tmp_path: Path) -> None:
+    """Two workers share the partitions; either one answers for every profile."""
+    s1 = worker_settings
+    s2 = s1.model_copy(update={"web_port": s1.web_port + 50, "data_dir": tmp_path / "state2"})
+    ensure_topics(s1)
+    a = WorkerProcess(s1, tmp_path / "a.log")
+    b = WorkerProcess(s2, tmp_path / "b.log")
+    a.start(timeout=90)
+    b.start(timeout=90)
+    try:
+        users = [f"x{i}" for i in range(20)]
+        produce(s1, [identify(u, now_iso(), f"{u}-m", marker=u) for u in users])
+
+        def split() -> tuple[set[int], set[int]] | None:
+            pa, pb = set(a.get_json("/health")["owned"]), set(b.get_json("/health")["owned"])
+            return (pa, pb) if pa and pb and not pa & pb else None
+
+        wait_for(split, timeout=60, what="both workers to own partitions")
+        for w in (a, b):
+            for u in users:
+                status, body = wait_for(lambda w=w, u=u: (r := w.profile(f"user_id:{u}", "traits"))
+                                        [0] == 200 and r, what=f"{u} via {w.url}")
+                assert body["traits"] == {"marker": u}
+    finally:
+        a.stop()
+        b.stop()
