@@ -7,7 +7,8 @@ dedup → history → custom traits → external ids → metadata → engine →
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,19 +46,45 @@ class Outcome:
     changes: list[Any] = field(default_factory=list)
 
 
+def definitions_epoch(versions: Mapping[str, int]) -> str:
+    """A short fingerprint of a set of definition versions."""
+    digest = hashlib.blake2b(repr(sorted(versions.items())).encode(), digest_size=8)
+    return digest.hexdigest()
+
+
+@dataclass
+class SweepResult:
+    changes: list[Any]
+    cursor: str | None  # last profile id visited; None when the sweep is complete
+    profiles: int
+
+
 class ProfileProcessor:
-    def __init__(self, engine: EngineLike | None, settings: ProcessorSettings) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        engine: EngineLike | None,
+        settings: ProcessorSettings,
+        versions: Mapping[str, int] | None = None,
+    ) -> None:
         self.settings = settings
+        self.set_engine(engine, versions or {})
+
+    def set_engine(self, engine: EngineLike | None, versions: Mapping[str, int]) -> None:
+        """Swap in the engine for a new set of definitions (`key -> version`)."""
+        self.engine = engine
+        self.versions = dict(versions) if engine is not None else {}
+        self.epoch = definitions_epoch(self.versions)
 
     def apply(self, store: ProfileStore, event: ProfileEvent, now_ms: int) -> Outcome:
         record = store.get(event.profile_id)
         created = record is None
         if record is None:
             record = ProfileRecord(profile_id=event.profile_id)
+            record.def_versions, record.defs_epoch = dict(self.versions), self.epoch
         previous_wakeup = record.next_wakeup
         if self._is_duplicate(record, event, now_ms):
             return Outcome(duplicate=True)
+        changes = self._sync_definitions(store, record, now_ms)
         if self.settings.history_ms > 0:
             cutoff = now_ms - self.settings.history_ms
             if event.timestamp >= cutoff:
@@ -68,7 +95,8 @@ class ProfileProcessor:
             _apply_traits(record, event)
         _apply_external_ids(record, event)
         _apply_metadata(record, event, created)
-        changes = self.engine.on_event(record, event, now_ms) if self.engine else []
+        if self.engine is not None:
+            changes.extend(self.engine.on_event(record, event, now_ms))
         store.put(record, previous_wakeup)
         return Outcome(changes=changes)
 
@@ -80,40 +108,55 @@ class ProfileProcessor:
             if record is None or record.next_wakeup is None or record.next_wakeup > now_ms:
                 continue
             previous = record.next_wakeup
-            if self.engine:
-                changes.extend(self.engine.on_time(record, now_ms))
+            changes.extend(self._sync_definitions(store, record, now_ms))
+            if self.engine is not None and record.next_wakeup is not None:
+                if record.next_wakeup <= now_ms:
+                    changes.extend(self.engine.on_time(record, now_ms))
             else:
                 record.next_wakeup = None
-            if record.next_wakeup == previous:  # an engine must move its wake-up forward
-                record.next_wakeup = None
+            if record.next_wakeup is not None and record.next_wakeup <= now_ms:
+                record.next_wakeup = None  # an engine must move its wake-up past now
             store.put(record, previous)
         return changes
 
-    def recompute(self, store: ProfileStore, keys: set[str], now_ms: int) -> list[Any]:
-        """Evaluate added or edited definitions over every stored profile's history."""
+    def sweep(
+        self, store: ProfileStore, now_ms: int, after: str | None, max_profiles: int
+    ) -> SweepResult:
+        """Bring up to `max_profiles` stored profiles (ids after `after`) to the current
+        definitions: added or edited definitions are evaluated over each profile's history
+        (backfill), deleted ones dropped. Resumable by cursor; idempotent."""
         changes: list[Any] = []
-        if self.engine is None or not keys:
-            return changes
-        for pid in list(store.profile_ids()):
+        visited = 0
+        cursor: str | None = None
+        for pid in store.profile_ids(after=after):
+            if visited == max_profiles:
+                return SweepResult(changes, cursor, visited)
+            visited += 1
+            cursor = pid
             record = store.get(pid)
-            if record is None:
+            if record is None or record.defs_epoch == self.epoch:
                 continue
             previous = record.next_wakeup
-            history = store.history(pid, max(0, now_ms - self.settings.history_ms))
-            changes.extend(self.engine.recompute(record, keys, history, now_ms))
+            changes.extend(self._sync_definitions(store, record, now_ms))
             store.put(record, previous)
-        return changes
+        return SweepResult(changes, None, visited)
 
-    def drop(self, store: ProfileStore, keys: set[str]) -> None:
-        if self.engine is None or not keys:
-            return
-        for pid in list(store.profile_ids()):
-            record = store.get(pid)
-            if record is None:
-                continue
-            previous = record.next_wakeup
-            self.engine.drop(record, keys)
-            store.put(record, previous)
+    def _sync_definitions(self, store: ProfileStore, record: ProfileRecord, now_ms: int) -> list[Any]:
+        if record.defs_epoch == self.epoch:
+            return []
+        changes: list[Any] = []
+        applied = record.def_versions
+        if self.engine is not None:
+            removed = {k for k in applied if k not in self.versions}
+            stale = {k for k, v in self.versions.items() if applied.get(k) != v}
+            if removed:
+                self.engine.drop(record, removed)
+            if stale:
+                start = max(0, now_ms - self.settings.history_ms)
+                history = store.history(record.profile_id, start)
+                changes = self.engine.recompute(record, stale, history, now_ms)
+        record.def_versions, record.defs_epoch = dict(self.versions), self.epoch
+        return changes
 
     def _is_duplicate(self, record: ProfileRecord, event: ProfileEvent, now_ms: int) -> bool:
         """messageId dedup per profile over a sliding window (Segment: at least 24 h)."""

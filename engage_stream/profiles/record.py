@@ -7,7 +7,9 @@ is only ever built from bytes this module wrote.
 Ownership: the profile processor maintains `traits`, `external_ids` and `metadata`; the
 engine maintains `computed_traits`, `audiences`, `engine` (its opaque per-definition
 state, JSON-serialisable) and `next_wakeup` (when its next time-driven change is due). `recent_ids` is the processor's
-messageId dedup window.
+messageId dedup window; `def_versions` / `defs_epoch` record which definition versions the
+engine state was computed for, so a changed definition is recomputed from history before
+the profile is next touched.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class ProfileRecord:
     engine: dict[str, Any] = field(default_factory=dict)
     next_wakeup: int | None = None
     recent_ids: dict[str, int] = field(default_factory=dict)  # messageId -> clock ms (dedup)
+    def_versions: dict[str, int] = field(default_factory=dict)  # definitions state reflects
+    defs_epoch: str = ""  # fingerprint of def_versions, for a cheap "up to date?" check
 
     def dumps(self) -> bytes:
         return orjson.dumps(self)
@@ -75,6 +79,8 @@ class ProfileRecord:
             engine=d["engine"],
             next_wakeup=d["next_wakeup"],
             recent_ids=d.get("recent_ids", {}),
+            def_versions=d.get("def_versions", {}),
+            defs_epoch=d.get("defs_epoch", ""),
         )
 
     def trait(self, key: str) -> Any:

@@ -46,8 +46,10 @@ class ProfileStore:
             if record.next_wakeup is not None:
                 self.kv.put(WAKEUP + _ts(record.next_wakeup) + SEP + pid, b"")
 
-    def profile_ids(self) -> Iterator[str]:
-        for k, _ in self.kv.range(PROFILE, PROFILE + _END):
+    def profile_ids(self, after: str | None = None) -> Iterator[str]:
+        """Stored profile ids in key order, optionally only those after `after`."""
+        start = PROFILE + after.encode() + b"\x00" if after is not None else PROFILE
+        for k, _ in self.kv.range(start, PROFILE + _END):
             yield k[len(PROFILE) :].decode()
 
     # -- history --------------------------------------------------------------------

@@ -116,8 +116,30 @@ def test_a_newer_event_moves_the_wakeup() -> None:
     assert p.advance(s, 6500) == [("exit", "user_id:u1", 6500)]
 
 
-def test_recompute_sees_each_profiles_history() -> None:
-    p, s = make(engine=WindowEngine())
+def test_sweep_backfills_changed_definitions_over_history_resumably() -> None:
+    engine = WindowEngine()
+    p, s = make(engine=engine)
+    for uid in ("a", "b", "c"):
+        for i in range(2):
+            e = ev(f"{uid}{i}", 1000 + i, user_id=uid)
+            e.profile_id = f"user_id:{uid}"
+            p.apply(s, e, now_ms=2000)
+    p.set_engine(engine, {"k": 1})
+    first = p.sweep(s, now_ms=3000, after=None, max_profiles=2)
+    assert first.changes == [("recomputed", "user_id:a", ["a0", "a1"]),
+                             ("recomputed", "user_id:b", ["b0", "b1"])]
+    assert first.cursor == "user_id:b"
+    rest = p.sweep(s, now_ms=3000, after=first.cursor, max_profiles=2)
+    assert rest.changes == [("recomputed", "user_id:c", ["c0", "c1"])] and rest.cursor is None
+    assert p.sweep(s, now_ms=3000, after=None, max_profiles=10).changes == [], "idempotent"
+
+
+def test_a_stale_profile_is_recomputed_before_its_next_event() -> None:
+    engine = WindowEngine()
+    p, s = make(engine=engine)
     p.apply(s, ev("a", 1000), now_ms=1000)
-    p.apply(s, ev("b", 2000), now_ms=2000)
-    assert p.recompute(s, {"k"}, now_ms=3000) == [("recomputed", "user_id:u1", ["a", "b"])]
+    p.set_engine(engine, {"k": 2})
+    out = p.apply(s, ev("b", 2000), now_ms=2000).changes
+    assert out == [("recomputed", "user_id:u1", ["a"]), ("enter", "user_id:u1")], (
+        "history before the new event, then the event itself: counted once")
+    assert s.get("user_id:u1").def_versions == {"k": 2}
