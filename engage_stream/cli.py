@@ -38,8 +38,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _broker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from engage_stream.kafka_local.broker import BrokerConfig
 
-    return BrokerConfig(port=args.port, controller_port=args.controller_port,
-                        data_dir=Path(args.kafka_dir))
+    return BrokerConfig(
+        port=args.port, controller_port=args.controller_port, data_dir=Path(args.kafka_dir)
+    )
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
@@ -78,8 +79,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from engage_stream.demo import run_demo
 
-    return run_demo(_settings(args), events=args.events, users=args.users,
-                    kafka_dir=Path(args.kafka_dir), port=args.port)
+    return run_demo(
+        _settings(args),
+        events=args.events,
+        users=args.users,
+        kafka_dir=Path(args.kafka_dir),
+        port=args.port,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,8 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--web-port", dest="web_port", type=int)
     w.add_argument("--data-dir", dest="data_dir")
     w.add_argument("--loglevel", default="warning")
-    w.add_argument("--reset-local-state", action="store_true",
-                   help="delete local RocksDB state first; it is rebuilt from the changelog")
+    w.add_argument(
+        "--reset-local-state",
+        action="store_true",
+        help="delete local RocksDB state first; it is rebuilt from the changelog",
+    )
     w.set_defaults(func=cmd_worker)
 
     k = sub.add_parser("kafka", help="run a local Apache Kafka broker (no Docker needed)")
@@ -133,7 +142,9 @@ def _add_definition_commands(sub: argparse._SubParsersAction) -> None:  # type: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

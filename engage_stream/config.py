@@ -25,15 +25,27 @@ class Topics(BaseModel):
     output_prefix: str = Field("engage.out.", description="+ destination name")
 
     def inputs(self) -> list[str]:
-        return [self.track, self.identify, self.group, self.page, self.screen, self.alias, self.mixed]
+        return [
+            self.track,
+            self.identify,
+            self.group,
+            self.page,
+            self.screen,
+            self.alias,
+            self.mixed,
+        ]
 
     def output(self, destination: str) -> str:
         return self.output_prefix + destination
 
     def with_suffix(self, suffix: str) -> Topics:
         """Every topic name with a suffix: isolated runs (demo, tests) on a shared broker."""
-        return Topics(**{k: v + suffix if k != "output_prefix" else v.rstrip(".") + suffix + "."
-                         for k, v in self.model_dump().items()})
+        return Topics(
+            **{
+                k: v + suffix if k != "output_prefix" else v.rstrip(".") + suffix + "."
+                for k, v in self.model_dump().items()
+            }
+        )
 
     def env(self) -> dict[str, str]:
         return {"ENGAGE_TOPIC_" + k.upper(): v for k, v in self.model_dump().items()}
@@ -53,6 +65,9 @@ class Settings(BaseModel):
     batch_size: int = 500
     batch_within_s: float = 0.05
     tick_interval_s: float = 1.0
+    backfill_chunk: int = Field(
+        2000, description="profiles re-evaluated per batch after a definition change"
+    )
     commit_interval_s: float = Field(1.0, description="how often consumed offsets are committed")
     topics: Topics = Field(default_factory=Topics)
 
@@ -70,7 +85,9 @@ class Settings(BaseModel):
 
     def env(self) -> dict[str, str]:
         """The environment that makes a child process (a worker) use these settings."""
-        out = {"ENGAGE_" + k.upper(): str(v) for k, v in self.model_dump(exclude={"topics"}).items()}
+        out = {
+            "ENGAGE_" + k.upper(): str(v) for k, v in self.model_dump(exclude={"topics"}).items()
+        }
         out.update(self.topics.env())
         return out
 

@@ -10,19 +10,26 @@ _LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 events_consumed = Counter(
-    "engage_events_consumed_total", "Valid Segment events accepted by ingest", ["type"],
+    "engage_events_consumed_total",
+    "Valid Segment events accepted by ingest",
+    ["type"],
     registry=REGISTRY,
 )
 dead_lettered = Counter(
-    "engage_events_dead_lettered_total", "Input records sent to the dead-letter topic",
-    ["reason"], registry=REGISTRY,
+    "engage_events_dead_lettered_total",
+    "Input records sent to the dead-letter topic",
+    ["reason"],
+    registry=REGISTRY,
 )
 duplicates_dropped = Counter(
-    "engage_duplicates_dropped_total", "Events dropped as repeated messageIds within the window",
+    "engage_duplicates_dropped_total",
+    "Events dropped as repeated messageIds within the window",
     registry=REGISTRY,
 )
 events_processed = Counter(
-    "engage_events_processed_total", "Events applied to profile state", ["partition"],
+    "engage_events_processed_total",
+    "Events applied to profile state",
+    ["partition"],
     registry=REGISTRY,
 )
 records_already_applied = Counter(
@@ -31,58 +38,92 @@ records_already_applied = Counter(
     registry=REGISTRY,
 )
 processing_lag = Histogram(
-    "engage_processing_lag_seconds", "Event time to processed (clock) in seconds",
-    buckets=_LAG_BUCKETS, registry=REGISTRY,
+    "engage_processing_lag_seconds",
+    "Event time to processed (clock) in seconds",
+    buckets=_LAG_BUCKETS,
+    registry=REGISTRY,
 )
 checkpoint_seconds = Histogram(
-    "engage_checkpoint_seconds", "Time to flush a batch's outputs and changelog and commit it locally",
-    buckets=_FAST_BUCKETS, registry=REGISTRY,
+    "engage_checkpoint_seconds",
+    "Time to flush a batch's outputs and changelog and commit it locally",
+    buckets=_FAST_BUCKETS,
+    registry=REGISTRY,
 )
 batch_records = Histogram(
-    "engage_batch_records", "Records per processed batch",
-    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000), registry=REGISTRY,
+    "engage_batch_records",
+    "Records per processed batch",
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+    registry=REGISTRY,
 )
 outputs_produced = Counter(
-    "engage_output_records_total", "Records produced to output topics", ["topic"],
+    "engage_output_records_total",
+    "Records produced to output topics",
+    ["topic"],
     registry=REGISTRY,
 )
 changes_emitted = Counter(
-    "engage_changes_total", "Audience membership and computed-trait changes", ["kind", "key"],
+    "engage_changes_total",
+    "Audience membership and computed-trait changes",
+    ["kind", "key"],
     registry=REGISTRY,
 )
 timers_fired = Counter(
-    "engage_timers_fired_total", "Time-driven re-evaluations (window exits etc.)",
+    "engage_timers_fired_total",
+    "Time-driven re-evaluations (window exits etc.)",
     registry=REGISTRY,
 )
 state_profiles = Gauge(
-    "engage_state_profiles", "Profiles stored per partition on this worker", ["partition"],
+    "engage_state_profiles",
+    "Profiles stored per partition on this worker",
+    ["partition"],
     registry=REGISTRY,
 )
 state_keys = Gauge(
-    "engage_state_keys", "Estimated RocksDB keys per partition (profiles, history, index)",
-    ["partition"], registry=REGISTRY,
+    "engage_state_keys",
+    "Estimated RocksDB keys per partition (profiles, history, index)",
+    ["partition"],
+    registry=REGISTRY,
 )
 state_bytes = Gauge(
-    "engage_state_bytes", "RocksDB size per partition (SST files + memtables)", ["partition"],
+    "engage_state_bytes",
+    "RocksDB size per partition (SST files + memtables)",
+    ["partition"],
     registry=REGISTRY,
 )
 recovery_records = Counter(
-    "engage_recovery_records_total", "Changelog records replayed into local state", ["outcome"],
+    "engage_recovery_records_total",
+    "Changelog records replayed into local state",
+    ["outcome"],
     registry=REGISTRY,
 )
 recovery_seconds = Histogram(
-    "engage_recovery_seconds", "Time to bring one partition's state up to date from the changelog",
-    buckets=_FAST_BUCKETS, registry=REGISTRY,
+    "engage_recovery_seconds",
+    "Time to bring one partition's state up to date from the changelog",
+    buckets=_FAST_BUCKETS,
+    registry=REGISTRY,
 )
 backfill_profiles = Counter(
-    "engage_backfill_profiles_total", "Profiles re-evaluated after a definition change",
+    "engage_backfill_profiles_total",
+    "Profiles re-evaluated after a definition change",
+    registry=REGISTRY,
+)
+backfill_pending = Gauge(
+    "engage_backfill_pending",
+    "1 while a partition is still re-evaluating profiles after a definition change",
+    ["partition"],
     registry=REGISTRY,
 )
 definitions_active = Gauge(
-    "engage_definitions", "Definitions currently applied", ["kind"], registry=REGISTRY,
+    "engage_definitions",
+    "Definitions currently applied",
+    ["kind"],
+    registry=REGISTRY,
 )
 api_requests = Counter(
-    "engage_api_requests_total", "Profile API requests", ["endpoint", "status"], registry=REGISTRY,
+    "engage_api_requests_total",
+    "Profile API requests",
+    ["endpoint", "status"],
+    registry=REGISTRY,
 )
 
 

@@ -36,8 +36,12 @@ class Progress:
         rate = self.done / max(1e-6, time.monotonic() - self.started)
         bar = "#" * (pct // 4) + "." * (25 - pct // 4)
         end = "\r" if self._tty else "\n"
-        print(f"{self.label} [{bar}] {pct:3d}% {self.done}/{self.total} ({rate:,.0f}/s)", end=end,
-              file=sys.stderr, flush=True)
+        print(
+            f"{self.label} [{bar}] {pct:3d}% {self.done}/{self.total} ({rate:,.0f}/s)",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self._tty:
@@ -62,11 +66,19 @@ def route(settings: Settings, raw: bytes, mixed: bool) -> tuple[str, bytes | Non
 
 
 def produce_lines(
-    settings: Settings, lines: Iterable[bytes], total: int | None = None, mixed: bool = False,
+    settings: Settings,
+    lines: Iterable[bytes],
+    total: int | None = None,
+    mixed: bool = False,
     label: str = "producing",
 ) -> int:
-    producer = KafkaProducer(bootstrap_servers=settings.broker, linger_ms=10, acks="all",
-                             batch_size=256 * 1024, max_request_size=4 * 1024 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.broker,
+        linger_ms=10,
+        acks="all",
+        batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
     progress = Progress(label, total)
     n = 0
     try:

@@ -18,7 +18,11 @@ ACCOUNTS = [f"acct_{i:03d}" for i in range(20)]
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 class Shop:
@@ -26,8 +30,12 @@ class Shop:
         self.rng = random.Random(seed)
         self.users = users
         self.products = [
-            {"product_id": f"prod_{i:03d}", "name": f"Item {i}", "category": self.rng.choice(CATEGORIES),
-             "price": round(self.rng.uniform(5, 300), 2)}
+            {
+                "product_id": f"prod_{i:03d}",
+                "name": f"Item {i}",
+                "category": self.rng.choice(CATEGORIES),
+                "price": round(self.rng.uniform(5, 300), 2),
+            }
             for i in range(60)
         ]
         self.identified: set[int] = set()
@@ -46,8 +54,10 @@ class Shop:
             **self._ids(u),
             "messageId": f"msg-{self.seq:09d}",
             "timestamp": iso(ts),
-            "context": {"library": {"name": "engage-stream-sample", "version": "1"},
-                        "ip": f"10.0.{u % 250}.{u % 200}"},
+            "context": {
+                "library": {"name": "engage-stream-sample", "version": "1"},
+                "ip": f"10.0.{u % 250}.{u % 200}",
+            },
         }
 
     def event(self, ts: int) -> dict[str, Any]:
@@ -56,29 +66,77 @@ class Shop:
         r = rng.random()
         if r < 0.60:
             page = rng.choice(PAGES)
-            return self._msg(u, ts, {"type": "page", "name": page,
-                                     "properties": {"url": f"https://shop.example/{page.lower()}",
-                                                    "category": rng.choice(CATEGORIES)}})
+            return self._msg(
+                u,
+                ts,
+                {
+                    "type": "page",
+                    "name": page,
+                    "properties": {
+                        "url": f"https://shop.example/{page.lower()}",
+                        "category": rng.choice(CATEGORIES),
+                    },
+                },
+            )
         if r < 0.75:
             p = rng.choice(self.products)
-            return self._msg(u, ts, {"type": "track", "event": "Product Viewed", "properties": dict(p)})
+            return self._msg(
+                u, ts, {"type": "track", "event": "Product Viewed", "properties": dict(p)}
+            )
         if r < 0.85:
             p = rng.choice(self.products)
-            return self._msg(u, ts, {"type": "track", "event": "Product Added",
-                                     "properties": {**p, "quantity": rng.randint(1, 3)}})
+            return self._msg(
+                u,
+                ts,
+                {
+                    "type": "track",
+                    "event": "Product Added",
+                    "properties": {**p, "quantity": rng.randint(1, 3)},
+                },
+            )
         if r < 0.92:
             self.identified.add(u)
-            return self._msg(u, ts, {"type": "identify", "traits": {
-                "email": f"user{u}@example.com", "plan": rng.choice(PLANS), "name": f"User {u}"}})
+            return self._msg(
+                u,
+                ts,
+                {
+                    "type": "identify",
+                    "traits": {
+                        "email": f"user{u}@example.com",
+                        "plan": rng.choice(PLANS),
+                        "name": f"User {u}",
+                    },
+                },
+            )
         if r < 0.98:
             items = rng.sample(self.products, rng.randint(1, 3))
             revenue = round(sum(p["price"] for p in items), 2)
-            return self._msg(u, ts, {"type": "track", "event": "Order Completed", "properties": {
-                "order_id": f"ord-{self.seq:08d}", "revenue": revenue, "currency": "USD",
-                "products": [{"product_id": p["product_id"], "price": p["price"]} for p in items]}})
+            return self._msg(
+                u,
+                ts,
+                {
+                    "type": "track",
+                    "event": "Order Completed",
+                    "properties": {
+                        "order_id": f"ord-{self.seq:08d}",
+                        "revenue": revenue,
+                        "currency": "USD",
+                        "products": [
+                            {"product_id": p["product_id"], "price": p["price"]} for p in items
+                        ],
+                    },
+                },
+            )
         self.identified.add(u)
-        return self._msg(u, ts, {"type": "group", "groupId": rng.choice(ACCOUNTS),
-                                 "traits": {"name": "Account", "plan": rng.choice(PLANS)}})
+        return self._msg(
+            u,
+            ts,
+            {
+                "type": "group",
+                "groupId": rng.choice(ACCOUNTS),
+                "traits": {"name": "Account", "plan": rng.choice(PLANS)},
+            },
+        )
 
 
 def generate(
@@ -101,5 +159,6 @@ def bad_records() -> list[bytes]:
         b'{"type": "track", "userId": 42, "event": "Wrong Type"}',  # wrong type
         b'{"type": "teleport", "userId": "u1"}',  # unknown type
         b'{"type": "track", "userId": "u1", "event": "Big", "properties": {"blob": "'
-        + b"x" * 40_000 + b'"}}',  # oversize
+        + b"x" * 40_000
+        + b'"}}',  # oversize
     ]

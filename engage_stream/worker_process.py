@@ -34,9 +34,19 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engage_stream", "worker", "--loglevel", self.loglevel,
-             *(extra_args or [])],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "engage_stream",
+                "worker",
+                "--loglevel",
+                self.loglevel,
+                *(extra_args or []),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         self.wait_healthy(timeout)
@@ -64,7 +74,9 @@ class WorkerProcess:
     def request(self, path: str, token: str | None = None) -> tuple[int, Any]:
         req = urllib.request.Request(self.url + path)
         if token is not None:
-            req.add_header("Authorization", "Basic " + base64.b64encode(f"{token}:".encode()).decode())
+            req.add_header(
+                "Authorization", "Basic " + base64.b64encode(f"{token}:".encode()).decode()
+            )
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 return resp.status, orjson.loads(resp.read())
@@ -76,8 +88,10 @@ class WorkerProcess:
             return orjson.loads(resp.read())
 
     def profile(self, identifier: str, section: str, query: str = "") -> tuple[int, Any]:
-        path = (f"/v1/spaces/{self.settings.space_id}/collections/users/profiles/"
-                f"{identifier}/{section}{'?' + query if query else ''}")
+        path = (
+            f"/v1/spaces/{self.settings.space_id}/collections/users/profiles/"
+            f"{identifier}/{section}{'?' + query if query else ''}"
+        )
         return self.request(path, token=self.settings.api_token)
 
     def metric(self, name: str, label: str = "") -> float:

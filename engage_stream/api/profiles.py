@@ -80,7 +80,9 @@ class ProfileQuery(BaseModel):
             sort=sort,
         )
 
-    def cursor(self, has_more: bool, next_token: str, extra: dict[str, str] | None = None) -> Cursor:
+    def cursor(
+        self, has_more: bool, next_token: str, extra: dict[str, str] | None = None
+    ) -> Cursor:
         params = {"limit": str(self.limit), **(extra or {})}
         if next_token:
             params["next"] = next_token
@@ -104,7 +106,11 @@ def _iso_param(v: str | None, name: str) -> int | None:
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _token(value: str) -> str:
@@ -142,10 +148,15 @@ def traits(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
     for k in page:
         tv = entries[k]
         body[k] = (
-            {"value": tv.value, "source_id": "", "updated_at": iso(tv.ts)} if q.verbose else tv.value
+            {"value": tv.value, "source_id": "", "updated_at": iso(tv.ts)}
+            if q.verbose
+            else tv.value
         )
     next_token = _token(page[-1]) if rest else ""
-    return {"traits": body, "cursor": q.cursor(bool(rest), next_token).model_dump(exclude_none=True)}
+    return {
+        "traits": body,
+        "cursor": q.cursor(bool(rest), next_token).model_dump(exclude_none=True),
+    }
 
 
 def external_ids(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
@@ -206,7 +217,9 @@ def _event_item(record: ProfileRecord, e: ProfileEvent) -> dict[str, Any]:
     return item
 
 
-def events(store: ProfileStore, record: ProfileRecord, q: ProfileQuery, now_ms: int) -> dict[str, Any]:
+def events(
+    store: ProfileStore, record: ProfileRecord, q: ProfileQuery, now_ms: int
+) -> dict[str, Any]:
     """Last 14 days by event time; `next` is the (timestamp, messageId) to continue after."""
     start = max(q.start or 0, now_ms - EVENTS_LOOKBACK_MS)
     end = q.end + 1 if q.end is not None else None

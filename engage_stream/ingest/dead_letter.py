@@ -27,7 +27,9 @@ class DeadLetter(BaseModel):
         ]
 
     @classmethod
-    def from_headers(cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> DeadLetter:
+    def from_headers(
+        cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]
+    ) -> DeadLetter:
         fields = {
             k[len(HEADER_PREFIX) :]: v.decode() for k, v in headers if k.startswith(HEADER_PREFIX)
         }

@@ -60,10 +60,14 @@ def parse_message(raw: bytes, received_at_ms: int) -> ProfileEvent:
 
 def parse_object(obj: Any, received_at_ms: int, raw: bytes | None = None) -> ProfileEvent:
     if not isinstance(obj, dict):
-        raise InvalidEvent(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+        raise InvalidEvent(
+            Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}"
+        )
     kind = obj.get("type")
     if kind not in EVENT_TYPES:
-        raise InvalidEvent(Reason.UNKNOWN_TYPE, f"type {kind!r} is not one of {', '.join(EVENT_TYPES)}")
+        raise InvalidEvent(
+            Reason.UNKNOWN_TYPE, f"type {kind!r} is not one of {', '.join(EVENT_TYPES)}"
+        )
     try:
         msg = _adapter.validate_python(obj)
     except ValidationError as exc:
@@ -79,7 +83,9 @@ def _classify(exc: ValidationError) -> InvalidEvent:
     if "no_user_anon_id" in msg:
         return InvalidEvent(Reason.MISSING_ID, "userId or anonymousId is required")
     if loc == "messageId" and first["type"] == "string_too_long":
-        return InvalidEvent(Reason.MESSAGE_ID_TOO_LONG, f"messageId longer than {MAX_MESSAGE_ID_CHARS}")
+        return InvalidEvent(
+            Reason.MESSAGE_ID_TOO_LONG, f"messageId longer than {MAX_MESSAGE_ID_CHARS}"
+        )
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return InvalidEvent(Reason.INVALID_FIELD, f"{loc}: {msg}{more}")
 

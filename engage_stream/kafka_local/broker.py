@@ -184,13 +184,29 @@ def start(cfg: BrokerConfig, timeout: float = 90.0) -> None:
     props = cfg.data_dir / "server.properties"
     props.write_text(_properties(cfg))
     classpath = f"{libs}/*"
-    java = ["java", f"-Xmx{cfg.heap}", f"-Xms{cfg.heap}", "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={libs.parent / 'log4j2.xml'}", "-cp", classpath]
+    java = [
+        "java",
+        f"-Xmx{cfg.heap}",
+        f"-Xms{cfg.heap}",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={libs.parent / 'log4j2.xml'}",
+        "-cp",
+        classpath,
+    ]
     if not (cfg.data_dir / "logs" / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "--standalone", "-t",
-             cluster_id, "-c", str(props), "--ignore-formatted"],
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )

@@ -141,7 +141,9 @@ class ProfileProcessor:
             store.put(record, previous)
         return SweepResult(changes, None, visited)
 
-    def _sync_definitions(self, store: ProfileStore, record: ProfileRecord, now_ms: int) -> list[Any]:
+    def _sync_definitions(
+        self, store: ProfileStore, record: ProfileRecord, now_ms: int
+    ) -> list[Any]:
         if record.defs_epoch == self.epoch:
             return []
         changes: list[Any] = []

@@ -20,7 +20,9 @@ class MemoryKV:
     def delete(self, key: bytes) -> None:
         self._d.pop(key, None)
 
-    def range(self, start: bytes, end: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def range(
+        self, start: bytes, end: bytes, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
         keys = list(self._d.irange(start, end, inclusive=(True, False), reverse=reverse))
         for k in keys:
             yield k, self._d[k]

@@ -96,7 +96,8 @@ class PartitionStore:
 
     def disk_bytes(self) -> int:
         return (self._db.property_int_value("rocksdb.total-sst-files-size") or 0) + (
-            self._db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0)
+            self._db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0
+        )
 
     def count(self, prefix: bytes) -> int:
         return sum(1 for _ in self.range(prefix, prefix + b"\xff"))

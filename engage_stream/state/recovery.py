@@ -20,7 +20,9 @@ SOURCE_HEADER = "engage.src"
 
 def resume_from(committed: int | None, local_source_offset: int) -> int:
     """First source offset whose effects are NOT in state after recovery."""
-    return max(committed if committed is not None and committed >= 0 else 0, local_source_offset + 1)
+    return max(
+        committed if committed is not None and committed >= 0 else 0, local_source_offset + 1
+    )
 
 
 def tag_of(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...] | None) -> int | None:

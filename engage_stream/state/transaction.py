@@ -31,7 +31,9 @@ class Transaction:
     def delete(self, key: bytes) -> None:
         self.writes[key] = _DELETED
 
-    def range(self, start: bytes, end: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def range(
+        self, start: bytes, end: bytes, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Merged view of stored and buffered keys in [start, end)."""
         pending = sorted(
             ((k, v) for k, v in self.writes.items() if start <= k < end), reverse=reverse

@@ -60,11 +60,20 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=True,
     )
     topics = settings.topics
-    input_topic = app.topic(*topics.inputs(), key_type=bytes, value_type=bytes,
-                            key_serializer="raw", value_serializer="raw")
+    input_topic = app.topic(
+        *topics.inputs(),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     profile_topic = app.topic(
-        topics.profile_events, key_type=bytes, value_type=bytes, key_serializer="raw",
-        value_serializer="raw", partitions=settings.partitions,
+        topics.profile_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
     )
     partitions = PartitionManager(settings, app.producer)
     runtime = ProfileRuntime(settings, partitions)
@@ -82,17 +91,32 @@ def create_app(settings: Settings) -> faust.App:
                         raise InvalidEvent(Reason.MALFORMED_JSON, "record has no value")
                     event = parse_message(msg.value, received)
                 except InvalidEvent as exc:
-                    dl = DeadLetter(reason=exc.reason, detail=exc.detail, topic=msg.topic,
-                                    partition=msg.partition, offset=msg.offset,
-                                    timestamp_ms=received)
-                    pending.append(await app.producer.send(
-                        topics.dead_letter, msg.key, msg.value or b"", None, None, dl.headers()))
+                    dl = DeadLetter(
+                        reason=exc.reason,
+                        detail=exc.detail,
+                        topic=msg.topic,
+                        partition=msg.partition,
+                        offset=msg.offset,
+                        timestamp_ms=received,
+                    )
+                    pending.append(
+                        await app.producer.send(
+                            topics.dead_letter, msg.key, msg.value or b"", None, None, dl.headers()
+                        )
+                    )
                     metrics.dead_lettered.labels(exc.reason).inc()
                     continue
                 event.profile_id = canonical_profile_id(event)
-                pending.append(await app.producer.send(
-                    topics.profile_events, event.profile_id.encode(), event.to_json(),
-                    None, None, None))
+                pending.append(
+                    await app.producer.send(
+                        topics.profile_events,
+                        event.profile_id.encode(),
+                        event.to_json(),
+                        None,
+                        None,
+                        None,
+                    )
+                )
                 metrics.events_consumed.labels(event.type).inc()
             await asyncio.gather(*pending)
 
@@ -106,14 +130,18 @@ def create_app(settings: Settings) -> faust.App:
         """Feed the wall clock into every owned partition so time-driven changes fire."""
         for tp in app.consumer.assignment():
             if tp.topic == topics.profile_events:
-                await app.producer.send(topics.profile_events, TICK_KEY, b"", tp.partition, None, None)
+                await app.producer.send(
+                    topics.profile_events, TICK_KEY, b"", tp.partition, None, None
+                )
         for p, ps in list(partitions.open.items()):
             metrics.state_keys.labels(str(p)).set(ps.store.estimated_keys())
             metrics.state_bytes.labels(str(p)).set(ps.store.disk_bytes())
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-        partitions.mark_rebalanced(tp.partition for tp in assigned if tp.topic == topics.profile_events)
+        partitions.mark_rebalanced(
+            tp.partition for tp in assigned if tp.topic == topics.profile_events
+        )
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
@@ -125,15 +153,23 @@ def create_app(settings: Settings) -> faust.App:
 
     class Health(View):
         async def get(self, request: Request) -> Response:
-            owned = sorted(tp.partition for tp in app.consumer.assignment()
-                           if tp.topic == topics.profile_events)
-            return self.json({"status": "ok", "owned": owned, "partitions": sorted(partitions.open)})
+            owned = sorted(
+                tp.partition
+                for tp in app.consumer.assignment()
+                if tp.topic == topics.profile_events
+            )
+            return self.json(
+                {"status": "ok", "owned": owned, "partitions": sorted(partitions.open)}
+            )
 
     class Profiles(View):
-        async def get(self, request: Request, space: str, collection: str, identifier: str,
-                      section: str) -> Response:
+        async def get(
+            self, request: Request, space: str, collection: str, identifier: str, section: str
+        ) -> Response:
             try:
-                profile_api.check_basic_auth(request.headers.get("Authorization"), settings.api_token)
+                profile_api.check_basic_auth(
+                    request.headers.get("Authorization"), settings.api_token
+                )
                 if collection != "users":
                     raise profile_api.not_found()
                 id_type, _, value = identifier.partition(":")
@@ -142,19 +178,29 @@ def create_app(settings: Settings) -> faust.App:
                     raise profile_api.not_found()
                 key = profile_id.encode()
                 partition = app.producer.key_partition(topics.profile_events, key).partition
-                owned = {tp.partition for tp in app.consumer.assignment()
-                         if tp.topic == topics.profile_events}
+                owned = {
+                    tp.partition
+                    for tp in app.consumer.assignment()
+                    if tp.topic == topics.profile_events
+                }
                 if partition not in owned:
                     return await _route(partition, key, request, self)
                 ps = await partitions.get(partition)
                 body = profile_api.handle(
-                    ProfileStore(Transaction(ps.store)), profile_id, section, request.path,
-                    dict(request.query), now_ms=max(ps.clock, int(time.time() * 1000)),
+                    ProfileStore(Transaction(ps.store)),
+                    profile_id,
+                    section,
+                    request.path,
+                    dict(request.query),
+                    now_ms=max(ps.clock, int(time.time() * 1000)),
                 )
             except profile_api.ApiError as err:
                 metrics.api_requests.labels(section, str(err.status)).inc()
-                return self.bytes(profile_api.dumps(err.body()), status=err.status,
-                                  content_type="application/json")
+                return self.bytes(
+                    profile_api.dumps(err.body()),
+                    status=err.status,
+                    content_type="application/json",
+                )
             metrics.api_requests.labels(section, "200").inc()
             return self.bytes(profile_api.dumps(body), content_type="application/json")
 
@@ -165,11 +211,14 @@ def create_app(settings: Settings) -> faust.App:
         except (KeyError, ServiceUnavailable, SameNode) as exc:
             log.info("cannot route partition %d yet: %r", partition, exc)
             raise profile_api.ApiError(
-                503, "service_unavailable",
-                f"Partition {partition} has no owner yet (rebalancing); retry shortly.") from None
+                503,
+                "service_unavailable",
+                f"Partition {partition} has no owner yet (rebalancing); retry shortly.",
+            ) from None
 
     app.page("/metrics")(Metrics)
     app.page("/health")(Health)
-    app.page("/v1/spaces/{space}/collections/{collection}/profiles/{identifier}/{section}")(Profiles)
+    app.page("/v1/spaces/{space}/collections/{collection}/profiles/{identifier}/{section}")(
+        Profiles
+    )
     return app
-

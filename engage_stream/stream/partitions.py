@@ -145,8 +145,11 @@ class PartitionManager:
                             skipped += 1
                     if writes or batches:
                         ps.store.write(writes, changelog_offset=last, source_offset=None)
-            ps.store.write({}, changelog_offset=max(end - 1, ps.store.changelog_offset),
-                           source_offset=resume - 1)
+            ps.store.write(
+                {},
+                changelog_offset=max(end - 1, ps.store.changelog_offset),
+                source_offset=resume - 1,
+            )
         finally:
             await consumer.stop()
         ps.clock = max(ps.clock, int(ps.store.get(CLOCK_KEY) or b"0"))
@@ -157,7 +160,10 @@ class PartitionManager:
         metrics.state_profiles.labels(str(ps.partition)).set(ps.store.count(PROFILE))
         log.warning(
             "partition %d recovered: %d changelog records applied, %d skipped, resume at source offset %d",
-            ps.partition, applied, skipped, resume,
+            ps.partition,
+            applied,
+            skipped,
+            resume,
         )
 
     async def checkpoint(

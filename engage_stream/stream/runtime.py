@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engage_stream import metrics
@@ -22,6 +23,8 @@ from engage_stream.state.transaction import Transaction
 from engage_stream.stream.partitions import CLOCK_KEY, OutgoingRecord, PartitionManager
 
 TICK_KEY = b"\x00tick"
+
+log = logging.getLogger(__name__)
 
 RecordBuilder = Callable[[list[Any], ProfileStore], list[OutgoingRecord]]
 
@@ -40,10 +43,18 @@ class ProfileRuntime:
         self.build_records: RecordBuilder = _no_records
         self._idle = asyncio.Event()
         self._idle.set()
+        self.definitions_ready = asyncio.Event()
+        self._swept: dict[int, str] = {}  # partition -> definitions epoch fully swept
+        self._cursor: dict[int, str | None] = {}
 
-    def set_engine(self, engine: EngineLike | None, build_records: RecordBuilder) -> None:
-        self.processor.engine = engine
+    def set_engine(
+        self, engine: EngineLike | None, versions: Mapping[str, int], build_records: RecordBuilder
+    ) -> None:
+        """New definitions: every partition re-sweeps its profiles (backfill) from the top."""
+        self.processor.set_engine(engine, versions)
         self.build_records = build_records
+        self._cursor.clear()
+        self.definitions_ready.set()
 
     async def process(self, events: Sequence[Any]) -> None:
         self._idle.clear()
@@ -60,6 +71,34 @@ class ProfileRuntime:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)
 
+    def _sweep(self, partition: int, store: ProfileStore, clock: int) -> list[OutgoingRecord]:
+        """One bounded chunk of the backfill after a definitions change (runs in the batch's
+        transaction, so its outputs and state commit together)."""
+        result = self.processor.sweep(
+            store, clock, self._cursor.get(partition), self.settings.backfill_chunk
+        )
+        metrics.backfill_profiles.inc(result.profiles)
+        if result.cursor is None:
+            self._swept[partition] = self.processor.epoch
+            self._cursor.pop(partition, None)
+            metrics.backfill_pending.labels(str(partition)).set(0)
+            log.info(
+                "partition %d: definitions %s applied to every profile",
+                partition,
+                self.processor.epoch,
+            )
+        else:
+            self._cursor[partition] = result.cursor
+            metrics.backfill_pending.labels(str(partition)).set(1)
+            log.info(
+                "partition %d: backfill in progress, at profile %s (%d changes so far in "
+                "this chunk)",
+                partition,
+                result.cursor,
+                len(result.changes),
+            )
+        return self.build_records(result.changes, store) if result.changes else []
+
     async def _process_partition(self, partition: int, messages: list[Any]) -> None:
         ps = await self.partitions.get(partition)
         applied_up_to = ps.source_offset
@@ -69,6 +108,8 @@ class ProfileRuntime:
         last: int | None = None
         processed = duplicates = skipped = 0
         wall = time.time()
+        if self._swept.get(partition) != self.processor.epoch:
+            outputs.extend(self._sweep(partition, store, ps.clock))
         for msg in messages:
             if msg.offset <= applied_up_to:
                 skipped += 1  # its effects are already in state (recovered or re-delivered)
@@ -95,8 +136,9 @@ class ProfileRuntime:
         if tx.writes or outputs:
             await self.partitions.checkpoint(ps, tx, last, outputs)
         else:  # only clock ticks with nothing due: no changelog traffic needed
-            ps.store.write({CLOCK_KEY: str(ps.clock).encode()}, changelog_offset=None,
-                           source_offset=last)
+            ps.store.write(
+                {CLOCK_KEY: str(ps.clock).encode()}, changelog_offset=None, source_offset=last
+            )
         metrics.events_processed.labels(str(partition)).inc(processed)
         metrics.duplicates_dropped.inc(duplicates)
         metrics.batch_records.observe(len(messages))

@@ -11,11 +11,16 @@ from kafka.errors import TopicAlreadyExistsError
 from engage_stream.config import Settings
 
 
-def topic_specs(settings: Settings, destinations: list[str] | None = None) -> dict[str, tuple[int, dict[str, str]]]:
+def topic_specs(
+    settings: Settings, destinations: list[str] | None = None
+) -> dict[str, tuple[int, dict[str, str]]]:
     t = settings.topics
     n = settings.partitions
-    compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
-               "segment.ms": "600000"}
+    compact = {
+        "cleanup.policy": "compact",
+        "min.cleanable.dirty.ratio": "0.1",
+        "segment.ms": "600000",
+    }
     specs: dict[str, tuple[int, dict[str, str]]] = {name: (n, {}) for name in t.inputs()}
     specs[t.dead_letter] = (n, {})
     specs[t.profile_events] = (n, {})

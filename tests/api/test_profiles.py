@@ -21,19 +21,41 @@ def store() -> ProfileStore:
     s = ProfileStore(MemoryKV())
     p = ProfileProcessor(None, ProcessorSettings())
     traits = {f"t{i:02d}": i for i in range(25)}
-    p.apply(s, ProfileEvent(message_id="id", type="identify", timestamp=NOW - 10_000,
-                            received_at=NOW - 10_000, profile_id=PID, user_id="u1",
-                            traits={**traits, "email": "u1@x.io"}), NOW)
+    p.apply(
+        s,
+        ProfileEvent(
+            message_id="id",
+            type="identify",
+            timestamp=NOW - 10_000,
+            received_at=NOW - 10_000,
+            profile_id=PID,
+            user_id="u1",
+            traits={**traits, "email": "u1@x.io"},
+        ),
+        NOW,
+    )
     for i in range(5):
-        p.apply(s, ProfileEvent(message_id=f"e{i}", type="track", event="A" if i % 2 else "B",
-                                timestamp=NOW - 5000 + i, received_at=NOW, profile_id=PID,
-                                user_id="u1", properties={"i": i}), NOW)
+        p.apply(
+            s,
+            ProfileEvent(
+                message_id=f"e{i}",
+                type="track",
+                event="A" if i % 2 else "B",
+                timestamp=NOW - 5000 + i,
+                received_at=NOW,
+                profile_id=PID,
+                user_id="u1",
+                properties={"i": i},
+            ),
+            NOW,
+        )
     return s
 
 
 def get(store: ProfileStore, section: str, **params: str) -> dict:
-    return handle(store, PID, section, f"/v1/spaces/s/collections/users/profiles/{PID}/{section}",
-                  params, NOW)
+    return handle(
+        store, PID, section, f"/v1/spaces/s/collections/users/profiles/{PID}/{section}", params, NOW
+    )
 
 
 def test_traits_default_page_and_cursor(store: ProfileStore) -> None:
@@ -86,8 +108,9 @@ def test_external_ids_and_metadata(store: ProfileStore) -> None:
         (PID, "events", {"sort": "sideways"}, 400, "validation_error"),
     ],
 )
-def test_errors(store: ProfileStore, pid: str, section: str, params: dict, status: int,
-                code: str) -> None:
+def test_errors(
+    store: ProfileStore, pid: str, section: str, params: dict, status: int, code: str
+) -> None:
     with pytest.raises(ApiError) as exc:
         handle(store, pid, section, "/p", params, NOW)
     assert (exc.value.status, exc.value.code) == (status, code)

@@ -24,8 +24,10 @@ def raw(**fields: object) -> bytes:
         (raw(type="teleport"), Reason.UNKNOWN_TYPE),
         (orjson.dumps({"event": "X", "userId": "u"}), Reason.UNKNOWN_TYPE),
         (orjson.dumps({"type": "track", "event": "X"}), Reason.MISSING_ID),
-        (orjson.dumps({"type": "track", "event": "X", "userId": "", "anonymousId": ""}),
-         Reason.MISSING_ID),
+        (
+            orjson.dumps({"type": "track", "event": "X", "userId": "", "anonymousId": ""}),
+            Reason.MISSING_ID,
+        ),
         (raw(type="track", event="X", messageId="m" * 101), Reason.MESSAGE_ID_TOO_LONG),
         (raw(type="track", event="X", userId=42), Reason.INVALID_FIELD),
         (raw(type="track"), Reason.INVALID_FIELD),  # event is required
@@ -48,8 +50,15 @@ def test_invalid_messages_get_a_reason(data: bytes, reason: Reason) -> None:
 
 
 def test_track_normalised() -> None:
-    e = parse_message(raw(type="track", event="Order Completed", properties={"revenue": 9.5},
-                          context={"ip": "1.2.3.4"}), 0)
+    e = parse_message(
+        raw(
+            type="track",
+            event="Order Completed",
+            properties={"revenue": 9.5},
+            context={"ip": "1.2.3.4"},
+        ),
+        0,
+    )
     assert (e.type, e.event, e.user_id, e.message_id) == ("track", "Order Completed", "u1", "m1")
     assert e.properties == {"revenue": 9.5}
     assert e.timestamp == 1767225600000
@@ -74,9 +83,17 @@ def test_anonymous_only_is_accepted() -> None:
 
 def test_clock_skew_correction() -> None:
     """timestamp = receivedAt - (sentAt - originalTimestamp)."""
-    e = parse_message(raw(type="track", event="X", originalTimestamp="2026-01-01T00:00:00Z",
-                          timestamp=None, sentAt="2026-01-01T00:00:10Z",
-                          receivedAt="2026-01-01T00:00:05Z"), 0)
+    e = parse_message(
+        raw(
+            type="track",
+            event="X",
+            originalTimestamp="2026-01-01T00:00:00Z",
+            timestamp=None,
+            sentAt="2026-01-01T00:00:10Z",
+            receivedAt="2026-01-01T00:00:05Z",
+        ),
+        0,
+    )
     assert e.timestamp == 1767225600000 - 5000
     assert e.received_at == 1767225605000
 

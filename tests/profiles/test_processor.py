@@ -17,9 +17,15 @@ DAY = 24 * H
 
 def ev(mid: str, ts: int, kind: str = "track", **kw: Any) -> ProfileEvent:
     kw.setdefault("user_id", "u1")
-    return ProfileEvent(message_id=mid, type=kind, timestamp=ts, received_at=ts,
-                        profile_id="user_id:u1", event=kw.pop("event", "E" if kind == "track" else None),
-                        **kw)
+    return ProfileEvent(
+        message_id=mid,
+        type=kind,
+        timestamp=ts,
+        received_at=ts,
+        profile_id="user_id:u1",
+        event=kw.pop("event", "E" if kind == "track" else None),
+        **kw,
+    )
 
 
 def make(history_days: float = 90, engine: Any = None) -> tuple[ProfileProcessor, ProfileStore]:
@@ -57,8 +63,12 @@ def test_external_ids_collected_once_each() -> None:
     p.apply(s, ev("a", 1, "identify", anonymous_id="anon", traits={"email": "e@x.io"}), now_ms=1)
     p.apply(s, ev("b", 2, "group", group_id="acct", anonymous_id="anon"), now_ms=2)
     ids = [(x.type, x.id, x.collection) for x in s.get("user_id:u1").external_ids]
-    assert ids == [("user_id", "u1", "users"), ("anonymous_id", "anon", "users"),
-                   ("email", "e@x.io", "users"), ("group_id", "acct", "accounts")]
+    assert ids == [
+        ("user_id", "u1", "users"),
+        ("anonymous_id", "anon", "users"),
+        ("email", "e@x.io", "users"),
+        ("group_id", "acct", "accounts"),
+    ]
 
 
 def test_metadata_first_and_last() -> None:
@@ -67,7 +77,11 @@ def test_metadata_first_and_last() -> None:
     p.apply(s, ev("b", 20), now_ms=20)
     md = s.get("user_id:u1").metadata
     assert (md.first_message_id, md.last_message_id, md.created_at, md.updated_at) == (
-        "a", "b", 10, 20)
+        "a",
+        "b",
+        10,
+        20,
+    )
 
 
 def test_history_is_time_ordered_and_pruned_to_the_lookback() -> None:
@@ -92,8 +106,9 @@ class WindowEngine:
         profile.next_wakeup = None
         return [("exit", profile.profile_id, now_ms)]
 
-    def recompute(self, profile: ProfileRecord, keys: set[str], history: Iterable[ProfileEvent],
-                  now_ms: int) -> list[Any]:
+    def recompute(
+        self, profile: ProfileRecord, keys: set[str], history: Iterable[ProfileEvent], now_ms: int
+    ) -> list[Any]:
         return [("recomputed", profile.profile_id, [e.message_id for e in history])]
 
     def drop(self, profile: ProfileRecord, keys: set[str]) -> None:
@@ -126,8 +141,10 @@ def test_sweep_backfills_changed_definitions_over_history_resumably() -> None:
             p.apply(s, e, now_ms=2000)
     p.set_engine(engine, {"k": 1})
     first = p.sweep(s, now_ms=3000, after=None, max_profiles=2)
-    assert first.changes == [("recomputed", "user_id:a", ["a0", "a1"]),
-                             ("recomputed", "user_id:b", ["b0", "b1"])]
+    assert first.changes == [
+        ("recomputed", "user_id:a", ["a0", "a1"]),
+        ("recomputed", "user_id:b", ["b0", "b1"]),
+    ]
     assert first.cursor == "user_id:b"
     rest = p.sweep(s, now_ms=3000, after=first.cursor, max_profiles=2)
     assert rest.changes == [("recomputed", "user_id:c", ["c0", "c1"])] and rest.cursor is None
@@ -141,5 +158,6 @@ def test_a_stale_profile_is_recomputed_before_its_next_event() -> None:
     p.set_engine(engine, {"k": 2})
     out = p.apply(s, ev("b", 2000), now_ms=2000).changes
     assert out == [("recomputed", "user_id:u1", ["a"]), ("enter", "user_id:u1")], (
-        "history before the new event, then the event itself: counted once")
+        "history before the new event, then the event itself: counted once"
+    )
     assert s.get("user_id:u1").def_versions == {"k": 2}

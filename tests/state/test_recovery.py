@@ -25,8 +25,9 @@ def test_resume_point(committed: int | None, local: int, resume: int) -> None:
     ("tag", "resume", "apply"),
     [(99, 100, True), (100, 100, False), (150, 100, False), (None, 100, False)],
 )
-def test_records_from_unconfirmed_batches_are_skipped(tag: int | None, resume: int,
-                                                      apply: bool) -> None:
+def test_records_from_unconfirmed_batches_are_skipped(
+    tag: int | None, resume: int, apply: bool
+) -> None:
     assert should_apply(tag, resume) is apply
 
 

@@ -47,8 +47,11 @@ def test_writes_to_one_key_coalesce(store: PartitionStore) -> None:
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_range_merges_buffer_over_stored(store: PartitionStore, reverse: bool) -> None:
-    store.write({b"a1": b"s", b"a2": b"s", b"a4": b"s", b"b1": b"s"}, changelog_offset=None,
-                source_offset=None)
+    store.write(
+        {b"a1": b"s", b"a2": b"s", b"a4": b"s", b"b1": b"s"},
+        changelog_offset=None,
+        source_offset=None,
+    )
     tx = Transaction(store)
     tx.put(b"a3", b"t")
     tx.put(b"a2", b"t")  # overrides stored

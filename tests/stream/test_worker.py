@@ -52,8 +52,14 @@ def identify(uid: str, ts: str, mid: str, **traits: Any) -> dict[str, Any]:
 
 
 def track(uid: str, event: str, ts: str, mid: str, **props: Any) -> dict[str, Any]:
-    return {"type": "track", "userId": uid, "event": event, "properties": props,
-            "timestamp": ts, "messageId": mid}
+    return {
+        "type": "track",
+        "userId": uid,
+        "event": event,
+        "properties": props,
+        "timestamp": ts,
+        "messageId": mid,
+    }
 
 
 def now_iso(offset_s: float = 0) -> str:
@@ -68,12 +74,20 @@ def processed(w: WorkerProcess) -> float:
 
 def test_identify_and_track_show_in_profile_api(worker: WorkerProcess) -> None:
     s = worker.settings
-    produce(s, [
-        identify("u1", now_iso(-60), "m1", email="u1@example.com", plan="pro"),
-        track("u1", "Order Completed", now_iso(-30), "m2", revenue=42.5),
-        {"type": "page", "userId": "u1", "name": "Pricing", "timestamp": now_iso(-10),
-         "messageId": "m3"},
-    ])
+    produce(
+        s,
+        [
+            identify("u1", now_iso(-60), "m1", email="u1@example.com", plan="pro"),
+            track("u1", "Order Completed", now_iso(-30), "m2", revenue=42.5),
+            {
+                "type": "page",
+                "userId": "u1",
+                "name": "Pricing",
+                "timestamp": now_iso(-10),
+                "messageId": "m3",
+            },
+        ],
+    )
     wait_for(lambda: processed(worker) >= 3, what="3 events processed")
 
     status, body = worker.profile("user_id:u1", "traits")
@@ -82,21 +96,27 @@ def test_identify_and_track_show_in_profile_api(worker: WorkerProcess) -> None:
 
     status, body = worker.profile("user_id:u1", "events", "sort=asc")
     assert status == 200
-    assert [e["event"] or e["type"] for e in body["data"]] == ["identify", "Order Completed",
-                                                                "Page Viewed"]
+    assert [e["event"] or e["type"] for e in body["data"]] == [
+        "identify",
+        "Order Completed",
+        "Page Viewed",
+    ]
     assert body["data"][1]["properties"] == {"revenue": 42.5}
     assert body["data"][2]["properties"]["page_name"] == "Pricing"
 
     status, body = worker.profile("user_id:u1", "external_ids")
-    assert {(x["type"], x["id"]) for x in body["data"]} == {("user_id", "u1"),
-                                                            ("email", "u1@example.com")}
+    assert {(x["type"], x["id"]) for x in body["data"]} == {
+        ("user_id", "u1"),
+        ("email", "u1@example.com"),
+    }
     status, body = worker.profile("user_id:u1", "metadata")
     assert body["metadata"]["first_message_id"] in {"m1", "m2", "m3"}
 
     status, body = worker.profile("user_id:nobody", "traits")
     assert status == 404 and body["error"]["code"] == "not_found"
     status, body = worker.request(
-        f"/v1/spaces/{s.space_id}/collections/users/profiles/user_id:u1/traits", token="nope")
+        f"/v1/spaces/{s.space_id}/collections/users/profiles/user_id:u1/traits", token="nope"
+    )
     assert status == 401 and body["error"]["code"] == "authentication_error"
 
 
@@ -107,13 +127,18 @@ def test_bad_input_goes_to_dead_letter_topic_with_reason(worker: WorkerProcess) 
         b'{"type": "track", "event": "No Ids"}': "missing_id",
         b'{"type": "track", "userId": 7, "event": "X"}': "invalid_field",
         b'{"type": "warp", "userId": "u"}': "unknown_type",
-        b'{"type":"track","userId":"u","event":"B","properties":{"x":"' + b"y" * 33000 + b'"}}':
-            "oversize",
+        b'{"type":"track","userId":"u","event":"B","properties":{"x":"'
+        + b"y" * 33000
+        + b'"}}': "oversize",
         b"[1, 2]": "not_an_object",
     }
     produce(s, [*bad, track("u2", "Fine", now_iso(), "ok-1")])
-    consumer = KafkaConsumer(s.topics.dead_letter, bootstrap_servers=s.broker,
-                             auto_offset_reset="earliest", consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(
+        s.topics.dead_letter,
+        bootstrap_servers=s.broker,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1000,
+    )
     seen: dict[bytes, DeadLetter] = {}
     deadline = time.monotonic() + 30
     while len(seen) < len(bad) and time.monotonic() < deadline:
@@ -134,8 +159,10 @@ def test_duplicate_message_ids_are_dropped(worker: WorkerProcess) -> None:
     s = worker.settings
     e = track("u3", "Clicked", now_iso(), "dup-1")
     produce(s, [e, e, e, track("u3", "Clicked", now_iso(), "dup-2")])
-    wait_for(lambda: processed(worker) + worker.metric("engage_duplicates_dropped_total") >= 4,
-             what="4 records handled")
+    wait_for(
+        lambda: processed(worker) + worker.metric("engage_duplicates_dropped_total") >= 4,
+        what="4 records handled",
+    )
     assert processed(worker) == 2
     assert worker.metric("engage_duplicates_dropped_total") == 2
     _, body = worker.profile("user_id:u3", "events")
@@ -146,13 +173,18 @@ def _snapshot(w: WorkerProcess, users: list[str]) -> dict[str, Any] | None:
     """Everything the Profile API says about these users, or None while any lookup fails."""
     out = {}
     for u in users:
-        responses = [w.profile(f"user_id:{u}", section, query) for section, query in
-                     (("traits", ""), ("events", "limit=100"), ("metadata", ""))]
+        responses = [
+            w.profile(f"user_id:{u}", section, query)
+            for section, query in (("traits", ""), ("events", "limit=100"), ("metadata", ""))
+        ]
         if any(status != 200 for status, _ in responses):
             return None
         (_, traits), (_, events), (_, md) = responses
-        out[u] = (traits["traits"], sorted(e["message_id"] for e in events["data"]),
-                  md["metadata"]["last_message_id"])
+        out[u] = (
+            traits["traits"],
+            sorted(e["message_id"] for e in events["data"]),
+            md["metadata"]["last_message_id"],
+        )
     return out
 
 
@@ -161,9 +193,11 @@ def _profile_offsets(s: Settings) -> tuple[dict[int, int], dict[int, int]]:
     admin = KafkaAdminClient(bootstrap_servers=s.broker)
     consumer = KafkaConsumer(bootstrap_servers=s.broker)
     try:
-        committed = {tp.partition: meta.offset
-                     for tp, meta in admin.list_group_offsets(s.app_id).get(s.app_id, {}).items()
-                     if tp.topic == s.topics.profile_events}
+        committed = {
+            tp.partition: meta.offset
+            for tp, meta in admin.list_group_offsets(s.app_id).get(s.app_id, {}).items()
+            if tp.topic == s.topics.profile_events
+        }
         tps = [TopicPartition(s.topics.profile_events, p) for p in range(s.partitions)]
         ends = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
         return committed, ends
@@ -201,8 +235,10 @@ def test_restart_loses_nothing_and_applies_nothing_twice(
         before = wait_for(lambda: _snapshot(w1, users), what="profiles readable")
         _, ends = _profile_offsets(s)
         if wait_commit:
-            wait_for(lambda: all(_profile_offsets(s)[0].get(p, 0) >= end for p, end in ends.items()),
-                     what="offsets committed")
+            wait_for(
+                lambda: all(_profile_offsets(s)[0].get(p, 0) >= end for p, end in ends.items()),
+                what="offsets committed",
+            )
     finally:
         w1.kill() if how == "kill" else w1.stop()
     if not wait_commit:
@@ -214,8 +250,11 @@ def test_restart_loses_nothing_and_applies_nothing_twice(
     w2 = WorkerProcess(s, tmp_path / "w2.log")
     w2.start(timeout=90)
     try:
-        after = wait_for(lambda: _snapshot(w2, users) == before and _snapshot(w2, users),
-                         timeout=60, what="state back after restart")
+        after = wait_for(
+            lambda: _snapshot(w2, users) == before and _snapshot(w2, users),
+            timeout=60,
+            what="state back after restart",
+        )
         assert after == before
         if delete_local and wait_commit:
             assert w2.metric("engage_recovery_records_total", 'outcome="applied"') > 0
@@ -229,10 +268,19 @@ def test_restart_loses_nothing_and_applies_nothing_twice(
         # messageId, never applied again.
         assert w2.metric("engage_duplicates_dropped_total") == (0 if wait_commit else len(batch1))
         # The restarted worker carries on: new events apply exactly once on top.
-        produce(s, [identify(users[0], now_iso(), "late-id", plan="upgraded"),
-                    identify(users[0], now_iso(), "late-id", plan="upgraded")])
-        wait_for(lambda: w2.profile(f"user_id:{users[0]}", "traits")[1]["traits"].get("plan")
-                 == "upgraded", what="new event applied after restart")
+        produce(
+            s,
+            [
+                identify(users[0], now_iso(), "late-id", plan="upgraded"),
+                identify(users[0], now_iso(), "late-id", plan="upgraded"),
+            ],
+        )
+        wait_for(
+            lambda: (
+                w2.profile(f"user_id:{users[0]}", "traits")[1]["traits"].get("plan") == "upgraded"
+            ),
+            what="new event applied after restart",
+        )
         _, events = w2.profile(f"user_id:{users[0]}", "events", "limit=100")
         ids = [e["message_id"] for e in events["data"]]
         assert len(ids) == len(set(ids)) == 5
@@ -240,8 +288,9 @@ def test_restart_loses_nothing_and_applies_nothing_twice(
         w2.stop()
 
 
-def test_profile_lookup_is_routed_to_the_owning_worker(worker_settings: Settings,
-                                                         tmp_path: Path) -> None:
+def test_profile_lookup_is_routed_to_the_owning_worker(
+    worker_settings: Settings, tmp_path: Path
+) -> None:
     """Two workers share the partitions; either one answers for every profile."""
     s1 = worker_settings
     s2 = s1.model_copy(update={"web_port": s1.web_port + 50, "data_dir": tmp_path / "state2"})
@@ -261,8 +310,10 @@ def test_profile_lookup_is_routed_to_the_owning_worker(worker_settings: Settings
         wait_for(split, timeout=60, what="both workers to own partitions")
         for w in (a, b):
             for u in users:
-                status, body = wait_for(lambda w=w, u=u: (r := w.profile(f"user_id:{u}", "traits"))
-                                        [0] == 200 and r, what=f"{u} via {w.url}")
+                status, body = wait_for(
+                    lambda w=w, u=u: (r := w.profile(f"user_id:{u}", "traits"))[0] == 200 and r,
+                    what=f"{u} via {w.url}",
+                )
                 assert body["traits"] == {"marker": u}
     finally:
         a.stop()

@@ -1,0 +1,177 @@
+"""Definitions on a compacted Kafka topic: every worker reads all of them, always.
+
+One record per definition key; the value carries the version and the definition body; a
+tombstone deletes. `apply` bumps the version only when the body changed, so re-applying the
+same files is a no-op and an edit triggers exactly one recompute. Workers read the topic
+without a consumer group (all partitions, from the beginning), so each sees every version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
+from pydantic import BaseModel, Field
+
+from engage_stream.config import Settings
+
+log = logging.getLogger(__name__)
+
+DefinitionKind = Literal["audience", "computed_trait", "destination", "journey"]
+
+
+class DefinitionRecord(BaseModel):
+    key: str
+    kind: DefinitionKind
+    version: int = Field(ge=1)
+    applied_at: int = Field(description="epoch ms when this version was applied")
+    body: dict[str, Any]
+
+    def to_value(self) -> bytes:
+        return orjson.dumps(self.model_dump())
+
+
+def record_key(kind: str, key: str) -> bytes:
+    return f"{kind}:{key}".encode()
+
+
+def read_all(settings: Settings, timeout_s: float = 10.0) -> dict[bytes, DefinitionRecord]:
+    """The current definitions (latest record per key, tombstones removed)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.broker,
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        tps = [
+            TopicPartition(settings.topics.definitions, p)
+            for p in consumer.partitions_for_topic(settings.topics.definitions) or []
+        ]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        current: dict[bytes, DefinitionRecord] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError("timed out reading the definitions topic")
+            for batch in consumer.poll(timeout_ms=500).values():
+                for rec in batch:
+                    _apply(current, rec.key, rec.value)
+        return current
+    finally:
+        consumer.close()
+
+
+def _apply(current: dict[bytes, DefinitionRecord], key: bytes | None, value: bytes | None) -> None:
+    if key is None:
+        return
+    if value is None:
+        current.pop(key, None)
+    else:
+        current[key] = DefinitionRecord.model_validate_json(value)
+
+
+class Plan(BaseModel):
+    publish: list[DefinitionRecord] = Field(default_factory=list)
+    delete: list[str] = Field(default_factory=list)
+    unchanged: list[str] = Field(default_factory=list)
+
+
+def plan(
+    current: dict[bytes, DefinitionRecord],
+    wanted: Iterable[tuple[DefinitionKind, str, dict[str, Any]]],
+    prune: bool,
+    now_ms: int,
+) -> Plan:
+    """What `apply` must write: new keys at version 1, changed bodies at version + 1."""
+    out = Plan()
+    seen: set[bytes] = set()
+    for kind, key, body in wanted:
+        k = record_key(kind, key)
+        seen.add(k)
+        old = current.get(k)
+        if old is not None and old.body == body:
+            out.unchanged.append(k.decode())
+            continue
+        version = old.version + 1 if old is not None else 1
+        out.publish.append(
+            DefinitionRecord(key=key, kind=kind, version=version, applied_at=now_ms, body=body)
+        )
+    if prune:
+        out.delete = sorted(k.decode() for k in current if k not in seen)
+    return out
+
+
+def publish(settings: Settings, p: Plan) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.broker, acks="all")
+    try:
+        for rec in p.publish:
+            producer.send(
+                settings.topics.definitions, key=record_key(rec.kind, rec.key), value=rec.to_value()
+            )
+        for k in p.delete:
+            producer.send(settings.topics.definitions, key=k.encode(), value=None)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+OnChange = Callable[[dict[bytes, DefinitionRecord]], Awaitable[None] | None]
+
+
+async def watch(settings: Settings, on_change: OnChange, ready: asyncio.Event) -> None:
+    """Follow the definitions topic forever; call `on_change` with the full current set once
+    caught up at start (then set `ready`) and after every later change."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(settings.topics.definitions)
+        while not parts:
+            await consumer.force_metadata_update()
+            parts = consumer.partitions_for_topic(settings.topics.definitions)
+            if not parts:
+                await asyncio.sleep(0.5)
+        tps = [TopicPartition(settings.topics.definitions, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        current: dict[bytes, DefinitionRecord] = {}
+        caught_up = all(e == 0 for e in ends.values())
+        if caught_up:
+            await _notify(on_change, current)
+            ready.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            changed = False
+            for batch in batches.values():
+                for rec in batch:
+                    try:
+                        _apply(current, rec.key, rec.value)
+                        changed = True
+                    except ValueError as exc:  # never crash on a bad definition record
+                        log.error("ignoring invalid definition record %r: %s", rec.key, exc)
+            if not caught_up and all(await consumer.position(tp) >= ends[tp] for tp in tps):
+                caught_up = True
+                await _notify(on_change, current)
+                ready.set()
+            elif caught_up and changed:
+                await _notify(on_change, current)
+    finally:
+        await consumer.stop()
+
+
+async def _notify(on_change: OnChange, current: dict[bytes, DefinitionRecord]) -> None:
+    result = on_change(dict(current))
+    if result is not None:
+        await result
