@@ -1,0 +1,620 @@
+"""End to end on a real broker: sustained throughput, latency, RSS and recovery of the worker.
+
+What is measured, and how (nothing mocked: a real Apache Kafka, the real worker process):
+- **Throughput**: the workload is produced into the input topics first, then a worker
+  starts and drains the backlog; events/s = events applied (`engage_events_processed_total`
+  + duplicates + dead-lettered, polled from /metrics) over the time from the first applied
+  event to the last. `steady` is the same over the 10 %→90 % stretch (no start-up, no tail).
+  CPU seconds of the worker and of the broker over that window are read from /proc.
+- **Latency**: with the worker caught up, events are produced at a fixed rate (half the
+  sustained rate), each with a messageId carrying its send time. The worker's checkpoint
+  writes one changelog record per changed key, among them `d:<profile>\\0<messageId>` (the
+  dedup entry) — so the changelog record's timestamp (set by the worker's producer when it
+  appends it) is the moment that event's state change was handed to Kafka. Latency =
+  that timestamp − send time: produce → ingest → profile-events → applied + checkpointed.
+  Millisecond resolution (Kafka timestamps). Also reported: the same as first seen by a
+  consumer in the harness, the `engage_processing_lag_seconds` histogram (bucket bounds),
+  and — once the engine emits — produce → record on `engage.changes` per profile.
+- **RSS**: /proc/<pid>/status VmRSS sampled every 0.25 s, and VmHWM (the kernel's peak).
+- **Recovery**: graceful stop, local state directory deleted, restart; time until /health
+  lists every partition open and probe lookups through the Profile API return the same
+  metadata as before the stop. Changelog records replayed: `engage_recovery_records_total`.
+
+    python -m bench.e2e [--quick]        # broker + these sections only; see bench.run_all
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.common import (
+    BENCH_DIR,
+    WORKER_WEB_PORT,
+    Metrics,
+    RssSampler,
+    bench_broker,
+    broker_pid,
+    dir_bytes,
+    histogram_quantile,
+    percentile,
+    proc_cpu_seconds,
+    run_id,
+    say,
+    wait_until,
+)
+from bench.workload import Workload, WorkloadSpec, produce
+from engage_stream.config import Settings
+from engage_stream.kafka_local.broker import BrokerConfig
+from engage_stream.stream.topics import ensure_topics
+from engage_stream.worker_process import WorkerProcess
+
+
+def worker_settings(bootstrap: str, tag: str, partitions: int = 4, **extra: Any) -> Settings:
+    """Isolated settings for one bench worker: own topics, app id (group), state dir."""
+    base = Settings()
+    return Settings(
+        broker=bootstrap,
+        app_id=f"bench-{tag}",
+        partitions=partitions,
+        data_dir=BENCH_DIR / "worker",
+        web_port=WORKER_WEB_PORT,
+        topics=base.topics.with_suffix(f"-bench-{tag}"),
+        **extra,
+    )
+
+
+def with_app(settings: Settings, app_tag: str) -> Settings:
+    """Same input topics, another app id: a fresh consumer group re-reads the same input."""
+    return settings.model_copy(update={"app_id": f"{settings.app_id}-{app_tag}"})
+
+
+def state_dir(settings: Settings) -> Path:
+    return settings.data_dir / settings.app_id / "state"
+
+
+def topic_records(bootstrap: str, topic: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return 0
+        begin = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        return sum(end[tp] - begin[tp] for tp in tps)
+    finally:
+        consumer.close()
+
+
+@dataclass
+class ProduceResult:
+    events: int
+    seconds: float
+    events_per_s: float
+
+
+def prepare_inputs(settings: Settings, spec: WorkloadSpec) -> ProduceResult:
+    """Create the run's topics and pre-produce the workload into the input topics."""
+    ensure_topics(settings)
+    say(
+        f"producing {spec.total_events:,} events ({spec.profiles:,} profiles, "
+        f"history ×{spec.history_multiplier}) into {settings.topics.track} …"
+    )
+    n, secs = produce(settings, spec)
+    say(f"  produced {n:,} in {secs:.1f}s ({n / secs:,.0f}/s, generation included)")
+    return ProduceResult(n, round(secs, 2), round(n / secs))
+
+
+# -- throughput -----------------------------------------------------------------------------
+
+
+@dataclass
+class ThroughputResult:
+    events: int
+    applied: int
+    complete: bool
+    seconds: float
+    events_per_s: float
+    steady_events_per_s: float | None
+    startup_s: float
+    worker_cpu_s: float | None
+    broker_cpu_s: float | None
+    worker_cpu_us_per_event: float | None
+    rss_peak_mb: float
+    rss_hwm_mb: float
+    state_disk_mb: float | None = None
+    changelog_records: int | None = None
+    series: list[tuple[float, int]] = field(default_factory=list)
+
+
+def applied_count(m: Metrics) -> int:
+    return int(
+        m.total("engage_events_processed_total")
+        + m.total("engage_duplicates_dropped_total")
+        + m.total("engage_events_dead_lettered_total")
+    )
+
+
+def _rate_between(series: list[tuple[float, int]], lo: float, hi: float) -> float | None:
+    """Events/s between the first samples at or past fractions lo and hi of the total."""
+    if not series:
+        return None
+    total = series[-1][1]
+    a = next((s for s in series if s[1] >= lo * total), None)
+    b = next((s for s in series if s[1] >= hi * total), None)
+    if a is None or b is None or b[0] <= a[0]:
+        return None
+    return (b[1] - a[1]) / (b[0] - a[0])
+
+
+class BenchWorker:
+    """The real worker as a subprocess, with RSS sampling; stopped on exit."""
+
+    def __init__(self, settings: Settings, log_name: str) -> None:
+        self.settings = settings
+        self.proc = _Spawn(settings, BENCH_DIR / "logs" / f"{log_name}.log")
+        self.rss: RssSampler | None = None
+
+    def __enter__(self) -> BenchWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.proc is not None
+        return self.proc.proc.pid
+
+    def spawn(self) -> None:
+        """Start the process; returns at once (the caller polls what it needs)."""
+        self.proc.start()
+        self.rss = RssSampler(self.pid)
+        self.rss.__enter__()
+
+    def wait_web(self, timeout: float) -> None:
+        def up() -> bool:
+            if self.proc.proc is not None and self.proc.proc.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.proc.log_tail()}")
+            try:
+                self.proc.get_json("/health")
+                return True
+            except Exception:
+                return False
+
+        wait_until(up, timeout, "the worker's web server", interval=0.1)
+
+    def metrics(self) -> Metrics:
+        return Metrics.scrape(self.proc.url)
+
+    def stop(self) -> None:
+        if self.rss is not None:
+            self.rss.stop()
+        self.proc.stop(timeout=30)
+
+
+class _Spawn(WorkerProcess):
+    """WorkerProcess that does not block in start(): the bench times start-up itself."""
+
+    def wait_healthy(self, timeout: float) -> dict[str, Any]:
+        return {}
+
+
+def measure_throughput(
+    worker: BenchWorker, total: int, timeout: float, broker_cfg: BrokerConfig, label: str
+) -> ThroughputResult:
+    """Spawn the worker on a pre-produced backlog and time it until every event is applied."""
+    t_spawn = time.monotonic()
+    worker.spawn()
+    worker.wait_web(timeout=120)
+    bpid = broker_pid(broker_cfg)
+    series: list[tuple[float, int]] = []
+    t_first: float | None = None
+    cpu0 = bcpu0 = None
+    done = 0
+    last_say = time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.proc.proc is not None and worker.proc.proc.poll() is not None:
+            raise RuntimeError(f"worker exited:\n{worker.proc.log_tail()}")
+        now = time.monotonic()
+        done = applied_count(worker.metrics())
+        if done > 0 and t_first is None:
+            t_first = now
+            cpu0 = proc_cpu_seconds(worker.pid)
+            bcpu0 = proc_cpu_seconds(bpid) if bpid else None
+        if t_first is not None:
+            series.append((round(now - t_first, 3), done))
+        if done >= total:
+            break
+        if now - last_say > 10:
+            say(f"  {label}: {done:,}/{total:,} applied")
+            last_say = now
+        time.sleep(0.25)
+    t_end = time.monotonic()
+    cpu1 = proc_cpu_seconds(worker.pid)
+    bcpu1 = proc_cpu_seconds(bpid) if bpid else None
+    assert worker.rss is not None
+    worker.rss.sample()
+    if t_first is None or not series:
+        raise TimeoutError(f"{label}: nothing applied in {timeout}s:\n{worker.proc.log_tail()}")
+    first_done = series[0][1]
+    secs = max(1e-6, t_end - t_first)
+    rate = (done - first_done) / secs if done > first_done else done / secs
+    wcpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+    return ThroughputResult(
+        events=total,
+        applied=done,
+        complete=done >= total,
+        seconds=round(secs, 2),
+        events_per_s=round(rate),
+        steady_events_per_s=_round(_rate_between(series, 0.1, 0.9)),
+        startup_s=round(t_first - t_spawn, 2),
+        worker_cpu_s=_round(wcpu, 2),
+        broker_cpu_s=_round(bcpu1 - bcpu0, 2) if bcpu0 is not None and bcpu1 else None,
+        worker_cpu_us_per_event=_round(wcpu * 1e6 / done, 1) if wcpu and done else None,
+        rss_peak_mb=round(worker.rss.peak_mb, 1),
+        rss_hwm_mb=round(worker.rss.hwm_mb, 1),
+        series=series[:: max(1, len(series) // 60)],
+    )
+
+
+def _round(v: float | None, nd: int = 0) -> float | None:
+    if v is None:
+        return None
+    return round(v, nd) if nd else float(round(v))
+
+
+# -- latency --------------------------------------------------------------------------------
+
+
+@dataclass
+class LatencyResult:
+    rate_per_s: float
+    seconds: float
+    sent: int
+    applied: int
+    applied_ms: dict[str, float | None]
+    seen_ms: dict[str, float | None]
+    lag_histogram_s: dict[str, float | None]
+    changes_records: int
+    changes_ms: dict[str, float | None]
+    rss_peak_mb: float | None = None
+
+
+def _pcts(values: list[float]) -> dict[str, float | None]:
+    v = sorted(values)
+    out: dict[str, float | None] = {}
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
+        p = percentile(v, q)
+        out[name] = round(p, 1) if p is not None else None
+    return out
+
+
+async def _paced(
+    settings: Settings,
+    profiles: list[tuple[str, bytes]],
+    rate: float,
+    seconds: float,
+    drain_timeout: float,
+) -> tuple[int, dict[str, int], dict[str, tuple[int, int]], list[tuple[bytes, int]], dict]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from engage_stream.sample_data import iso
+
+    changelog = settings.changelog_topic
+    changes = settings.topics.changes
+    prefix = f"lat{int(time.time())}-"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    sent: dict[str, int] = {}
+    by_profile: dict[bytes, list[int]] = {}
+    applied: dict[str, tuple[int, int]] = {}
+    change_recs: list[tuple[bytes, int]] = []
+    try:
+        tps = [TopicPartition(changelog, p) for p in range(settings.partitions)]
+        tps += [TopicPartition(changes, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+
+        async def consume() -> None:
+            while True:
+                batch = await consumer.getmany(timeout_ms=20)
+                now_ns = time.time_ns()
+                for tp, recs in batch.items():
+                    for r in recs:
+                        if tp.topic == changes:
+                            change_recs.append((r.key or b"", r.timestamp))
+                        elif r.value is not None and r.key and r.key.startswith(b"d:"):
+                            mid = r.key.rsplit(b"\x00", 1)[1].decode()
+                            if mid.startswith(prefix):
+                                applied[mid] = (r.timestamp, now_ns)
+
+        task = asyncio.create_task(consume())
+        n = int(rate * seconds)
+        rng = random.Random(11)
+        futures = []
+        t0 = time.perf_counter()
+        i = 0
+        while i < n:
+            due = min(n, int((time.perf_counter() - t0) * rate) + 1)
+            while i < due:
+                pid, key = profiles[rng.randrange(len(profiles))]
+                sent_ns = time.time_ns()
+                mid = f"{prefix}{i}-{sent_ns}"
+                body = {
+                    "type": "track",
+                    "event": "Product Viewed",
+                    "userId": key.decode(),
+                    "messageId": mid,
+                    "timestamp": iso(sent_ns // 1_000_000),
+                    "properties": {
+                        "product_id": "prod_0001",
+                        "price": 10.0,
+                        "bench_sent_ns": sent_ns,
+                    },
+                }
+                futures.append(
+                    await producer.send(settings.topics.track, orjson.dumps(body), key=key)
+                )
+                sent[mid] = sent_ns
+                by_profile.setdefault(pid.encode(), []).append(sent_ns)
+                i += 1
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*futures)
+        deadline = time.monotonic() + drain_timeout
+        while len(applied) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # let trailing engine outputs arrive
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return n, sent, applied, change_recs, by_profile
+
+
+def measure_latency(
+    worker: BenchWorker,
+    settings: Settings,
+    profiles: list[tuple[str, bytes]],
+    rate: float,
+    seconds: float,
+) -> LatencyResult:
+    before = worker.metrics().histogram("engage_processing_lag_seconds")
+    peak0 = worker.rss.peak_kb if worker.rss else 0
+    n, sent, applied, change_recs, by_profile = asyncio.run(
+        _paced(settings, profiles, rate, seconds, drain_timeout=30 + seconds)
+    )
+    after = worker.metrics().histogram("engage_processing_lag_seconds")
+    lat_applied = [ts - sent[mid] / 1e6 for mid, (ts, _) in applied.items()]
+    lat_seen = [(seen - sent[mid]) / 1e6 for mid, (_, seen) in applied.items()]
+    lat_changes: list[float] = []
+    for key, ts in change_recs:
+        sends = [s / 1e6 for s in by_profile.get(key, []) if s / 1e6 <= ts + 1]
+        if sends:
+            lat_changes.append(ts - max(sends))
+    hist = {
+        name: histogram_quantile(before, after, q)
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+    }
+    peak = worker.rss.peak_kb if worker.rss else peak0
+    return LatencyResult(
+        rate_per_s=round(rate),
+        seconds=seconds,
+        sent=n,
+        applied=len(applied),
+        applied_ms=_pcts(lat_applied),
+        seen_ms=_pcts(lat_seen),
+        lag_histogram_s=hist,
+        changes_records=len(change_recs),
+        changes_ms=_pcts(lat_changes),
+        rss_peak_mb=round(peak / 1024, 1),
+    )
+
+
+# -- recovery -------------------------------------------------------------------------------
+
+
+@dataclass
+class RecoveryResult:
+    state_disk_mb_deleted: float
+    changelog_records: int
+    seconds_to_ready: float
+    seconds_to_web: float
+    records_applied: int
+    records_skipped: int
+    recovery_seconds_sum: float
+    probes_identical: bool
+    rss_hwm_mb: float
+
+
+def measure_recovery(
+    worker: BenchWorker, settings: Settings, probes: list[str], timeout: float
+) -> RecoveryResult:
+    """Stop, delete local state, restart; until every partition is open and probes match."""
+    before = {p: worker.proc.profile(p, "metadata") for p in probes}
+    missing = [p for p, (status, _) in before.items() if status != 200]
+    if missing:
+        raise RuntimeError(f"probe profiles not found before recovery: {missing}")
+    worker.stop()
+    sdir = state_dir(settings)
+    deleted = dir_bytes(sdir)
+    shutil.rmtree(sdir, ignore_errors=True)
+    changelog = topic_records(settings.broker, settings.changelog_topic)
+    say(
+        f"  recovery: state dir deleted ({deleted / 1e6:,.1f} MB), "
+        f"changelog holds {changelog:,} records; restarting"
+    )
+    fresh = BenchWorker(settings, f"{settings.app_id}-recovery")
+    with fresh:
+        t0 = time.monotonic()
+        fresh.spawn()
+        fresh.wait_web(timeout=120)
+        t_web = time.monotonic() - t0
+
+        def ready() -> bool:
+            health = fresh.proc.get_json("/health")
+            if len(health.get("partitions", [])) < settings.partitions:
+                return False
+            return all(fresh.proc.profile(p, "metadata") == before[p] for p in probes)
+
+        wait_until(ready, timeout, "recovered partitions and matching probes", interval=0.1)
+        t_ready = time.monotonic() - t0
+        m = fresh.metrics()
+        assert fresh.rss is not None
+        fresh.rss.sample()
+        return RecoveryResult(
+            state_disk_mb_deleted=round(deleted / 1e6, 1),
+            changelog_records=changelog,
+            seconds_to_ready=round(t_ready, 2),
+            seconds_to_web=round(t_web, 2),
+            records_applied=int(m.total("engage_recovery_records_total", outcome="applied")),
+            records_skipped=int(m.total("engage_recovery_records_total", outcome="skipped")),
+            recovery_seconds_sum=round(m.total("engage_recovery_seconds_sum"), 2),
+            probes_identical=True,
+            rss_hwm_mb=round(fresh.rss.hwm_mb, 1),
+        )
+
+
+# -- sections, composed ---------------------------------------------------------------------
+
+
+def probe_profiles(workload: Workload, n: int = 3) -> list[str]:
+    """Profile API identifiers of the busiest known users (surely present in state)."""
+    pop = workload.population
+    ranked = sorted(
+        (u for u in range(pop.size) if pop.known[u]),
+        key=lambda u: pop._cum[u] - (pop._cum[u - 1] if u else 0.0),
+        reverse=True,
+    )
+    return [f"user_id:{pop.user_id(u)}" for u in ranked[:n]]
+
+
+def latency_profiles(workload: Workload, n: int = 2000) -> list[tuple[str, bytes]]:
+    pop = workload.population
+    known = [u for u in range(pop.size) if pop.known[u]][:n]
+    return [(pop.profile_id(u), pop.key(u)) for u in known]
+
+
+def run_main(
+    broker_cfg: BrokerConfig,
+    spec: WorkloadSpec,
+    tag: str,
+    latency_seconds: float,
+    throughput_timeout: float,
+    recovery_timeout: float = 300,
+) -> dict[str, Any]:
+    """Throughput on the backlog, then paced latency, then recovery — one worker's life."""
+    settings = worker_settings(broker_cfg.bootstrap, tag)
+    out: dict[str, Any] = {"settings": _settings_summary(settings)}
+    out["produce"] = asdict(prepare_inputs(settings, spec))
+    workload = Workload(spec)
+    worker = BenchWorker(settings, f"{settings.app_id}-main")
+    with worker:
+        say(f"worker throughput: draining {spec.total_events:,} events")
+        tp = measure_throughput(worker, spec.total_events, throughput_timeout, broker_cfg, "worker")
+        tp.state_disk_mb = round(dir_bytes(state_dir(settings)) / 1e6, 1)
+        tp.changelog_records = topic_records(settings.broker, settings.changelog_topic)
+        say(
+            f"  {tp.events_per_s:,.0f} events/s (steady {tp.steady_events_per_s or 0:,.0f}), "
+            f"RSS peak {tp.rss_peak_mb:,.0f} MB"
+        )
+        out["throughput"] = asdict(tp)
+        if not tp.complete:
+            say("  throughput run did not finish in time: latency and recovery skipped")
+            return out
+        rate = max(50.0, round(tp.events_per_s / 2))
+        say(f"latency: {rate:,.0f} events/s for {latency_seconds:.0f}s, worker caught up")
+        lat = measure_latency(worker, settings, latency_profiles(workload), rate, latency_seconds)
+        say(
+            f"  produce→applied p50 {lat.applied_ms['p50']} ms, p95 {lat.applied_ms['p95']} ms, "
+            f"p99 {lat.applied_ms['p99']} ms ({lat.applied}/{lat.sent} seen)"
+        )
+        out["latency"] = asdict(lat)
+        say("recovery: stop, delete local state, restart")
+        rec = measure_recovery(worker, settings, probe_profiles(workload), recovery_timeout)
+        say(
+            f"  ready in {rec.seconds_to_ready:.1f}s, {rec.records_applied:,} changelog "
+            f"records replayed"
+        )
+        out["recovery"] = asdict(rec)
+    shutil.rmtree(state_dir(settings).parent, ignore_errors=True)
+    return out
+
+
+def run_history(
+    broker_cfg: BrokerConfig,
+    profiles: int,
+    events: int,
+    multiplier: int,
+    seed: int,
+    tag: str,
+    timeout: float,
+) -> dict[str, Any]:
+    """Same profiles, 1× and k× the events each: does per-event cost grow with history?"""
+    out: dict[str, Any] = {}
+    for k in (1, multiplier):
+        spec = WorkloadSpec(profiles=profiles, events=events, history_multiplier=k, seed=seed)
+        settings = worker_settings(broker_cfg.bootstrap, f"{tag}-h{k}")
+        prepare_inputs(settings, spec)
+        with BenchWorker(settings, f"{settings.app_id}") as worker:
+            say(f"history ×{k}: draining {spec.total_events:,} events for {profiles:,} profiles")
+            tp = measure_throughput(worker, spec.total_events, timeout, broker_cfg, f"×{k}")
+            tp.state_disk_mb = round(dir_bytes(state_dir(settings)) / 1e6, 1)
+            say(f"  ×{k}: {tp.events_per_s:,.0f} events/s, RSS peak {tp.rss_peak_mb:,.0f} MB")
+        out[f"x{k}"] = asdict(tp)
+        shutil.rmtree(state_dir(settings).parent, ignore_errors=True)
+    return out
+
+
+def _settings_summary(s: Settings) -> dict[str, Any]:
+    return {
+        "partitions": s.partitions,
+        "batch_size": s.batch_size,
+        "batch_within_s": s.batch_within_s,
+        "history_days": s.history_days,
+        "commit_interval_s": s.commit_interval_s,
+        "app_id": s.app_id,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--profiles", type=int)
+    p.add_argument("--events", type=int)
+    args = p.parse_args(argv)
+    profiles = args.profiles or (5_000 if args.quick else 100_000)
+    events = args.events or (30_000 if args.quick else 500_000)
+    spec = WorkloadSpec(profiles=profiles, events=events)
+    with bench_broker() as cfg:
+        res = run_main(cfg, spec, run_id(), 8 if args.quick else 20, 900)
+    print(orjson.dumps(res, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,434 @@
+"""Deterministic, realistic Segment traffic at benchmark scale, to a file or into Kafka.
+
+Why not `engage_stream.sample_data` directly: the benchmark needs a fixed profile
+population (N profiles, each keeping one canonical id so "N profiles" really means N keys
+of state), a history multiplier (same profiles, k× events each), event times spread over
+90 days, and ≥100k events/s of generation so that making the data never dominates a run.
+The traffic mix follows sample_data's shop: page ~60 %, Product Viewed 15 %, Product
+Added 10 %, identify 7 % (email, plan, name, country, age), Order Completed 6 % with
+revenue, group 2 %.
+
+Profiles: a share of them (`known_fraction`) are known users that always send `userId` and
+`anonymousId`; the rest stay anonymous. Identify and group calls come only from known users,
+so identity resolution never merges two bench profiles and the state has exactly the
+profiles the workload names. Who sends an event: half the events pick a profile uniformly
+(every profile shows up), half by a heavy-tailed activity weight (a few very active users).
+
+    python -m bench.workload --profiles 100000 --events 1000000 --out var/bench/events.jsonl
+    python -m bench.workload --events 200000 --kafka 127.0.0.1:39900 --topic-suffix -b1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from engage_stream.config import DAY_MS, Settings
+from engage_stream.stream.routing import partition_for
+
+CATEGORIES = ["shoes", "shirts", "hats", "bags", "jackets", "socks", "watches", "belts"]
+BRANDS = ["Acme", "Northwind", "Globex", "Initech", "Umbrella"]
+PAGES = ["Home", "Catalog", "Product", "Cart", "Checkout", "Newsletter", "Blog", "Pricing"]
+PLANS = ["free", "pro", "enterprise"]
+COUNTRIES = ["US", "DE", "FR", "GB", "BR", "IN", "JP", "CA"]
+INDUSTRIES = ["retail", "software", "finance", "health", "media"]
+REFERRERS = ["", "https://www.google.com/", "https://news.example/", "https://t.co/x"]
+N_PRODUCTS = 200
+N_ACCOUNTS = 500
+
+# Cumulative shares of the traffic mix (page, viewed, added, identify, order, group).
+MIX = (0.60, 0.75, 0.85, 0.92, 0.98, 1.0)
+
+
+class Record(NamedTuple):
+    """One input record: Segment type (selects the input topic), Kafka key, JSON value."""
+
+    kind: str
+    key: bytes
+    value: bytes
+    profile: int
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    profiles: int = 100_000
+    events: int = 1_000_000  # at history multiplier 1
+    history_multiplier: int = 1
+    days: float = 90.0
+    end_ms: int | None = None  # default: now, floored to the hour
+    seed: int = 7
+    known_fraction: float = 0.7
+
+    @property
+    def total_events(self) -> int:
+        return self.events * self.history_multiplier
+
+    def resolved_end_ms(self) -> int:
+        if self.end_ms is not None:
+            return self.end_ms
+        return int(time.time() // 3600 * 3600 * 1000)
+
+
+def _iso_day(day: int) -> str:
+    return time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
+
+
+class _Clock:
+    """ISO-8601 timestamps fast: the date part is cached per day."""
+
+    def __init__(self) -> None:
+        self._day = -1
+        self._prefix = ""
+
+    def iso(self, ms: int) -> str:
+        day, rem = divmod(ms, DAY_MS)
+        if day != self._day:
+            self._day, self._prefix = day, _iso_day(day)
+        s, milli = divmod(rem, 1000)
+        h, s = divmod(s, 3600)
+        m, s = divmod(s, 60)
+        return f"{self._prefix}{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+
+
+class Population:
+    """The fixed set of profiles: ids, keys, input partitions and activity weights."""
+
+    def __init__(self, profiles: int, seed: int, known_fraction: float) -> None:
+        rng = random.Random(f"population-{seed}")
+        self.size = profiles
+        self.known = [rng.random() < known_fraction for _ in range(profiles)]
+        weights = [min(rng.paretovariate(1.2), 2000.0) for _ in range(profiles)]
+        acc, cum = 0.0, []
+        for w in weights:
+            acc += w
+            cum.append(acc)
+        self._cum = cum
+        self._total = acc
+        self.email = [f"user{u}@example.com" for u in range(profiles)]
+        self.plan = [PLANS[min(2, int(rng.paretovariate(2.0)) - 1)] for _ in range(profiles)]
+        self.country = [rng.choice(COUNTRIES) for _ in range(profiles)]
+        self.age = [rng.randint(18, 75) for _ in range(profiles)]
+        self.account = [f"acct_{rng.randrange(N_ACCOUNTS):04d}" for _ in range(profiles)]
+
+    def anonymous_id(self, u: int) -> str:
+        return f"anon-{u:07d}"
+
+    def user_id(self, u: int) -> str | None:
+        return f"user-{u:07d}" if self.known[u] else None
+
+    def profile_id(self, u: int) -> str:
+        """The canonical profile id the worker's identity stage assigns to this profile."""
+        uid = self.user_id(u)
+        return f"user_id:{uid}" if uid else f"anonymous_id:{self.anonymous_id(u)}"
+
+    def key(self, u: int) -> bytes:
+        return (self.user_id(u) or self.anonymous_id(u)).encode()
+
+    def pick(self, rng: random.Random) -> int:
+        if rng.random() < 0.5:
+            return rng.randrange(self.size)
+        return bisect.bisect_left(self._cum, rng.random() * self._total)
+
+
+class Workload:
+    """Iterates the spec's events in event-time order; same spec, same bytes."""
+
+    def __init__(self, spec: WorkloadSpec) -> None:
+        self.spec = spec
+        self.end_ms = spec.resolved_end_ms()
+        self.population = Population(spec.profiles, spec.seed, spec.known_fraction)
+        prng = random.Random(f"products-{spec.seed}")
+        self.products = [
+            {
+                "product_id": f"prod_{i:04d}",
+                "sku": f"SKU-{i:05d}",
+                "name": f"Item {i}",
+                "category": prng.choice(CATEGORIES),
+                "brand": prng.choice(BRANDS),
+                "price": round(prng.uniform(5, 300), 2),
+            }
+            for i in range(N_PRODUCTS)
+        ]
+        self._clock = _Clock()
+        self._ctx = [
+            {
+                "library": {"name": "analytics.js", "version": "4.1.0"},
+                "ip": f"10.{i}.{i * 7 % 250}.{i * 13 % 250}",
+                "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120",
+                "locale": loc,
+            }
+            for i, loc in enumerate(["en-US", "de-DE", "fr-FR", "en-GB"])
+        ]
+
+    def records(self) -> Iterator[Record]:
+        spec = self.spec
+        rng = random.Random(f"events-{spec.seed}-x{spec.history_multiplier}")
+        total = spec.total_events
+        span = int(spec.days * DAY_MS)
+        start = self.end_ms - span
+        step = span / max(1, total)
+        prefix = f"b{spec.seed}x{spec.history_multiplier}-"
+        pop = self.population
+        for i in range(total):
+            ts = int(start + (i + rng.random()) * step)
+            u = pop.pick(rng)
+            kind, body = self._body(rng, u, i)
+            body["anonymousId"] = pop.anonymous_id(u)
+            uid = pop.user_id(u)
+            if uid is not None:
+                body["userId"] = uid
+            body["messageId"] = f"{prefix}{i:010d}"
+            body["timestamp"] = self._clock.iso(ts)
+            body["context"] = self._ctx[u & 3]
+            yield Record(kind, pop.key(u), orjson.dumps(body), u)
+
+    def lines(self) -> Iterator[bytes]:
+        for rec in self.records():
+            yield rec.value
+
+    def _body(self, rng: random.Random, u: int, i: int) -> tuple[str, dict[str, Any]]:
+        r = rng.random()
+        pop = self.population
+        if r >= MIX[2] and not pop.known[u]:
+            r = rng.random() * MIX[2]  # anonymous visitors only browse
+        if r < MIX[0]:
+            page = PAGES[int(r * 13.33) % len(PAGES)]
+            return "page", {
+                "type": "page",
+                "name": page,
+                "properties": {
+                    "path": f"/{page.lower()}",
+                    "url": f"https://shop.example/{page.lower()}",
+                    "title": f"{page} | Shop",
+                    "referrer": REFERRERS[i & 3],
+                    "category": CATEGORIES[i % len(CATEGORIES)],
+                },
+            }
+        if r < MIX[1]:
+            return "track", {
+                "type": "track",
+                "event": "Product Viewed",
+                "properties": self.products[rng.randrange(N_PRODUCTS)],
+            }
+        if r < MIX[2]:
+            p = self.products[rng.randrange(N_PRODUCTS)]
+            return "track", {
+                "type": "track",
+                "event": "Product Added",
+                "properties": {**p, "quantity": 1 + (i % 3), "cart_id": f"cart-{u}"},
+            }
+        if r < MIX[3]:
+            return "identify", {
+                "type": "identify",
+                "traits": {
+                    "email": pop.email[u],
+                    "plan": pop.plan[u] if rng.random() < 0.9 else PLANS[i % 3],
+                    "name": f"User {u}",
+                    "country": pop.country[u],
+                    "age": pop.age[u],
+                },
+            }
+        if r < MIX[4]:
+            items = [self.products[rng.randrange(N_PRODUCTS)] for _ in range(1 + (i % 3))]
+            revenue = round(sum(p["price"] for p in items), 2)
+            return "track", {
+                "type": "track",
+                "event": "Order Completed",
+                "properties": {
+                    "order_id": f"ord-{i:010d}",
+                    "revenue": revenue,
+                    "total": revenue,
+                    "currency": "USD",
+                    "coupon": "SPRING" if i % 11 == 0 else None,
+                    "products": [
+                        {"product_id": p["product_id"], "price": p["price"], "quantity": 1}
+                        for p in items
+                    ],
+                },
+            }
+        acct = pop.account[u]
+        return "group", {
+            "type": "group",
+            "groupId": acct,
+            "traits": {
+                "name": f"Account {acct}",
+                "industry": INDUSTRIES[int(acct[5:]) % len(INDUSTRIES)],
+                "employees": 10 + (int(acct[5:]) * 37) % 5000,
+                "plan": PLANS[int(acct[5:]) % 3],
+            },
+        }
+
+
+def write_file(spec: WorkloadSpec, out: Path) -> tuple[int, float]:
+    """JSON lines; returns (events, seconds)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    n = 0
+    buf: list[bytes] = []
+    with out.open("wb") as fh:
+        for line in Workload(spec).lines():
+            buf.append(line)
+            n += 1
+            if len(buf) >= 10_000:
+                buf.append(b"")
+                fh.write(b"\n".join(buf))
+                buf = []
+        if buf:
+            buf.append(b"")
+            fh.write(b"\n".join(buf))
+    return n, time.perf_counter() - started
+
+
+# -- producing into Kafka -------------------------------------------------------------------
+
+
+class BatchProducer:
+    """Whole per-partition batches through aiokafka's `send_batch`: about an order of
+    magnitude cheaper per record than `send()` for pre-loading millions of records."""
+
+    def __init__(self, bootstrap: str, max_batch_bytes: int = 1024 * 1024) -> None:
+        self.bootstrap = bootstrap
+        self.max_batch_bytes = max_batch_bytes
+        self._producer: Any = None
+        self._batches: dict[tuple[str, int], Any] = {}
+        self._pending: list[Any] = []
+        self.sent = 0
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            max_batch_size=self.max_batch_bytes,
+            max_request_size=8 * 1024 * 1024,
+        )
+        await self._producer.start()
+
+    async def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        tp = (topic, partition)
+        batch = self._batches.get(tp)
+        if batch is None:
+            batch = self._batches[tp] = self._producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=[]) is None:
+            await self._submit(tp, batch)
+            batch = self._batches[tp] = self._producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=[]) is None:
+                raise ValueError(f"record too large for one batch on {topic}")
+        self.sent += 1
+
+    async def _submit(self, tp: tuple[str, int], batch: Any) -> None:
+        self._pending.append(await self._producer.send_batch(batch, tp[0], partition=tp[1]))
+        if len(self._pending) >= 64:  # bound what is in flight
+            await asyncio.gather(*self._pending)
+            self._pending.clear()
+
+    async def flush(self) -> None:
+        batches, self._batches = self._batches, {}
+        for tp, batch in batches.items():
+            await self._submit(tp, batch)
+        if self._pending:
+            await asyncio.gather(*self._pending)
+            self._pending.clear()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self.flush()
+            await self._producer.stop()
+            self._producer = None
+
+
+def topic_for(settings: Settings, kind: str) -> str:
+    return getattr(settings.topics, kind)
+
+
+async def produce_async(
+    settings: Settings, records: Iterator[Record], progress_every: int = 0
+) -> tuple[int, float]:
+    """Produce records to the per-type input topics (keyed like `engage-stream produce`:
+    by userId, else anonymousId; Kafka's default murmur2 partition). Returns (n, seconds)."""
+    producer = BatchProducer(settings.broker)
+    await producer.start()
+    started = time.perf_counter()
+    parts: dict[int, int] = {}
+    topics = {k: topic_for(settings, k) for k in ("track", "identify", "group", "page", "screen")}
+    try:
+        for rec in records:
+            p = parts.get(rec.profile)
+            if p is None:
+                p = parts[rec.profile] = partition_for(rec.key, settings.partitions)
+            await producer.add(topics[rec.kind], p, rec.key, rec.value)
+            if progress_every and producer.sent % progress_every == 0:
+                rate = producer.sent / (time.perf_counter() - started)
+                print(f"  produced {producer.sent:,} ({rate:,.0f}/s)", file=sys.stderr)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return producer.sent, time.perf_counter() - started
+
+
+def produce(settings: Settings, spec: WorkloadSpec, progress_every: int = 0) -> tuple[int, float]:
+    return asyncio.run(produce_async(settings, Workload(spec).records(), progress_every))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.workload", description=__doc__.split("\n")[0])
+    p.add_argument("--profiles", type=int, default=WorkloadSpec.profiles)
+    p.add_argument("--events", type=int, default=WorkloadSpec.events)
+    p.add_argument(
+        "--history-multiplier",
+        type=int,
+        default=1,
+        help="same profiles, k× the events each (over the same 90 days)",
+    )
+    p.add_argument("--days", type=float, default=WorkloadSpec.days)
+    p.add_argument("--seed", type=int, default=WorkloadSpec.seed)
+    p.add_argument("--end-ms", type=int, help="newest event time (default: now, to the hour)")
+    p.add_argument("--out", type=Path, help="write JSON lines here")
+    p.add_argument("--kafka", help="produce into this broker's input topics instead")
+    p.add_argument("--topic-suffix", default="", help="as Topics.with_suffix (isolated runs)")
+    p.add_argument("--partitions", type=int, default=4, help="input topic partitions")
+    args = p.parse_args(argv)
+    spec = WorkloadSpec(
+        profiles=args.profiles,
+        events=args.events,
+        history_multiplier=args.history_multiplier,
+        days=args.days,
+        seed=args.seed,
+    )
+    spec = replace(spec, end_ms=args.end_ms if args.end_ms is not None else spec.resolved_end_ms())
+    if args.kafka:
+        base = Settings.from_env(broker=args.kafka, partitions=args.partitions)
+        settings = base.model_copy(update={"topics": base.topics.with_suffix(args.topic_suffix)})
+        n, secs = produce(settings, spec, progress_every=200_000)
+        print(f"produced {n:,} events to {settings.broker} in {secs:.1f}s ({n / secs:,.0f}/s)")
+        return 0
+    if not args.out:
+        p.error("one of --out or --kafka is required")
+    n, secs = write_file(spec, args.out)
+    print(
+        f"wrote {n:,} events for {spec.profiles:,} profiles (end_ms={spec.end_ms}) to "
+        f"{args.out} in {secs:.1f}s ({n / secs:,.0f}/s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
