@@ -30,6 +30,14 @@ WORKER_WEB_PORT = 39910
 BASELINE_WEB_PORT = 39911
 
 
+def quiet_kafka_logs() -> None:
+    """aiokafka logs each retried produce request (normal while new topics elect leaders)."""
+    import logging
+
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+
+
 def say(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 

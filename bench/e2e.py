@@ -48,6 +48,7 @@ from bench.common import (
     histogram_quantile,
     percentile,
     proc_cpu_seconds,
+    quiet_kafka_logs,
     run_id,
     say,
     wait_until,
@@ -74,8 +75,16 @@ def worker_settings(bootstrap: str, tag: str, partitions: int = 4, **extra: Any)
 
 
 def with_app(settings: Settings, app_tag: str) -> Settings:
-    """Same input topics, another app id: a fresh consumer group re-reads the same input."""
-    return settings.model_copy(update={"app_id": f"{settings.app_id}-{app_tag}"})
+    """Same input topics, another app id and internal/output topics: a fresh worker
+    re-reads the same input without seeing the first one's internal records."""
+    t = settings.topics
+    own = {
+        name: getattr(t, name) + f"-{app_tag}"
+        for name in ("dead_letter", "profile_events", "definitions", "changes")
+    }
+    return settings.model_copy(
+        update={"app_id": f"{settings.app_id}-{app_tag}", "topics": t.model_copy(update=own)}
+    )
 
 
 def state_dir(settings: Settings) -> Path:
@@ -526,11 +535,13 @@ def run_main(
     latency_seconds: float,
     throughput_timeout: float,
     recovery_timeout: float = 300,
+    produced: ProduceResult | None = None,
 ) -> dict[str, Any]:
-    """Throughput on the backlog, then paced latency, then recovery — one worker's life."""
+    """Throughput on the backlog, then paced latency, then recovery — one worker's life.
+    `produced`: the inputs are already in the topics (`prepare_inputs` was called)."""
     settings = worker_settings(broker_cfg.bootstrap, tag)
     out: dict[str, Any] = {"settings": _settings_summary(settings)}
-    out["produce"] = asdict(prepare_inputs(settings, spec))
+    out["produce"] = asdict(produced or prepare_inputs(settings, spec))
     workload = Workload(spec)
     worker = BenchWorker(settings, f"{settings.app_id}-main")
     with worker:
@@ -607,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profiles", type=int)
     p.add_argument("--events", type=int)
     args = p.parse_args(argv)
+    quiet_kafka_logs()
     profiles = args.profiles or (5_000 if args.quick else 100_000)
     events = args.events or (30_000 if args.quick else 500_000)
     spec = WorkloadSpec(profiles=profiles, events=events)

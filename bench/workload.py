@@ -315,6 +315,26 @@ class BatchProducer:
         )
         await self._producer.start()
 
+    async def wait_for_leaders(
+        self, topics: list[str], partitions: int, timeout: float = 30.0
+    ) -> None:
+        """Fresh topics: wait until each partition has a leader, so nothing is retried."""
+        from aiokafka import TopicPartition
+
+        client = self._producer.client
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await client.force_metadata_update()
+            leaders = [
+                client.cluster.leader_for_partition(TopicPartition(t, p))
+                for t in topics
+                for p in range(partitions)
+            ]
+            if all(x is not None and x >= 0 for x in leaders):
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"no partition leaders for {topics} after {timeout}s")
+
     async def add(
         self,
         topic: str,
@@ -370,6 +390,7 @@ async def produce_async(
     parts: dict[int, int] = {}
     topics = {k: topic_for(settings, k) for k in ("track", "identify", "group", "page", "screen")}
     try:
+        await producer.wait_for_leaders(list(topics.values()), settings.partitions)
         for rec in records:
             p = parts.get(rec.profile)
             if p is None:

@@ -1,0 +1,211 @@
+"""The bench definition set — 50 audiences and 20 computed traits — in one neutral place.
+
+Why a neutral description: the engine's YAML format does not exist yet, but the DuckDB
+baseline needs the same audiences now. Every definition is described here once, as data;
+`baseline_duckdb` renders it to SQL, and when the definition format lands a YAML renderer
+next to `to_sql` writes bench/definitions/*.yaml from the same list (so the batch oracle
+and the streaming engine always compute the same set).
+
+Semantics (what the SQL computes; the engine's YAML must mean the same):
+- Events as the worker sees them: page calls are `Page Viewed` with `page_name`; the
+  profile is `user_id:<userId>`, else `anonymous_id:<anonymousId>`.
+- "within W days": event time in (now − W days, now]. History is 90 days, so "ever" = 90 d.
+- Traits: the latest identify value by event time.
+- Funnel `A then not B`: performed A within W days, and no B at or after the last such A.
+- `most_frequent`: the value with the highest count, ties broken by the smallest value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Op = Literal[">=", ">", "<", "<=", "=", "!="]
+
+
+@dataclass(frozen=True)
+class Where:
+    """A filter on one event property (or `page_name`)."""
+
+    prop: str
+    op: Op
+    value: str | float
+
+
+@dataclass(frozen=True)
+class EventCount:
+    key: str
+    event: str
+    days: int
+    at_least: int = 1
+    where: tuple[Where, ...] = ()
+    kind: str = field(default="count", init=False)
+
+
+@dataclass(frozen=True)
+class EventSum:
+    key: str
+    event: str
+    prop: str
+    days: int
+    at_least: float
+    kind: str = field(default="sum", init=False)
+
+
+@dataclass(frozen=True)
+class TraitIs:
+    key: str
+    trait: str
+    op: Op
+    value: str | float
+    kind: str = field(default="trait", init=False)
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """Performed `first` within `days`, and not `then` since the last `first`."""
+
+    key: str
+    first: str
+    then: str
+    days: int
+    kind: str = field(default="funnel", init=False)
+
+
+@dataclass(frozen=True)
+class Inactive:
+    """Identified (has trait `email`) and no event at all within `days`."""
+
+    key: str
+    days: int
+    kind: str = field(default="inactive", init=False)
+
+
+@dataclass(frozen=True)
+class Combine:
+    """Nested audience references: `all` of / `any` of the audiences, and `none` of."""
+
+    key: str
+    all: tuple[str, ...] = ()
+    any: tuple[str, ...] = ()
+    none: tuple[str, ...] = ()
+    kind: str = field(default="combine", init=False)
+
+
+Audience = EventCount | EventSum | TraitIs | Funnel | Inactive | Combine
+
+TraitKind = Literal[
+    "count", "sum", "avg", "min", "max", "last", "first", "most_frequent", "unique_count"
+]
+
+
+@dataclass(frozen=True)
+class ComputedTrait:
+    key: str
+    kind: TraitKind
+    event: str
+    days: int
+    prop: str | None = None
+
+
+PV, VIEW, ADD, ORDER, GROUP = (
+    "Page Viewed",
+    "Product Viewed",
+    "Product Added",
+    "Order Completed",
+    "group",
+)
+CATEGORIES = ["shoes", "shirts", "hats", "bags", "jackets", "socks", "watches", "belts"]
+
+
+def audiences() -> list[Audience]:
+    a: list[Audience] = [
+        # counts in windows (16)
+        EventCount("pages_1_1d", PV, 1),
+        EventCount("pages_5_7d", PV, 7, 5),
+        EventCount("pages_20_30d", PV, 30, 20),
+        EventCount("pages_50_90d", PV, 90, 50),
+        EventCount("viewed_1_7d", VIEW, 7),
+        EventCount("viewed_3_7d", VIEW, 7, 3),
+        EventCount("viewed_10_30d", VIEW, 30, 10),
+        EventCount("viewed_1_90d", VIEW, 90),
+        EventCount("added_1_1d", ADD, 1),
+        EventCount("added_1_7d", ADD, 7),
+        EventCount("added_3_30d", ADD, 30, 3),
+        EventCount("orders_1_7d", ORDER, 7),
+        EventCount("orders_1_30d", ORDER, 30),
+        EventCount("orders_2_90d", ORDER, 90, 2),
+        EventCount("orders_5_90d", ORDER, 90, 5),
+        EventCount("account_member_90d", GROUP, 90),
+    ]
+    # property filters (14)
+    a += [
+        EventCount(f"browsed_{c}_14d", VIEW, 14, 1, (Where("category", "=", c),))
+        for c in CATEGORIES
+    ]
+    a += [
+        EventCount("pricing_page_7d", PV, 7, 1, (Where("page_name", "=", "Pricing"),)),
+        EventCount("checkout_page_2_30d", PV, 30, 2, (Where("page_name", "=", "Checkout"),)),
+        EventCount("blog_reader_3_30d", PV, 30, 3, (Where("page_name", "=", "Blog"),)),
+        EventCount("premium_viewer_2_30d", VIEW, 30, 2, (Where("price", ">", 200),)),
+        EventCount("acme_fan_3_90d", VIEW, 90, 3, (Where("brand", "=", "Acme"),)),
+        EventCount("big_order_90d", ORDER, 90, 1, (Where("revenue", ">", 300),)),
+    ]
+    # sums (3)
+    a += [
+        EventSum("revenue_100_30d", ORDER, "revenue", 30, 100),
+        EventSum("revenue_500_90d", ORDER, "revenue", 90, 500),
+        EventSum("revenue_1000_90d", ORDER, "revenue", 90, 1000),
+    ]
+    # traits (7)
+    a += [
+        TraitIs("plan_free", "plan", "=", "free"),
+        TraitIs("plan_pro", "plan", "=", "pro"),
+        TraitIs("plan_enterprise", "plan", "=", "enterprise"),
+        TraitIs("country_us", "country", "=", "US"),
+        TraitIs("country_de", "country", "=", "DE"),
+        TraitIs("age_under_30", "age", "<", 30),
+        TraitIs("age_60_plus", "age", ">=", 60),
+    ]
+    # funnels and inactivity (4)
+    a += [
+        Funnel("cart_abandoned_1d", ADD, ORDER, 1),
+        Funnel("cart_abandoned_7d", ADD, ORDER, 7),
+        Funnel("viewed_not_added_7d", VIEW, ADD, 7),
+        Inactive("inactive_identified_30d", 30),
+    ]
+    # nested audience references (6)
+    a += [
+        Combine("high_value_pro", all=("revenue_500_90d", "plan_pro")),
+        Combine("enterprise_us", all=("plan_enterprise", "country_us")),
+        Combine("lapsed_buyer", all=("orders_2_90d",), none=("orders_1_30d",)),
+        Combine("engaged_not_buying", all=("pages_5_7d",), none=("orders_1_30d",)),
+        Combine("shoe_or_bag_browser", any=("browsed_shoes_14d", "browsed_bags_14d")),
+        Combine("young_cart_abandoner", all=("age_under_30", "cart_abandoned_7d")),
+    ]
+    return a
+
+
+def computed_traits() -> list[ComputedTrait]:
+    return [
+        ComputedTrait("orders_90d", "count", ORDER, 90),
+        ComputedTrait("orders_30d", "count", ORDER, 30),
+        ComputedTrait("page_views_7d", "count", PV, 7),
+        ComputedTrait("page_views_30d", "count", PV, 30),
+        ComputedTrait("product_views_30d", "count", VIEW, 30),
+        ComputedTrait("products_added_30d", "count", ADD, 30),
+        ComputedTrait("revenue_90d", "sum", ORDER, 90, "revenue"),
+        ComputedTrait("revenue_30d", "sum", ORDER, 30, "revenue"),
+        ComputedTrait("avg_order_value_90d", "avg", ORDER, 90, "revenue"),
+        ComputedTrait("max_order_value_90d", "max", ORDER, 90, "revenue"),
+        ComputedTrait("min_price_viewed_30d", "min", VIEW, 30, "price"),
+        ComputedTrait("last_viewed_category", "last", VIEW, 90, "category"),
+        ComputedTrait("last_viewed_product", "last", VIEW, 90, "product_id"),
+        ComputedTrait("first_page_90d", "first", PV, 90, "page_name"),
+        ComputedTrait("top_category_30d", "most_frequent", VIEW, 30, "category"),
+        ComputedTrait("top_page_90d", "most_frequent", PV, 90, "page_name"),
+        ComputedTrait("top_brand_90d", "most_frequent", VIEW, 90, "brand"),
+        ComputedTrait("unique_products_viewed_30d", "unique_count", VIEW, 30, "product_id"),
+        ComputedTrait("unique_categories_90d", "unique_count", VIEW, 90, "category"),
+        ComputedTrait("last_order_revenue", "last", ORDER, 90, "revenue"),
+    ]

@@ -1,0 +1,442 @@
+"""One command for every benchmark figure, each printed beside its baseline and the ratio.
+
+    python -m bench.run_all            # full run, about 10–15 minutes on 2 cores
+    python -m bench.run_all --quick    # small sizes, about 2 minutes: for developing
+
+Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka), runs every
+section against it one after the other (never two workers at once: the machine has two
+cores and the broker needs one), stops it, prints a table and writes everything to
+var/bench/results-<timestamp>.json. A failing section is recorded and the rest still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import baseline_duckdb, baseline_faust, e2e, engine_bench, profile_worker
+from bench.common import BENCH_DIR, bench_broker, machine_info, quiet_kafka_logs, run_id, say
+from bench.workload import WorkloadSpec, write_file
+
+
+@dataclass(frozen=True)
+class Sizes:
+    profiles: int
+    events: int
+    latency_s: float
+    baseline_cap_s: float
+    history_profiles: int
+    history_events: int
+    history_multiplier: int
+    profile_s: float
+    inprocess_events: int
+    throughput_timeout_s: float
+
+
+QUICK = Sizes(
+    profiles=5_000,
+    events=30_000,
+    latency_s=6,
+    baseline_cap_s=10,
+    history_profiles=2_000,
+    history_events=10_000,
+    history_multiplier=5,
+    profile_s=8,
+    inprocess_events=20_000,
+    throughput_timeout_s=300,
+)
+FULL = Sizes(
+    profiles=100_000,
+    events=500_000,
+    latency_s=20,
+    baseline_cap_s=45,
+    history_profiles=10_000,
+    history_events=100_000,
+    history_multiplier=10,
+    profile_s=30,
+    inprocess_events=100_000,
+    throughput_timeout_s=900,
+)
+
+BASELINE_LABELS = {
+    "aiokafka": "plain aiokafka getmany + orjson decode",
+    "aiokafka-rocksdict": "aiokafka + orjson + rocksdict update (no changelog)",
+    "faust-trivial": "trivial Faust agent (decode + count)",
+    "faust-table": "naive Faust agent, RocksDB table write per event",
+}
+
+
+def section(
+    results: dict[str, Any], name: str, fn: Callable[[], Any], timings: dict[str, float]
+) -> Any:
+    """Run one section; on failure record the error and go on with the next."""
+    t = time.monotonic()
+    try:
+        value = fn()
+    except Exception as exc:  # a broken section must not cost the others
+        traceback.print_exc()
+        say(f"section {name} FAILED: {exc!r}")
+        results[name] = {"error": repr(exc)[:2000]}
+        value = None
+    else:
+        results[name] = value
+    timings[name] = round(time.monotonic() - t, 1)
+    return value
+
+
+def run(quick: bool, skip: set[str]) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    tag = run_id()
+    spec = WorkloadSpec(profiles=sizes.profiles, events=sizes.events)
+    spec = replace(spec, end_ms=spec.resolved_end_ms())
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {
+        "run": tag,
+        "mode": "quick" if quick else "full",
+        "command": "python -m bench.run_all" + (" --quick" if quick else ""),
+        "machine": machine_info(),
+        "sizes": asdict(sizes),
+        "workload": asdict(spec),
+        "section_seconds": timings,
+    }
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with bench_broker() as cfg:
+        settings = e2e.worker_settings(cfg.bootstrap, tag)
+        # The input topics hold exactly the workload while the baselines read them; the
+        # worker's latency phase adds its paced events only afterwards.
+        produced = section(results, "produce", lambda: e2e.prepare_inputs(settings, spec), timings)
+        if produced is not None and "baselines" not in skip:
+            results["baselines"] = {}
+            for mode in baseline_faust.MODES:
+                say(f"baseline {mode}: {BASELINE_LABELS[mode]}")
+                r = section(
+                    results["baselines"],
+                    mode,
+                    lambda mode=mode: asdict(
+                        baseline_faust.run_baseline(
+                            mode,
+                            cfg.bootstrap,
+                            settings.topics.inputs(),
+                            settings.partitions,
+                            spec.total_events,
+                            sizes.baseline_cap_s,
+                            BENCH_DIR / "baselines" / tag,
+                            tag,
+                        )
+                    ),
+                    timings,
+                )
+                if r:
+                    say(f"  {mode}: {r['events_per_s']:,.0f} events/s over {r['events']:,}")
+            shutil.rmtree(BENCH_DIR / "baselines" / tag, ignore_errors=True)
+        if produced is not None:
+            section(
+                results,
+                "worker",
+                lambda: e2e.run_main(
+                    cfg,
+                    spec,
+                    tag,
+                    sizes.latency_s,
+                    sizes.throughput_timeout_s,
+                    produced=produced,
+                ),
+                timings,
+            )
+        if produced is not None and "profile" not in skip:
+            section(
+                results,
+                "profile",
+                lambda: profile_worker.profile(settings, sizes.profile_s, tag),
+                timings,
+            )
+        if "history" not in skip:
+            section(
+                results,
+                "history",
+                lambda: e2e.run_history(
+                    cfg,
+                    sizes.history_profiles,
+                    sizes.history_events,
+                    sizes.history_multiplier,
+                    spec.seed,
+                    tag,
+                    sizes.throughput_timeout_s,
+                ),
+                timings,
+            )
+    if "duckdb" not in skip:
+        section(results, "duckdb", lambda: _duckdb(spec, sizes, tag), timings)
+    if "inprocess" not in skip:
+        say("in-process stage costs (no Kafka)")
+        section(
+            results,
+            "inprocess",
+            lambda: engine_bench.run(sizes.inprocess_events, min(sizes.profiles, 20_000)),
+            timings,
+        )
+    results["comparisons"] = comparisons(results)
+    results["total_seconds"] = round(time.monotonic() - started, 1)
+    shutil.rmtree(BENCH_DIR / "kafka", ignore_errors=True)
+    return results
+
+
+def _duckdb(spec: WorkloadSpec, sizes: Sizes, tag: str) -> dict[str, Any]:
+    """Full recompute over the main workload, and over the 1× / k× history workloads."""
+    out: dict[str, Any] = {}
+    files = {"main": spec}
+    for k in (1, sizes.history_multiplier):
+        files[f"history_x{k}"] = replace(
+            spec,
+            profiles=sizes.history_profiles,
+            events=sizes.history_events,
+            history_multiplier=k,
+        )
+    for name, s in files.items():
+        path = BENCH_DIR / f"events-{tag}-{name}.jsonl"
+        say(f"duckdb: writing {s.total_events:,} events to {path}")
+        write_file(s, path)
+        try:
+            say(f"duckdb: load + full recompute of the bench definition set ({name})")
+            r = asdict(baseline_duckdb.run(path.resolve(), s.resolved_end_ms()))
+        finally:
+            path.unlink(missing_ok=True)
+        if name != "main":
+            r.pop("audience_members")
+            r.pop("trait_profiles")
+        out[name] = r
+        say(f"  {name}: load {r['load_s']:.2f}s, recompute {r['recompute_s']:.3f}s")
+    return out
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def comparisons(r: dict[str, Any]) -> dict[str, Any]:
+    """The ratios the table prints, kept in the JSON too."""
+    out: dict[str, Any] = {}
+    ours = _get(r, "worker", "throughput", "events_per_s")
+    if ours:
+        for mode, b in (r.get("baselines") or {}).items():
+            if isinstance(b, dict) and b.get("events_per_s"):
+                out[f"worker_vs_{mode}"] = round(ours / b["events_per_s"], 2)
+    h1 = _get(r, "history", "x1", "events_per_s")
+    k = _get(r, "sizes", "history_multiplier")
+    hk = _get(r, "history", f"x{k}", "events_per_s")
+    if h1 and hk:
+        out["history_xk_vs_x1_throughput"] = round(hk / h1, 2)
+    duck = _get(r, "duckdb", "main", "recompute_s")
+    events = _get(r, "worker", "throughput", "events")
+    if duck and ours and events:
+        us = 1e6 / ours
+        out["worker_us_per_event_wall"] = round(us, 1)
+        out["incremental_total_s"] = round(events * us / 1e6, 1)
+        out["duckdb_recompute_s"] = duck
+        out["events_per_duckdb_recompute"] = round(duck * 1e6 / us)
+        out["incremental_total_vs_recompute"] = round(events * us / 1e6 / duck, 1)
+    return out
+
+
+# -- printing -------------------------------------------------------------------------------
+
+
+def _n(v: Any, fmt: str = ",.0f") -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def report(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    w = r["workload"]
+    L: list[str] = []
+    L.append(
+        f"engage-stream bench {r['run']} ({r['mode']}): {m['cpu']}, {m['cores']} cores, "
+        f"{m['ram_gb']} GB RAM, Python {m['python']}, Apache Kafka {m['kafka']}; "
+        f"load average at start {', '.join(f'{x:.1f}' for x in m['loadavg_at_start'])}"
+    )
+    L.append(
+        f"workload: {w['events'] * w['history_multiplier']:,} Segment events, "
+        f"{w['profiles']:,} profiles, event times over {w['days']:.0f} days, seed {w['seed']}"
+    )
+    L.append(f"reproduce: {r['command']}")
+    L.append("")
+    tp = _get(r, "worker", "throughput")
+    if isinstance(tp, dict):
+        ours = tp["events_per_s"]
+        L.append(
+            f"{'Throughput: pre-produced backlog drained':58s} {'events/s':>9s} "
+            f"{'CPU µs/ev':>10s} {'RSS MB':>7s} {'worker ÷ it':>11s}"
+        )
+        L.append(
+            f"  {'engage-stream worker (ingest+profiles, RocksDB+changelog)':56s} "
+            f"{_n(ours):>9s} {_n(tp['worker_cpu_us_per_event'], ',.1f'):>10s} "
+            f"{_n(tp['rss_hwm_mb']):>7s} {'1.00×':>11s}"
+        )
+        for mode, b in (r.get("baselines") or {}).items():
+            label = BASELINE_LABELS.get(mode, mode)
+            if not isinstance(b, dict) or "error" in b:
+                b = b if isinstance(b, dict) else {"error": str(b)}
+                L.append(f"  {label:56s} failed: {b['error'][:60]}")
+                continue
+            ratio = ours / b["events_per_s"] if b["events_per_s"] else None
+            part = "" if b["complete"] else f"  (first {b['events']:,} events, time cap)"
+            L.append(
+                f"  {label:56s} {_n(b['events_per_s']):>9s} "
+                f"{_n(b['cpu_us_per_event'], ',.1f'):>10s} {_n(b['rss_hwm_mb']):>7s} "
+                f"{_n(ratio, '.2f') + '×':>11s}{part}"
+            )
+        L.append(
+            f"  worker: {tp['applied']:,} events in {tp['seconds']}s, steady (10–90%) "
+            f"{_n(tp['steady_events_per_s'])}/s, start-up {tp['startup_s']}s, broker CPU "
+            f"{tp['broker_cpu_s']}s, state {tp['state_disk_mb']} MB on disk, "
+            f"{_n(tp['changelog_records'])} changelog records"
+        )
+        L.append("")
+    elif _get(r, "worker", "error"):
+        L.append(f"worker section failed: {r['worker']['error'][:300]}")
+    lat = _get(r, "worker", "latency")
+    if isinstance(lat, dict):
+        a, s, h = lat["applied_ms"], lat["seen_ms"], lat["lag_histogram_s"]
+        L.append(
+            f"Latency at {lat['rate_per_s']:,} events/s (half the sustained rate) for "
+            f"{lat['seconds']:.0f}s, {lat['applied']:,}/{lat['sent']:,} events"
+        )
+        L.append(f"  {'':56s} {'p50':>8s} {'p95':>8s} {'p99':>8s} {'max':>8s}")
+        L.append(
+            f"  {'produce → applied (changelog record timestamp), ms':56s} "
+            + " ".join(f"{_n(a[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
+        )
+        L.append(
+            f"  {'produce → seen by a consumer of the changelog, ms':56s} "
+            + " ".join(f"{_n(s[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
+        )
+        L.append(
+            f"  {'engage_processing_lag_seconds histogram (bucket bound), ms':56s} "
+            + " ".join(
+                f"{_n(h[k] * 1000 if h[k] is not None else None, ',.0f'):>8s}"
+                for k in ("p50", "p95", "p99")
+            )
+        )
+        if lat["changes_records"]:
+            c = lat["changes_ms"]
+            L.append(
+                f"  {'produce → engage.changes record, ms':56s} "
+                + " ".join(f"{_n(c[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
+            )
+        else:
+            L.append("  produce → engage.changes: no change records (engine not available yet)")
+        L.append(f"  worker RSS peak incl. this phase: {_n(lat['rss_peak_mb'])} MB")
+        L.append("")
+    rec = _get(r, "worker", "recovery")
+    if isinstance(rec, dict):
+        L.append(
+            f"Recovery (local state deleted, {rec['state_disk_mb_deleted']} MB): ready in "
+            f"{rec['seconds_to_ready']}s (web up {rec['seconds_to_web']}s), "
+            f"{rec['records_applied']:,} changelog records replayed "
+            f"({rec['records_skipped']:,} skipped) in {rec['recovery_seconds_sum']}s of "
+            f"partition recovery; probe profiles identical: {rec['probes_identical']}; "
+            f"RSS peak {rec['rss_hwm_mb']} MB"
+        )
+        L.append("")
+    hist = r.get("history")
+    if isinstance(hist, dict) and "error" not in hist:
+        k = r["sizes"]["history_multiplier"]
+        x1, xk = hist.get("x1"), hist.get(f"x{k}")
+        if x1 and xk:
+            L.append(
+                f"History: same {r['sizes']['history_profiles']:,} profiles, 1× vs {k}× the "
+                "events each"
+            )
+            for name, t in (("1×", x1), (f"{k}×", xk)):
+                L.append(
+                    f"  {name:4s} {t['events']:>10,} events {_n(t['events_per_s']):>8s}/s  "
+                    f"CPU {_n(t['worker_cpu_us_per_event'], ',.1f')} µs/ev  RSS "
+                    f"{_n(t['rss_hwm_mb'])} MB  state {t['state_disk_mb']} MB"
+                )
+            L.append(f"  throughput {k}× ÷ 1×: {hk_ratio(x1, xk)}")
+            L.append("")
+    duck = r.get("duckdb")
+    comp = r.get("comparisons", {})
+    if isinstance(duck, dict) and "main" in duck:
+        d = duck["main"]
+        L.append(
+            f"DuckDB full recompute of 50 audiences + 20 computed traits ({d['events']:,} "
+            f"events, {d['profiles']:,} profiles): {d['recompute_s']:.3f}s on {d['threads']} "
+            f"threads, {_n(d['recompute_1thread_s'], '.3f')}s on 1 (+ {d['load_s']:.2f}s to "
+            "load the JSON)"
+        )
+        if "events_per_duckdb_recompute" in comp:
+            L.append(
+                f"  ours: {comp['worker_us_per_event_wall']} µs/event (wall, whole pipeline, "
+                f"no engine yet) → {comp['incremental_total_s']}s for the same events, "
+                f"{comp['incremental_total_vs_recompute']}× one recompute; one recompute costs "
+                f"as much as {comp['events_per_duckdb_recompute']:,} events incrementally"
+            )
+        k = r["sizes"]["history_multiplier"]
+        if "history_x1" in duck and f"history_x{k}" in duck:
+            a, b = duck["history_x1"], duck[f"history_x{k}"]
+            L.append(
+                f"  recompute grows with history: {a['events']:,} events {a['recompute_s']:.3f}s"
+                f" → {b['events']:,} events {b['recompute_s']:.3f}s"
+            )
+        L.append("")
+    inproc = r.get("inprocess")
+    if isinstance(inproc, dict) and "stages_us_per_event" in inproc:
+        L.append(f"In-process stage cost, no Kafka ({inproc['events']:,} events):")
+        for k2, v in inproc["stages_us_per_event"].items():
+            L.append(f"  {k2:20s} {v:8.1f} µs/event  ({1e6 / v:,.0f}/s)")
+        L.append(f"  engine: {inproc['engine']}")
+        L.append("")
+    prof = r.get("profile")
+    if isinstance(prof, dict):
+        L.append(profile_worker.format_profile(prof) if "error" not in prof else str(prof))
+        L.append("")
+    L.append(f"total {r.get('total_seconds')}s; sections: {r.get('section_seconds')}")
+    return "\n".join(L)
+
+
+def hk_ratio(x1: dict[str, Any], xk: dict[str, Any]) -> str:
+    if not x1.get("events_per_s") or not xk.get("events_per_s"):
+        return "—"
+    return f"{xk['events_per_s'] / x1['events_per_s']:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (~2 minutes)")
+    p.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated sections to skip: baselines,profile,history,duckdb,inprocess",
+    )
+    p.add_argument("--from-json", type=Path, help="only print the table of a results file")
+    args = p.parse_args(argv)
+    quiet_kafka_logs()
+    if args.from_json:
+        print(report(orjson.loads(args.from_json.read_bytes())))
+        return 0
+    results = run(args.quick, {s for s in args.skip.split(",") if s})
+    out = BENCH_DIR / f"results-{results['run']}.json"
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print()
+    print(report(results))
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
