@@ -209,3 +209,39 @@ def computed_traits() -> list[ComputedTrait]:
         ComputedTrait("unique_categories_90d", "unique_count", VIEW, 90, "category"),
         ComputedTrait("last_order_revenue", "last", ORDER, 90, "revenue"),
     ]
+
+
+def describe(d: Audience | ComputedTrait) -> str:
+    """One line of plain English per definition (README, reports)."""
+
+    def where(ws: tuple[Where, ...]) -> str:
+        return "".join(f" where {w.prop} {w.op} {w.value!r}" for w in ws)
+
+    if isinstance(d, EventCount):
+        return f"performed {d.event!r}{where(d.where)} at least {d.at_least}× within {d.days} d"
+    if isinstance(d, EventSum):
+        return f"sum of {d.event!r}.{d.prop} ≥ {d.at_least:g} within {d.days} d"
+    if isinstance(d, TraitIs):
+        return f"trait {d.trait} {d.op} {d.value!r}"
+    if isinstance(d, Funnel):
+        return f"performed {d.first!r} within {d.days} d and no {d.then!r} since"
+    if isinstance(d, Inactive):
+        return f"has an email trait and no event within {d.days} d"
+    if isinstance(d, Combine):
+        parts = []
+        if d.all:
+            parts.append("in all of " + ", ".join(d.all))
+        if d.any:
+            parts.append("in any of " + ", ".join(d.any))
+        if d.none:
+            parts.append("in none of " + ", ".join(d.none))
+        return "; ".join(parts)
+    prop = f".{d.prop}" if d.prop else ""
+    return f"{d.kind} of {d.event!r}{prop} within {d.days} d"
+
+
+if __name__ == "__main__":
+    for a in audiences():
+        print(f"audience        {a.key:28s} {a.kind:9s} {describe(a)}")
+    for t in computed_traits():
+        print(f"computed_trait  {t.key:28s} {t.kind:13s} {describe(t)}")

@@ -16,9 +16,11 @@ What is measured, and how (nothing mocked: a real Apache Kafka, the real worker 
   consumer in the harness, the `engage_processing_lag_seconds` histogram (bucket bounds),
   and — once the engine emits — produce → record on `engage.changes` per profile.
 - **RSS**: /proc/<pid>/status VmRSS sampled every 0.25 s, and VmHWM (the kernel's peak).
-- **Recovery**: graceful stop, local state directory deleted, restart; time until /health
-  lists every partition open and probe lookups through the Profile API return the same
-  metadata as before the stop. Changelog records replayed: `engage_recovery_records_total`.
+- **Recovery**: graceful stop, local state directory deleted, restart; time until every
+  partition has finished recovering (`engage_recovery_seconds_count` = partitions: /health
+  lists a partition as soon as its recovery *starts*) and probe lookups through the Profile
+  API return the same metadata as before the stop. Changelog records replayed:
+  `engage_recovery_records_total`; `changelog_records` is the topic's offset span.
 
     python -m bench.e2e [--quick]        # broker + these sections only; see bench.run_all
 """
@@ -485,8 +487,10 @@ def measure_recovery(
         t_web = time.monotonic() - t0
 
         def ready() -> bool:
-            health = fresh.proc.get_json("/health")
-            if len(health.get("partitions", [])) < settings.partitions:
+            # /health lists a partition as soon as its recovery starts, so count finished
+            # recoveries (one engage_recovery_seconds observation per partition) instead.
+            done = fresh.metrics().total("engage_recovery_seconds_count")
+            if done < settings.partitions:
                 return False
             return all(fresh.proc.profile(p, "metadata") == before[p] for p in probes)
 
