@@ -246,6 +246,23 @@ def machine_info(kafka_version: str | None = None) -> dict[str, Any]:
     }
 
 
+def code_info() -> dict[str, Any]:
+    """Which code was measured: HEAD plus any uncommitted files under engage_stream/."""
+    info: dict[str, Any] = {}
+    with contextlib.suppress(Exception):
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "engage_stream"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        info["uncommitted"] = [line[3:] for line in status.splitlines()]
+    return info
+
+
 def dir_bytes(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):

@@ -24,7 +24,15 @@ from typing import Any
 import orjson
 
 from bench import baseline_duckdb, baseline_faust, e2e, engine_bench, profile_worker
-from bench.common import BENCH_DIR, bench_broker, machine_info, quiet_kafka_logs, run_id, say
+from bench.common import (
+    BENCH_DIR,
+    bench_broker,
+    code_info,
+    machine_info,
+    quiet_kafka_logs,
+    run_id,
+    say,
+)
 from bench.workload import WorkloadSpec, write_file
 
 
@@ -104,6 +112,7 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
         "mode": "quick" if quick else "full",
         "command": "python -m bench.run_all" + (" --quick" if quick else ""),
         "machine": machine_info(),
+        "code": code_info(),
         "sizes": asdict(sizes),
         "workload": asdict(spec),
         "section_seconds": timings,
@@ -271,6 +280,12 @@ def report(r: dict[str, Any]) -> str:
     L.append(
         f"workload: {w['events'] * w['history_multiplier']:,} Segment events, "
         f"{w['profiles']:,} profiles, event times over {w['days']:.0f} days, seed {w['seed']}"
+    )
+    code = r.get("code") or {}
+    dirty = code.get("uncommitted") or []
+    L.append(
+        f"code: {code.get('commit', '?')}"
+        + (f" + {len(dirty)} uncommitted files under engage_stream/" if dirty else "")
     )
     L.append(f"reproduce: {r['command']}")
     L.append("")
