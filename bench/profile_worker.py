@@ -128,6 +128,7 @@ def profile(settings: Settings, seconds: float, tag: str, rate: int = 200) -> di
     out["events_while_sampled"] = applied
     out["events_per_s_while_sampled"] = round(applied / elapsed) if elapsed else None
     out["busy_share"] = round(out["samples"] / (rate * seconds), 2)
+    out["rate"] = rate
     out["raw_stacks"] = str(raw)
     return out
 
@@ -136,8 +137,8 @@ def format_profile(p: dict[str, Any]) -> str:
     if "skipped" in p:
         return f"profile skipped: {p['skipped']}"
     lines = [
-        f"py-spy: {p['samples']:,} samples over {p['seconds']}s "
-        f"(worker busy {100 * p['busy_share']:.0f}% of the time, "
+        f"py-spy: {p['samples']:,} non-idle samples over {p['seconds']}s "
+        f"({100 * p['busy_share']:.0f}% of the {p.get('rate', 200)} Hz ticks; "
         f"{p['events_per_s_while_sampled']:,} events/s while sampled); raw stacks: "
         f"{p['raw_stacks']}",
         "  self time by package:",
