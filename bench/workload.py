@@ -15,7 +15,7 @@ profiles the workload names. Who sends an event: half the events pick a profile 
 (every profile shows up), half by a heavy-tailed activity weight (a few very active users).
 
     python -m bench.workload --profiles 100000 --events 1000000 --out var/bench/events.jsonl
-    python -m bench.workload --events 200000 --kafka 127.0.0.1:39900 --topic-suffix -b1
+    python -m bench.workload --events 200000 --kafka 127.0.0.1:39900 --topic-suffix=-b1
 """
 
 from __future__ import annotations
@@ -438,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.kafka:
         base = Settings.from_env(broker=args.kafka, partitions=args.partitions)
         settings = base.model_copy(update={"topics": base.topics.with_suffix(args.topic_suffix)})
+        from engage_stream.stream.topics import ensure_topics
+
+        ensure_topics(settings)
         n, secs = produce(settings, spec, progress_every=200_000)
         print(f"produced {n:,} events to {settings.broker} in {secs:.1f}s ({n / secs:,.0f}/s)")
         return 0
