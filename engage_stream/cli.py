@@ -27,9 +27,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     ensure_topics(settings)
-    app = create_app(settings)
+    roles = {"ingest", "profiles"} if args.role == "all" else {args.role}
+    app = create_app(settings, roles)
     if args.reset_local_state:
-        app.engage_runtime.partitions.wipe()  # type: ignore[attr-defined]
+        app.engage_worker.partitions.wipe()  # type: ignore[attr-defined]
     worker = Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--web-port", dest="web_port", type=int)
     w.add_argument("--data-dir", dest="data_dir")
     w.add_argument("--loglevel", default="warning")
+    w.add_argument(
+        "--role",
+        choices=["all", "ingest", "profiles"],
+        default="all",
+        help="run both stages (default) or one, e.g. one process per core",
+    )
     w.add_argument(
         "--reset-local-state",
         action="store_true",

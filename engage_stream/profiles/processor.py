@@ -82,7 +82,7 @@ class ProfileProcessor:
             record = ProfileRecord(profile_id=event.profile_id)
             record.def_versions, record.defs_epoch = dict(self.versions), self.epoch
         previous_wakeup = record.next_wakeup
-        if self._is_duplicate(record, event, now_ms):
+        if self._is_duplicate(store, event, now_ms):
             return Outcome(duplicate=True)
         changes = self._sync_definitions(store, record, now_ms)
         if self.settings.history_ms > 0:
@@ -160,16 +160,15 @@ class ProfileProcessor:
         record.def_versions, record.defs_epoch = dict(self.versions), self.epoch
         return changes
 
-    def _is_duplicate(self, record: ProfileRecord, event: ProfileEvent, now_ms: int) -> bool:
+    def _is_duplicate(self, store: ProfileStore, event: ProfileEvent, now_ms: int) -> bool:
         """messageId dedup per profile over a sliding window (Segment: at least 24 h)."""
-        recent = record.recent_ids
         horizon = now_ms - self.settings.dedup_ms
-        if event.message_id in recent and recent[event.message_id] >= horizon:
+        pid = event.profile_id
+        seen = store.seen_at(pid, event.message_id)
+        if seen is not None and seen >= horizon:
             return True
-        if len(recent) > 64 or any(ts < horizon for ts in recent.values()):
-            for mid in [m for m, ts in recent.items() if ts < horizon]:
-                del recent[mid]
-        recent[event.message_id] = now_ms
+        store.forget_seen_before(pid, horizon)
+        store.remember(pid, event.message_id, now_ms, seen)
         return False
 
 

@@ -6,8 +6,7 @@ is only ever built from bytes this module wrote.
 
 Ownership: the profile processor maintains `traits`, `external_ids` and `metadata`; the
 engine maintains `computed_traits`, `audiences`, `engine` (its opaque per-definition
-state, JSON-serialisable) and `next_wakeup` (when its next time-driven change is due). `recent_ids` is the processor's
-messageId dedup window; `def_versions` / `defs_epoch` record which definition versions the
+state, JSON-serialisable) and `next_wakeup` (when its next time-driven change is due). `def_versions` / `defs_epoch` record which definition versions the
 engine state was computed for, so a changed definition is recomputed from history before
 the profile is next touched.
 """
@@ -59,7 +58,6 @@ class ProfileRecord:
     metadata: Metadata = field(default_factory=Metadata)
     engine: dict[str, Any] = field(default_factory=dict)
     next_wakeup: int | None = None
-    recent_ids: dict[str, int] = field(default_factory=dict)  # messageId -> clock ms (dedup)
     def_versions: dict[str, int] = field(default_factory=dict)  # definitions state reflects
     defs_epoch: str = ""  # fingerprint of def_versions, for a cheap "up to date?" check
 
@@ -78,7 +76,6 @@ class ProfileRecord:
             metadata=Metadata(**d["metadata"]),
             engine=d["engine"],
             next_wakeup=d["next_wakeup"],
-            recent_ids=d.get("recent_ids", {}),
             def_versions=d.get("def_versions", {}),
             defs_epoch=d.get("defs_epoch", ""),
         )

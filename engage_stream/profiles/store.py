@@ -4,6 +4,9 @@ Key layout (all in one partition database, so one batch covers them atomically):
 - `p:<profile>`                          → `ProfileRecord`
 - `h:<profile>\\0<event ms, 13 digits>\\0<messageId>` → the event (history, time-ordered)
 - `t:<due ms, 13 digits>\\0<profile>`    → wake-up index for time-driven changes
+- `d:<profile>\\0<messageId>` → arrival ms, and `e:<profile>\\0<arrival ms>\\0<messageId>`:
+  the messageId dedup window as point lookups plus an expiry order, so the cost per event
+  does not grow with how many events a profile sent recently
 
 The wake-up index is what makes window exits fire with no new input: it is persisted with
 the profile in the same batch and rebuilt from the changelog like any other key.
@@ -20,6 +23,8 @@ from engage_stream.state.kv import KV
 PROFILE = b"p:"
 HISTORY = b"h:"
 WAKEUP = b"t:"
+SEEN = b"d:"
+SEEN_ORDER = b"e:"
 SEP = b"\x00"
 _END = b"\xff"
 
@@ -76,6 +81,26 @@ class ProfileStore:
         for k in old:
             self.kv.delete(k)
         return len(old)
+
+    # -- dedup window ---------------------------------------------------------------
+    def seen_at(self, profile_id: str, message_id: str) -> int | None:
+        raw = self.kv.get(SEEN + profile_id.encode() + SEP + message_id.encode())
+        return int(raw) if raw is not None else None
+
+    def remember(self, profile_id: str, message_id: str, now_ms: int, previous: int | None) -> None:
+        pid, mid = profile_id.encode(), message_id.encode()
+        if previous is not None:
+            self.kv.delete(SEEN_ORDER + pid + SEP + _ts(previous) + SEP + mid)
+        self.kv.put(SEEN + pid + SEP + mid, _ts(now_ms))
+        self.kv.put(SEEN_ORDER + pid + SEP + _ts(now_ms) + SEP + mid, b"")
+
+    def forget_seen_before(self, profile_id: str, horizon_ms: int) -> None:
+        pid = profile_id.encode()
+        prefix = SEEN_ORDER + pid + SEP
+        old = [k for k, _ in self.kv.range(prefix, prefix + _ts(horizon_ms))]
+        for k in old:
+            self.kv.delete(k)
+            self.kv.delete(SEEN + pid + SEP + k.rsplit(SEP, 1)[1])
 
     # -- wake-ups -------------------------------------------------------------------
     def due(self, now_ms: int) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
+from sortedcontainers import SortedDict
+
 from engage_stream.state.partition_store import PartitionStore
 
 _DELETED = None
@@ -18,7 +20,8 @@ _DELETED = None
 class Transaction:
     def __init__(self, store: PartitionStore) -> None:
         self.store = store
-        self.writes: dict[bytes, bytes | None] = {}
+        # Sorted, so range reads over a large batch stay O(log n + hits).
+        self.writes: SortedDict = SortedDict()
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
@@ -35,9 +38,10 @@ class Transaction:
         self, start: bytes, end: bytes, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """Merged view of stored and buffered keys in [start, end)."""
-        pending = sorted(
-            ((k, v) for k, v in self.writes.items() if start <= k < end), reverse=reverse
-        )
+        pending = [
+            (k, self.writes[k])
+            for k in self.writes.irange(start, end, inclusive=(True, False), reverse=reverse)
+        ]
         stored = self.store.range_reverse(start, end) if reverse else self.store.range(start, end)
         if not pending:
             yield from stored

@@ -11,10 +11,8 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -25,32 +23,11 @@ from engage_stream.profiles.store import PROFILE
 from engage_stream.state.partition_store import PartitionStore
 from engage_stream.state.recovery import SOURCE_HEADER, resume_from, should_apply, tag_of
 from engage_stream.state.transaction import Transaction
+from engage_stream.stream.producing import OutgoingRecord, Sender
 
 log = logging.getLogger(__name__)
 
 CLOCK_KEY = b"c:clock"
-
-
-@dataclass
-class OutgoingRecord:
-    topic: str
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]] | None = None
-
-
-class ProducerLike(Protocol):
-    """What the checkpoint needs from Faust's producer (`app.producer`)."""
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: list[tuple[str, bytes]] | None,
-    ) -> Awaitable[Any]: ...
 
 
 class PartitionState:
@@ -66,9 +43,9 @@ class PartitionState:
 
 
 class PartitionManager:
-    def __init__(self, settings: Settings, producer: ProducerLike) -> None:
+    def __init__(self, settings: Settings, sender: Sender) -> None:
         self.settings = settings
-        self.producer = producer
+        self.sender = sender
         self.root = settings.data_dir / settings.app_id / "state"
         self.open: dict[int, PartitionState] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -177,20 +154,14 @@ class PartitionManager:
         started = time.perf_counter()
         tx.put(CLOCK_KEY, str(ps.clock).encode())
         header = [(SOURCE_HEADER, str(source_offset).encode())]
-        futures = []
-        for out in outputs:
-            futures.append(
-                await self.producer.send(out.topic, out.key, out.value, None, None, out.headers)
-            )
-        changelog = []
-        for key, value in tx.writes.items():
-            changelog.append(
-                await self.producer.send(
-                    self.settings.changelog_topic, key, value, ps.partition, None, header
-                )
-            )
-        results = await asyncio.gather(*futures, *changelog)
-        last = max((md.offset for md in results[len(futures) :]), default=None)
+        changelog_topic = self.settings.changelog_topic
+        records = list(outputs)
+        records.extend(
+            OutgoingRecord(changelog_topic, key, value, header, ps.partition)
+            for key, value in tx.writes.items()
+        )
+        written = await self.sender.send_many(records)
+        last = written.get((changelog_topic, ps.partition))
         ps.store.write(tx.writes, changelog_offset=last, source_offset=source_offset)
         for out in outputs:
             metrics.outputs_produced.labels(out.topic).inc()

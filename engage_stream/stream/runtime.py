@@ -8,11 +8,12 @@ is part of the stream: reprocessing the same partition replays the same clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from aiokafka import ConsumerRecord
 
 from engage_stream import metrics
 from engage_stream.config import Settings
@@ -20,7 +21,9 @@ from engage_stream.events import ProfileEvent
 from engage_stream.profiles.processor import EngineLike, ProcessorSettings, ProfileProcessor
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.transaction import Transaction
-from engage_stream.stream.partitions import CLOCK_KEY, OutgoingRecord, PartitionManager
+from engage_stream.stream.batch_consumer import Batch
+from engage_stream.stream.partitions import CLOCK_KEY, PartitionManager
+from engage_stream.stream.producing import OutgoingRecord
 
 TICK_KEY = b"\x00tick"
 
@@ -41,8 +44,6 @@ class ProfileRuntime:
             None, ProcessorSettings(history_ms=settings.history_ms, dedup_ms=settings.dedup_ms)
         )
         self.build_records: RecordBuilder = _no_records
-        self._idle = asyncio.Event()
-        self._idle.set()
         self.definitions_ready = asyncio.Event()
         self._swept: dict[int, str] = {}  # partition -> definitions epoch fully swept
         self._cursor: dict[int, str | None] = {}
@@ -56,20 +57,10 @@ class ProfileRuntime:
         self._cursor.clear()
         self.definitions_ready.set()
 
-    async def process(self, events: Sequence[Any]) -> None:
-        self._idle.clear()
-        try:
-            by_partition: dict[int, list[Any]] = {}
-            for ev in events:
-                by_partition.setdefault(ev.message.partition, []).append(ev.message)
-            for partition, messages in by_partition.items():
-                await self._process_partition(partition, messages)
-        finally:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float = 30.0) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
+    async def handle(self, batch: Batch) -> None:
+        """One fetched batch of the profile-events topic, partition by partition."""
+        for tp, records in batch.items():
+            await self._process_partition(tp.partition, records)
 
     def _sweep(self, partition: int, store: ProfileStore, clock: int) -> list[OutgoingRecord]:
         """One bounded chunk of the backfill after a definitions change (runs in the batch's
@@ -99,7 +90,7 @@ class ProfileRuntime:
             )
         return self.build_records(result.changes, store) if result.changes else []
 
-    async def _process_partition(self, partition: int, messages: list[Any]) -> None:
+    async def _process_partition(self, partition: int, messages: list[ConsumerRecord]) -> None:
         ps = await self.partitions.get(partition)
         applied_up_to = ps.source_offset
         tx = Transaction(ps.store)
@@ -114,7 +105,7 @@ class ProfileRuntime:
             if msg.offset <= applied_up_to:
                 skipped += 1  # its effects are already in state (recovered or re-delivered)
                 continue
-            ps.clock = max(ps.clock, int(msg.timestamp * 1000))
+            ps.clock = max(ps.clock, msg.timestamp)
             if msg.key == TICK_KEY:
                 changes = self.processor.advance(store, ps.clock)
                 metrics.timers_fired.inc(len(changes))

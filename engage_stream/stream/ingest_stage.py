@@ -1,0 +1,51 @@
+"""Ingest: input records → validated, normalised, keyed by profile → profile-events (or DLQ)."""
+
+from __future__ import annotations
+
+from engage_stream import metrics
+from engage_stream.config import Settings
+from engage_stream.identity.resolver import canonical_profile_id
+from engage_stream.ingest.dead_letter import DeadLetter
+from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
+from engage_stream.stream.batch_consumer import Batch
+from engage_stream.stream.producing import OutgoingRecord, Sender
+
+
+class IngestStage:
+    def __init__(self, settings: Settings, sender: Sender) -> None:
+        self.topics = settings.topics
+        self.sender = sender
+
+    async def handle(self, batch: Batch) -> None:
+        """Everything produced and acknowledged before the batch counts as done."""
+        out: list[OutgoingRecord] = []
+        for recs in batch.values():
+            for rec in recs:
+                try:
+                    if rec.value is None:
+                        raise InvalidEvent(Reason.MALFORMED_JSON, "record has no value")
+                    event = parse_message(rec.value, rec.timestamp)
+                except InvalidEvent as exc:
+                    dl = DeadLetter(
+                        reason=exc.reason,
+                        detail=exc.detail,
+                        topic=rec.topic,
+                        partition=rec.partition,
+                        offset=rec.offset,
+                        timestamp_ms=rec.timestamp,
+                    )
+                    out.append(
+                        OutgoingRecord(
+                            self.topics.dead_letter, rec.key, rec.value or b"", dl.headers()
+                        )
+                    )
+                    metrics.dead_lettered.labels(exc.reason).inc()
+                    continue
+                event.profile_id = canonical_profile_id(event)
+                out.append(
+                    OutgoingRecord(
+                        self.topics.profile_events, event.profile_id.encode(), event.to_json()
+                    )
+                )
+                metrics.events_consumed.labels(event.type).inc()
+        await self.sender.send_many(out)
