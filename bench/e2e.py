@@ -8,10 +8,11 @@ What is measured, and how (nothing mocked: a real Apache Kafka, the real worker 
   CPU seconds of the worker and of the broker over that window are read from /proc.
 - **Latency**: with the worker caught up, events are produced at a fixed rate (half the
   sustained rate), each with a messageId carrying its send time. The worker's checkpoint
-  writes one changelog record per changed key, among them `d:<profile>\\0<messageId>` (the
-  dedup entry) — so the changelog record's timestamp (set by the worker's producer when it
-  appends it) is the moment that event's state change was handed to Kafka. Latency =
-  that timestamp − send time: produce → ingest → profile-events → applied + checkpointed.
+  writes one changelog record per changed key, among them the event's history entry
+  `h:<profile>\\0<ms>\\0<messageId>` — so the changelog record's timestamp (set by the
+  worker's producer when it appends it) is the moment that event's state change was
+  handed to Kafka. Latency = that timestamp − send time: produce → ingest →
+  profile-events → applied + checkpointed.
   Millisecond resolution (Kafka timestamps). Also reported: the same as first seen by a
   consumer in the harness, the `engage_processing_lag_seconds` histogram (bucket bounds),
   and — once the engine emits — produce → record on `engage.changes` per profile.
@@ -357,7 +358,7 @@ async def _paced(
                     for r in recs:
                         if tp.topic == changes:
                             change_recs.append((r.key or b"", r.timestamp))
-                        elif r.value is not None and r.key and r.key.startswith(b"d:"):
+                        elif r.value is not None and r.key and r.key.startswith(b"h:"):
                             mid = r.key.rsplit(b"\x00", 1)[1].decode()
                             if mid.startswith(prefix):
                                 applied[mid] = (r.timestamp, now_ns)

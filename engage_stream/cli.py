@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from engage_stream import commands
 from engage_stream.config import Settings
 
 
@@ -135,17 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--web-port", dest="web_port", type=int)
     d.set_defaults(func=cmd_demo)
 
-    _add_definition_commands(sub)
+    commands.register(sub, _settings)
     return p
-
-
-def _add_definition_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """validate / apply / schema / replay come from the definitions package when present."""
-    try:
-        from engage_stream.definitions import commands
-    except ImportError:
-        return
-    commands.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,12 +68,21 @@ class Settings(BaseModel):
     backfill_chunk: int = Field(
         2000, description="profiles re-evaluated per batch after a definition change"
     )
+    allowed_lateness_s: float = Field(
+        0.0,
+        description="0: late events always count by their event time; >0: the engine ignores "
+        "events older than the clock minus this",
+    )
     commit_interval_s: float = Field(1.0, description="how often consumed offsets are committed")
     topics: Topics = Field(default_factory=Topics)
 
     @property
     def history_ms(self) -> int:
         return int(self.history_days * DAY_MS)
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return int(self.allowed_lateness_s * 1000)
 
     @property
     def dedup_ms(self) -> int:

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import orjson
 
+from engage_stream.change_feed import ChangeFeed, describe
+from engage_stream.commands import apply_definitions, load_checked
 from engage_stream.config import DAY_MS, Settings
 from engage_stream.kafka_local import broker
 from engage_stream.produce import produce_lines
-from engage_stream.sample_data import bad_records, generate
+from engage_stream.sample_data import bad_records, generate, iso
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
+
+TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 
 
 def _say(msg: str) -> None:
@@ -44,6 +48,51 @@ def _read_dead_letters(settings: Settings, expected: int, timeout: float = 20.0)
     finally:
         consumer.close()
     return reasons
+
+
+class ChangePrinter:
+    """Prints audience entries/exits as they arrive: the first few of the bulk load, then a
+    summary, and every one during the live phase."""
+
+    def __init__(self, bulk_lines: int = 12) -> None:
+        self.bulk_lines = bulk_lines
+        self.printed = 0
+        self.live = False
+
+    def __call__(self, change: dict) -> None:  # type: ignore[type-arg]
+        if not self.live and self.printed >= self.bulk_lines:
+            return
+        self.printed += 1
+        _say("  " + _change_line(change))
+        if not self.live and self.printed == self.bulk_lines:
+            _say("  ... (further changes of the bulk load counted, not printed)")
+
+
+def _change_line(change: dict) -> str:  # type: ignore[type-arg]
+    what = describe(change)
+    mark = {"entered": "+", "exited": "-"}.get(what, "~")
+    value = "" if change["kind"] == "audience" else f" = {orjson.dumps(change['value']).decode()}"
+    return (
+        f"{mark} {change['kind']:<14} {change['key']:<28} {what:<8} {change['profile_id']}{value}"
+        f"  (at {change['at']})"
+    )
+
+
+def _short_window_audience(definitions: list) -> tuple[str, str, int] | None:  # type: ignore[type-arg]
+    """(audience key, event, window ms) of the audience with the shortest `within` window of
+    at most 5 minutes: the live phase shows it entering and exiting by itself."""
+    from engage_stream.definitions.models import AudienceDefinition, EventCondition
+
+    best: tuple[str, str, int] | None = None
+    for d in definitions:
+        if not isinstance(d, AudienceDefinition) or not d.include_anonymous:
+            continue
+        for c in d.conditions:
+            if isinstance(c, EventCondition) and c.performed and c.within is not None:
+                ms = c.within.ms
+                if ms <= 5 * 60_000 and (best is None or ms < best[2]) and len(d.conditions) == 1:
+                    best = (d.key, c.event, ms)
+    return best
 
 
 def run_demo(settings: Settings, events: int, users: int, kafka_dir: Path, port: int) -> int:
@@ -76,6 +125,19 @@ def run_demo(settings: Settings, events: int, users: int, kafka_dir: Path, port:
         _say(
             f"worker: running (pid {worker.proc.pid if worker.proc else '?'}), API and metrics on {worker.url}"
         )
+
+        definitions = load_checked(str(TOPOLOGIES))
+        if definitions is None:
+            return 1
+        plan = apply_definitions(settings, definitions)
+        _say(
+            f"definitions: applied {len(plan.publish)} from {TOPOLOGIES}/ "
+            f"({sum(1 for d in definitions if d.kind == 'audience')} audiences, "
+            f"{sum(1 for d in definitions if d.kind == 'computed_trait')} computed traits)"
+        )
+        printer = ChangePrinter()
+        feed = ChangeFeed(settings, printer)
+        feed.start()
 
         now = int(time.time() * 1000)
         sample = [orjson.dumps(e) for e in generate(events, users, now, 14 * DAY_MS)]
@@ -113,6 +175,18 @@ def run_demo(settings: Settings, events: int, users: int, kafka_dir: Path, port:
             f"worker throughput {len(sample) / max(elapsed, 1e-3):,.0f} events/s"
         )
 
+        _settle(feed)
+        _say(f"\n{len(feed.snapshot())} audience / computed-trait changes so far; per definition:")
+        for key in sorted({k for k, _ in feed.counts}):
+            parts = [f"{what} {n}" for (k, what), n in sorted(feed.counts.items()) if k == key]
+            _say(f"  {key:<30} {', '.join(parts)}")
+        _print_audiences(worker)
+
+        if not _live_phase(settings, definitions, feed, printer):
+            _say(worker.log_tail())
+            return 1
+        feed.stop()
+
         reasons = _read_dead_letters(settings, len(bad))
         _say(
             f"dead-letter topic {settings.topics.dead_letter}: {sum(reasons.values())} records "
@@ -147,6 +221,83 @@ def run_demo(settings: Settings, events: int, users: int, kafka_dir: Path, port:
         worker.stop()
         if started_broker:
             broker.stop(bcfg)
+
+
+def _settle(feed: ChangeFeed, quiet_s: float = 3.0, timeout: float = 60.0) -> None:
+    """Wait until no new changes arrived for `quiet_s` (the backlog's changes are out)."""
+    deadline = time.monotonic() + timeout
+    seen, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n = len(feed.snapshot())
+        if n != seen:
+            seen, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.2)
+
+
+def _print_audiences(worker: WorkerProcess) -> None:
+    status, body = worker.request("/v1/audiences", token=worker.settings.api_token)
+    _say(f"\nGET /v1/audiences -> {status}")
+    for a in body.get("data", []) if status == 200 else []:
+        _say(f"  {a['key']:<30} {a['status']:<10} size {a.get('size', 0)}")
+
+
+def _live_phase(
+    settings: Settings,
+    definitions: list,  # type: ignore[type-arg]
+    feed: ChangeFeed,
+    printer: ChangePrinter,
+) -> bool:
+    """A few users act now; the short-window audience lets them in and, with no further
+    input, out again when the window passes."""
+    short = _short_window_audience(definitions)
+    if short is None:
+        _say("(no audience with a window of at most 5 minutes in topologies/: live phase skipped)")
+        return True
+    key, event, window_ms = short
+    users = [f"live-{i}" for i in range(3)]
+    _say(
+        f"\nlive: {len(users)} users perform {event!r} now; audience {key!r} (window "
+        f"{window_ms // 1000}s) should let them in, then out after the window with no new events"
+    )
+    printer.live = True
+    now = int(time.time() * 1000)
+    live = [
+        orjson.dumps(
+            {
+                "type": "track",
+                "event": event,
+                "userId": u,
+                "messageId": f"live-{u}-{now}",
+                "timestamp": iso(now),
+                "properties": {"product_id": "prod_001", "price": 49.0, "category": "shoes"},
+            }
+        )
+        for u in users
+    ]
+    produce_lines(settings, live, total=len(live), label="  producing")
+    t0 = time.monotonic()
+
+    def changed(u: str, what: str) -> bool:
+        return feed.wait_for(
+            lambda c: c["key"] == key and c["profile_id"] == f"user_id:{u}" and describe(c) == what,
+            timeout=max(1.0, window_ms / 1000 + 60 - (time.monotonic() - t0)),
+        )
+
+    if not all(changed(u, "entered") for u in users):
+        _say(f"FAILED: the live users did not enter {key}")
+        return False
+    _say(f"  entered within {time.monotonic() - t0:.1f}s; waiting for the window to pass ...")
+    if not all(changed(u, "exited") for u in users):
+        _say(f"FAILED: the live users did not exit {key} after the window")
+        return False
+    _say(
+        f"  exited {time.monotonic() - t0:.1f}s after their event (window {window_ms // 1000}s), "
+        "with no new input"
+    )
+    printer.live = False
+    return True
 
 
 def _busiest_user(sample: list[bytes]) -> str:

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 604800)
+_LAG_BUCKETS = (
+    0.01,
+    0.05,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    3600,
+    86400,
+    604800,
+)
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 events_consumed = Counter(
@@ -125,6 +145,35 @@ api_requests = Counter(
     ["endpoint", "status"],
     registry=REGISTRY,
 )
+
+
+audience_members = Gauge(
+    "engage_audience_members",
+    "Current members of an audience in the partitions this worker owns",
+    ["audience"],
+    registry=REGISTRY,
+)
+definition_status = Gauge(
+    "engage_definition_status",
+    "1 for the current compute status of each audience / computed trait "
+    "(Preparing, Computing, Live, Disabled, Failed)",
+    ["key", "kind", "status"],
+    registry=REGISTRY,
+)
+
+
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, cached: `labels()` takes a lock and builds a key each call,
+    which adds up on per-record paths. Label sets here are small and fixed (types, reasons,
+    partitions, topics), so the cache stays small."""
+    key = (id(metric), values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def render() -> bytes:

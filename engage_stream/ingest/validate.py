@@ -2,11 +2,20 @@
 
 Never raises on data: every failure becomes an `InvalidEvent` with a short machine reason
 (used as the metric label and on the dead-letter record) and a human detail.
+
+Two paths, one contract. The pydantic models in `segment.py` are the contract; running them
+costs more than everything else ingest does, so `parse_message` first tries `_fast_event`:
+plain checks that accept only messages the models certainly accept (exact types, ISO-8601
+timestamps in the common `YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM)` form, limits) and build
+the same `ProfileEvent` `normalise` would. Anything else — every invalid message and every
+valid one in a less common shape — goes through the models, which also word the error, so
+what is accepted, how it is normalised and why it is rejected are the models' answers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -17,6 +26,8 @@ from pydantic import TypeAdapter, ValidationError
 from engage_stream.events import ProfileEvent
 from engage_stream.ingest.segment import (
     EVENT_TYPES,
+    MAX_FIELDS,
+    MAX_GROUP_ID_CHARS,
     MAX_MESSAGE_BYTES,
     MAX_MESSAGE_ID_CHARS,
     Page,
@@ -55,6 +66,10 @@ def parse_message(raw: bytes, received_at_ms: int) -> ProfileEvent:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(Reason.MALFORMED_JSON, str(exc)) from None
+    if type(obj) is dict and obj.get("type") in EVENT_TYPES:
+        event = _fast_event(obj, received_at_ms, raw)
+        if event is not None:
+            return event
     return parse_object(obj, received_at_ms, raw)
 
 
@@ -72,7 +87,17 @@ def parse_object(obj: Any, received_at_ms: int, raw: bytes | None = None) -> Pro
         msg = _adapter.validate_python(obj)
     except ValidationError as exc:
         raise _classify(exc) from None
-    return normalise(msg, received_at_ms, raw if raw is not None else orjson.dumps(obj))
+    try:
+        return normalise(msg, received_at_ms, raw if raw is not None else orjson.dumps(obj))
+    except ValidationError as exc:
+        # An undeclared field that `normalise` reads (groupId / previousId on another type,
+        # traits on alias) with a value the event cannot hold: bad input, not a crash.
+        first = exc.errors(include_url=False)[0]
+        field = _SEGMENT_NAMES.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise InvalidEvent(Reason.INVALID_FIELD, f"{field}: {first['msg']}") from None
+
+
+_SEGMENT_NAMES = {"group_id": "groupId", "previous_id": "previousId"}
 
 
 def _classify(exc: ValidationError) -> InvalidEvent:
@@ -142,4 +167,139 @@ def normalise(msg: _Common, received_at_ms: int, raw: bytes) -> ProfileEvent:
         properties=properties,
         traits=traits,
         context=msg.context,
+    )
+
+
+# -- the fast path ------------------------------------------------------------------------
+# Only what the models certainly accept, normalised exactly as `normalise` does; `None`
+# means "let the models decide". `obj` comes fresh from `orjson.loads`, so its dicts are
+# ours to keep (the models would copy them).
+
+_ISO = re.compile(
+    r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
+    r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+)  # the date itself is checked by fromisoformat (ValueError → the models decide)
+_fromiso = datetime.fromisoformat
+_BAIL: Any = object()  # "not the fast path's to decide"
+
+
+def _fast_ms(v: Any) -> Any:
+    """Epoch ms of a timestamp field, None if null or absent, else `_BAIL`."""
+    if v is None:
+        return None
+    if type(v) is not str or _ISO.fullmatch(v) is None:
+        return _BAIL
+    try:
+        return int(_fromiso(v).timestamp() * 1000)
+    except ValueError:
+        return _BAIL
+
+
+def _fast_mapping(obj: dict[str, Any], name: str) -> Any:
+    """A declared `dict[str, Any]` field (at most MAX_FIELDS - 1 keys), {} if absent."""
+    v = obj.get(name, _BAIL)
+    if v is _BAIL:
+        return {}
+    if type(v) is not dict or len(v) >= MAX_FIELDS:
+        return _BAIL
+    return v
+
+
+def _fast_opt_str(obj: dict[str, Any], name: str) -> Any:
+    """A `StrictStr | None` field — or an undeclared one the model keeps as sent, which
+    `normalise` reads with getattr (groupId / previousId on other types)."""
+    v = obj.get(name)
+    return v if v is None or type(v) is str else _BAIL
+
+
+def _fast_event(obj: dict[str, Any], received_at_ms: int, raw: bytes) -> ProfileEvent | None:
+    kind: str = obj["type"]
+    user_id = _fast_opt_str(obj, "userId")
+    anonymous_id = _fast_opt_str(obj, "anonymousId")
+    message_id = _fast_opt_str(obj, "messageId")
+    group_id = _fast_opt_str(obj, "groupId")
+    previous_id = _fast_opt_str(obj, "previousId")
+    context = _fast_mapping(obj, "context")
+    integrations = obj.get("integrations", _BAIL)
+    timestamp = _fast_ms(obj.get("timestamp"))
+    original = _fast_ms(obj.get("originalTimestamp"))
+    sent_at = _fast_ms(obj.get("sentAt"))
+    received_at = _fast_ms(obj.get("receivedAt"))
+    if (
+        user_id is _BAIL
+        or anonymous_id is _BAIL
+        or message_id is _BAIL
+        or group_id is _BAIL
+        or previous_id is _BAIL
+        or context is _BAIL
+        or (integrations is not _BAIL and type(integrations) is not dict)
+        or timestamp is _BAIL
+        or original is _BAIL
+        or sent_at is _BAIL
+        or received_at is _BAIL
+    ):
+        return None
+    user_id = user_id or None
+    anonymous_id = anonymous_id or None
+    if user_id is None and anonymous_id is None:
+        return None
+    if message_id is not None and len(message_id) > MAX_MESSAGE_ID_CHARS:
+        return None
+
+    event: str | None = None
+    properties: Any = {}
+    traits: Any = {}
+    if kind == "track":
+        event = obj.get("event")
+        properties = _fast_mapping(obj, "properties")
+        if type(event) is not str or not event or properties is _BAIL:
+            return None
+    elif kind == "page" or kind == "screen":
+        name = _fast_opt_str(obj, "name")
+        category = _fast_opt_str(obj, "category")
+        props = _fast_mapping(obj, "properties")
+        if name is _BAIL or category is _BAIL or props is _BAIL:
+            return None
+        event = "Page Viewed" if kind == "page" else "Screen Viewed"
+        properties = dict(props)
+        name = name or properties.get("name")
+        if name is not None:
+            properties[f"{kind}_name"] = name
+        if category is not None:
+            properties.setdefault("category", category)
+    elif kind == "alias":
+        if not previous_id or "traits" in obj:
+            return None
+    else:  # identify, group
+        traits = _fast_mapping(obj, "traits")
+        if traits is _BAIL:
+            return None
+        if kind == "group" and not (group_id and len(group_id) <= MAX_GROUP_ID_CHARS):
+            return None
+
+    # event_time_ms on the same millisecond values
+    received = received_at if received_at is not None else received_at_ms
+    own = original if original is not None else timestamp
+    if own is None:
+        ts = received
+    elif sent_at is not None:
+        ts = received - (sent_at - own)
+    else:
+        ts = own
+    return ProfileEvent.from_trusted(
+        {
+            "message_id": message_id or "gen-" + hashlib.sha1(raw).hexdigest(),
+            "type": kind,
+            "timestamp": ts,
+            "received_at": received,
+            "profile_id": "",
+            "event": event,
+            "user_id": user_id,
+            "anonymous_id": anonymous_id,
+            "group_id": group_id,
+            "previous_id": previous_id,
+            "properties": properties,
+            "traits": traits,
+            "context": context,
+        }
     )

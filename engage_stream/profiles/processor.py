@@ -167,7 +167,9 @@ class ProfileProcessor:
         seen = store.seen_at(pid, event.message_id)
         if seen is not None and seen >= horizon:
             return True
-        store.forget_seen_before(pid, horizon)
+        # Expired entries are swept in bulk once the oldest is a quarter-window overdue
+        # (`seen_at` above never counts them): a scan now and then, not one per event.
+        store.forget_seen_before(pid, horizon, slack_ms=self.settings.dedup_ms // 4)
         store.remember(pid, event.message_id, now_ms, seen)
         return False
 

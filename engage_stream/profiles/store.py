@@ -1,20 +1,39 @@
 """Profile state laid out on an ordered key-value store.
 
 Key layout (all in one partition database, so one batch covers them atomically):
-- `p:<profile>`                          → `ProfileRecord`
+- `p:<profile>`                          → bookkeeping header + `ProfileRecord` JSON
 - `h:<profile>\\0<event ms, 13 digits>\\0<messageId>` → the event (history, time-ordered)
 - `t:<due ms, 13 digits>\\0<profile>`    → wake-up index for time-driven changes
-- `d:<profile>\\0<messageId>` → arrival ms, and `e:<profile>\\0<arrival ms>\\0<messageId>`:
-  the messageId dedup window as point lookups plus an expiry order, so the cost per event
-  does not grow with how many events a profile sent recently
+- `d:<profile>\\0<messageId>` → arrival ms: the dedup window of a busy profile as point
+  lookups, so the cost of a dedup check does not grow with how many events it sent recently
 
 The wake-up index is what makes window exits fire with no new input: it is persisted with
 the profile in the same batch and rebuilt from the changelog like any other key.
+
+The header. Every event used to open two RocksDB iterators (history lookback, dedup
+window) although there was almost never anything to remove, and to read and write a `d:`
+key (a changelog record, and later its tombstone). The profile value now starts with a
+small header, written in the same put as the record, so it costs no key, read or
+changelog record of its own: `[oldest history ms, oldest d: arrival ms, inline]`.
+- History is pruned exactly to the lookback, but only scanned when the oldest stored event
+  is older than the cutoff; the scan that removes entries finds the new oldest.
+- The dedup window of a quiet profile (at most `INLINE_SEEN` messageIds in the window) is
+  `inline` — messageId → arrival ms in the header itself: no `d:` keys, no lookups, no
+  scans. One more and the profile spills to `d:` keys (`inline` becomes null); those are
+  swept lazily, once the oldest is `slack_ms` past the horizon, everything past the horizon
+  in one scan (`seen_at` compares arrival times itself, so an entry kept a little longer
+  never makes a duplicate; a quarter-window slack bounds the amortised scan to a few
+  entries per event whatever the rate). A sweep that leaves nothing goes back to inline.
+Values written before the header existed read as "unknown": the first prune scans, as
+before, and writes the header (and removes that profile's old `e:` dedup-expiry index).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
+
+import orjson
 
 from engage_stream.events import ProfileEvent
 from engage_stream.profiles.record import ProfileRecord
@@ -24,27 +43,96 @@ PROFILE = b"p:"
 HISTORY = b"h:"
 WAKEUP = b"t:"
 SEEN = b"d:"
-SEEN_ORDER = b"e:"
+LEGACY_SEEN_ORDER = b"e:"  # dedup expiry index of earlier versions; removed when met
 SEP = b"\x00"
 _END = b"\xff"
+
+INLINE_SEEN = 16  # messageIds a profile's dedup window keeps in its header before spilling
+
+# The profile value: marker byte (JSON never starts with it), header length, header, body.
+_MARK = b"\x01"
+_LEN = struct.Struct(">I")
+_AT = len(_MARK) + _LEN.size
+UNKNOWN = -(2**63)  # not recorded (state from before the header): a prune must look
+NONE = 2**63 - 1  # nothing stored: nothing can be old enough to prune
 
 
 def _ts(ms: int) -> bytes:
     return b"%013d" % max(0, ms)
 
 
+class _Books:
+    """Per-profile bookkeeping carried in the profile value's header."""
+
+    __slots__ = ("oldest_history", "oldest_seen", "inline")
+
+    def __init__(
+        self,
+        oldest_history: int = NONE,
+        oldest_seen: int = NONE,
+        inline: dict[str, int] | None = None,
+    ) -> None:
+        self.oldest_history = oldest_history
+        self.oldest_seen = oldest_seen  # of the `d:` keys (spilled profiles)
+        self.inline = inline  # messageId -> arrival ms, or None once spilled to `d:` keys
+
+    def header(self) -> bytes:
+        h = orjson.dumps([self.oldest_history, self.oldest_seen, self.inline])
+        return _MARK + _LEN.pack(len(h)) + h
+
+
+def _new_books() -> _Books:
+    return _Books(NONE, NONE, {})
+
+
+def _split(raw: bytes) -> tuple[_Books, bytes | memoryview]:
+    if raw[:1] == _MARK:
+        (n,) = _LEN.unpack_from(raw, 1)
+        view = memoryview(raw)
+        h, s, inline = orjson.loads(view[_AT : _AT + n])
+        return _Books(h, s, inline), view[_AT + n :]
+    return _Books(UNKNOWN, UNKNOWN, None), raw
+
+
+def seen_in_header(value: bytes) -> list[str]:
+    """The messageIds a stored profile value keeps inline (for tools reading the changelog)."""
+    books, _ = _split(value)
+    return list(books.inline or ())
+
+
 class ProfileStore:
     def __init__(self, kv: KV) -> None:
         self.kv = kv
+        # Bookkeeping of profiles read or changed through this store and not yet put back.
+        # Every write path goes through the store, so an entry is never older than the kv.
+        self._books: dict[str, _Books] = {}
+
+    def _books_for(self, profile_id: str) -> _Books:
+        books = self._books.get(profile_id)
+        if books is None:
+            raw = self.kv.get(PROFILE + profile_id.encode())
+            books = _split(raw)[0] if raw is not None else _new_books()
+            self._books[profile_id] = books
+        return books
 
     # -- profiles -------------------------------------------------------------------
     def get(self, profile_id: str) -> ProfileRecord | None:
         raw = self.kv.get(PROFILE + profile_id.encode())
-        return ProfileRecord.loads(raw) if raw is not None else None
+        if raw is None:
+            self._books.setdefault(profile_id, _new_books())
+            return None
+        books, body = _split(raw)
+        self._books.setdefault(profile_id, books)
+        return ProfileRecord.loads(body)  # type: ignore[arg-type]
 
     def put(self, record: ProfileRecord, previous_wakeup: int | None) -> None:
-        pid = record.profile_id.encode()
-        self.kv.put(PROFILE + pid, record.dumps())
+        pid_s = record.profile_id
+        pid = pid_s.encode()
+        books = self._books.pop(pid_s, None)
+        if books is None:
+            raw = self.kv.get(PROFILE + pid)
+            books = _split(raw)[0] if raw is not None else _new_books()
+        self.kv.put(PROFILE + pid, books.header() + record.dumps())
         if previous_wakeup != record.next_wakeup:
             if previous_wakeup is not None:
                 self.kv.delete(WAKEUP + _ts(previous_wakeup) + SEP + pid)
@@ -59,8 +147,12 @@ class ProfileStore:
 
     # -- history --------------------------------------------------------------------
     def append_history(self, event: ProfileEvent) -> None:
-        key = HISTORY + event.profile_id.encode() + SEP + _ts(event.timestamp) + SEP
+        ts = max(0, event.timestamp)
+        key = HISTORY + event.profile_id.encode() + SEP + b"%013d" % ts + SEP
         self.kv.put(key + event.message_id.encode(), event.to_json())
+        books = self._books_for(event.profile_id)
+        if ts < books.oldest_history:
+            books.oldest_history = ts
 
     def history(
         self,
@@ -76,31 +168,91 @@ class ProfileStore:
             yield ProfileEvent.from_json(v)
 
     def prune_history(self, profile_id: str, before_ms: int) -> int:
+        """Drop stored events with timestamp < before_ms; a no-op read when none can be."""
+        books = self._books_for(profile_id)
+        before = max(0, before_ms)
+        if books.oldest_history >= before:
+            return 0
         prefix = HISTORY + profile_id.encode() + SEP
-        old = [k for k, _ in self.kv.range(prefix, prefix + _ts(before_ms))]
+        cut = len(prefix)
+        old: list[bytes] = []
+        oldest = NONE
+        for k, _ in self.kv.range(prefix, prefix + _END):
+            digits = k[cut : cut + 13]
+            if not digits.isdigit():
+                continue  # another profile's key: its id continues this one past a NUL
+            ts = int(digits)
+            if ts >= before:
+                oldest = ts
+                break
+            old.append(k)
         for k in old:
             self.kv.delete(k)
+        books.oldest_history = oldest
         return len(old)
 
     # -- dedup window ---------------------------------------------------------------
     def seen_at(self, profile_id: str, message_id: str) -> int | None:
+        books = self._books_for(profile_id)
+        if books.inline is not None:
+            return books.inline.get(message_id)
+        if books.oldest_seen == NONE:
+            return None  # nothing in `d:` keys: no read
         raw = self.kv.get(SEEN + profile_id.encode() + SEP + message_id.encode())
         return int(raw) if raw is not None else None
 
     def remember(self, profile_id: str, message_id: str, now_ms: int, previous: int | None) -> None:
-        pid, mid = profile_id.encode(), message_id.encode()
-        if previous is not None:
-            self.kv.delete(SEEN_ORDER + pid + SEP + _ts(previous) + SEP + mid)
-        self.kv.put(SEEN + pid + SEP + mid, _ts(now_ms))
-        self.kv.put(SEEN_ORDER + pid + SEP + _ts(now_ms) + SEP + mid, b"")
+        """Record a messageId's arrival (`previous`: its earlier, expired arrival, if any)."""
+        books = self._books_for(profile_id)
+        inline = books.inline
+        if inline is not None:
+            inline.pop(message_id, None)
+            inline[message_id] = now_ms
+            if len(inline) <= INLINE_SEEN:
+                return
+            # A busy profile: its window moves to `d:` keys (point lookups, lazy sweeps).
+            pid = profile_id.encode()
+            for mid, arrived in inline.items():
+                self.kv.put(SEEN + pid + SEP + mid.encode(), _ts(arrived))
+            books.oldest_seen = min(books.oldest_seen, *inline.values())
+            books.inline = None
+            return
+        self.kv.put(SEEN + profile_id.encode() + SEP + message_id.encode(), _ts(now_ms))
+        if now_ms < books.oldest_seen:
+            books.oldest_seen = now_ms
 
-    def forget_seen_before(self, profile_id: str, horizon_ms: int) -> None:
+    def forget_seen_before(self, profile_id: str, horizon_ms: int, slack_ms: int = 0) -> int:
+        """Drop dedup entries that arrived before `horizon_ms` — inline ones at once, `d:`
+        keys once the oldest is at least `slack_ms` older than that (entries past the
+        horizon never count as seen anyway)."""
+        books = self._books_for(profile_id)
+        inline = books.inline
+        if inline is not None:
+            old = [mid for mid, arrived in inline.items() if arrived < horizon_ms]
+            for mid in old:
+                del inline[mid]
+            return len(old)
+        if books.oldest_seen >= horizon_ms - slack_ms:
+            return 0
         pid = profile_id.encode()
-        prefix = SEEN_ORDER + pid + SEP
-        old = [k for k, _ in self.kv.range(prefix, prefix + _ts(horizon_ms))]
-        for k in old:
+        prefix = SEEN + pid + SEP
+        gone: list[bytes] = []
+        oldest = NONE
+        for k, v in self.kv.range(prefix, prefix + _END):
+            arrived = int(v)
+            if arrived < horizon_ms:
+                gone.append(k)
+            elif arrived < oldest:
+                oldest = arrived
+        if books.oldest_seen == UNKNOWN:
+            legacy = LEGACY_SEEN_ORDER + pid + SEP
+            gone.extend(k for k, _ in self.kv.range(legacy, legacy + _END))
+        for k in gone:
             self.kv.delete(k)
-            self.kv.delete(SEEN + pid + SEP + k.rsplit(SEP, 1)[1])
+        books.oldest_seen = oldest
+        if oldest == NONE:
+            books.inline = {}  # nothing left in `d:` keys: quiet again
+        return len(gone)
 
     # -- wake-ups -------------------------------------------------------------------
     def due(self, now_ms: int) -> list[str]:

@@ -9,20 +9,28 @@ Data flow: input topics → ingest stage (validate, dead-letter, identity) → i
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import logging
 import time
 from typing import Any
 
 import faust
+import orjson
 from faust.web import Request, Response, View
 
 from engage_stream import metrics
+from engage_stream.api import audiences as audience_api
 from engage_stream.api import profiles as profile_api
 from engage_stream.config import Settings
+from engage_stream.definitions.catalog import Catalog
 from engage_stream.identity.resolver import profile_id_for_lookup
+from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.transaction import Transaction
+from engage_stream.stream import definitions_topic
 from engage_stream.stream.batch_consumer import BatchLoop
+from engage_stream.stream.emit import RecordBuilder, audience_sizes
 from engage_stream.stream.ingest_stage import IngestStage
 from engage_stream.stream.partitions import PartitionManager
 from engage_stream.stream.producing import OutgoingRecord, Sender
@@ -32,6 +40,12 @@ from engage_stream.stream.runtime import TICK_KEY, ProfileRuntime
 log = logging.getLogger(__name__)
 
 ROUTED_HEADER = "X-Engage-Routed"
+LOCAL_STATE_PATH = "/v1/internal/audience-state"
+LOCAL_MEMBERS_PATH = "/v1/internal/audience-members/{key}"
+
+
+def _token_b64(token: str) -> str:
+    return base64.b64encode(f"{token}:".encode()).decode()
 
 
 class Worker:
@@ -44,7 +58,8 @@ class Worker:
         self.producer = Sender(settings.broker)
         self.partitions = PartitionManager(settings, self.producer)
         self.runtime = ProfileRuntime(settings, self.partitions)
-        self.runtime.definitions_ready.set()
+        self.catalog = Catalog()
+        self.active: set[str] = set()
         self.owners = OwnerDirectory(
             settings.broker, settings.app_id, settings.topics.profile_events
         )
@@ -79,6 +94,88 @@ class Worker:
     def _revoked(self, revoked: set[Any]) -> None:
         self.partitions.mark_rebalanced(self.owned() - {tp.partition for tp in revoked})
 
+    async def on_definitions(
+        self, current: dict[bytes, definitions_topic.DefinitionRecord]
+    ) -> None:
+        """A new set of definitions from the topic: build an engine for it and swap it in.
+
+        A set the engine rejects keeps the previous engine running and marks the new
+        definitions Failed, so one bad apply never stops evaluation."""
+        from engage_stream.engine.engine import Engine, EngineSettings
+        from engage_stream.stream.topics import ensure_topics
+
+        catalog = Catalog.from_records(
+            (r.key, r.version, r.created_at or r.applied_at, r.body)
+            for r in current.values()
+            if r.kind in ("audience", "computed_trait")
+        )
+        active = catalog.active()
+        keys = {d.key for d in active}
+        try:
+            engine = Engine(
+                active,
+                versions=catalog.versions(keys),
+                applied_at=catalog.created_at(),
+                settings=EngineSettings(allowed_lateness_ms=self.settings.allowed_lateness_ms),
+            )
+        except Exception as exc:  # never crash the worker on a definition
+            log.error("definitions rejected by the engine, keeping the previous set: %s", exc)
+            for k in keys - set(self.catalog.entries):
+                catalog.failed[k] = f"rejected by the engine: {exc}"
+            self.catalog = catalog
+            return
+        if catalog.destinations():
+            await asyncio.get_running_loop().run_in_executor(
+                None, ensure_topics, self.settings, catalog.destinations()
+            )
+        self.catalog, self.active = catalog, keys
+        self.runtime.set_engine(
+            engine, catalog.versions(keys), RecordBuilder(catalog, self.settings)
+        )
+        for kind in ("audience", "computed_trait"):
+            metrics.definitions_active.labels(kind).set(sum(1 for d in active if d.kind == kind))
+        log.info("definitions applied: %d active of %d", len(keys), len(catalog.entries))
+
+    def statuses(self) -> dict[str, str]:
+        ready = self.runtime.definitions_ready.is_set() and all(
+            p in self.partitions.open for p in self.owned()
+        )
+        return dict(
+            audience_api.statuses(
+                self.catalog, self.active, self.runtime.computing(self.owned()), ready
+            )
+        )
+
+    def local_sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for p in self.owned():
+            ps = self.partitions.open.get(p)
+            if ps is None:
+                continue
+            for k, n in audience_sizes(ps.store).items():
+                sizes[k] = sizes.get(k, 0) + n
+        return sizes
+
+    async def local_members(self, key: str) -> list[ProfileRecord]:
+        """Members of an audience in the partitions this worker owns."""
+        out = []
+        for p in sorted(self.owned()):
+            store = ProfileStore(Transaction((await self.partitions.get(p)).store))
+            for pid in store.profile_ids():
+                rec = store.get(pid)
+                if rec is not None and (m := rec.audiences.get(key)) is not None and m.value:
+                    out.append(rec)
+        return out
+
+    def _export_metrics(self) -> None:
+        for k, n in self.local_sizes().items():
+            metrics.audience_members.labels(k).set(n)
+        for k, status in self.statuses().items():
+            e = self.catalog.entries.get(k)
+            kind = e.definition.kind if e is not None else "unknown"
+            for s in audience_api.STATUSES:
+                metrics.definition_status.labels(k, kind, s).set(1 if s == status else 0)
+
     async def tick(self) -> None:
         """Feed the wall clock into every owned partition so time-driven changes fire."""
         topic = self.settings.topics.profile_events
@@ -88,6 +185,7 @@ class Worker:
         for p, ps in list(self.partitions.open.items()):
             metrics.state_keys.labels(str(p)).set(ps.store.estimated_keys())
             metrics.state_bytes.labels(str(p)).set(ps.store.disk_bytes())
+        self._export_metrics()
 
 
 def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
@@ -121,8 +219,18 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
             if "ingest" in worker.roles:
                 loops.append(worker.ingest.run())
             if "profiles" in worker.roles:
+                loops.append(
+                    definitions_topic.watch(
+                        settings, worker.on_definitions, worker.runtime.definitions_ready
+                    )
+                )
                 loops.append(worker.profiles.run())
             await asyncio.gather(*loops)
+        except Exception as exc:
+            # A stage that stops is a dead worker: say why and exit, so the supervisor
+            # restarts it (its state is safe: nothing past the last checkpoint was committed).
+            log.exception("a stream stage failed; stopping the worker")
+            await app.crash(exc)
         finally:
             await worker.producer.stop()
             worker.partitions.close()
@@ -205,6 +313,112 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
                     await resp.read(), status=resp.status, content_type="application/json"
                 )
 
+    async def _check_auth(request: Request) -> None:
+        profile_api.check_basic_auth(request.headers.get("Authorization"), settings.api_token)
+
+    async def _from_other_workers(path: str) -> list[bytes]:
+        """GET `path` from every other worker that owns partitions (skipping unreachable ones:
+        a worker mid-restart leaves a gap rather than failing the request)."""
+        headers = {"Authorization": f"Basic {_token_b64(settings.api_token)}"}
+        out = []
+        for url in sorted(await worker.owners.workers() - {worker.url}):
+            try:
+                async with app.http_client.get(url + path, headers=headers) as resp:
+                    resp.raise_for_status()
+                    out.append(await resp.read())
+            except Exception as exc:
+                log.warning("%s from %s unavailable: %s", path, url, exc)
+        return out
+
+    async def _cluster_state() -> tuple[dict[str, str], dict[str, int]]:
+        """Statuses and sizes over every worker (each owns some partitions)."""
+        status_parts = [worker.statuses()]
+        sizes = worker.local_sizes()
+        for raw in await _from_other_workers(LOCAL_STATE_PATH):
+            part = orjson.loads(raw)
+            status_parts.append(part["statuses"])
+            for k, n in part["sizes"].items():
+                sizes[k] = sizes.get(k, 0) + int(n)
+        return audience_api.merge_statuses(status_parts), sizes
+
+    def _error(view: View, err: profile_api.ApiError) -> Response:
+        return view.bytes(
+            profile_api.dumps(err.body()), status=err.status, content_type="application/json"
+        )
+
+    class LocalAudienceState(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                await _check_auth(request)
+            except profile_api.ApiError as err:
+                return _error(self, err)
+            return self.json({"statuses": worker.statuses(), "sizes": worker.local_sizes()})
+
+    class Audiences(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                await _check_auth(request)
+                status, sizes = await _cluster_state()
+                kind = (
+                    "computed_trait"
+                    if request.query.get("kind") == "computed_trait"
+                    else "audience"
+                )
+                body = audience_api.list_body(worker.catalog, status, sizes, kind)
+            except profile_api.ApiError as err:
+                return _error(self, err)
+            return self.bytes(profile_api.dumps(body), content_type="application/json")
+
+    class Audience(View):
+        async def get(self, request: Request, key: str) -> Response:
+            try:
+                await _check_auth(request)
+                status, sizes = await _cluster_state()
+                body = audience_api.one_body(worker.catalog, status, sizes, key)
+            except profile_api.ApiError as err:
+                return _error(self, err)
+            return self.bytes(profile_api.dumps(body), content_type="application/json")
+
+    class LocalMembers(View):
+        async def get(self, request: Request, key: str) -> Response:
+            try:
+                await _check_auth(request)
+            except profile_api.ApiError as err:
+                return _error(self, err)
+            members = await worker.local_members(key)
+            return self.bytes(b"\n".join(r.dumps() for r in members), content_type="text/plain")
+
+    class AudienceMembers(View):
+        """CSV export of an audience's members (reference §7 formats), from every worker."""
+
+        async def get(self, request: Request, key: str) -> Response:
+            from engage_stream.outputs.csv_export import export_audience_csv
+
+            try:
+                await _check_auth(request)
+                if worker.catalog.get(key) is None:
+                    raise profile_api.ApiError(404, "not_found", f"Audience {key!r} was not found.")
+                fmt = request.query.get("format", "formatted")
+                if fmt not in ("formatted", "unformatted"):
+                    raise profile_api.ApiError(
+                        400, "validation_error", "format must be formatted or unformatted"
+                    )
+            except profile_api.ApiError as err:
+                return _error(self, err)
+            traits = [t for t in request.query.get("traits", "").split(",") if t] or None
+            members = await worker.local_members(key)
+            for raw in await _from_other_workers(LOCAL_MEMBERS_PATH.format(key=key)):
+                members.extend(ProfileRecord.loads(line) for line in raw.split(b"\n") if line)
+            members.sort(key=lambda r: r.profile_id)
+            buf = io.StringIO()
+            export_audience_csv(members, key, fmt, traits, buf)  # type: ignore[arg-type]
+            return self.bytes(buf.getvalue().encode(), content_type="text/csv")
+
+    app.page(LOCAL_STATE_PATH)(LocalAudienceState)
+    app.page(LOCAL_MEMBERS_PATH)(LocalMembers)
+    app.page("/v1/audiences")(Audiences)
+    app.page("/v1/audiences/{key}")(Audience)
+    app.page("/v1/audiences/{key}/members.csv")(AudienceMembers)
     app.page("/metrics")(Metrics)
     app.page("/health")(Health)
     app.page("/v1/spaces/{space}/collections/{collection}/profiles/{identifier}/{section}")(

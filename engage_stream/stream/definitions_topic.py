@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as SyncTopicPartition
 from pydantic import BaseModel, Field
 
 from engage_stream.config import Settings
@@ -31,6 +32,11 @@ class DefinitionRecord(BaseModel):
     kind: DefinitionKind
     version: int = Field(ge=1)
     applied_at: int = Field(description="epoch ms when this version was applied")
+    created_at: int = Field(
+        0,
+        description="epoch ms when version 1 was applied: `include_history: false` counts "
+        "events from creation, and an edit does not move it (0 = applied_at)",
+    )
     body: dict[str, Any]
 
     def to_value(self) -> bytes:
@@ -50,7 +56,7 @@ def read_all(settings: Settings, timeout_s: float = 10.0) -> dict[bytes, Definit
     )
     try:
         tps = [
-            TopicPartition(settings.topics.definitions, p)
+            SyncTopicPartition(settings.topics.definitions, p)
             for p in consumer.partitions_for_topic(settings.topics.definitions) or []
         ]
         if not tps:
@@ -103,8 +109,16 @@ def plan(
             out.unchanged.append(k.decode())
             continue
         version = old.version + 1 if old is not None else 1
+        created = (old.created_at or old.applied_at) if old is not None else now_ms
         out.publish.append(
-            DefinitionRecord(key=key, kind=kind, version=version, applied_at=now_ms, body=body)
+            DefinitionRecord(
+                key=key,
+                kind=kind,
+                version=version,
+                applied_at=now_ms,
+                created_at=created,
+                body=body,
+            )
         )
     if prune:
         out.delete = sorted(k.decode() for k in current if k not in seen)
@@ -136,11 +150,13 @@ async def watch(settings: Settings, on_change: OnChange, ready: asyncio.Event) -
     )
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(settings.topics.definitions)
+        parts = None
         while not parts:
-            await consumer.force_metadata_update()
-            parts = consumer.partitions_for_topic(settings.topics.definitions)
+            # `consumer.topics()` fetches metadata but does not keep it: ask the client
+            cluster = await consumer._client.fetch_all_metadata()
+            parts = cluster.partitions_for_topic(settings.topics.definitions)
             if not parts:
+                log.warning("waiting for topic %s to exist", settings.topics.definitions)
                 await asyncio.sleep(0.5)
         tps = [TopicPartition(settings.topics.definitions, p) for p in parts]
         consumer.assign(tps)
@@ -161,7 +177,7 @@ async def watch(settings: Settings, on_change: OnChange, ready: asyncio.Event) -
                         changed = True
                     except ValueError as exc:  # never crash on a bad definition record
                         log.error("ignoring invalid definition record %r: %s", rec.key, exc)
-            if not caught_up and all(await consumer.position(tp) >= ends[tp] for tp in tps):
+            if not caught_up and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
                 caught_up = True
                 await _notify(on_change, current)
                 ready.set()

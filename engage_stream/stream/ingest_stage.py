@@ -19,6 +19,9 @@ class IngestStage:
     async def handle(self, batch: Batch) -> None:
         """Everything produced and acknowledged before the batch counts as done."""
         out: list[OutgoingRecord] = []
+        accepted: dict[str, int] = {}
+        rejected: dict[str, int] = {}
+        profile_events = self.topics.profile_events
         for recs in batch.values():
             for rec in recs:
                 try:
@@ -39,13 +42,14 @@ class IngestStage:
                             self.topics.dead_letter, rec.key, rec.value or b"", dl.headers()
                         )
                     )
-                    metrics.dead_lettered.labels(exc.reason).inc()
+                    rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
                     continue
-                event.profile_id = canonical_profile_id(event)
-                out.append(
-                    OutgoingRecord(
-                        self.topics.profile_events, event.profile_id.encode(), event.to_json()
-                    )
-                )
-                metrics.events_consumed.labels(event.type).inc()
+                pid = event.profile_id = canonical_profile_id(event)
+                out.append(OutgoingRecord(profile_events, pid.encode(), event.to_json()))
+                accepted[event.type] = accepted.get(event.type, 0) + 1
         await self.sender.send_many(out)
+        # Counted once the batch is acknowledged (a failed batch is consumed again).
+        for kind, n in accepted.items():
+            metrics.labelled(metrics.events_consumed, kind).inc(n)
+        for reason, n in rejected.items():
+            metrics.labelled(metrics.dead_lettered, reason).inc(n)

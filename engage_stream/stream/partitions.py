@@ -42,16 +42,42 @@ class PartitionState:
         return self.store.source_offset
 
 
+RECOVERING = "recovering"
+READY = "ready"
+
+
 class PartitionManager:
-    def __init__(self, settings: Settings, sender: Sender) -> None:
+    """Owns the open partition stores; `status()` says which are usable yet.
+
+    `mark_rebalanced(partitions)` is told the partitions this worker owns after each
+    assignment or revocation. Stores of partitions it no longer owns are closed; those it
+    owns are brought up to date from the changelog in the background, all at once (one
+    task each, so their Kafka round trips overlap), instead of one by one as each
+    partition's first batch arrives. `get()` waits for that recovery, or runs it itself
+    when nothing started it (tests, the Profile API before the first rebalance).
+    """
+
+    def __init__(self, settings: Settings, sender: Sender, recover_on_assign: bool = True) -> None:
         self.settings = settings
         self.sender = sender
         self.root = settings.data_dir / settings.app_id / "state"
         self.open: dict[int, PartitionState] = {}
+        self.recover_on_assign = recover_on_assign
+        self._owned: set[int] = set()
         self._locks: dict[int, asyncio.Lock] = {}
+        self._warming: dict[int, asyncio.Task[None]] = {}
 
     def path(self, partition: int) -> Path:
         return self.root / f"p{partition}"
+
+    def status(self) -> dict[int, str]:
+        """Each owned (or open) partition: "recovering" until its state has caught up with
+        the changelog — reads and processing wait for that — then "ready"."""
+        parts = self._owned | self.open.keys()
+        return {
+            p: READY if p in self.open and not self.open[p].needs_catch_up else RECOVERING
+            for p in sorted(parts)
+        }
 
     async def get(self, partition: int) -> PartitionState:
         """The partition's state, recovered from the changelog first if needed."""
@@ -63,21 +89,49 @@ class PartitionManager:
             ps = self.open.get(partition)
             if ps is None:
                 ps = PartitionState(partition, PartitionStore(self.path(partition)))
+                ps.needs_catch_up = True  # until `_recover` completes, even if it fails
                 self.open[partition] = ps
-                await self._recover(ps)
-            elif ps.needs_catch_up:
+            if ps.needs_catch_up:
                 await self._recover(ps)
             return ps
 
     def mark_rebalanced(self, assigned: Iterable[int]) -> None:
         """After a rebalance another worker may have written our partitions: catch up first."""
         keep = set(assigned)
+        self._owned = keep
+        for p in list(self._warming):
+            if p not in keep:
+                self._warming.pop(p).cancel()  # its store is closed below
         for p, ps in list(self.open.items()):
             if p in keep:
                 ps.needs_catch_up = True
             else:
                 ps.store.close()
                 del self.open[p]
+        if self.recover_on_assign:
+            self._warm(keep)
+
+    def _warm(self, partitions: set[int]) -> None:
+        """Start recovering these partitions now, concurrently (needs a running loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # called outside the event loop: `get()` recovers on first use
+        for p in sorted(partitions):
+            task = self._warming.get(p)
+            if task is None or task.done():
+                self._warming[p] = loop.create_task(self._warm_one(p), name=f"recover-p{p}")
+
+    async def _warm_one(self, partition: int) -> None:
+        try:
+            await self.get(partition)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # `get()` on the processing path retries and raises
+            log.warning("partition %d: background recovery failed: %r", partition, exc)
+        finally:
+            if self._warming.get(partition) is asyncio.current_task():
+                del self._warming[partition]
 
     async def _committed(self, partition: int) -> int | None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.broker)
@@ -163,14 +217,22 @@ class PartitionManager:
         written = await self.sender.send_many(records)
         last = written.get((changelog_topic, ps.partition))
         ps.store.write(tx.writes, changelog_offset=last, source_offset=source_offset)
-        for out in outputs:
-            metrics.outputs_produced.labels(out.topic).inc()
+        if outputs:
+            per_topic: dict[str, int] = {}
+            for out in outputs:
+                per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
+            for topic, n in per_topic.items():
+                metrics.labelled(metrics.outputs_produced, topic).inc(n)
         metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     def close(self) -> None:
+        for task in self._warming.values():
+            task.cancel()
+        self._warming.clear()
         for ps in self.open.values():
             ps.store.close()
         self.open.clear()
+        self._owned = set()
 
     def wipe(self) -> None:
         """Delete local state (tests and `worker --reset-local-state`)."""

@@ -3,17 +3,21 @@
 `AIOKafkaProducer.send` costs tens of microseconds of Python per record (futures, loop
 look-ups, metadata checks); filling `BatchBuilder`s per partition and submitting each
 once makes a checkpoint's hundreds of records cost about as much as a handful.
+
+Keyed records are placed with Kafka's default partitioner (murmur2 of the key). aiokafka's
+murmur2 is pure Python, several microseconds per key, and ingest places every event by its
+profile id; `KeyPartitioner` remembers where each key went (profiles send many events) and
+hashes the rest with a leaner murmur2 (`murmur2`, checked against aiokafka's in tests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections import defaultdict
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-
-from engage_stream.stream.routing import partition_for
 
 
 @dataclass(slots=True)
@@ -25,13 +29,58 @@ class OutgoingRecord:
     partition: int | None = None
 
 
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (Java `Utils.murmur2`), the same values as `aiokafka.partitioner`."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    body = length & ~3
+    for (k,) in struct.iter_unpack("<I", data[:body]):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    extra = length & 3
+    if extra >= 3:
+        h ^= data[body + 2] << 16
+    if extra >= 2:
+        h ^= data[body + 1] << 8
+    if extra >= 1:
+        h ^= data[body]
+        h = (h * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    h ^= h >> 15
+    return h
+
+
+class KeyPartitioner:
+    """Key → partition for one partition count, as Kafka's default partitioner places it."""
+
+    MAX_KEYS = 100_000  # then start over (~15 MB at most): bounds memory, not correctness
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._known: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        p = self._known.get(key)
+        if p is None:
+            if len(self._known) >= self.MAX_KEYS:
+                self._known.clear()
+            p = self._known[key] = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+        return p
+
+
 class Sender:
     """An AIOKafkaProducer created on the running loop when the worker starts."""
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
         self.producer: AIOKafkaProducer | None = None
-        self._partitions: dict[str, int] = {}
+        self._partitioners: dict[str, KeyPartitioner] = {}
 
     @property
     def ready(self) -> bool:
@@ -52,14 +101,14 @@ class Sender:
             await self.producer.stop()
             self.producer = None
 
-    async def _partition_count(self, topic: str) -> int:
-        n = self._partitions.get(topic)
-        if n is None:
+    async def _partitioner(self, topic: str) -> KeyPartitioner:
+        part = self._partitioners.get(topic)
+        if part is None:
             assert self.producer is not None
             await self.producer.client._wait_on_metadata(topic)
             n = len(self.producer.client.cluster.partitions_for_topic(topic) or ())
-            self._partitions[topic] = n
-        return n
+            part = self._partitioners[topic] = KeyPartitioner(n)
+        return part
 
     async def send_many(self, records: list[OutgoingRecord]) -> dict[tuple[str, int], int]:
         """Send and wait for acknowledgement; returns the last offset written per partition.
@@ -71,11 +120,15 @@ class Sender:
             return {}
         assert self.producer is not None, "producer not started"
         groups: dict[tuple[str, int], list[OutgoingRecord]] = defaultdict(list)
+        topic: str | None = None
+        part: KeyPartitioner | None = None
         for rec in records:
             p = rec.partition
             if p is None:
-                n = await self._partition_count(rec.topic)
-                p = partition_for(rec.key, n) if rec.key is not None else 0
+                if rec.topic != topic:
+                    topic, part = rec.topic, await self._partitioner(rec.topic)
+                assert part is not None
+                p = part(rec.key) if rec.key is not None else 0
             groups[(rec.topic, p)].append(rec)
         pending = []
         for (topic, p), recs in groups.items():

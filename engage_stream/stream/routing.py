@@ -40,6 +40,11 @@ class OwnerDirectory:
                     self._at = time.monotonic()
         return self._owners.get(partition)
 
+    async def workers(self) -> set[str]:
+        """Every worker URL that currently owns a partition."""
+        await self.owner(-1)  # refreshes the directory when stale
+        return set(self._owners.values())
+
     def _describe(self) -> dict[int, str]:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="engage-routing")
         try:

@@ -46,19 +46,30 @@ class ProfileRuntime:
         self.build_records: RecordBuilder = _no_records
         self.definitions_ready = asyncio.Event()
         self._swept: dict[int, str] = {}  # partition -> definitions epoch fully swept
+        self._backfill_since: dict[str, int] = {}  # key -> version still being backfilled
         self._cursor: dict[int, str | None] = {}
 
     def set_engine(
         self, engine: EngineLike | None, versions: Mapping[str, int], build_records: RecordBuilder
     ) -> None:
         """New definitions: every partition re-sweeps its profiles (backfill) from the top."""
+        old = self.processor.versions
         self.processor.set_engine(engine, versions)
         self.build_records = build_records
         self._cursor.clear()
+        self._backfill_since = {k: v for k, v in versions.items() if old.get(k) != v}
         self.definitions_ready.set()
+
+    def computing(self, owned: set[int]) -> set[str]:
+        """Definition keys whose backfill has not finished on every owned partition."""
+        if all(self._swept.get(p) == self.processor.epoch for p in owned):
+            self._backfill_since.clear()
+        return set(self._backfill_since)
 
     async def handle(self, batch: Batch) -> None:
         """One fetched batch of the profile-events topic, partition by partition."""
+        # Never evaluate with a partial definition set: wait for the definitions topic.
+        await self.definitions_ready.wait()
         for tp, records in batch.items():
             await self._process_partition(tp.partition, records)
 

@@ -116,3 +116,157 @@ def test_round_trip_through_internal_json() -> None:
     e = parse_message(raw(type="identify", traits={"plan": "pro", "nested": {"a": [1]}}), 0)
     e.profile_id = "user_id:u1"
     assert ProfileEvent.from_json(e.to_json()) == e
+
+
+# -- the fast path agrees with the models -------------------------------------------------
+
+
+def _models_only(data: bytes, received: int) -> tuple[str, object]:
+    """What the pydantic models alone say about a message: the event's JSON or the reason."""
+    from engage_stream.ingest.validate import parse_object
+
+    try:
+        obj = orjson.loads(data)
+        return "ok", parse_object(obj, received, data).to_json()
+    except InvalidEvent as exc:
+        return "invalid", exc.reason
+    except orjson.JSONDecodeError:
+        return "invalid", Reason.MALFORMED_JSON
+
+
+def _both(data: bytes, received: int = 7) -> tuple[tuple[str, object], tuple[str, object]]:
+    try:
+        got: tuple[str, object] = ("ok", parse_message(data, received).to_json())
+    except InvalidEvent as exc:
+        got = ("invalid", exc.reason)
+    return got, _models_only(data, received)
+
+
+VARIANTS: list[dict[str, object]] = [
+    {"type": "track", "event": "X"},
+    {"type": "track", "event": "X", "properties": {"a": 1}, "context": {"ip": "1"}},
+    {"type": "track", "event": "X", "properties": None},
+    {"type": "track", "event": "X", "context": None},
+    {"type": "track", "event": "X", "integrations": None},
+    {"type": "track", "event": "X", "integrations": {"All": True}},
+    {"type": "track", "event": "X", "groupId": "g-extra"},
+    {"type": "track", "event": "X", "groupId": 5},
+    {"type": "track", "event": "X", "previousId": "p-extra"},
+    {"type": "track", "event": "X", "traits": {"ignored": 1}},
+    {"type": "track", "event": 5},
+    {"type": "track", "event": "X", "userId": "", "anonymousId": "a"},
+    {"type": "track", "event": "X", "userId": None, "anonymousId": "a"},
+    {"type": "track", "event": "X", "anonymousId": 3},
+    {"type": "track", "event": "X", "messageId": ""},
+    {"type": "track", "event": "X", "messageId": "m" * 100},
+    {"type": "track", "event": "X", "messageId": 12},
+    {"type": "track", "event": "X", "properties": {f"p{i}": i for i in range(299)}},
+    {"type": "track", "event": "X", "properties": {f"p{i}": i for i in range(300)}},
+    {"type": "identify", "traits": {"plan": "pro"}},
+    {"type": "identify", "traits": None},
+    {"type": "identify", "groupId": "g"},
+    {"type": "group", "groupId": "g", "traits": {"n": 1}},
+    {"type": "group", "groupId": ""},
+    {"type": "group", "groupId": "g" * 500},
+    {"type": "group", "groupId": "g" * 501},
+    {"type": "page", "name": "Home", "properties": {"url": "/"}},
+    {"type": "page", "name": "", "properties": {"name": "From props"}},
+    {"type": "page", "category": "Docs", "properties": {"category": "kept"}},
+    {"type": "page", "category": "Docs"},
+    {"type": "page", "name": 3},
+    {"type": "screen", "name": "Settings"},
+    {"type": "alias", "previousId": "old"},
+    {"type": "alias", "previousId": ""},
+    {"type": "alias", "previousId": "old", "traits": {"a": 1}},
+    {"type": "alias", "previousId": "old", "traits": 5},
+]
+TIMES = [
+    {},
+    {"timestamp": None},
+    {"timestamp": "2026-01-01T00:00:00.123Z"},
+    {"timestamp": "2026-01-01T00:00:00.1234567Z"},
+    {"timestamp": "2026-01-01 00:00:00Z"},
+    {"timestamp": "2026-01-01T00:00:00z"},
+    {"timestamp": "2026-01-01T00:00:00+0530"},
+    {"timestamp": "1969-12-31T23:59:59.999Z"},
+    {"timestamp": 1767225600},
+    {"timestamp": "2026-02-30T00:00:00Z"},
+    {"timestamp": "2026-01-01T00:00:00"},
+    {"originalTimestamp": "2026-01-01T00:00:00-07:00", "sentAt": "2026-01-01T00:00:09Z"},
+    {
+        "originalTimestamp": "2026-01-01T00:00:00Z",
+        "sentAt": "2026-01-01T00:00:10.5Z",
+        "receivedAt": "2026-01-01T00:00:05+00:00",
+    },
+    {"timestamp": "2020-05-01T12:00:00+02:00", "sentAt": "2020-05-01T10:00:01Z"},
+    {"receivedAt": "2026-01-01T00:00:05Z"},
+    {"sentAt": "2026-01-01T00:00:05Z"},
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: orjson.dumps(v).decode()[:60])
+@pytest.mark.parametrize("times", TIMES, ids=lambda t: orjson.dumps(t).decode()[:60])
+def test_fast_path_matches_the_models(variant: dict[str, object], times: dict[str, object]) -> None:
+    msg = {"userId": "u1", "messageId": "m1", **variant, **times}
+    got, want = _both(orjson.dumps(msg))
+    assert got == want
+
+
+def test_fast_path_timestamps_match_the_models_on_random_iso_strings() -> None:
+    import random
+
+    rng = random.Random(4)
+    for _ in range(3000):
+        frac = (
+            ""
+            if rng.random() < 0.3
+            else "." + "".join(rng.choices("0123456789", k=rng.randint(1, 6)))
+        )
+        tz = rng.choice(
+            ["Z", f"{rng.choice('+-')}{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}"]
+        )
+        ts = (
+            f"{rng.randint(0, 9999):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}T"
+            f"{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}{frac}{tz}"
+        )
+        got, want = _both(raw(type="track", event="X", timestamp=ts))
+        assert got == want, ts
+
+
+def test_workload_messages_take_the_fast_path_and_match_the_models() -> None:
+    from bench.workload import Workload, WorkloadSpec
+    from engage_stream.ingest import validate
+
+    calls = 0
+    original = validate._adapter
+
+    class Counting:
+        def validate_python(self, obj: object) -> object:
+            nonlocal calls
+            calls += 1
+            return original.validate_python(obj)
+
+    records = [r.value for r in Workload(WorkloadSpec(profiles=200, events=2000)).records()]
+    validate._adapter = Counting()  # type: ignore[assignment]
+    try:
+        fast = [parse_message(v, 5).to_json() for v in records]
+    finally:
+        validate._adapter = original
+    assert calls == 0, "every workload message is one the fast path decides"
+    assert fast == [_models_only(v, 5)[1] for v in records]
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        {"type": "alias", "userId": "u", "previousId": "p", "traits": 5},
+        {"type": "track", "userId": "u", "event": "E", "groupId": 5},
+        {"type": "identify", "userId": "u", "previousId": ["x"]},
+    ],
+)
+def test_undeclared_fields_normalise_reads_are_dead_lettered_not_raised(
+    msg: dict[str, object],
+) -> None:
+    with pytest.raises(InvalidEvent) as exc:
+        parse_message(orjson.dumps(msg), 0)
+    assert exc.value.reason == Reason.INVALID_FIELD

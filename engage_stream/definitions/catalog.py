@@ -1,0 +1,119 @@
+"""The set of definitions a worker (or a replay) evaluates, with their versions.
+
+Built from files (replay, validate: every definition at version 1, applied at time 0) or
+from the definitions topic (the worker: versions and apply times from `apply`). It decides
+which definitions are active: enabled, with a valid body, and with every audience they
+reference active too — a disabled audience takes its dependents out with it rather than
+letting them silently read a stale membership.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+from engage_stream.definitions.models import (
+    AudienceCondition,
+    AudienceDefinition,
+    ComputedTraitDefinition,
+    Definition,
+    GroupCondition,
+    TraitCondition,
+)
+
+AnyDefinition = AudienceDefinition | ComputedTraitDefinition
+Status = Literal["Preparing", "Computing", "Live", "Disabled", "Failed"]
+
+_ADAPTER: TypeAdapter[AnyDefinition] = TypeAdapter(Definition)
+
+
+def definition_body(defn: AnyDefinition) -> dict[str, Any]:
+    """The canonical JSON body published for a definition (defaults left out, so adding an
+    optional field to the models does not bump every definition's version)."""
+    return defn.model_dump(mode="json", exclude_defaults=True) | {"kind": defn.kind}
+
+
+def parse_body(body: dict[str, Any]) -> AnyDefinition:
+    return _ADAPTER.validate_python(body)
+
+
+def audience_references(defn: AnyDefinition) -> set[str]:
+    """Keys of audiences and traits this definition reads (conditions, recursively)."""
+    out: set[str] = set()
+    if isinstance(defn, AudienceDefinition):
+        _collect(defn.conditions, out)
+    return out
+
+
+def _collect(conditions: Iterable[Any], out: set[str]) -> None:
+    for c in conditions:
+        if isinstance(c, AudienceCondition):
+            out.add(c.audience)
+        elif isinstance(c, TraitCondition):
+            out.add(c.trait)
+        elif isinstance(c, GroupCondition):
+            _collect(c.group, out)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    definition: AnyDefinition
+    version: int
+    created_at: int
+
+
+@dataclass
+class Catalog:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # key -> why its body is unusable
+
+    @classmethod
+    def from_definitions(cls, definitions: Iterable[AnyDefinition], created_at: int = 0) -> Catalog:
+        return cls({d.key: Entry(d, 1, created_at) for d in definitions})
+
+    @classmethod
+    def from_records(cls, records: Iterable[tuple[str, int, int, dict[str, Any]]]) -> Catalog:
+        """(key, version, created_at, body) as read from the definitions topic; created_at
+        is when version 1 was applied (`include_history: false` counts events from then)."""
+        cat = cls()
+        for key, version, created_at, body in records:
+            try:
+                cat.entries[key] = Entry(parse_body(body), version, created_at)
+            except ValidationError as exc:
+                cat.failed[key] = f"invalid definition body: {exc.errors()[0]['msg']}"
+        return cat
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries[k] for k in sorted(self.entries))
+
+    def active(self) -> list[AnyDefinition]:
+        """Enabled definitions whose referenced audiences are all active, in key order."""
+        inactive = {k for k, e in self.entries.items() if not e.definition.enabled}
+        inactive |= set(self.failed)
+        changed = True
+        while changed:
+            changed = False
+            for k, e in self.entries.items():
+                if k in inactive:
+                    continue
+                if audience_references(e.definition) & inactive:
+                    inactive.add(k)
+                    changed = True
+        return [e.definition for e in self if e.definition.key not in inactive]
+
+    def versions(self, keys: Iterable[str] | None = None) -> dict[str, int]:
+        wanted = set(keys) if keys is not None else set(self.entries)
+        return {k: e.version for k, e in self.entries.items() if k in wanted}
+
+    def created_at(self) -> dict[str, int]:
+        return {k: e.created_at for k, e in self.entries.items()}
+
+    def destinations(self) -> list[str]:
+        return sorted({d.name for e in self.entries.values() for d in e.definition.destinations})
+
+    def get(self, key: str) -> AnyDefinition | None:
+        e = self.entries.get(key)
+        return e.definition if e is not None else None

@@ -1,0 +1,546 @@
+"""Audience conditions compiled to plain objects and closures, with their per-profile state.
+
+An audience is compiled once into
+- *event leaves* (one per event condition row, `EventLeaf` or `FunnelLeaf`), each owning one
+  slot of the audience's state list in `ProfileRecord.engine[key]`;
+- *trait leaves* and *audience leaves*, which read the profile and keep no state;
+- an expression over them: rows joined by `join`, AND binding tighter than OR, groups as
+  parentheses, `negate` as NOT (reference §1.2).
+
+State per leaf is bounded by the window, never by the profile's history:
+- `EventLeaf` without trait references keeps sorted event times, and of the events that
+  already count only the newest `cap` (`count.value`, or + 1, see `count_cap`): the count
+  is only ever compared with `count.value`, and since older events leave first, an older
+  event can only be in the window when all the kept newer ones are — so min(count, cap),
+  all the comparison needs, stays exact forever;
+- `EventLeaf` whose filters reference traits keeps `[ts, property values]` for the events
+  in the window (the filter is re-decided at evaluation: the trait may have changed);
+- `FunnelLeaf` keeps parent and child occurrences in the window (`[ts, values]`). (A
+  funnel with neither a window nor a lookback — `include_history: false` and no
+  `within` — is bounded only by the events since the definition was applied.)
+
+Wake-ups: an `EventLeaf` reports the exact instant its answer flips (replaying the enter
+and leave edges of what it keeps); funnel and trait leaves report the next instant their
+answer *can* change (a parent entering or leaving, a deadline, a trait date crossing a
+relative boundary). The audience's due time is the earliest over its leaves.
+"""
+
+from __future__ import annotations
+
+import operator
+from bisect import bisect_right, insort
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from engage_stream.definitions.models import (
+    DURATION_OPS,
+    AudienceCondition,
+    AudienceDefinition,
+    Count,
+    EventCondition,
+    GroupCondition,
+    TraitCondition,
+)
+from engage_stream.engine.filters import (
+    DynamicFilters,
+    compile_dynamic_filters,
+    compile_static_filters,
+    trait_value,
+)
+from engage_stream.engine.operators import (
+    Path,
+    compile_dynamic,
+    compile_static,
+    duration_next_edge,
+    get_path,
+    split_path,
+)
+from engage_stream.engine.windows import INF, Window
+from engage_stream.profiles.record import ProfileRecord
+
+Node = Callable[[list[bool], ProfileRecord, int], bool]  # (event leaf truths, profile, now)
+
+_COUNT_OPS: dict[str, Callable[[int, int], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+
+
+def count_test(c: Count) -> Callable[[int], bool]:
+    f, v = _COUNT_OPS[c.operator], c.value
+    return lambda n: f(n, v)
+
+
+def count_cap(c: Count) -> int:
+    """The comparison only depends on min(count, cap): `>= v` and `< v` need v, the
+    others v + 1 (at least 1 kept, so "performed" leaves still have a next edge)."""
+    return max(1, c.value if c.operator in (">=", "<") else c.value + 1)
+
+
+def _ts(entry: list[Any]) -> int:
+    return entry[0]  # type: ignore[no-any-return]
+
+
+def _prune(st: list[Any], t: int, leave: Callable[[int], int], keyed: bool) -> None:
+    """Drop the prefix of entries that left the window by `t` (leave is monotonic)."""
+    i, n = 0, len(st)
+    if keyed:
+        while i < n and leave(st[i][0]) <= t:
+            i += 1
+    else:
+        while i < n and leave(st[i]) <= t:
+            i += 1
+    if i:
+        del st[:i]
+
+
+class EventLeaf:
+    """Performed / not performed an event, `count` compared, within a window."""
+
+    __slots__ = ("event", "static", "dyn", "w", "test", "performed", "cap")
+
+    def __init__(self, cond: EventCondition, window: Window) -> None:
+        self.event = cond.event
+        self.static = compile_static_filters(cond.where)
+        self.dyn: DynamicFilters | None = compile_dynamic_filters(cond.where)
+        self.w = window
+        self.test = count_test(cond.count)
+        self.performed = cond.performed
+        self.cap = count_cap(cond.count)
+
+    def trait_keys(self) -> set[str]:
+        return self.dyn.trait_keys() if self.dyn is not None else set()
+
+    def prepare(self, name: str, props: dict[str, Any], ts: int, now: int) -> Any:
+        """What to store for this event (decided without the state), or None."""
+        if not self.static(props, ts) or not self.w.usable(ts, now):
+            return None
+        return ts if self.dyn is None else [ts, self.dyn.values(props)]
+
+    def insert(self, st: Any, item: Any) -> list[Any]:
+        if st is None:
+            return [item]
+        if self.dyn is None:
+            insort(st, item)
+        else:
+            insort(st, item, key=_ts)
+        return st  # type: ignore[no-any-return]
+
+    def advance(self, st: list[Any], t: int) -> list[Any] | None:
+        w = self.w
+        if self.dyn is None:
+            _prune(st, t, w.leave, False)
+            j = bisect_right(st, t - w.a)
+            if j > self.cap:
+                del st[: j - self.cap]
+        else:
+            _prune(st, t, w.leave, True)
+        return st or None
+
+    def count(self, st: list[Any] | None, profile: ProfileRecord, t: int) -> int:
+        if not st:
+            return 0
+        if self.dyn is None:
+            return bisect_right(st, t - self.w.a)
+        j = bisect_right(st, t - self.w.a, key=_ts)
+        n, ok, cap = 0, self.dyn.ok, self.cap
+        for i in range(j):
+            if ok(st[i][1], profile):
+                n += 1
+                if n >= cap:
+                    break
+        return n
+
+    def holds(self, st: list[Any] | None, profile: ProfileRecord, t: int) -> bool:
+        r = self.test(self.count(st, profile, t))
+        return r if self.performed else not r
+
+    def next_edge(self, st: list[Any], t: int, profile: ProfileRecord) -> int:
+        """The first instant after `t` at which this leaf's answer flips, by replaying the
+        enter/leave edges of the stored events (at most `cap` + not-yet-counting ones for
+        a plain leaf; the capped count decides the comparison exactly, see module doc)."""
+        w = self.w
+        a, leave = w.a, w.leave
+        test = self.test
+        if self.dyn is None and a == 0 and st[-1] <= t:
+            # the common case: everything stored counts, so the count can only fall, one
+            # event at a time, oldest first
+            n = len(st)
+            cur = test(n)
+            for k in range(1, n + 1):
+                if test(n - k) != cur:
+                    return leave(st[k - 1])
+            return INF
+        if self.dyn is None:
+            times: list[int] = st
+        else:
+            ok = self.dyn.ok
+            times = [e[0] for e in st if ok(e[1], profile)]
+        edges: list[tuple[int, int]] = []
+        n = 0
+        for ts in times:
+            enter = ts + a
+            if enter > t:
+                edges.append((enter, 1))
+            else:
+                n += 1
+            edges.append((leave(ts), -1))
+        if not edges:
+            return INF
+        edges.sort()
+        cur = test(n)
+        i, m = 0, len(edges)
+        while i < m:
+            at = edges[i][0]
+            while i < m and edges[i][0] == at:
+                n += edges[i][1]
+                i += 1
+            if test(n) != cur:
+                return at
+        return INF
+
+
+class FunnelLeaf:
+    """Parent event (the row) then / then not a child event within `span` after each parent
+    occurrence; the count is over qualifying parent occurrences in the parent window
+    (reference §1.3: every occurrence counts, so Added → Completed → Added is still an
+    abandonment).
+
+    A parent at `tp` qualifies at `t`:
+    - then:     some child at `tc` with tp < tc <= min(tp + span, t);
+    - then_not: t >= tp + span and no child with tp < tc <= tp + span (only once the
+      child's window is over can "did not" be known).
+    State: `[parents, children]`, each a sorted list of `[ts, values]`."""
+
+    __slots__ = (
+        "event",
+        "child_event",
+        "pstatic",
+        "pdyn",
+        "pextract",
+        "cstatic",
+        "cdyn",
+        "w",
+        "test",
+        "performed",
+        "must",
+        "span",
+        "cap",
+    )
+
+    def __init__(self, cond: EventCondition, window: Window) -> None:
+        funnel = cond.funnel
+        assert funnel is not None
+        step, self.must = funnel
+        self.event = cond.event
+        self.child_event = step.event
+        self.pstatic = compile_static_filters(cond.where)
+        self.pdyn = compile_dynamic_filters(cond.where)
+        own = len(self.pdyn.extract) if self.pdyn is not None else 0
+        parent_extract: list[Path] = []
+        self.cstatic = compile_static_filters(step.where)
+        self.cdyn = compile_dynamic_filters(step.where, parent_extract, own)
+        self.pextract = tuple(parent_extract)
+        self.w = window
+        self.span = step.within.ms
+        self.test = count_test(cond.count)
+        self.performed = cond.performed
+        self.cap = count_cap(cond.count)
+
+    def trait_keys(self) -> set[str]:
+        keys: set[str] = set()
+        for d in (self.pdyn, self.cdyn):
+            if d is not None:
+                keys |= d.trait_keys()
+        return keys
+
+    def prepare(self, name: str, props: dict[str, Any], ts: int, now: int) -> Any:
+        """[parent entry or None, child entry or None], or None when it is neither."""
+        w = self.w
+        parent = child = None
+        if name == self.event and self.pstatic(props, ts) and w.usable(ts, now):
+            parent = self.pdyn.values(props) if self.pdyn is not None else []
+            parent.extend(get_path(props, p) for p in self.pextract)
+            parent = [ts, parent]
+        if (
+            name == self.child_event
+            and self.cstatic(props, ts)
+            and ts > w.since
+            and w.leave(ts) > now
+        ):
+            child = [ts, self.cdyn.values(props) if self.cdyn is not None else []]
+        if parent is None and child is None:
+            return None
+        return [parent, child]
+
+    def insert(self, st: Any, item: Any) -> list[Any]:
+        st = st or [[], []]
+        for role in (0, 1):
+            if item[role] is not None:
+                insort(st[role], item[role], key=_ts)
+        return st  # type: ignore[no-any-return]
+
+    def advance(self, st: list[Any], t: int) -> list[Any] | None:
+        leave = self.w.leave
+        _prune(st[0], t, leave, True)
+        _prune(st[1], t, leave, True)
+        return st if st[0] or st[1] else None
+
+    def count(self, st: list[Any] | None, profile: ProfileRecord, t: int) -> int:
+        if not st:
+            return 0
+        parents, children = st
+        j = bisect_right(parents, t - self.w.a, key=_ts)
+        n, nc = 0, len(children)
+        must, span, pdyn, cdyn = self.must, self.span, self.pdyn, self.cdyn
+        for i in range(j):
+            tp, pv = parents[i]
+            if pdyn is not None and not pdyn.ok(pv, profile):
+                continue
+            deadline = tp + span
+            found = False
+            k = bisect_right(children, tp, key=_ts)
+            while k < nc:
+                tc, cv = children[k]
+                if tc > deadline or (must and tc > t):
+                    break
+                if cdyn is None or cdyn.ok(cv, profile, pv):
+                    found = True
+                    break
+                k += 1
+            if found if must else (t >= deadline and not found):
+                n += 1
+                if n >= self.cap:
+                    break
+        return n
+
+    def holds(self, st: list[Any] | None, profile: ProfileRecord, t: int) -> bool:
+        r = self.test(self.count(st, profile, t))
+        return r if self.performed else not r
+
+    def next_edge(self, st: list[Any], t: int, profile: ProfileRecord) -> int:
+        parents, children = st
+        w = self.w
+        edge = INF
+        if parents:
+            edge = w.leave(parents[0][0])
+            j = bisect_right(parents, t - w.a, key=_ts)
+            if j < len(parents):
+                edge = min(edge, parents[j][0] + w.a)
+            if not self.must:
+                k = bisect_right(parents, t - self.span, key=_ts)
+                if k < len(parents):
+                    edge = min(edge, parents[k][0] + self.span)
+        if self.must and children:
+            k = bisect_right(children, t, key=_ts)
+            if k < len(children):
+                edge = min(edge, children[k][0])
+        return edge
+
+
+class TraitLeaf:
+    """A trait compared with an operator; duration operators are relative to `now`, and
+    their flip instants are wake-ups."""
+
+    __slots__ = ("source", "path", "pred", "dyn", "ref", "op", "value")
+
+    def __init__(self, cond: TraitCondition) -> None:
+        self.source = cond.source
+        self.path = split_path(cond.trait)
+        self.op = cond.operator
+        self.value = cond.value
+        self.ref: Path | None = None
+        if cond.value_from is not None:
+            assert cond.value_from.trait is not None, "parent_property only in funnel steps"
+            self.ref = split_path(cond.value_from.trait)
+            self.dyn = compile_dynamic(cond.operator)
+        else:
+            self.pred = compile_static(cond.operator, cond.value)
+
+    @property
+    def timed(self) -> bool:
+        return self.op in DURATION_OPS
+
+    def trait_keys(self) -> set[str]:
+        keys = {self.path[0]}
+        if self.ref is not None:
+            keys.add(self.ref[0])
+        return keys
+
+    def read(self, profile: ProfileRecord) -> Any:
+        key = self.path[0]
+        if self.source == "any":
+            v = profile.trait(key)
+        else:
+            tv = (profile.traits if self.source == "custom" else profile.computed_traits).get(key)
+            v = tv.value if tv is not None else None
+        return get_path(v, self.path[1:]) if len(self.path) > 1 and v is not None else v
+
+    def holds(self, truths: list[bool], profile: ProfileRecord, t: int) -> bool:
+        x = self.read(profile)
+        if self.ref is not None:
+            return self.dyn(x, trait_value(profile, self.ref))
+        return self.pred(x, t)
+
+    def next_edge(self, profile: ProfileRecord, t: int) -> int:
+        e = duration_next_edge(self.op, self.value, self.read(profile), t)
+        return INF if e is None else e
+
+
+def _and(nodes: list[Node]) -> Node:
+    if len(nodes) == 1:
+        return nodes[0]
+
+    def all_of(e: list[bool], p: ProfileRecord, t: int) -> bool:
+        for n in nodes:  # noqa: SIM110 (hot path: no generator)
+            if not n(e, p, t):
+                return False
+        return True
+
+    return all_of
+
+
+def _or(nodes: list[Node]) -> Node:
+    if len(nodes) == 1:
+        return nodes[0]
+
+    def any_of(e: list[bool], p: ProfileRecord, t: int) -> bool:
+        for n in nodes:  # noqa: SIM110 (hot path: no generator)
+            if n(e, p, t):
+                return True
+        return False
+
+    return any_of
+
+
+def _slot(i: int) -> Node:
+    return lambda e, p, t: e[i]
+
+
+def _member(key: str, member: bool) -> Node:
+    def part_of(e: list[bool], p: ProfileRecord, t: int) -> bool:
+        tv = p.audiences.get(key)
+        return (tv is not None and tv.value is True) is member
+
+    return part_of
+
+
+def _negate(node: Node) -> Node:
+    return lambda e, p, t: not node(e, p, t)
+
+
+class CompiledAudience:
+    """One audience: event leaves (stateful), trait/audience leaves, the expression."""
+
+    kind = "audience"
+
+    def __init__(self, d: AudienceDefinition, applied_at: int) -> None:
+        self.key = d.key
+        self.definition = d
+        self.include_anonymous = d.include_anonymous
+        self.history = d.include_history
+        self.applied_at = applied_at
+        self.event_leaves: list[EventLeaf | FunnelLeaf] = []
+        self.timed_traits: list[TraitLeaf] = []
+        self.deps: set[str] = set()
+        self.expr = self._rows(d.conditions)
+        by_event: dict[str, list[int]] = {}
+        for i, leaf in enumerate(self.event_leaves):
+            by_event.setdefault(leaf.event, []).append(i)
+            if isinstance(leaf, FunnelLeaf) and leaf.child_event != leaf.event:
+                by_event.setdefault(leaf.child_event, []).append(i)
+        self.by_event = {k: tuple(v) for k, v in by_event.items()}
+        self.events = frozenset(by_event)
+        self.stateful = bool(self.event_leaves)
+
+    # -- compilation ---------------------------------------------------------------------
+    def _rows(self, rows: Sequence[Any]) -> Node:
+        groups: list[list[Node]] = [[]]
+        for i, row in enumerate(rows):
+            if i > 0 and row.join == "or":
+                groups.append([])
+            groups[-1].append(self._row(row))
+        return _or([_and(g) for g in groups])
+
+    def _row(self, row: Any) -> Node:
+        if isinstance(row, EventCondition):
+            window = Window.of(row.within, row.between, self.history, self.applied_at)
+            leaf: EventLeaf | FunnelLeaf = (
+                FunnelLeaf(row, window) if row.funnel is not None else EventLeaf(row, window)
+            )
+            self.deps |= leaf.trait_keys()
+            self.event_leaves.append(leaf)
+            return _slot(len(self.event_leaves) - 1)
+        if isinstance(row, TraitCondition):
+            tl = TraitLeaf(row)
+            self.deps |= tl.trait_keys()
+            if tl.timed:
+                self.timed_traits.append(tl)
+            return tl.holds
+        if isinstance(row, AudienceCondition):
+            self.deps.add(row.audience)
+            return _member(row.audience, row.member)
+        if isinstance(row, GroupCondition):
+            inner = self._rows(row.group)
+            return _negate(inner) if row.negate else inner
+        raise TypeError(f"unknown condition row {type(row).__name__}")
+
+    # -- state -----------------------------------------------------------------------------
+    def ingest(
+        self, state: Any, name: str, props: dict[str, Any], ts: int, message_id: str, now: int
+    ) -> tuple[Any, bool]:
+        """(state, whether the event was stored anywhere): an event no leaf keeps cannot
+        change the result, so the engine skips evaluating it. `state` may still be the
+        stored JSON string: it is only decoded when something is stored."""
+        slots = self.by_event.get(name)
+        changed = False
+        if not slots:
+            return state, changed
+        leaves = self.event_leaves
+        for i in slots:
+            leaf = leaves[i]
+            item = leaf.prepare(name, props, ts, now)
+            if item is None:
+                continue
+            if type(state) is str:
+                state = orjson.loads(state)
+            if state is None:
+                state = [None] * len(leaves)
+            state[i] = leaf.insert(state[i], item)
+            changed = True
+        return state, changed
+
+    def evaluate(
+        self, state: Any, profile: ProfileRecord, t: int, identified: bool
+    ) -> tuple[bool, int, Any]:
+        """(member, next instant the answer can change or INF, pruned state or None)."""
+        truths: list[bool] = []
+        due = INF
+        live = False
+        for i, leaf in enumerate(self.event_leaves):
+            st = state[i] if state is not None else None
+            if st is not None:
+                st = leaf.advance(st, t)
+                state[i] = st
+            truths.append(leaf.holds(st, profile, t))
+            if st is not None:
+                live = True
+                e = leaf.next_edge(st, t, profile)
+                if e < due:
+                    due = e
+        allowed = self.include_anonymous or identified
+        member = allowed and self.expr(truths, profile, t)
+        if not allowed:
+            due = INF  # nothing can change until the profile is identified
+        else:
+            for tl in self.timed_traits:
+                e = tl.next_edge(profile, t)
+                if e < due:
+                    due = e
+        return member, due, state if live else None

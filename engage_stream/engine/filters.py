@@ -1,0 +1,128 @@
+"""Property filters (`where`) split into what can be decided when an event arrives and
+what must wait until evaluation.
+
+Why the split: a filter against a constant decides once, at ingest, whether an event is
+kept at all, so state only ever holds qualifying events. A filter against a trait
+(`value_from.trait`) or, in a funnel child, against the parent occurrence's property
+(`value_from.parent_property`) changes its answer when the trait changes or depends on
+which parent it is paired with; for those the event keeps just the property values the
+filter needs (`vals`), and the comparison runs at evaluation time.
+
+A duration operator (`within_last` ...) on an *event property* is relative to the event's
+own timestamp (the only choice that keeps an event's qualification fixed); on traits it is
+relative to the evaluation time (see conditions.TraitLeaf).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engage_stream.definitions.models import PropertyFilter
+from engage_stream.engine.operators import (
+    DynamicPred,
+    Path,
+    compile_dynamic,
+    compile_static,
+    get_path,
+    split_path,
+)
+from engage_stream.profiles.record import ProfileRecord
+
+StaticMatch = Callable[[dict[str, Any], int], bool]  # (properties, event ts) -> bool
+
+
+def _always(props: dict[str, Any], ts: int) -> bool:
+    return True
+
+
+def compile_static_filters(filters: Sequence[PropertyFilter]) -> StaticMatch:
+    checks = [
+        (split_path(f.property), compile_static(f.operator, f.value))
+        for f in filters
+        if f.value_from is None
+    ]
+    if not checks:
+        return _always
+    if len(checks) == 1 and len(checks[0][0]) == 1:
+        key, pred = checks[0][0][0], checks[0][1]
+        return lambda props, ts: pred(props.get(key), ts)
+
+    def match(props: dict[str, Any], ts: int) -> bool:
+        for path, pred in checks:  # noqa: SIM110 (hot path: no generator)
+            if not pred(get_path(props, path), ts):
+                return False
+        return True
+
+    return match
+
+
+def trait_value(profile: ProfileRecord, path: Path) -> Any:
+    """A trait as conditions see it (audience, computed, then custom), nested by path."""
+    v = profile.trait(path[0])
+    return get_path(v, path[1:]) if len(path) > 1 and v is not None else v
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicCheck:
+    """`vals[val]` compared with a trait (`trait`) or the parent's `pvals[parent]`."""
+
+    val: int
+    pred: DynamicPred
+    trait: Path | None
+    parent: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicFilters:
+    extract: tuple[Path, ...]  # event properties kept with each stored event
+    checks: tuple[DynamicCheck, ...]
+
+    def values(self, props: dict[str, Any]) -> list[Any]:
+        return [get_path(props, p) for p in self.extract]
+
+    def trait_keys(self) -> set[str]:
+        return {c.trait[0] for c in self.checks if c.trait is not None}
+
+    def ok(self, vals: list[Any], profile: ProfileRecord, pvals: list[Any] | None = None) -> bool:
+        for c in self.checks:
+            if c.trait is not None:
+                ref = trait_value(profile, c.trait)
+            else:
+                assert pvals is not None and c.parent is not None
+                ref = pvals[c.parent]
+            if not c.pred(vals[c.val], ref):
+                return False
+        return True
+
+
+def compile_dynamic_filters(
+    filters: Sequence[PropertyFilter],
+    parent_extract: list[Path] | None = None,
+    parent_offset: int = 0,
+) -> DynamicFilters | None:
+    """The dynamic filters; parent-property references append to `parent_extract` (the
+    values the parent occurrence keeps after its own, `parent_offset` of them)."""
+    extract: list[Path] = []
+    checks: list[DynamicCheck] = []
+    for f in filters:
+        ref = f.value_from
+        if ref is None:
+            continue
+        path = split_path(f.property)
+        if path not in extract:
+            extract.append(path)
+        pred = compile_dynamic(f.operator)
+        if ref.trait is not None:
+            checks.append(DynamicCheck(extract.index(path), pred, split_path(ref.trait), None))
+        else:
+            assert ref.parent_property is not None and parent_extract is not None
+            ppath = split_path(ref.parent_property)
+            if ppath not in parent_extract:
+                parent_extract.append(ppath)
+            parent = parent_offset + parent_extract.index(ppath)
+            checks.append(DynamicCheck(extract.index(path), pred, None, parent))
+    if not checks:
+        return None
+    return DynamicFilters(tuple(extract), tuple(checks))

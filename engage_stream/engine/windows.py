@@ -1,0 +1,94 @@
+"""When an event counts: one `Window` per event condition / computed trait.
+
+Why one shape for everything: `within`, `between`, the definition's lookback and the
+"only events after the definition was applied" cut-off all reduce to
+
+    an event at `ts` counts at time `t`  iff  since <= ts,  enter(ts) <= t < leave(ts)
+
+with `enter(ts) = ts + a` and `leave(ts) = min(ts + b, end_of_hour(ts) + lookback)`.
+Both are non-decreasing in `ts`, so for events kept sorted by time the ones that count
+form one contiguous run: counting is two bisections, pruning drops a prefix, and the next
+instant at which the answer can change is the enter time of the first event not yet in,
+or the leave time of the oldest event still in. That is what makes time-driven exits
+possible without scanning history, and what keeps state keyed by event time (so arrival
+order does not matter).
+
+- `within d`: `a = 0`, `b = d` — event time in (now - d, now].
+- `between start and end`: `a = start`, `b = end + 1` — event time in [now - end, now - start].
+- lookback (include_history: {days: N}): an event leaves at the end of its hour + N days;
+  Segment's lookbacks are precise to the hour (reference §1.1), which also lets computed
+  traits keep one aggregate per hour instead of one entry per event.
+- include_history false: `since` = the definition's applied_at; no lookback.
+- events with `ts > now` (clock skew, imports) count from `ts` on: they "enter" later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engage_stream.definitions.models import Between, Duration, History
+
+HOUR_MS = 3_600_000
+INF = 1 << 62  # "never": beyond any epoch-ms timestamp
+NO_SINCE = -INF
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    a: int = 0  # minimum age (ms) at which an event starts to count
+    b: int = INF  # age (ms) at which it stops counting (exclusive)
+    lookback: int = INF  # hour-precise outer window
+    since: int = NO_SINCE  # events before this instant never count
+
+    @classmethod
+    def of(
+        cls,
+        within: Duration | None,
+        between: Between | None,
+        history: History | None,
+        applied_at: int,
+    ) -> Window:
+        a, b = 0, INF
+        if within is not None:
+            b = within.ms
+        elif between is not None:
+            a, b = between.start.ms, between.end.ms + 1
+        if history is None:
+            return cls(a, b, INF, applied_at)
+        return cls(a, b, history.ms, NO_SINCE)
+
+    @property
+    def bucketable(self) -> bool:
+        """No explicit window: events only leave with the (hour-precise) lookback, if any,
+        so one aggregate per hour (or one in all) loses nothing."""
+        return self.a == 0 and self.b >= INF
+
+    def leave(self, ts: int) -> int:
+        x = ts + self.b
+        if self.lookback < INF:
+            y = (ts // HOUR_MS + 1) * HOUR_MS + self.lookback
+            if y < x:
+                return y
+        return x
+
+    def bucket_leave(self, key: int) -> int:
+        """Leave time of an hour bucket starting at `key` (bucketable windows only)."""
+        return key + HOUR_MS + self.lookback if self.lookback < INF else INF
+
+    def bucket(self, ts: int) -> int:
+        return ts // HOUR_MS * HOUR_MS if self.lookback < INF else 0
+
+    def usable(self, ts: int, now: int) -> bool:
+        """Can an event at `ts` count at `now` or later? (Otherwise do not store it.)"""
+        if ts < self.since:
+            return False
+        leave = ts + self.b  # inlined self.leave(ts): this runs for every listener
+        if self.lookback < INF:
+            y = (ts // HOUR_MS + 1) * HOUR_MS + self.lookback
+            if y < leave:
+                leave = y
+        return leave > now and leave > ts + self.a
+
+
+def finite(t: int) -> int | None:
+    return t if t < INF else None

@@ -1,0 +1,226 @@
+"""Engine changes → output records: the exact Segment payloads Engage sends (reference §3).
+
+For every `Change` the worker produces:
+
+1. one record on the all-changes topic (`destination=None`), a stable engage-stream shape:
+   `{message_id, kind, key, version, profile_id, value, previous, at, at_ms, cause,
+   external_ids: [{type, id, collection}], space_id}`;
+2. for each destination of the definition, in the order they are listed, Identify and/or
+   Track calls in Segment Spec shape, one per identifier combination of the profile:
+
+   - audience, Identify: `traits.<audience_key>: true|false`;
+   - audience, Track: `event: "Audience Entered"|"Audience Exited"` (per-destination
+     names), `properties: {audience_key, <audience_key>: true|false}`;
+   - computed trait, Identify: `traits.<trait_key>: value`;
+   - computed trait, Track: `event: "Trait Computed"` (renameable),
+     `properties: {trait_key, <trait_key>: value}`;
+   - `context.personas = {computation_class: "audience"|"trait", computation_id,
+     computation_key, namespace, space_id}` (namespace = space id);
+   - `integrations = {"All": false, <destination>: true}`: each record only goes to its
+     destination.
+
+Identifiers (reference §3.3): `userId` from the profile's `user_id` external ids, email in
+`traits.email` (Identify) / `context.traits.email` (Track), `anonymousId` from
+`anonymous_id`. Several values of one type ⇒ one call per value: the profile gets
+max(#user ids, #emails[, #anonymous ids]) calls; call i carries the i-th value of each
+type, or the type's first value when it has fewer (external ids keep the order they were
+added in, so call i stays the same combination as ids are added). Anonymous ids are fanned
+out only when the definition has `include_anonymous`; otherwise a profile without a user
+id still carries its first anonymous id, so every call has `userId` or `anonymousId` when
+the profile has either. A profile with none of user id, email or anonymous id gets no
+destination calls (the all-changes record still records the change).
+
+Determinism (replays and crash recovery produce byte-identical records):
+- `timestamp` is the change's effective time (`change.at`, the event time or the window
+  boundary), ISO-8601 UTC with milliseconds;
+- `receivedAt` / `sentAt` are omitted: they are transport times, set by whatever delivers
+  the call (a Segment-compatible pipeline sets them on receipt); putting processing time
+  here would make a replay differ;
+- `messageId` is `change.message_id` when the change yields one destination call, else
+  `<change.message_id>-<n>` with n counting the change's destination calls in order
+  (destinations as listed, Identify before Track, identifier combinations in order); the
+  all-changes record carries the plain `change.message_id`.
+
+Plain dicts and orjson: this runs for every change on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from engage_stream.definitions.models import AudienceDefinition, ComputedTraitDefinition
+from engage_stream.engine.changes import Change
+from engage_stream.profiles.record import ProfileRecord
+
+if TYPE_CHECKING:
+    from engage_stream.config import Topics
+
+AnyDefinition = AudienceDefinition | ComputedTraitDefinition
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    destination: str | None  # None = the all-changes topic
+    key: bytes  # profile id (keeps a profile's changes in order)
+    value: bytes  # JSON
+    message_id: str
+
+    def topic(self, topics: Topics) -> str:
+        return topics.changes if self.destination is None else topics.output(self.destination)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The identifiers one destination call carries."""
+
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    email: str | None = None
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch ms → `2025-01-31T12:00:00.000Z` (exact: no float rounding)."""
+    dt = _EPOCH + timedelta(milliseconds=ms)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def identities(profile: ProfileRecord, include_anonymous: bool) -> list[Identity]:
+    """One identifier combination per destination call, deterministic (see module doc)."""
+    uids: list[str] = []
+    anons: list[str] = []
+    emails: list[str] = []
+    for x in profile.external_ids:
+        if x.collection != "users":
+            continue
+        bucket = (
+            uids
+            if x.type == "user_id"
+            else anons
+            if x.type == "anonymous_id"
+            else emails
+            if x.type == "email"
+            else None
+        )
+        if bucket is not None and x.id not in bucket:
+            bucket.append(x.id)
+    if include_anonymous:
+        anon_axis = anons
+    elif not uids and anons:
+        anon_axis = anons[:1]
+    else:
+        anon_axis = []
+    n = max(len(uids), len(emails), len(anon_axis))
+    return [Identity(_pick(uids, i), _pick(anon_axis, i), _pick(emails, i)) for i in range(n)]
+
+
+def _pick(values: list[str], i: int) -> str | None:
+    if not values:
+        return None
+    return values[i] if i < len(values) else values[0]
+
+
+def build_records(
+    change: Change,
+    profile: ProfileRecord,
+    definition: AnyDefinition,
+    space_id: str,
+) -> list[OutputRecord]:
+    """The all-changes record, then every destination call for one change."""
+    audience = isinstance(definition, AudienceDefinition)
+    if (change.kind == "audience") != audience or change.key != definition.key:
+        raise ValueError(
+            f"change {change.kind}:{change.key} does not belong to definition "
+            f"{definition.kind}:{definition.key}"
+        )
+    key = profile.profile_id.encode()
+    timestamp = iso_ms(change.at)
+    records = [
+        OutputRecord(
+            None, key, _change_value(change, profile, timestamp, space_id), change.message_id
+        )
+    ]
+    if not definition.destinations:
+        return records
+    idents = identities(profile, definition.include_anonymous)
+    if not idents:
+        return records
+
+    calls: list[tuple[str, str, str | None]] = []  # (destination, "identify"|"track", event)
+    for dest in definition.destinations:
+        if dest.identify:
+            calls.append((dest.name, "identify", None))
+        if dest.track:
+            if isinstance(definition, AudienceDefinition):
+                event = dest.entered_event if change.value is True else dest.exited_event
+            else:
+                event = dest.track_event  # type: ignore[union-attr]
+            calls.append((dest.name, "track", event))
+
+    personas = {
+        "computation_class": "audience" if audience else "trait",
+        "computation_id": definition.computation_id(definition.computation_prefix),
+        "computation_key": definition.key,
+        "namespace": space_id,
+        "space_id": space_id,
+    }
+    value = (change.value is True) if audience else change.value
+    id_field = "audience_key" if audience else "trait_key"
+    total = len(calls) * len(idents)
+    n = 0
+    for dest_name, call, event in calls:
+        integrations = {"All": False, dest_name: True}
+        for ident in idents:
+            mid = change.message_id if total == 1 else f"{change.message_id}-{n}"
+            n += 1
+            payload: dict[str, Any] = {"type": call}
+            if event is not None:
+                payload["event"] = event
+            if ident.user_id is not None:
+                payload["userId"] = ident.user_id
+            if ident.anonymous_id is not None:
+                payload["anonymousId"] = ident.anonymous_id
+            payload["messageId"] = mid
+            payload["timestamp"] = timestamp
+            if call == "identify":
+                traits: dict[str, Any] = {definition.key: value}
+                if ident.email is not None and definition.key != "email":
+                    traits["email"] = ident.email
+                payload["traits"] = traits
+                payload["context"] = {"personas": personas}
+            else:
+                payload["properties"] = {id_field: definition.key, definition.key: value}
+                context: dict[str, Any] = {"personas": personas}
+                if ident.email is not None:
+                    context["traits"] = {"email": ident.email}
+                payload["context"] = context
+            payload["integrations"] = integrations
+            records.append(OutputRecord(dest_name, key, orjson.dumps(payload), mid))
+    return records
+
+
+def _change_value(change: Change, profile: ProfileRecord, at_iso: str, space_id: str) -> bytes:
+    return orjson.dumps(
+        {
+            "message_id": change.message_id,
+            "kind": change.kind,
+            "key": change.key,
+            "version": change.version,
+            "profile_id": change.profile_id,
+            "value": change.value,
+            "previous": change.previous,
+            "at": at_iso,
+            "at_ms": change.at,
+            "cause": change.cause,
+            "external_ids": [
+                {"type": x.type, "id": x.id, "collection": x.collection}
+                for x in profile.external_ids
+            ],
+            "space_id": space_id,
+        }
+    )

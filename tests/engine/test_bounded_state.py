@@ -1,0 +1,116 @@
+"""Per-event work and state do not grow with a profile's history, only with its window."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from engage_stream.engine import Engine
+from engage_stream.engine.windows import Window
+from engage_stream.profiles.record import ExternalId, ProfileRecord
+from tests.engine.harness import DAY, MIN, T0, H, audience, event, trait
+
+
+def stream(engine: Engine, n: int, step: int, name: str = "E") -> Iterator[ProfileRecord]:
+    p = ProfileRecord("user_id:u1", external_ids=[ExternalId("user_id", "u1")])
+    for i in range(n):
+        ts = T0 + i * step
+        props: dict[str, Any] = {"sku": f"s{i % 7}", "v": i % 13, "cat": f"c{i % 5}"}
+        engine.on_event(p, event(name, ts, f"m{i}", props), ts)
+        if p.next_wakeup is not None and p.next_wakeup <= ts:
+            raise AssertionError("wake-up not in the future")
+        yield p
+
+
+def test_count_condition_keeps_at_most_count_plus_one_events() -> None:
+    engine = Engine([audience("a", [{"event": "E", "within": "30 days", "count": ">= 3"}])])
+    sizes = {len(Engine.state(p, "a")[0]) for p in stream(engine, 5000, 5 * MIN)}
+    assert max(sizes) <= 4, "however many events fall in the window"
+
+
+def test_not_performed_keeps_one_event() -> None:
+    engine = Engine([audience("a", [{"event": "E", "performed": False, "within": "90 days"}])])
+    assert {len(Engine.state(p, "a")[0]) for p in stream(engine, 3000, MIN)} == {1}
+
+
+@pytest.mark.parametrize(
+    "definition",
+    [
+        audience(
+            "a",
+            [
+                {
+                    "event": "E",
+                    "within": "2 days",
+                    "then_not": {
+                        "event": "E",
+                        "within": "1 hour",
+                        "where": [
+                            {
+                                "property": "sku",
+                                "operator": "=",
+                                "value_from": {"parent_property": "sku"},
+                            }
+                        ],
+                    },
+                }
+            ],
+        ),
+        audience(
+            "a",
+            [
+                {
+                    "event": "E",
+                    "within": "2 days",
+                    "where": [{"property": "v", "operator": ">", "value_from": {"trait": "t"}}],
+                }
+            ],
+        ),
+        trait("a", "sum", "E", property="v", within="2 days"),
+        trait("a", "unique_list", "E", property="cat", include_history={"days": 2}),
+    ],
+    ids=["funnel", "trait-ref", "sum-2d", "unique-lookback-2d"],
+)
+def test_state_is_bounded_by_the_window(definition: Any) -> None:
+    engine = Engine([definition])
+    sizes = [len(orjson.dumps(p.engine)) for p in stream(engine, 24 * 20, H)]  # 20 days, hourly
+    # after the window filled up (2 days), the state stops growing
+    assert max(sizes[24 * 3 :]) <= max(sizes[: 24 * 3]) * 1.1
+
+
+def test_per_event_work_does_not_grow_with_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count window-edge computations (the inner loop of every condition and aggregate):
+    the 5,000th event costs what the 100th did."""
+    calls = 0
+    leave = Window.leave
+
+    def counting(self: Window, ts: int) -> int:
+        nonlocal calls
+        calls += 1
+        return leave(self, ts)
+
+    monkeypatch.setattr(Window, "leave", counting)
+    engine = Engine(
+        [
+            audience("a", [{"event": "E", "within": "1 day", "count": ">= 5"}]),
+            audience("b", [{"event": "E", "performed": False, "within": "7 days"}]),
+            trait("n", "counter", "E", include_history={"days": 1}),
+            trait("l", "last", "E", property="v", within="30 days"),
+        ]
+    )
+    per_event: list[int] = []
+    for _ in stream(engine, 5200, 10 * MIN):  # 36 days: every window full long before the end
+        per_event.append(calls)
+        calls = 0
+    early, late = per_event[200:300], per_event[5100:5200]
+    assert max(late) <= max(early)
+    assert sum(late) <= sum(early) * 1.05
+
+
+def test_capped_state_matches_history_size_independence_in_bytes() -> None:
+    engine = Engine([audience("a", [{"event": "E", "within": "365 days"}])])
+    sizes = [len(orjson.dumps(p.engine)) for p in stream(engine, 2000, DAY // 10)]
+    assert max(sizes) == min(sizes[2:])

@@ -1,0 +1,177 @@
+"""Computed traits (reference §2): every type, filters, windows, emission on change only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engage_stream.engine import Engine
+from tests.engine.harness import DAY, MIN, T0, H, Harness, summary, trait
+
+PRICES: list[Any] = [10, 2.5, "x", True, None, 7]
+
+
+@pytest.mark.parametrize(
+    ("type_", "values", "extra", "expected"),
+    [
+        ("counter", PRICES, {}, 6),
+        ("sum", PRICES, {}, 19.5),  # strings, booleans and missing values are ignored
+        ("sum", [1, 2, 3], {}, 6),
+        ("avg", [10, 20, "x"], {}, 15.0),
+        ("min", PRICES, {}, 2.5),
+        ("max", PRICES, {}, 10),
+        ("most_frequent", ["b", "a", "b", "a", "c"], {}, "a"),  # tie → alphabetical first
+        ("most_frequent", ["b", "b", "a"], {}, "b"),
+        ("most_frequent", ["a", "b", "c"], {}, None),  # nothing tracked twice
+        ("most_frequent", ["a", "b", "c"], {"min_frequency": 1}, "a"),
+        ("most_frequent", [1, 1, "1"], {}, "1"),  # compared as strings
+        ("first", ["x", "y", "z"], {}, "x"),
+        ("last", ["x", "y", None], {}, "y"),  # events without the property do not count
+        ("unique_list", ["b", "a", "b", 1, True], {}, ["1", "a", "b", "true"]),
+        ("unique_count", ["b", "a", "b", 1], {}, 3),
+    ],
+)
+def test_trait_types(type_: str, values: list[Any], extra: dict[str, Any], expected: Any) -> None:
+    prop = {} if type_ == "counter" else {"property": "v"}
+    h = Harness([trait("t", type_, "E", **prop, **extra)])
+    for i, v in enumerate(values):
+        h.track("E", T0 + i * MIN, {} if v is None else {"v": v})
+    got = h.value("t")
+    assert got == expected and type(got) is type(expected)
+
+
+def test_first_and_last_go_by_event_time_not_arrival() -> None:
+    h = Harness([trait("f", "first", "E", property="v"), trait("l", "last", "E", property="v")])
+    h.track("E", T0 + 2 * MIN, {"v": "middle"})
+    h.track("E", T0 + 3 * MIN, {"v": "newest"})
+    h.track("E", T0 + 1 * MIN, {"v": "oldest"}, now=T0 + 4 * MIN)
+    assert (h.value("f"), h.value("l")) == ("oldest", "newest")
+
+
+def test_emitted_only_when_the_value_changes() -> None:
+    h = Harness([trait("top", "max", "Order", property="total")])
+    assert summary(h.track("Order", T0, {"total": 50})) == [("top", 50, T0, "event:m0")]
+    assert h.track("Order", T0 + 1, {"total": 20}) == []
+    out = h.track("Order", T0 + 2, {"total": 80})
+    assert [(c.value, c.previous, c.kind) for c in out] == [(80, 50, "computed_trait")]
+    tv = h.record().computed_traits["top"]
+    assert (tv.value, tv.ts, tv.message_id) == (80, T0 + 2, out[0].message_id)
+
+
+def test_where_filters() -> None:
+    h = Harness(
+        [
+            trait(
+                "shoe_spend",
+                "sum",
+                "Order",
+                property="total",
+                where=[{"property": "category", "operator": "=", "value": "shoes"}],
+            )
+        ]
+    )
+    h.track("Order", T0, {"total": 10, "category": "shoes"})
+    h.track("Order", T0 + 1, {"total": 99, "category": "hats"})
+    h.track("Order", T0 + 2, {"total": 5, "category": "shoes"})
+    assert h.value("shoe_spend") == 15
+
+
+def test_within_window_updates_and_clears_by_time() -> None:
+    h = Harness([trait("n", "counter", "Login", within="1 day")])
+    h.track("Login", T0)
+    h.track("Login", T0 + H)
+    assert h.value("n") == 2
+    assert summary(h.tick(T0 + DAY)) == [("n", 1, T0 + DAY, f"timer:{T0 + DAY}")]
+    out = h.tick(T0 + DAY + H)
+    assert summary(out) == [("n", None, T0 + DAY + H, f"timer:{T0 + DAY + H}")]
+    assert out[0].previous == 1
+    assert "n" not in h.record().computed_traits, "cleared, not stored as null"
+    assert h.wakeup() is None
+
+
+def test_between_window() -> None:
+    h = Harness([trait("n", "counter", "Login", between=["1 day", "2 days"])])
+    h.track("Login", T0)
+    assert h.value("n") is None
+    assert [c.value for c in h.tick(T0 + DAY)] == [1]
+    assert [c.value for c in h.tick(T0 + 2 * DAY + 1)] == [None]
+
+
+def test_last_within_window_falls_back_to_nothing_not_to_older_values() -> None:
+    h = Harness([trait("l", "last", "E", property="v", within="1 day")])
+    h.track("E", T0, {"v": "a"})
+    h.track("E", T0 + H, {"v": "b"})
+    assert h.value("l") == "b"
+    assert len(Engine.state(h.record(), "l")[0]) == 1, "older entries can never be the answer again"
+    assert [c.value for c in h.tick(T0 + DAY + H)] == [None]
+
+
+def test_first_within_window_moves_to_the_next_oldest() -> None:
+    h = Harness([trait("f", "first", "E", property="v", within="1 day")])
+    h.track("E", T0, {"v": "a"})
+    h.track("E", T0 + H, {"v": "b"})
+    assert [c.value for c in h.tick(T0 + DAY)] == ["b"]
+
+
+def test_lookback_counter_keeps_hour_buckets() -> None:
+    h = Harness([trait("n", "counter", "E", include_history={"days": 1})])
+    for i in range(60):
+        h.track("E", T0 + i * MIN)  # all in the first hour
+    h.track("E", T0 + H + 5 * MIN)
+    main, pending, total = Engine.state(h.record(), "n")
+    assert main == [[T0, 60], [T0 + H, 1]] and pending == [] and total == 61
+    assert h.value("n") == 61
+    assert h.wakeup() == T0 + H + DAY, "the first hour leaves at its end + 1 day"
+    assert [c.value for c in h.tick(T0 + H + DAY)] == [1]
+    assert [c.value for c in h.tick(T0 + 2 * H + DAY)] == [None]
+
+
+def test_no_history_no_window_keeps_one_aggregate() -> None:
+    h = Harness(
+        [trait("n", "sum", "E", property="v", include_history=False)],
+        applied_at={"n": T0},
+    )
+    h.track("E", T0 - 1, {"v": 100}, now=T0)
+    for i in range(50):
+        h.track("E", T0 + i * DAY, {"v": 2})
+    assert h.value("n") == 100
+    assert Engine.state(h.record(), "n") == [[[0, [100, [], 50, 0]]], [], [100, [], 50, 0]]
+    assert h.wakeup() is None
+
+
+def test_trait_reference_in_where_is_re_decided_when_the_trait_changes() -> None:
+    h = Harness(
+        [
+            trait(
+                "fav_spend",
+                "sum",
+                "Order",
+                property="total",
+                within="30 days",
+                where=[{"property": "category", "operator": "=", "value_from": {"trait": "fav"}}],
+            )
+        ]
+    )
+    h.identify({"fav": "shoes"}, T0)
+    h.track("Order", T0 + 1, {"total": 10, "category": "shoes"})
+    h.track("Order", T0 + 2, {"total": 7, "category": "hats"})
+    assert h.value("fav_spend") == 10
+    assert [c.value for c in h.identify({"fav": "hats"}, T0 + 3)] == [7]
+
+
+def test_anonymous_profiles_get_no_trait_until_identified() -> None:
+    h = Harness([trait("n", "counter", "E")])
+    pid = "anonymous_id:a1"
+    assert h.track("E", T0, user=None, anon="a1") == []
+    out = h.identify({"email": "a@b.c"}, T0 + 1, user=None, anon="a1")
+    assert [(c.key, c.value) for c in out] == [("n", 1)]
+    assert h.value("n", pid) == 1
+
+
+def test_float_sums_are_exact_and_order_free() -> None:
+    h = Harness([trait("s", "sum", "E", property="v"), trait("a", "avg", "E", property="v")])
+    for i, v in enumerate([0.1, 0.2, 0.3, 1e16, -1e16]):
+        h.track("E", T0 + i, {"v": v})
+    assert h.value("s") == 0.6  # math.fsum, not 0.6000000000000001 or 0.0
+    assert h.value("a") == pytest.approx(0.12)
