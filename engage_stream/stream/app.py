@@ -32,7 +32,7 @@ from engage_stream.stream import definitions_topic
 from engage_stream.stream.batch_consumer import BatchLoop
 from engage_stream.stream.emit import RecordBuilder, audience_sizes
 from engage_stream.stream.ingest_stage import IngestStage
-from engage_stream.stream.partitions import PartitionManager
+from engage_stream.stream.partitions import READY, PartitionManager
 from engage_stream.stream.producing import OutgoingRecord, Sender
 from engage_stream.stream.routing import OwnerDirectory, client_id_for, partition_for
 from engage_stream.stream.runtime import TICK_KEY, ProfileRuntime
@@ -136,10 +136,17 @@ class Worker:
             metrics.definitions_active.labels(kind).set(sum(1 for d in active if d.kind == kind))
         log.info("definitions applied: %d active of %d", len(keys), len(catalog.entries))
 
-    def statuses(self) -> dict[str, str]:
-        ready = self.runtime.definitions_ready.is_set() and all(
-            p in self.partitions.open for p in self.owned()
+    def ready(self) -> bool:
+        """Definitions loaded and every owned partition recovered (profiles role)."""
+        if "profiles" not in self.roles:
+            return True
+        status = self.partitions.status()
+        return self.runtime.definitions_ready.is_set() and all(
+            status.get(p) == READY for p in self.owned()
         )
+
+    def statuses(self) -> dict[str, str]:
+        ready = self.ready()
         return dict(
             audience_api.statuses(
                 self.catalog, self.active, self.runtime.computing(self.owned()), ready
@@ -246,12 +253,16 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
 
     class Health(View):
         async def get(self, request: Request) -> Response:
+            parts = worker.partitions.status()
+            ready = worker.ready()
             return self.json(
                 {
-                    "status": "ok",
+                    "status": "ready" if ready else "starting",
                     "roles": sorted(worker.roles),
                     "owned": sorted(worker.owned()),
                     "partitions": sorted(worker.partitions.open),
+                    "partition_status": {str(p): st for p, st in parts.items()},
+                    "definitions_ready": worker.runtime.definitions_ready.is_set(),
                 }
             )
 

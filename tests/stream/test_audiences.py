@@ -4,7 +4,9 @@ backfill over stored history, edits, deletes, and the audiences API."""
 
 from __future__ import annotations
 
+import base64
 import time
+import urllib.request
 from typing import Any
 
 import orjson
@@ -147,6 +149,15 @@ BIG_SPENDERS = """
 """
 
 
+def _get_text(worker: WorkerProcess, path: str) -> str:
+    req = urllib.request.Request(worker.url + path)
+    token = base64.b64encode(f"{worker.settings.api_token}:".encode()).decode()
+    req.add_header("Authorization", "Basic " + token)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/csv")
+        return resp.read().decode()
+
+
 def _audience(worker: WorkerProcess, key: str) -> dict[str, Any]:
     status, body = worker.request(f"/v1/audiences/{key}", token=worker.settings.api_token)
     assert status == 200, body
@@ -157,6 +168,11 @@ def test_definition_applied_after_events_backfills_then_edits_and_deletes(
     worker: WorkerProcess,
 ) -> None:
     s = worker.settings
+    health = wait_for(
+        lambda: worker.get_json("/health")["status"] == "ready" and worker.get_json("/health"),
+        what="ready",
+    )
+    assert health["definitions_ready"] and set(health["partition_status"].values()) == {"ready"}
     produce(
         s,
         [
@@ -203,6 +219,9 @@ def test_definition_applied_after_events_backfills_then_edits_and_deletes(
         ]
         wait_for(lambda: _audience(worker, "big_spenders")["size"] == 1, what="size 1")
         assert _audience(worker, "big_spenders")["version"] == 2
+        csv = _get_text(worker, "/v1/audiences/big_spenders/members.csv?format=unformatted")
+        assert csv.splitlines()[0].startswith("key")
+        assert [line.split(",")[0] for line in csv.splitlines()[1:]] == ["user_id:s3"]
     finally:
         changes.close()
 
