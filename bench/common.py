@@ -16,12 +16,13 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engage_stream.kafka_local import broker
+from engage_stream.worker_process import wait_until  # noqa: F401 - re-exported for bench scripts
 
 BENCH_DIR = Path("var/bench")
 BROKER_PORT = 39900
@@ -60,17 +61,6 @@ def bench_broker(port: int = BROKER_PORT, fresh: bool = True) -> Iterator[broker
         yield cfg
     finally:
         broker.stop(cfg)
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 # -- process memory -------------------------------------------------------------------------

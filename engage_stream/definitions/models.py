@@ -419,33 +419,29 @@ Condition = Annotated[
 
 
 # -- destinations ---------------------------------------------------------------------------
-class AudienceDestination(_Strict):
-    """Where membership changes go, and as which calls (reference §3)."""
-
+class _Destination(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$", description="output topic suffix")
     identify: bool = True
     track: bool = False
+
+    @model_validator(mode="after")
+    def _some_call(self) -> _Destination:
+        if not (self.identify or self.track):
+            raise ValueError("a destination needs identify and/or track")
+        return self
+
+
+class AudienceDestination(_Destination):
+    """Where membership changes go, and as which calls (reference §3)."""
+
     entered_event: str = "Audience Entered"
     exited_event: str = "Audience Exited"
 
-    @model_validator(mode="after")
-    def _some_call(self) -> AudienceDestination:
-        if not (self.identify or self.track):
-            raise ValueError("a destination needs identify and/or track")
-        return self
 
+class TraitDestination(_Destination):
+    """Where computed-trait values go: Identify traits and/or a `Trait Computed` Track."""
 
-class TraitDestination(_Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$", description="output topic suffix")
-    identify: bool = True
-    track: bool = False
     track_event: str = "Trait Computed"
-
-    @model_validator(mode="after")
-    def _some_call(self) -> TraitDestination:
-        if not (self.identify or self.track):
-            raise ValueError("a destination needs identify and/or track")
-        return self
 
 
 # -- definitions ------------------------------------------------------------------------------

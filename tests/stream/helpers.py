@@ -11,18 +11,14 @@ import orjson
 
 from engage_stream.config import Settings
 from engage_stream.produce import produce_lines
-from engage_stream.worker_process import WorkerProcess
+from engage_stream.worker_process import WorkerProcess, wait_until
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+    try:
+        return wait_until(check, timeout, what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def produce(settings: Settings, messages: list[dict[str, Any] | bytes]) -> None:
