@@ -18,6 +18,7 @@ Semantics (what the SQL computes; the engine's YAML must mean the same):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 Op = Literal[">=", ">", "<", "<=", "=", "!="]
@@ -240,7 +241,146 @@ def describe(d: Audience | ComputedTrait) -> str:
     return f"{d.kind} of {d.event!r}{prop} within {d.days} d"
 
 
+# -- the engine's definition format ------------------------------------------------------
+_OPS = {
+    ">=": "at_least",
+    ">": "greater_than",
+    "<": "less_than",
+    "<=": "at_most",
+    "=": "equals",
+    "!=": "not_equals",
+}
+_TRAIT_TYPES = {"count": "counter"}
+# Every event name the bench workload's track/page calls produce (identify and group calls
+# have no event name in the engine).
+EVENT_NAMES = (PV, VIEW, ADD, ORDER)
+# The engine's funnel child window ("then not B within span after each A"): the closest
+# expressible form of "no B since the last A" (see to_engine()).
+FUNNEL_SPAN = {1: "1 hour", 7: "1 day"}
+_SUM_TRAIT = {30: "revenue_30d", 90: "revenue_90d"}
+
+
+def _days(d: int) -> str:
+    return f"{d} day" if d == 1 else f"{d} days"
+
+
+def _filter(w: Where) -> dict[str, object]:
+    return {"property": w.prop, "operator": _OPS[w.op], "value": w.value}
+
+
+def _conditions(a: Audience) -> list[dict[str, object]]:
+    if isinstance(a, EventCount):
+        row: dict[str, object] = {"event": a.event, "within": _days(a.days)}
+        if a.at_least != 1:
+            row["count"] = f">= {a.at_least}"
+        if a.where:
+            row["where"] = [_filter(w) for w in a.where]
+        return [row]
+    if isinstance(a, EventSum):  # the computed trait of the same sum, compared
+        return [
+            {
+                "trait": _SUM_TRAIT[a.days],
+                "source": "computed",
+                "operator": "at_least",
+                "value": a.at_least,
+            }
+        ]
+    if isinstance(a, TraitIs):
+        return [{"trait": a.trait, "source": "custom", "operator": _OPS[a.op], "value": a.value}]
+    if isinstance(a, Funnel):
+        return [
+            {
+                "event": a.first,
+                "within": _days(a.days),
+                "then_not": {"event": a.then, "within": FUNNEL_SPAN[a.days]},
+            }
+        ]
+    if isinstance(a, Inactive):
+        rows: list[dict[str, object]] = [
+            {"trait": "email", "source": "custom", "operator": "exists"}
+        ]
+        rows += [{"event": e, "performed": False, "within": _days(a.days)} for e in EVENT_NAMES]
+        return rows
+    if isinstance(a, Combine):
+        rows = [{"audience": k} for k in a.all]
+        if a.any:
+            group = [
+                {"audience": k} if i == 0 else {"join": "or", "audience": k}
+                for i, k in enumerate(a.any)
+            ]
+            rows.append({"group": group})
+        rows += [{"audience": k, "member": False} for k in a.none]
+        return rows
+    raise TypeError(f"unknown audience kind {a!r}")
+
+
+def to_engine() -> list[dict[str, object]]:
+    """The set in the engine's definition format (what bench/definitions/*.yaml hold).
+
+    Everything includes anonymous profiles (as the SQL does) and the 90-day lookback.
+    Where the engine's language differs from the SQL, the closest form is used:
+    - `sum … ≥ x` audiences compare the computed trait of the same sum (`revenue_30d` /
+      `revenue_90d`), which is how Segment expresses them;
+    - funnels are `A within W days, then_not B within FUNNEL_SPAN[W]` (the engine checks
+      "no B within a span after each A", not "no B since the last A");
+    - `inactive_identified_30d` is `email exists` and not performed any of the workload's
+      event names within 30 days (identify / group calls have no event name);
+    - `account_member_90d` names the event `group`, which no engine event carries (group
+      calls have no event name), so it never has members in the engine.
+    """
+    out: list[dict[str, object]] = []
+    for t in computed_traits():
+        d: dict[str, object] = {
+            "kind": "computed_trait",
+            "key": t.key,
+            "include_anonymous": True,
+            "type": _TRAIT_TYPES.get(t.kind, t.kind),
+            "event": t.event,
+            "within": _days(t.days),
+        }
+        if t.prop:
+            d["property"] = t.prop
+        if t.kind == "most_frequent":
+            d["min_frequency"] = 1
+        out.append(d)
+    for a in audiences():
+        out.append(
+            {
+                "kind": "audience",
+                "key": a.key,
+                "include_anonymous": True,
+                "conditions": _conditions(a),
+            }
+        )
+    return out
+
+
+def write_yaml(folder: Path) -> list[Path]:
+    """bench/definitions/{computed_traits,audiences}.yaml from `to_engine()`."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    defs = to_engine()
+    files = {
+        "computed_traits.yaml": [d for d in defs if d["kind"] == "computed_trait"],
+        "audiences.yaml": [d for d in defs if d["kind"] == "audience"],
+    }
+    head = "# Generated by `python -m bench.definition_set --write-yaml`; do not edit.\n"
+    written = []
+    for name, docs in files.items():
+        path = folder / name
+        path.write_text(head + yaml.safe_dump(docs, sort_keys=False, allow_unicode=True))
+        written.append(path)
+    return written
+
+
 if __name__ == "__main__":
+    import sys
+
+    if "--write-yaml" in sys.argv[1:]:
+        for f in write_yaml(Path(__file__).parent / "definitions"):
+            print(f"wrote {f}")
+        sys.exit(0)
     for a in audiences():
         print(f"audience        {a.key:28s} {a.kind:9s} {describe(a)}")
     for t in computed_traits():

@@ -7,11 +7,26 @@ transport/framework overhead. Stages, each timed over the same workload events:
 - `profile_memory`: `ProfileProcessor.apply` over an in-memory store (pure Python cost);
 - `profile_rocksdb`: the same over the worker's RocksDB layout — `Transaction` over a
   `PartitionStore`, one WriteBatch per 500 events, as a checkpoint does (no changelog);
-- `engine`: the same as `profile_rocksdb` with the engine and the bench definition set
-  (bench/definitions/) — skipped with "engine not available yet" until
-  `engage_stream.engine.Engine` imports and the definitions load.
+- `engine_only`: the engine alone with the bench definition set (bench/definitions/, 50
+  audiences + 20 computed traits): events pre-parsed into `ProfileEvent`, profiles held
+  in memory as `ProfileRecord` objects (custom traits and external ids applied outside
+  the timed region), only `Engine.on_event` timed, per event (p50 / p99 too). The clock
+  is the event time ("live": every event arrives when it happens, so every window that
+  listens to it stores it and window edges fire as the clock moves);
+- `engine_only_backlog`: the same with the clock fixed at the end of the workload (the
+  end-to-end bench's pre-produced backlog: events older than a window are not stored);
+- `engine_only_fresh_records`: the engine alone (live clock) with every record saved and
+  loaded again after each event, as the profile stage does (only `on_event` timed);
+- `record_roundtrip`: that `ProfileRecord.dumps` + `loads`, per event, engine state
+  included — what every profile read and write costs;
+- `processor_engine_memory`: `ProfileProcessor.apply` with the engine over an in-memory
+  store (live clock) — compare with `profile_memory`;
+- `engine`: `profile_rocksdb` with the engine (fixed clock, as `profile_rocksdb`).
+Plus state bytes per profile after the run, and the engine alone over the same profiles
+with 1× and k× the events each (history growth).
 
     python -m bench.engine_bench [--events 100000] [--profiles 20000]
+        [--history-profiles 2000 --history-events 20000 --history-multiplier 10]
 """
 
 from __future__ import annotations
@@ -26,12 +41,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench.workload import Workload, WorkloadSpec
-from engage_stream.config import Settings
 from engage_stream.events import ProfileEvent
 from engage_stream.identity.resolver import canonical_profile_id
 from engage_stream.ingest.validate import parse_message
-from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
+from engage_stream.profiles.processor import (
+    ProcessorSettings,
+    ProfileProcessor,
+    _apply_external_ids,
+    _apply_metadata,
+    _apply_traits,
+)
+from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.memory import MemoryKV
 from engage_stream.state.partition_store import PartitionStore
@@ -41,26 +64,20 @@ DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 CHECKPOINT_EVERY = 500
 
 
-def make_engine(settings: Settings) -> tuple[Any, dict[str, int]] | str:
-    """The engine with the bench definition set, or why it is not available.
-
-    The one place to adapt when the engine lands: build `Engine(definitions, settings)`
-    from the YAML under bench/definitions/ and return it with `{key: version}`.
-    """
+def make_engine() -> tuple[Any, dict[str, int]] | str:
+    """The engine with the bench definition set (bench/definitions/*.yaml, written by
+    `python -m bench.definition_set --write-yaml`), or why it is not available."""
     try:
-        from engage_stream.engine import Engine  # type: ignore[attr-defined]
+        from engage_stream.engine import Engine
     except ImportError:
         return "engine not available yet (engage_stream.engine.Engine cannot be imported)"
-    yamls = sorted(DEFINITIONS_DIR.glob("*.y*ml"))
-    if not yamls:
-        return "bench definitions not written yet (bench/definitions/ has no YAML)"
-    try:
-        from engage_stream.definitions import load_definitions  # type: ignore[attr-defined]
-    except ImportError:
-        return "engine present, but engage_stream.definitions.load_definitions is missing"
+    if not sorted(DEFINITIONS_DIR.glob("*.y*ml")):
+        return "bench definitions not written yet (python -m bench.definition_set --write-yaml)"
+    from engage_stream.definitions import load_definitions
+
     definitions = load_definitions(DEFINITIONS_DIR)
-    versions = {getattr(d, "key", str(i)): 1 for i, d in enumerate(definitions)}
-    return Engine(definitions, settings), versions
+    versions = {d.key: 1 for d in definitions}
+    return Engine(definitions, versions), versions
 
 
 def _ingest(raws: list[tuple[bytes, int]]) -> list[bytes]:
@@ -79,10 +96,88 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t, r
 
 
-def run(events: int, profiles: int, seed: int = 7) -> dict[str, Any]:
+def _workload(spec: WorkloadSpec) -> tuple[list[bytes], int]:
+    """Internal (ingested) event JSON in event-time order, and the workload's end."""
+    wl = Workload(spec)
+    return _ingest([(r.value, wl.end_ms) for r in wl.records()]), wl.end_ms
+
+
+def _pct(sorted_ns: list[int], q: float) -> float:
+    if not sorted_ns:
+        return 0.0
+    return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1000
+
+
+def engine_only(
+    engine: Any, events: list[ProfileEvent], now: int | None, roundtrip: bool = False
+) -> dict[str, Any]:
+    """Only `engine.on_event` timed; the profile stage's own updates applied untimed.
+
+    `now` None: the clock is each event's time (live); else fixed. `roundtrip`: after each
+    event the record is saved and loaded again (`dumps` + `loads`, timed separately), as
+    the profile stage does, so the engine always works on a freshly loaded record."""
+    profiles: dict[str, ProfileRecord] = {}
+    times: list[int] = []
+    record = times.append
+    clock = time.perf_counter_ns
+    changes = 0
+    rt_ns = 0
+    loads = ProfileRecord.loads
+    gc.collect()
+    gc.disable()  # collections land on random events; the total includes them below
+    try:
+        t0 = time.perf_counter()
+        for ev in events:
+            rec = profiles.get(ev.profile_id)
+            created = rec is None
+            if rec is None:
+                rec = profiles[ev.profile_id] = ProfileRecord(profile_id=ev.profile_id)
+            if ev.type == "identify":
+                _apply_traits(rec, ev)
+            _apply_external_ids(rec, ev)
+            _apply_metadata(rec, ev, created)
+            t = ev.timestamp if now is None else now
+            a = clock()
+            changes += len(engine.on_event(rec, ev, t))
+            b = clock()
+            record(b - a)
+            if roundtrip:
+                profiles[ev.profile_id] = loads(rec.dumps())
+                rt_ns += clock() - b
+        wall = time.perf_counter() - t0
+    finally:
+        gc.enable()
+    engine_s = sum(times) / 1e9
+    times.sort()
+    n = len(events)
+    state = [len(orjson.dumps(r.engine)) for r in profiles.values()]
+    whole = [len(r.dumps()) for r in profiles.values()]
+    return {
+        "events": n,
+        "profiles": len(profiles),
+        "events_per_s": round(n / engine_s),
+        "us_per_event": round(engine_s * 1e6 / n, 1),
+        "p50_us": round(_pct(times, 0.50), 1),
+        "p99_us": round(_pct(times, 0.99), 1),
+        "max_us": round(times[-1] / 1000, 1) if times else 0.0,
+        "loop_wall_s": round(wall, 2),
+        "changes": changes,
+        "roundtrip_us_per_event": round(rt_ns / 1000 / n, 1) if roundtrip else None,
+        "engine_state_bytes_per_profile": round(sum(state) / max(1, len(state))),
+        "record_bytes_per_profile": round(sum(whole) / max(1, len(whole))),
+        "_profiles": profiles,
+    }
+
+
+def run(
+    events: int,
+    profiles: int,
+    seed: int = 7,
+    history: tuple[int, int, int] | None = (2_000, 20_000, 10),
+) -> dict[str, Any]:
     spec = WorkloadSpec(profiles=profiles, events=events, seed=seed)
     wl = Workload(spec)
-    now = int(time.time() * 1000)
+    now = wl.end_ms
     raws = [(r.value, now) for r in wl.records()]
     n = len(raws)
     out: dict[str, Any] = {"events": n, "profiles": profiles, "stages_us_per_event": {}}
@@ -92,11 +187,14 @@ def run(events: int, profiles: int, seed: int = 7) -> dict[str, Any]:
     stages["ingest"] = round(secs * 1e6 / n, 1)
     psettings = ProcessorSettings()
 
-    def profile_memory() -> None:
-        proc = ProfileProcessor(None, psettings)
+    def profile_memory(
+        engine: Any = None, versions: dict[str, int] | None = None, live: bool = False
+    ) -> None:
+        proc = ProfileProcessor(engine, psettings, versions)
         store = ProfileStore(MemoryKV())
         for raw in internal:
-            proc.apply(store, ProfileEvent.from_json(raw), now)
+            ev = ProfileEvent.from_json(raw)
+            proc.apply(store, ev, ev.timestamp if live else now)
 
     secs, _ = _timed(profile_memory)
     stages["profile_memory"] = round(secs * 1e6 / n, 1)
@@ -119,27 +217,110 @@ def run(events: int, profiles: int, seed: int = 7) -> dict[str, Any]:
     secs, _ = _timed(profile_rocksdb)
     stages["profile_rocksdb"] = round(secs * 1e6 / n, 1)
 
-    made = make_engine(Settings())
+    made = make_engine()
     if isinstance(made, str):
         out["engine"] = made
-    else:
-        engine, versions = made
-        secs, _ = _timed(lambda: profile_rocksdb(engine, versions))
-        stages["engine"] = round(secs * 1e6 / n, 1)
-        out["engine"] = f"{len(versions)} definitions"
+        return out
+    engine, versions = made
+    parsed = [ProfileEvent.from_json(raw) for raw in internal]
+
+    live = engine_only(engine, parsed, None)
+    fresh = engine_only(make_engine()[0], parsed, None, roundtrip=True)  # type: ignore[index]
+    backlog = engine_only(make_engine()[0], parsed, now)  # type: ignore[index]
+    for r in (live, fresh, backlog):
+        r.pop("_profiles")
+    stages["engine_only"] = live["us_per_event"]
+    stages["engine_only_fresh_records"] = fresh["us_per_event"]
+    stages["record_roundtrip"] = fresh["roundtrip_us_per_event"]
+    stages["engine_only_backlog"] = backlog["us_per_event"]
+    out["engine_only"] = live
+    out["engine_only_fresh_records"] = fresh
+    out["engine_only_backlog"] = backlog
+
+    secs, _ = _timed(lambda: profile_memory(make_engine()[0], versions, live=True))  # type: ignore[index]
+    stages["processor_engine_memory"] = round(secs * 1e6 / n, 1)
+    secs, _ = _timed(lambda: profile_rocksdb(make_engine()[0], versions))  # type: ignore[index]
+    stages["engine"] = round(secs * 1e6 / n, 1)
+
+    if history is not None:
+        hp, he, k = history
+        out["history"] = {}
+        for mult in (1, k):
+            hspec = WorkloadSpec(profiles=hp, events=he, seed=seed, history_multiplier=mult)
+            hint, _ = _workload(hspec)
+            hev = [ProfileEvent.from_json(raw) for raw in hint]
+            r = engine_only(make_engine()[0], hev, None)  # type: ignore[index]
+            r.pop("_profiles")
+            out["history"][f"x{mult}"] = r
+        out["history"]["multiplier"] = k
+    out["engine"] = summary(out, len(versions))
     return out
+
+
+def summary(r: dict[str, Any], n_defs: int) -> str:
+    """One line for run_all's table: the engine-only figures."""
+    e = r["engine_only"]
+    s = (
+        f"{n_defs} definitions; engine alone {e['events_per_s']:,} events/s, "
+        f"p50 {e['p50_us']} µs, p99 {e['p99_us']} µs per event; "
+        f"engine state {e['engine_state_bytes_per_profile']:,} B/profile "
+        f"(record {e['record_bytes_per_profile']:,} B)"
+    )
+    h = r.get("history")
+    if h:
+        k = h["multiplier"]
+        x1, xk = h["x1"], h[f"x{k}"]
+        s += (
+            f"; history 1× vs {k}×: {x1['us_per_event']} → {xk['us_per_event']} µs/event, "
+            f"state {x1['engine_state_bytes_per_profile']:,} → "
+            f"{xk['engine_state_bytes_per_profile']:,} B/profile"
+        )
+    return s
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.engine_bench")
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--profiles", type=int, default=20_000)
+    p.add_argument("--history-profiles", type=int, default=2_000)
+    p.add_argument("--history-events", type=int, default=20_000)
+    p.add_argument("--history-multiplier", type=int, default=10)
+    p.add_argument("--no-history", action="store_true", help="skip the 1× vs k× comparison")
+    p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
-    r = run(args.events, args.profiles)
+    history = (
+        None
+        if args.no_history
+        else (args.history_profiles, args.history_events, args.history_multiplier)
+    )
+    r = run(args.events, args.profiles, history=history)
     print(f"{r['events']:,} events, {r['profiles']:,} profiles, in process (no Kafka):")
     for k, v in r["stages_us_per_event"].items():
-        print(f"  {k:16s} {v:8.1f} µs/event  ({1e6 / v:,.0f} events/s)")
+        print(f"  {k:24s} {v:8.1f} µs/event  ({1e6 / v:,.0f} events/s)")
+    for name in ("engine_only", "engine_only_fresh_records", "engine_only_backlog"):
+        e = r.get(name)
+        if e:
+            print(
+                f"  {name}: {e['events_per_s']:,} events/s, {e['us_per_event']} µs/event "
+                f"(p50 {e['p50_us']}, p99 {e['p99_us']}, max {e['max_us']}), "
+                f"{e['changes']:,} changes, engine state "
+                f"{e['engine_state_bytes_per_profile']:,} B/profile, record "
+                f"{e['record_bytes_per_profile']:,} B/profile"
+            )
+    h = r.get("history")
+    if h:
+        k = h["multiplier"]
+        print(f"  history (engine alone, live clock), same profiles, 1× vs {k}× events:")
+        for name in ("x1", f"x{k}"):
+            e = h[name]
+            print(
+                f"    {name:4s} {e['events']:>9,} events {e['events_per_s']:>9,}/s "
+                f"{e['us_per_event']:6.1f} µs/event p99 {e['p99_us']:6.1f}  state "
+                f"{e['engine_state_bytes_per_profile']:,} B/profile"
+            )
     print(f"  engine: {r['engine']}")
+    if args.json:
+        args.json.write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2))
     return 0
 
 
