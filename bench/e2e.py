@@ -57,10 +57,14 @@ from bench.common import (
     wait_until,
 )
 from bench.workload import Workload, WorkloadSpec, produce
+from engage_stream.commands import apply_definitions
 from engage_stream.config import Settings
+from engage_stream.definitions.loader import load_definitions
 from engage_stream.kafka_local.broker import BrokerConfig
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
+
+BENCH_DEFINITIONS = Path(__file__).resolve().parent / "definitions"
 
 
 def worker_settings(bootstrap: str, tag: str, partitions: int = 4, **extra: Any) -> Settings:
@@ -118,8 +122,13 @@ class ProduceResult:
 
 
 def prepare_inputs(settings: Settings, spec: WorkloadSpec) -> ProduceResult:
-    """Create the run's topics and pre-produce the workload into the input topics."""
+    """Create the run's topics, apply the bench definition set (50 audiences, 20 computed
+    traits: the worker evaluates them on every event it drains) and pre-produce the workload
+    into the input topics."""
     ensure_topics(settings)
+    definitions = load_definitions(BENCH_DEFINITIONS)
+    plan = apply_definitions(settings, definitions)
+    say(f"applied {len(plan.publish)} bench definitions from {BENCH_DEFINITIONS}")
     say(
         f"producing {spec.total_events:,} events ({spec.profiles:,} profiles, "
         f"history ×{spec.history_multiplier}) into {settings.topics.track} …"
