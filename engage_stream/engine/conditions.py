@@ -47,6 +47,7 @@ from engage_stream.engine.filters import (
     DynamicFilters,
     compile_dynamic_filters,
     compile_static_filters,
+    equality_filter,
     trait_value,
 )
 from engage_stream.engine.operators import (
@@ -103,23 +104,45 @@ def _prune(st: list[Any], t: int, leave: Callable[[int], int], keyed: bool) -> N
 class EventLeaf:
     """Performed / not performed an event, `count` compared, within a window."""
 
-    __slots__ = ("event", "static", "dyn", "w", "test", "performed", "cap")
+    __slots__ = (
+        "event",
+        "static",
+        "dyn",
+        "w",
+        "test",
+        "performed",
+        "cap",
+        "equality",
+        "usable",
+        "fast",
+        "a",
+        "b",
+        "at_least",
+        "empty_truth",
+    )
 
     def __init__(self, cond: EventCondition, window: Window) -> None:
         self.event = cond.event
+        self.equality = equality_filter(cond.where)
         self.static = compile_static_filters(cond.where)
         self.dyn: DynamicFilters | None = compile_dynamic_filters(cond.where)
         self.w = window
         self.test = count_test(cond.count)
         self.performed = cond.performed
         self.cap = count_cap(cond.count)
+        self.usable = window.usable_fn()
+        # plain times in a window that leaves at ts + b: `step`'s arithmetic fast path
+        self.fast = self.dyn is None and window.linear
+        self.a, self.b = window.a, window.b
+        self.at_least = cond.count.value if cond.count.operator == ">=" else None
+        self.empty_truth = self.holds(None, ProfileRecord(profile_id=""), 0)
 
     def trait_keys(self) -> set[str]:
         return self.dyn.trait_keys() if self.dyn is not None else set()
 
     def prepare(self, name: str, props: dict[str, Any], ts: int, now: int) -> Any:
         """What to store for this event (decided without the state), or None."""
-        if not self.static(props, ts) or not self.w.usable(ts, now):
+        if not self.static(props, ts) or not self.usable(ts, now):
             return None
         return ts if self.dyn is None else [ts, self.dyn.values(props)]
 
@@ -160,6 +183,35 @@ class EventLeaf:
     def holds(self, st: list[Any] | None, profile: ProfileRecord, t: int) -> bool:
         r = self.test(self.count(st, profile, t))
         return r if self.performed else not r
+
+    def step(self, st: list[Any], profile: ProfileRecord, t: int) -> tuple[bool, Any, int]:
+        """`advance`, `holds` and `next_edge` at once on stored state: (answer, state or
+        None, next edge or INF)."""
+        if not self.fast:
+            st = self.advance(st, t)  # type: ignore[assignment]
+            if st is None:
+                return self.empty_truth, None, INF
+            return self.holds(st, profile, t), st, self.next_edge(st, t, profile)
+        a, b = self.a, self.b
+        i = bisect_right(st, t - b)  # left: ts + b <= t
+        if i:
+            del st[:i]
+        j = bisect_right(st, t - a)  # counting
+        cap = self.cap
+        if j > cap:
+            del st[: j - cap]
+            j = cap
+        if not st:
+            return self.empty_truth, None, INF
+        v = self.at_least
+        r = j >= v if v is not None else self.test(j)
+        truth = r if self.performed else not r
+        if v is not None and a == 0 and st[-1] <= t:
+            # next_edge's common case in closed form: the count only falls, oldest first,
+            # and `>= v` flips when the count drops below v
+            n = len(st)
+            return truth, st, (st[n - v] + b if v and n >= v else INF)
+        return truth, st, self.next_edge(st, t, profile)
 
     def next_edge(self, st: list[Any], t: int, profile: ProfileRecord) -> int:
         """The first instant after `t` at which this leaf's answer flips, by replaying the
@@ -232,6 +284,7 @@ class FunnelLeaf:
         "must",
         "span",
         "cap",
+        "empty_truth",
     )
 
     def __init__(self, cond: EventCondition, window: Window) -> None:
@@ -252,6 +305,7 @@ class FunnelLeaf:
         self.test = count_test(cond.count)
         self.performed = cond.performed
         self.cap = count_cap(cond.count)
+        self.empty_truth = self.holds(None, ProfileRecord(profile_id=""), 0)
 
     def trait_keys(self) -> set[str]:
         keys: set[str] = set()
@@ -287,9 +341,19 @@ class FunnelLeaf:
         return st  # type: ignore[no-any-return]
 
     def advance(self, st: list[Any], t: int) -> list[Any] | None:
-        leave = self.w.leave
-        _prune(st[0], t, leave, True)
-        _prune(st[1], t, leave, True)
+        w = self.w
+        if w.linear:  # left: ts + b <= t
+            cut = t - w.b
+            for entries in st:
+                i, n = 0, len(entries)
+                while i < n and entries[i][0] <= cut:
+                    i += 1
+                if i:
+                    del entries[:i]
+        else:
+            leave = w.leave
+            _prune(st[0], t, leave, True)
+            _prune(st[1], t, leave, True)
         return st if st[0] or st[1] else None
 
     def count(self, st: list[Any] | None, profile: ProfileRecord, t: int) -> int:
@@ -323,6 +387,13 @@ class FunnelLeaf:
     def holds(self, st: list[Any] | None, profile: ProfileRecord, t: int) -> bool:
         r = self.test(self.count(st, profile, t))
         return r if self.performed else not r
+
+    def step(self, st: list[Any], profile: ProfileRecord, t: int) -> tuple[bool, Any, int]:
+        """`advance`, `holds` and `next_edge` at once (see EventLeaf.step)."""
+        st = self.advance(st, t)  # type: ignore[assignment]
+        if st is None:
+            return self.empty_truth, None, INF
+        return self.holds(st, profile, t), st, self.next_edge(st, t, profile)
 
     def next_edge(self, st: list[Any], t: int, profile: ProfileRecord) -> int:
         parents, children = st
@@ -458,6 +529,12 @@ class CompiledAudience:
         self.by_event = {k: tuple(v) for k, v in by_event.items()}
         self.events = frozenset(by_event)
         self.stateful = bool(self.event_leaves)
+        # specialised paths for the most common shape: a single event row
+        if len(d.conditions) == 1 and isinstance(d.conditions[0], EventCondition):
+            self.evaluate = self._evaluate_one  # type: ignore[method-assign]
+            leaf = self.event_leaves[0]
+            if isinstance(leaf, EventLeaf) and leaf.dyn is None:
+                self.ingest = self._ingest_one_time  # type: ignore[method-assign]
 
     # -- compilation ---------------------------------------------------------------------
     def _rows(self, rows: Sequence[Any]) -> Node:
@@ -491,6 +568,15 @@ class CompiledAudience:
             return _negate(inner) if row.negate else inner
         raise TypeError(f"unknown condition row {type(row).__name__}")
 
+    def equality_filter(self, name: str) -> tuple[str, str] | None:
+        """(property, string) every event named `name` must equal to be stored, if any
+        (see index.EventListeners): only for one plain event row listening to it."""
+        slots = self.by_event.get(name, ())
+        if len(slots) != 1:
+            return None
+        leaf = self.event_leaves[slots[0]]
+        return leaf.equality if isinstance(leaf, EventLeaf) else None
+
     # -- state -----------------------------------------------------------------------------
     def ingest(
         self, state: Any, name: str, props: dict[str, Any], ts: int, message_id: str, now: int
@@ -516,6 +602,24 @@ class CompiledAudience:
             changed = True
         return state, changed
 
+    def _ingest_one_time(
+        self, state: Any, name: str, props: dict[str, Any], ts: int, message_id: str, now: int
+    ) -> tuple[Any, bool]:
+        """`ingest` for an audience whose only event row keeps plain times."""
+        leaf: EventLeaf = self.event_leaves[0]  # type: ignore[assignment]
+        if name != leaf.event or not leaf.static(props, ts) or not leaf.usable(ts, now):
+            return state, False
+        if type(state) is str:
+            state = orjson.loads(state)
+        if state is None:
+            return [[ts]], True
+        st = state[0]
+        if st is None:
+            state[0] = [ts]
+        else:
+            insort(st, ts)
+        return state, True
+
     def evaluate(
         self, state: Any, profile: ProfileRecord, t: int, identified: bool
     ) -> tuple[bool, int, Any]:
@@ -525,13 +629,14 @@ class CompiledAudience:
         live = False
         for i, leaf in enumerate(self.event_leaves):
             st = state[i] if state is not None else None
-            if st is not None:
-                st = leaf.advance(st, t)
-                state[i] = st
-            truths.append(leaf.holds(st, profile, t))
+            if st is None:
+                truths.append(leaf.empty_truth)
+                continue
+            truth, st, e = leaf.step(st, profile, t)
+            state[i] = st
+            truths.append(truth)
             if st is not None:
                 live = True
-                e = leaf.next_edge(st, t, profile)
                 if e < due:
                     due = e
         allowed = self.include_anonymous or identified
@@ -544,3 +649,18 @@ class CompiledAudience:
                 if e < due:
                     due = e
         return member, due, state if live else None
+
+    def _evaluate_one(
+        self, state: Any, profile: ProfileRecord, t: int, identified: bool
+    ) -> tuple[bool, int, Any]:
+        """`evaluate` for an audience that is one event row (expression = that row)."""
+        leaf = self.event_leaves[0]
+        st = state[0] if state is not None else None
+        if st is None:
+            truth, due = leaf.empty_truth, INF
+        else:
+            truth, st, due = leaf.step(st, profile, t)
+            state[0] = st
+        if not (self.include_anonymous or identified):
+            return False, INF, state if st is not None else None
+        return truth, due, state if st is not None else None

@@ -36,15 +36,17 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
+from heapq import heapify, heappop, heappush
 from typing import Any
 
 import orjson
 
 from engage_stream.definitions.models import AudienceDefinition, ComputedTraitDefinition
 from engage_stream.engine.aggregates import CompiledTrait
-from engage_stream.engine.changes import Change
+from engage_stream.engine.changes import Change, make_change
 from engage_stream.engine.conditions import CompiledAudience
-from engage_stream.engine.index import build_index
+from engage_stream.engine.index import EventListeners, build_index
 from engage_stream.engine.windows import INF
 from engage_stream.events import ProfileEvent
 from engage_stream.profiles.record import ProfileRecord, TraitValue
@@ -69,11 +71,17 @@ class EngineSettings:
 
 def is_identified(profile: ProfileRecord) -> bool:
     """Reference §1.1: without include_anonymous, a member needs a user_id, email or idfa."""
-    return any(x.type in IDENTIFIED_TYPES for x in profile.external_ids)
+    for x in profile.external_ids:  # noqa: SIM110 (hot path: no generator)
+        if x.type in IDENTIFIED_TYPES:
+            return True
+    return False
 
 
 def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and bool(a == b)
+
+
+_MISSING: Any = object()
 
 
 class Engine:
@@ -89,6 +97,10 @@ class Engine:
     - Changes come out in time order of their cause, and for one instant in the
       evaluation order: dependencies first, computed traits before audiences, then
       definition order.
+
+    Within one call a definition's state is decoded from `ProfileRecord.engine` at most
+    once and encoded back once, at the end of the call (`_finish`), however many
+    boundaries and the event evaluate it in between (`ws`, the call's working states).
     """
 
     def __init__(
@@ -118,12 +130,28 @@ class Engine:
                 compiled.append(CompiledTrait(d, at))
         index = build_index(compiled)
         self._nodes: list[Compiled] = [compiled[p] for p in index.order]  # by rank
-        self._rank: dict[str, int] = {n.key: r for r, n in enumerate(self._nodes)}
+        nodes = self._nodes
+        self._rank: dict[str, int] = {n.key: r for r, n in enumerate(nodes)}
         self._by_event = index.by_event
+        self._listeners = EventListeners(
+            index.by_event, lambda r, name: nodes[r].equality_filter(name)
+        )
         self._by_key = index.by_key
         self._dependents = index.dependents
-        self._is_audience = [isinstance(n, CompiledAudience) for n in self._nodes]
-        self._gated = tuple(r for r, n in enumerate(self._nodes) if not n.include_anonymous)
+        # per rank, for the hot path
+        self._keys = [n.key for n in nodes]
+        self._is_audience = [isinstance(n, CompiledAudience) for n in nodes]
+        self._anonymous = [n.include_anonymous for n in nodes]
+        self._version = [self.versions[n.key] for n in nodes]
+        self._kind = [n.kind for n in nodes]
+        self._evaluators = [n.evaluate for n in nodes]
+        self._ingesters = [n.ingest for n in nodes]
+        self._definition_cause = [Change.definition_cause(v) for v in self._version]
+        self._id_prefix = [  # Change.message_id's input up to the profile id
+            f"{n.kind}\x00{n.key}\x00{v}\x00".encode()
+            for n, v in zip(nodes, self._version, strict=True)
+        ]
+        self._gated = tuple(r for r, n in enumerate(nodes) if not n.include_anonymous)
         self._empty_true = self._members_when_empty()
         self.late_events = 0
 
@@ -140,37 +168,48 @@ class Engine:
 
     def on_event(self, profile: ProfileRecord, event: ProfileEvent, now_ms: int) -> list[Change]:
         out: list[Change] = []
-        self._run_timers(profile, now_ms, out)
+        ws: dict[str, Any] = {}
+        identified = is_identified(profile)
+        wake = profile.next_wakeup
+        if wake is not None and wake <= now_ms:
+            self._run_timers(profile, now_ms, out, ws, identified)
         est = profile.engine
         forced: set[int] = set()  # evaluated whatever the event does to their state
-        ingest: tuple[int, ...] = ()
-        if event.event is not None:
+        ingest = _NO_LISTENERS
+        name = event.event
+        if name is not None:
             lateness = self.settings.allowed_lateness_ms
             if lateness > 0 and event.timestamp < now_ms - lateness:
                 self.late_events += 1
             else:
-                ingest = self._by_event.get(event.event, ())
+                ingest = self._listeners.get(name, event.properties)
         if event.type == "identify":
+            by_key = self._by_key
             for k in event.traits:
-                forced.update(self._by_key.get(k, ()))
-        identified = is_identified(profile)
+                ranks = by_key.get(k)
+                if ranks:
+                    forced.update(ranks)
         seen = est.get(IDENTIFIED)
         if seen is None:
             forced.update(self._empty_true)
         elif bool(seen) != identified:
             forced.update(self._gated)
         est[IDENTIFIED] = 1 if identified else 0
-        if ingest or forced:
-            cause = Change.event_cause(event.message_id)
-            at = min(event.timestamp, now_ms)
-            self._evaluate(profile, forced, now_ms, at, {}, cause, out, event, ingest)
-        self._finish(profile)
+        if ingest[0] or forced:
+            cause = "event:" + event.message_id  # Change.event_cause
+            ts = event.timestamp
+            at = ts if ts < now_ms else now_ms
+            self._evaluate(profile, forced, now_ms, at, cause, out, ws, identified, event, ingest)
+        self._finish(profile, ws)
         return out
 
     def on_time(self, profile: ProfileRecord, now_ms: int) -> list[Change]:
         out: list[Change] = []
-        self._run_timers(profile, now_ms, out)
-        self._finish(profile)
+        ws: dict[str, Any] = {}
+        wake = profile.next_wakeup
+        if wake is not None and wake <= now_ms:
+            self._run_timers(profile, now_ms, out, ws, is_identified(profile))
+        self._finish(profile, ws)
         return out
 
     def recompute(
@@ -183,13 +222,17 @@ class Engine:
         """Rebuild the state of `keys` from `history` (time-ordered), evaluate at now and
         emit what differs from the stored membership / value."""
         out: list[Change] = []
+        ws: dict[str, Any] = {}
         est = profile.engine
         dues = est.get(DUE)
         for k in keys:
             est.pop(k, None)
             if dues:
                 dues.pop(k, None)
-        self._run_timers(profile, now_ms, out)
+        identified = is_identified(profile)
+        wake = profile.next_wakeup
+        if wake is not None and wake <= now_ms:
+            self._run_timers(profile, now_ms, out, ws, identified)
         ranks = sorted(self._rank[k] for k in keys if k in self._rank)
         if ranks:
             wanted = set().union(*(self._nodes[r].events for r in ranks))
@@ -203,14 +246,14 @@ class Engine:
                             st, e.event, e.properties, e.timestamp, e.message_id, now_ms
                         )
                 if st is not None:
-                    est[node.key] = orjson.dumps(st).decode()
+                    ws[node.key] = st
         seeds = set(ranks)
         if IDENTIFIED not in est:
             seeds.update(self._empty_true)
-            est[IDENTIFIED] = 1 if is_identified(profile) else 0
+            est[IDENTIFIED] = 1 if identified else 0
         if seeds:
-            self._evaluate(profile, seeds, now_ms, now_ms, {}, None, out)
-        self._finish(profile)
+            self._evaluate(profile, seeds, now_ms, now_ms, None, out, ws, identified)
+        self._finish(profile, ws)
         return out
 
     def drop(self, profile: ProfileRecord, keys: set[str]) -> None:
@@ -228,7 +271,7 @@ class Engine:
                     current = profile.traits.get(k)
                     if current is None or current.ts <= tv.ts:
                         profile.traits[k] = tv
-        self._finish(profile)
+        self._finish(profile, {})
 
     # -- internals --------------------------------------------------------------------------
     def _members_when_empty(self) -> tuple[int, ...]:
@@ -245,37 +288,61 @@ class Engine:
                     empty.audiences[node.key] = TraitValue(True, 0)
         return tuple(out)
 
-    def _run_timers(self, profile: ProfileRecord, now: int, out: list[Change]) -> None:
-        """Fire every due boundary in time order, each evaluated at its own instant."""
-        if profile.next_wakeup is None or profile.next_wakeup > now:
-            return  # next_wakeup is the minimum of `$d` (kept so by every call)
-        est = profile.engine
+    def _run_timers(
+        self,
+        profile: ProfileRecord,
+        now: int,
+        out: list[Change],
+        ws: dict[str, Any],
+        identified: bool,
+    ) -> None:
+        """Fire every due boundary in time order, each evaluated at its own instant.
+
+        The due boundaries (`$d` <= now) are kept in a heap for the call; an entry is
+        current while `$d` still holds it (evaluations move dues, and push the new ones
+        that are due too)."""
+        dues = profile.engine.get(DUE)
+        if not dues:
+            return
+        heap = [(d, k) for k, d in dues.items() if d <= now]
+        if not heap:
+            return
+        heapify(heap)
+        rank = self._rank
+        keys = self._keys
+        max_steps = self.settings.max_timer_steps
         steps = 0
-        while True:
-            dues = est.get(DUE)
-            if not dues:
-                return
-            tau = min(dues.values())
-            if tau > now:
-                return
+        while heap:
+            tau, k = heap[0]
+            if dues.get(k) != tau:
+                heappop(heap)  # moved since it was pushed
+                continue
             steps += 1
-            last = steps > self.settings.max_timer_steps
-            if last:  # catch up in one evaluation at `now`
+            if steps > max_steps:  # catch up in one evaluation at `now`
                 tau = now
                 due_keys = [k for k, d in dues.items() if d <= now]
+                heap.clear()
             else:
-                due_keys = [k for k, d in dues.items() if d == tau]
+                due_keys = []
+                while heap and heap[0][0] == tau:
+                    d, k = heappop(heap)
+                    if dues.get(k) == d:
+                        due_keys.append(k)
             ranks: set[int] = set()
             for k in due_keys:
-                r = self._rank.get(k)
+                r = rank.get(k)
                 if r is None:
-                    del dues[k]  # a definition this engine does not have
+                    dues.pop(k, None)  # a definition this engine does not have
                 else:
                     ranks.add(r)
             if ranks:
-                cause = Change.timer_cause(tau)
-                self._evaluate(profile, ranks, tau, tau, {}, cause, out)
-            if last:
+                cause = f"timer:{tau}"  # Change.timer_cause
+                done = self._evaluate(profile, ranks, tau, tau, cause, out, ws, identified)
+                for r in done:
+                    d = dues.get(keys[r])
+                    if d is not None and d <= now:
+                        heappush(heap, (d, keys[r]))
+            if steps > max_steps:
                 for k in [k for k, d in dues.items() if d <= now]:
                     del dues[k]  # defensive: a due is always after its evaluation
                 return
@@ -286,115 +353,139 @@ class Engine:
         seeds: set[int],
         t: int,
         at: int,
-        causes: dict[int, str],
         cause: str | None,
         out: list[Change],
+        ws: dict[str, Any],
+        identified: bool,
         event: ProfileEvent | None = None,
-        ingest: tuple[int, ...] = (),
-    ) -> None:
+        ingest: tuple[tuple[int, ...], frozenset[int]] | None = None,
+    ) -> list[int]:
         """Evaluate `seeds` (and the `ingest` ranks the event changed) at `t` in
-        topological order, then whatever reads a changed value. `cause` None: each
-        definition's own `definition:<version>` (recompute), inherited by its dependents."""
+        topological order, then whatever reads a changed value; returns the ranks
+        considered. `cause` None: each definition's own `definition:<version>`
+        (recompute), inherited by its dependents."""
         est = profile.engine
         dues = est.get(DUE)
         if dues is None:
             dues = est[DUE] = {}
-        identified = is_identified(profile)
-        forced = set(seeds)  # evaluated even if the event leaves their state unchanged
-        ingested = set(ingest)
-        if event is not None:
-            name, props, ts, mid = event.event, event.properties, event.timestamp, event.message_id
-        queued = forced | ingested
-        todo = sorted(queued)  # ranks: the topological order
-        nodes, audience, dependents = self._nodes, self._is_audience, self._dependents
+        forced = seeds  # evaluated even if the event leaves their state unchanged
+        ingested: frozenset[int] = _NO_LISTENERS[1]
+        if ingest is not None and ingest[0]:
+            ingested = ingest[1]
+            name, props, ts, mid = event.event, event.properties, event.timestamp, event.message_id  # type: ignore[union-attr]
+            todo = sorted(forced.union(ingest[0])) if forced else list(ingest[0])
+        else:
+            todo = sorted(forced)
+        queued: set[int] | None = None  # ranks in todo, once dependents are added
+        causes: dict[int, str] | None = {} if cause is None else None
+        pid = profile.profile_id
+        tail = b"" if cause is None else f"{pid}\x00{cause}\x00".encode()
+        audiences, traits = profile.audiences, profile.computed_traits
+        keys, is_audience, anonymous = self._keys, self._is_audience, self._anonymous
+        evaluators, ingesters, dependents = self._evaluators, self._ingesters, self._dependents
+        loads, dumps_missing = orjson.loads, _MISSING
         i = 0
         while i < len(todo):
             r = todo[i]
             i += 1
-            node = nodes[r]
-            key = node.key
-            st = est.get(key)
+            key = keys[r]
+            st = ws.get(key, dumps_missing)
+            if st is dumps_missing:
+                st = est.get(key)
             if r in ingested:
-                st, changed = node.ingest(st, name, props, ts, mid, t)
+                st, changed = ingesters[r](st, name, props, ts, mid, t)
                 if not changed and r not in forced:
                     # nothing stored, no input changed, and every boundary up to now has
                     # run: the result is the one already stored
                     continue
             if type(st) is str:
-                st = orjson.loads(st)
-            if audience[r]:
-                value, due, st = node.evaluate(st, profile, t, identified)  # type: ignore[call-arg]
+                st = loads(st)
+            audience = is_audience[r]
+            if audience:
+                value, due, st = evaluators[r](st, profile, t, identified)
             else:
-                value, due, st = node.evaluate(st, profile, t)  # type: ignore[call-arg]
-                if not (identified or node.include_anonymous):
+                value, due, st = evaluators[r](st, profile, t)
+                if not (identified or anonymous[r]):
                     value, due = None, INF
-            if st is None:
-                if key in est:
-                    del est[key]
-            else:
-                est[key] = orjson.dumps(st).decode()
+            ws[key] = st
             if due < INF:
                 dues[key] = due
             elif key in dues:
                 del dues[key]
-            c = cause if cause is not None else causes.get(r)
-            if c is None:
-                c = Change.definition_cause(self.versions[key])
-            if self._emit(node, profile, value, at, c, out):
-                for dep in dependents[r]:
+            # -- emit (Engine._emit inlined: this runs for every evaluation) --
+            if audience:
+                tv = audiences.get(key)
+                previous: Any = tv is not None and tv.value is True
+                if value is previous:
+                    continue
+                store = audiences
+            else:
+                tv = traits.get(key)
+                previous = tv.value if tv is not None else None
+                if type(previous) is type(value) and previous == value:  # _same
+                    continue
+                store = traits
+            if cause is not None:
+                c = cause
+                raw = tail
+            else:
+                c = causes.get(r) or self._definition_cause[r]  # type: ignore[union-attr]
+                raw = f"{pid}\x00{c}\x00".encode()
+            when = at
+            if tv is not None and tv.ts > when:
+                when = tv.ts
+            # = changes.message_id(...): the same bytes hashed, fed in parts
+            h = _HASH.copy()
+            h.update(self._id_prefix[r])
+            h.update(raw)
+            h.update(repr(value).encode())
+            message_id = "engage-" + h.hexdigest()
+            out.append(
+                make_change(
+                    self._kind[r],  # type: ignore[arg-type]
+                    key,
+                    self._version[r],
+                    pid,
+                    value,
+                    previous,
+                    when,
+                    c,
+                    message_id,
+                )
+            )
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = TraitValue(value, when, message_id)
+            deps = dependents[r]
+            if deps:
+                if queued is None:
+                    queued = set(todo)
+                for dep in deps:
                     forced.add(dep)
-                    causes.setdefault(dep, c)
+                    if causes is not None:
+                        causes.setdefault(dep, c)
                     if dep not in queued:
                         queued.add(dep)
                         insort(todo, dep, lo=i)  # dependents rank after r
+        return todo
 
-    def _emit(
-        self,
-        node: Compiled,
-        profile: ProfileRecord,
-        value: Any,
-        at: int,
-        cause: str,
-        out: list[Change],
-    ) -> bool:
-        key = node.key
-        if isinstance(node, CompiledAudience):
-            tv = profile.audiences.get(key)
-            was = tv is not None and tv.value is True
-            if value is was:
-                return False
-            previous: Any = was
-            store = profile.audiences
-        else:
-            tv = profile.computed_traits.get(key)
-            previous = tv.value if tv is not None else None
-            if _same(previous, value):
-                return False
-            store = profile.computed_traits
-        if tv is not None and tv.ts > at:
-            at = tv.ts
-        change = Change(
-            kind="audience" if isinstance(node, CompiledAudience) else "computed_trait",
-            key=key,
-            version=self.versions[key],
-            profile_id=profile.profile_id,
-            value=value,
-            previous=previous,
-            at=at,
-            cause=cause,
-        )
-        if value is None:
-            store.pop(key, None)
-        else:
-            store[key] = TraitValue(value, at, change.message_id)
-        out.append(change)
-        return True
-
-    def _finish(self, profile: ProfileRecord) -> None:
+    def _finish(self, profile: ProfileRecord, ws: dict[str, Any]) -> None:
         est = profile.engine
+        if ws:
+            dumps = orjson.dumps
+            for key, st in ws.items():
+                if st is None:
+                    est.pop(key, None)
+                else:
+                    est[key] = dumps(st).decode()
         dues = est.get(DUE)
         if dues:
             profile.next_wakeup = min(dues.values())
         else:
             est.pop(DUE, None)
             profile.next_wakeup = None
+
+
+_NO_LISTENERS: tuple[tuple[int, ...], frozenset[int]] = ((), frozenset())
+_HASH = blake2b(digest_size=16)  # copied per change id (cheaper than a new hasher)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engage_stream.definitions.models import PropertyFilter
+from engage_stream.definitions.models import Op, PropertyFilter
 from engage_stream.engine.operators import (
     DynamicPred,
     Path,
@@ -33,7 +33,8 @@ from engage_stream.profiles.record import ProfileRecord
 StaticMatch = Callable[[dict[str, Any], int], bool]  # (properties, event ts) -> bool
 
 
-def _always(props: dict[str, Any], ts: int) -> bool:
+def always(props: dict[str, Any], ts: int) -> bool:
+    """The static match of no filters (callers may skip calling it)."""
     return True
 
 
@@ -44,7 +45,7 @@ def compile_static_filters(filters: Sequence[PropertyFilter]) -> StaticMatch:
         if f.value_from is None
     ]
     if not checks:
-        return _always
+        return always
     if len(checks) == 1 and len(checks[0][0]) == 1:
         key, pred = checks[0][0][0], checks[0][1]
         return lambda props, ts: pred(props.get(key), ts)
@@ -56,6 +57,22 @@ def compile_static_filters(filters: Sequence[PropertyFilter]) -> StaticMatch:
         return True
 
     return match
+
+
+def equality_filter(filters: Sequence[PropertyFilter]) -> tuple[str, str] | None:
+    """A constant `equals` filter on a top-level property against a string, if there is
+    one: an event passes the static filters only if that property is exactly that string
+    (or a value the coercions may equal to it: a number, boolean or list — see
+    index.EventListeners)."""
+    for f in filters:
+        if (
+            f.value_from is None
+            and f.operator is Op.equals
+            and type(f.value) is str
+            and len(split_path(f.property)) == 1
+        ):
+            return split_path(f.property)[0], f.value
+    return None
 
 
 def trait_value(profile: ProfileRecord, path: Path) -> Any:

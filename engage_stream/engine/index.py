@@ -11,9 +11,9 @@ emitted changes deterministic.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Node(Protocol):
@@ -81,3 +81,89 @@ def build_index(nodes: Sequence[Node]) -> Index:
 
 def _prio(n: Node) -> int:
     return 0 if n.kind == "computed_trait" else 1
+
+
+_EACH: object = object()  # "a value only each definition's own filter can decide"
+
+
+class EventListeners:
+    """Which definitions an event can touch: its name, then its equality filters.
+
+    Why: most definitions that listen to an event name keep only some of those events
+    (`category = shoes`, `page_name = Pricing`), and on a typical event all but one of a
+    family of such definitions reject it. A definition whose stored events must satisfy
+    `<top-level property> equals <string>` (`equality(rank, name)`) is indexed under that
+    property and string: an event whose property is another string, or missing, cannot
+    pass its filter (string against string equality is exact, and a missing value equals
+    nothing), so the definition is not even asked. Any other value (a number, a boolean,
+    a list) is left to the definitions' own filters, which know the coercions.
+
+    `get` returns `(ranks ascending, the same as a set)`; results are memoised per
+    combination of matched constants, so the memo is bounded by the definitions."""
+
+    def __init__(
+        self,
+        by_event: dict[str, tuple[int, ...]],
+        equality: Callable[[int, str], tuple[str, str] | None],
+    ) -> None:
+        self._plain: dict[str, tuple[tuple[int, ...], frozenset[int]]] = {}
+        self._indexed: dict[
+            str, tuple[list[int], list[tuple[str, dict[str, tuple[int, ...]], tuple[int, ...]]]]
+        ] = {}
+        self._memo: dict[tuple[Any, ...], tuple[tuple[int, ...], frozenset[int]]] = {}
+        for name, ranks in by_event.items():
+            always: list[int] = []
+            groups: dict[str, dict[str, list[int]]] = {}
+            for r in ranks:
+                eq = equality(r, name)
+                if eq is None:
+                    always.append(r)
+                else:
+                    groups.setdefault(eq[0], {}).setdefault(eq[1], []).append(r)
+            if not groups:
+                self._plain[name] = (ranks, frozenset(ranks))
+                continue
+            self._indexed[name] = (
+                always,
+                [
+                    (
+                        prop,
+                        {v: tuple(rs) for v, rs in table.items()},
+                        tuple(sorted(r for rs in table.values() for r in rs)),
+                    )
+                    for prop, table in sorted(groups.items())
+                ],
+            )
+
+    def get(self, name: str, props: dict[str, Any]) -> tuple[tuple[int, ...], frozenset[int]]:
+        plain = self._plain.get(name)
+        if plain is not None:
+            return plain
+        spec = self._indexed.get(name)
+        if spec is None:
+            return _NONE
+        always, groups = spec
+        sel: list[Any] = [name]
+        for prop, table, _ in groups:
+            v = props.get(prop)
+            if type(v) is str:
+                sel.append(v if v in table else None)
+            elif v is None:
+                sel.append(None)
+            else:
+                sel.append(_EACH)
+        memo_key = tuple(sel)
+        hit = self._memo.get(memo_key)
+        if hit is None:
+            ranks = list(always)
+            for (_, table, everyone), v in zip(groups, sel[1:], strict=True):
+                if v is _EACH:
+                    ranks.extend(everyone)
+                elif v is not None:
+                    ranks.extend(table[v])
+            ranks.sort()
+            hit = self._memo[memo_key] = (tuple(ranks), frozenset(ranks))
+        return hit
+
+
+_NONE: tuple[tuple[int, ...], frozenset[int]] = ((), frozenset())

@@ -247,6 +247,26 @@ def compile_static(op: Op, value: Any) -> StaticPred:
     if op in (Op.equals_any_of, Op.none_of, Op.contains_any_of):
         value = tuple(value) if isinstance(value, list) else (value,)
     fn = _binary(op)
+    # Fast paths (hot: every event filter and trait condition), same answers as `fn`:
+    # a value of the constant's own scalar type compares with `==` (see `equal`), and a
+    # number against a numeric constant with the operator itself (see `_order`).
+    tv = type(value)
+    if op in (Op.equals, Op.not_equals) and tv in (str, int, float, bool):
+        if op is Op.equals:
+            return lambda x, now: x == value if type(x) is tv else fn(x, value)
+        return lambda x, now: x != value if type(x) is tv else fn(x, value)
+    if op in _ORDER:
+        vn = as_number(value)
+        if vn is not None:
+            cmp = _ORDER[op]
+
+            def order(x: Any, now: int) -> bool:
+                t = type(x)
+                if t is int or t is float:
+                    return cmp(x, vn)
+                return fn(x, value)
+
+            return order
     return lambda x, now: fn(x, value)
 
 

@@ -24,6 +24,7 @@ order does not matter).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from engage_stream.definitions.models import Between, Duration, History
@@ -77,6 +78,23 @@ class Window:
 
     def bucket(self, ts: int) -> int:
         return ts // HOUR_MS * HOUR_MS if self.lookback < INF else 0
+
+    @property
+    def linear(self) -> bool:
+        """`leave(ts) == ts + b` for every ts: the lookback never cuts the window short
+        (so "left by t" is `ts <= t - b`, a bisection on sorted times)."""
+        return self.lookback >= self.b
+
+    def usable_fn(self) -> Callable[[int, int], bool]:
+        """`usable` as a plain function, specialised for this window (hot path)."""
+        since, a, b = self.since, self.a, self.b
+        if not self.linear:
+            return self.usable
+        if b <= a:
+            return lambda ts, now: False
+        if since == NO_SINCE:
+            return lambda ts, now: ts + b > now
+        return lambda ts, now: ts >= since and ts + b > now
 
     def usable(self, ts: int, now: int) -> bool:
         """Can an event at `ts` count at `now` or later? (Otherwise do not store it.)"""
