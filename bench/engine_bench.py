@@ -15,12 +15,13 @@ transport/framework overhead. Stages, each timed over the same workload events:
   listens to it stores it and window edges fire as the clock moves);
 - `engine_only_backlog`: the same with the clock fixed at the end of the workload (the
   end-to-end bench's pre-produced backlog: events older than a window are not stored);
-- `engine_only_fresh_records`: the engine alone (live clock) with every record saved and
+- `engine_only_fresh`: the engine alone (live clock) with every record saved and
   loaded again after each event, as the profile stage does (only `on_event` timed);
 - `record_roundtrip`: that `ProfileRecord.dumps` + `loads`, per event, engine state
   included — what every profile read and write costs;
-- `processor_engine_memory`: `ProfileProcessor.apply` with the engine over an in-memory
-  store (live clock) — compare with `profile_memory`;
+- `profile_memory_live` / `processor_engine`: `ProfileProcessor.apply` without / with the
+  engine over an in-memory store, live clock (the difference is what the engine and its
+  state add to the profile stage);
 - `engine`: `profile_rocksdb` with the engine (fixed clock, as `profile_rocksdb`).
 Plus state bytes per profile after the run, and the engine alone over the same profiles
 with 1× and k× the events each (history growth).
@@ -108,14 +109,29 @@ def _pct(sorted_ns: list[int], q: float) -> float:
     return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1000
 
 
+class _NoEngine:
+    """`engine_only`'s loop without the engine: its own cost, to subtract from CPU time."""
+
+    def on_event(self, profile: ProfileRecord, event: ProfileEvent, now_ms: int) -> list[Any]:
+        return []
+
+
 def engine_only(
-    engine: Any, events: list[ProfileEvent], now: int | None, roundtrip: bool = False
+    engine: Any,
+    events: list[ProfileEvent],
+    now: int | None,
+    roundtrip: bool = False,
+    _cpu_base: bool = True,
 ) -> dict[str, Any]:
     """Only `engine.on_event` timed; the profile stage's own updates applied untimed.
 
     `now` None: the clock is each event's time (live); else fixed. `roundtrip`: after each
     event the record is saved and loaded again (`dumps` + `loads`, timed separately), as
-    the profile stage does, so the engine always works on a freshly loaded record."""
+    the profile stage does, so the engine always works on a freshly loaded record.
+
+    Wall time per event gives the rate and the percentiles; `cpu_us_per_event` is the
+    thread CPU time of the loop minus that of the same loop without the engine — steadier
+    than wall time on a VM whose speed drifts (CPU steal), for comparing runs."""
     profiles: dict[str, ProfileRecord] = {}
     times: list[int] = []
     record = times.append
@@ -127,6 +143,7 @@ def engine_only(
     gc.disable()  # collections land on random events; the total includes them below
     try:
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         for ev in events:
             rec = profiles.get(ev.profile_id)
             created = rec is None
@@ -144,12 +161,18 @@ def engine_only(
             if roundtrip:
                 profiles[ev.profile_id] = loads(rec.dumps())
                 rt_ns += clock() - b
+        cpu = time.thread_time() - c0
         wall = time.perf_counter() - t0
     finally:
         gc.enable()
     engine_s = sum(times) / 1e9
     times.sort()
     n = len(events)
+    if _cpu_base and not roundtrip:  # (records without engine state round-trip cheaper)
+        base = engine_only(_NoEngine(), events, now, _cpu_base=False)["_cpu_s"]
+        cpu_us: float | None = round(max(0.0, cpu - base) * 1e6 / n, 1)
+    else:
+        cpu_us = None
     state = [len(orjson.dumps(r.engine)) for r in profiles.values()]
     whole = [len(r.dumps()) for r in profiles.values()]
     return {
@@ -160,7 +183,9 @@ def engine_only(
         "p50_us": round(_pct(times, 0.50), 1),
         "p99_us": round(_pct(times, 0.99), 1),
         "max_us": round(times[-1] / 1000, 1) if times else 0.0,
+        "cpu_us_per_event": cpu_us,
         "loop_wall_s": round(wall, 2),
+        "_cpu_s": cpu,
         "changes": changes,
         "roundtrip_us_per_event": round(rt_ns / 1000 / n, 1) if roundtrip else None,
         "engine_state_bytes_per_profile": round(sum(state) / max(1, len(state))),
@@ -228,17 +253,19 @@ def run(
     fresh = engine_only(make_engine()[0], parsed, None, roundtrip=True)  # type: ignore[index]
     backlog = engine_only(make_engine()[0], parsed, now)  # type: ignore[index]
     for r in (live, fresh, backlog):
-        r.pop("_profiles")
+        r.pop("_profiles"), r.pop("_cpu_s")
     stages["engine_only"] = live["us_per_event"]
-    stages["engine_only_fresh_records"] = fresh["us_per_event"]
+    stages["engine_only_fresh"] = fresh["us_per_event"]
     stages["record_roundtrip"] = fresh["roundtrip_us_per_event"]
     stages["engine_only_backlog"] = backlog["us_per_event"]
     out["engine_only"] = live
-    out["engine_only_fresh_records"] = fresh
+    out["engine_only_fresh"] = fresh
     out["engine_only_backlog"] = backlog
 
+    secs, _ = _timed(lambda: profile_memory(live=True))
+    stages["profile_memory_live"] = round(secs * 1e6 / n, 1)
     secs, _ = _timed(lambda: profile_memory(make_engine()[0], versions, live=True))  # type: ignore[index]
-    stages["processor_engine_memory"] = round(secs * 1e6 / n, 1)
+    stages["processor_engine"] = round(secs * 1e6 / n, 1)
     secs, _ = _timed(lambda: profile_rocksdb(make_engine()[0], versions))  # type: ignore[index]
     stages["engine"] = round(secs * 1e6 / n, 1)
 
@@ -250,7 +277,7 @@ def run(
             hint, _ = _workload(hspec)
             hev = [ProfileEvent.from_json(raw) for raw in hint]
             r = engine_only(make_engine()[0], hev, None)  # type: ignore[index]
-            r.pop("_profiles")
+            r.pop("_profiles"), r.pop("_cpu_s")
             out["history"][f"x{mult}"] = r
         out["history"]["multiplier"] = k
     out["engine"] = summary(out, len(versions))
@@ -262,7 +289,8 @@ def summary(r: dict[str, Any], n_defs: int) -> str:
     e = r["engine_only"]
     s = (
         f"{n_defs} definitions; engine alone {e['events_per_s']:,} events/s, "
-        f"p50 {e['p50_us']} µs, p99 {e['p99_us']} µs per event; "
+        f"p50 {e['p50_us']} µs, p99 {e['p99_us']} µs per event, CPU {e['cpu_us_per_event']} "
+        f"µs/event; fixed clock (backlog) {r['engine_only_backlog']['us_per_event']} µs/event; "
         f"engine state {e['engine_state_bytes_per_profile']:,} B/profile "
         f"(record {e['record_bytes_per_profile']:,} B)"
     )
@@ -271,7 +299,8 @@ def summary(r: dict[str, Any], n_defs: int) -> str:
         k = h["multiplier"]
         x1, xk = h["x1"], h[f"x{k}"]
         s += (
-            f"; history 1× vs {k}×: {x1['us_per_event']} → {xk['us_per_event']} µs/event, "
+            f"; history 1× vs {k}×: {x1['us_per_event']} → {xk['us_per_event']} µs/event "
+            f"(CPU {x1['cpu_us_per_event']} → {xk['cpu_us_per_event']}), "
             f"state {x1['engine_state_bytes_per_profile']:,} → "
             f"{xk['engine_state_bytes_per_profile']:,} B/profile"
         )
@@ -297,12 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{r['events']:,} events, {r['profiles']:,} profiles, in process (no Kafka):")
     for k, v in r["stages_us_per_event"].items():
         print(f"  {k:24s} {v:8.1f} µs/event  ({1e6 / v:,.0f} events/s)")
-    for name in ("engine_only", "engine_only_fresh_records", "engine_only_backlog"):
+    for name in ("engine_only", "engine_only_fresh", "engine_only_backlog"):
         e = r.get(name)
         if e:
             print(
                 f"  {name}: {e['events_per_s']:,} events/s, {e['us_per_event']} µs/event "
-                f"(p50 {e['p50_us']}, p99 {e['p99_us']}, max {e['max_us']}), "
+                f"(p50 {e['p50_us']}, p99 {e['p99_us']}, max {e['max_us']}; CPU "
+                f"{e['cpu_us_per_event']}), "
                 f"{e['changes']:,} changes, engine state "
                 f"{e['engine_state_bytes_per_profile']:,} B/profile, record "
                 f"{e['record_bytes_per_profile']:,} B/profile"
@@ -315,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             e = h[name]
             print(
                 f"    {name:4s} {e['events']:>9,} events {e['events_per_s']:>9,}/s "
-                f"{e['us_per_event']:6.1f} µs/event p99 {e['p99_us']:6.1f}  state "
+                f"{e['us_per_event']:6.1f} µs/event (CPU {e['cpu_us_per_event']}) p99 "
+                f"{e['p99_us']:6.1f}  state "
                 f"{e['engine_state_bytes_per_profile']:,} B/profile"
             )
     print(f"  engine: {r['engine']}")

@@ -320,7 +320,8 @@ class FunnelLeaf:
         parent = child = None
         if name == self.event and self.pstatic(props, ts) and w.usable(ts, now):
             parent = self.pdyn.values(props) if self.pdyn is not None else []
-            parent.extend(get_path(props, p) for p in self.pextract)
+            if self.pextract:
+                parent.extend(get_path(props, p) for p in self.pextract)
             parent = [ts, parent]
         if (
             name == self.child_event
@@ -336,8 +337,13 @@ class FunnelLeaf:
     def insert(self, st: Any, item: Any) -> list[Any]:
         st = st or [[], []]
         for role in (0, 1):
-            if item[role] is not None:
-                insort(st[role], item[role], key=_ts)
+            entry = item[role]
+            if entry is not None:
+                entries = st[role]
+                if not entries or entries[-1][0] <= entry[0]:
+                    entries.append(entry)  # the newest: where insort would put it
+                else:
+                    insort(entries, entry, key=_ts)
         return st  # type: ignore[no-any-return]
 
     def advance(self, st: list[Any], t: int) -> list[Any] | None:
@@ -616,6 +622,8 @@ class CompiledAudience:
         st = state[0]
         if st is None:
             state[0] = [ts]
+        elif not st or st[-1] <= ts:
+            st.append(ts)  # the newest: where insort would put it
         else:
             insort(st, ts)
         return state, True

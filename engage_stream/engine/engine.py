@@ -379,7 +379,7 @@ class Engine:
         queued: set[int] | None = None  # ranks in todo, once dependents are added
         causes: dict[int, str] | None = {} if cause is None else None
         pid = profile.profile_id
-        tail = b"" if cause is None else f"{pid}\x00{cause}\x00".encode()
+        tail = b""  # the message-id input after the prefix, once a change is emitted
         audiences, traits = profile.audiences, profile.computed_traits
         keys, is_audience, anonymous = self._keys, self._is_audience, self._anonymous
         evaluators, ingesters, dependents = self._evaluators, self._ingesters, self._dependents
@@ -427,6 +427,8 @@ class Engine:
                 store = traits
             if cause is not None:
                 c = cause
+                if not tail:
+                    tail = f"{pid}\x00{cause}\x00".encode()
                 raw = tail
             else:
                 c = causes.get(r) or self._definition_cause[r]  # type: ignore[union-attr]
