@@ -124,6 +124,14 @@ def _untoken(token: str) -> str:
         raise ApiError(400, "validation_error", "invalid next cursor") from None
 
 
+def _untoken_position(token: str) -> tuple[int, str]:
+    """A list cursor: `<int>` (external ids) or `<int>:<messageId>` (events)."""
+    head, _, tail = _untoken(token).partition(":")
+    if not head.isdigit():
+        raise ApiError(400, "validation_error", "invalid next cursor")
+    return int(head), tail
+
+
 def _trait_entries(record: ProfileRecord, trait_class: str | None) -> dict[str, TraitValue]:
     if trait_class == "audience":
         return dict(record.audiences)
@@ -161,7 +169,7 @@ def traits(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
 
 def external_ids(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
     ids = [x for x in record.external_ids if not q.include or x.type in q.include]
-    start = int(_untoken(q.next)) if q.next else 0
+    start = _untoken_position(q.next)[0] if q.next else 0
     page = ids[start : start + q.limit]
     has_more = start + q.limit < len(ids)
     data = [
@@ -226,8 +234,7 @@ def events(
     reverse = q.sort == "desc"
     after: tuple[int, str] | None = None
     if q.next:
-        ts, _, mid = _untoken(q.next).partition(":")
-        after = (int(ts), mid)
+        after = _untoken_position(q.next)
     items: list[ProfileEvent] = []
     has_more = False
     for e in store.history(record.profile_id, start, end, reverse=reverse):

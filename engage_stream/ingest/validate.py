@@ -69,8 +69,35 @@ def parse_message(raw: bytes, received_at_ms: int) -> ProfileEvent:
     if type(obj) is dict and obj.get("type") in EVENT_TYPES:
         event = _fast_event(obj, received_at_ms, raw)
         if event is not None:
-            return event
+            return _checked(event)
     return parse_object(obj, received_at_ms, raw)
+
+
+# Event times are stored as 13-digit milliseconds in ordered keys (profiles/store.py), and
+# Segment does not ingest events before 1970 (reference §8).
+MAX_EVENT_MS = 10**13 - 1  # 2286-11-20T17:46:39.999Z
+
+
+def _checked(event: ProfileEvent) -> ProfileEvent:
+    """What both paths accept but state keys cannot hold: NUL (the key separator) in an
+    id, and event times outside the 13-digit millisecond range."""
+    for name, v in (
+        ("userId", event.user_id),
+        ("anonymousId", event.anonymous_id),
+        ("messageId", event.message_id),
+        ("groupId", event.group_id),
+        ("previousId", event.previous_id),
+    ):
+        if v is not None and "\x00" in v:
+            raise InvalidEvent(Reason.INVALID_FIELD, f"{name}: must not contain NUL")
+    for name, ms in (("timestamp", event.timestamp), ("receivedAt", event.received_at)):
+        if not 0 <= ms <= MAX_EVENT_MS:
+            raise InvalidEvent(
+                Reason.INVALID_FIELD,
+                f"{name}: event time {ms} ms is outside 1970-01-01T00:00:00Z .. "
+                "2286-11-20T17:46:39.999Z",
+            )
+    return event
 
 
 def parse_object(obj: Any, received_at_ms: int, raw: bytes | None = None) -> ProfileEvent:
@@ -88,13 +115,14 @@ def parse_object(obj: Any, received_at_ms: int, raw: bytes | None = None) -> Pro
     except ValidationError as exc:
         raise _classify(exc) from None
     try:
-        return normalise(msg, received_at_ms, raw if raw is not None else orjson.dumps(obj))
+        event = normalise(msg, received_at_ms, raw if raw is not None else orjson.dumps(obj))
     except ValidationError as exc:
         # An undeclared field that `normalise` reads (groupId / previousId on another type,
         # traits on alias) with a value the event cannot hold: bad input, not a crash.
         first = exc.errors(include_url=False)[0]
         field = _SEGMENT_NAMES.get(str(first["loc"][0]), str(first["loc"][0]))
         raise InvalidEvent(Reason.INVALID_FIELD, f"{field}: {first['msg']}") from None
+    return _checked(event)
 
 
 _SEGMENT_NAMES = {"group_id": "groupId", "previous_id": "previousId"}

@@ -34,7 +34,7 @@ from engage_stream.stream.emit import RecordBuilder, audience_sizes
 from engage_stream.stream.ingest_stage import IngestStage
 from engage_stream.stream.partitions import READY, PartitionManager
 from engage_stream.stream.producing import OutgoingRecord, Sender
-from engage_stream.stream.routing import OwnerDirectory, client_id_for, partition_for
+from engage_stream.stream.routing import OwnerDirectory, client_id_for
 from engage_stream.stream.runtime import TICK_KEY, ProfileRuntime
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,11 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
                 }
             )
 
+    def _error(view: View, err: profile_api.ApiError) -> Response:
+        return view.bytes(
+            profile_api.dumps(err.body()), status=err.status, content_type="application/json"
+        )
+
     class Profiles(View):
         async def get(
             self, request: Request, space: str, collection: str, identifier: str, section: str
@@ -280,7 +285,13 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
                 profile_id = profile_id_for_lookup(id_type, value)
                 if profile_id is None:
                     raise profile_api.not_found()
-                partition = partition_for(profile_id.encode(), settings.partitions)
+                if not worker.producer.ready:
+                    raise profile_api.ApiError(
+                        503, "service_unavailable", "The worker is starting; retry shortly."
+                    )
+                partition = await worker.producer.partition_of(
+                    topics.profile_events, profile_id.encode()
+                )
                 if partition not in worker.owned():
                     return await self._route(partition, request)
                 ps = await worker.partitions.get(partition)
@@ -294,10 +305,12 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
                 )
             except profile_api.ApiError as err:
                 metrics.api_requests.labels(section, str(err.status)).inc()
-                return self.bytes(
-                    profile_api.dumps(err.body()),
-                    status=err.status,
-                    content_type="application/json",
+                return _error(self, err)
+            except Exception:
+                log.exception("profile API request %s failed", request.path)
+                metrics.api_requests.labels(section, "500").inc()
+                return _error(
+                    self, profile_api.ApiError(500, "internal_error", "Internal server error.")
                 )
             metrics.api_requests.labels(section, "200").inc()
             return self.bytes(profile_api.dumps(body), content_type="application/json")
@@ -351,11 +364,6 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
             for k, n in part["sizes"].items():
                 sizes[k] = sizes.get(k, 0) + int(n)
         return audience_api.merge_statuses(status_parts), sizes
-
-    def _error(view: View, err: profile_api.ApiError) -> Response:
-        return view.bytes(
-            profile_api.dumps(err.body()), status=err.status, content_type="application/json"
-        )
 
     class LocalAudienceState(View):
         async def get(self, request: Request) -> Response:
@@ -435,5 +443,4 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
     app.page("/v1/spaces/{space}/collections/{collection}/profiles/{identifier}/{section}")(
         Profiles
     )
-    del topics
     return app

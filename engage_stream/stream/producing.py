@@ -101,6 +101,11 @@ class Sender:
             await self.producer.stop()
             self.producer = None
 
+    async def partition_of(self, topic: str, key: bytes) -> int:
+        """Where a keyed record goes in `topic`, for its real partition count (which may
+        differ from the configured one for a topic created earlier)."""
+        return (await self._partitioner(topic))(key)
+
     async def _partitioner(self, topic: str) -> KeyPartitioner:
         part = self._partitioners.get(topic)
         if part is None:

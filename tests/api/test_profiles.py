@@ -106,6 +106,12 @@ def test_external_ids_and_metadata(store: ProfileStore) -> None:
         (PID, "events", {"limit": "101"}, 400, "validation_error"),
         (PID, "events", {"start": "not-a-date"}, 400, "validation_error"),
         (PID, "events", {"sort": "sideways"}, 400, "validation_error"),
+        # cursors that were never issued: a Segment-style 400, not a server error
+        (PID, "events", {"next": "YQ"}, 400, "validation_error"),
+        (PID, "events", {"next": "!!!"}, 400, "validation_error"),
+        (PID, "external_ids", {"next": "YQ"}, 400, "validation_error"),
+        (PID, "external_ids", {"next": "!!!"}, 400, "validation_error"),
+        (PID, "traits", {"next": "\u00ff\u00fe"}, 400, "validation_error"),
     ],
 )
 def test_errors(

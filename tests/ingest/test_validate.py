@@ -40,6 +40,28 @@ def raw(**fields: object) -> bytes:
         (raw(type="alias"), Reason.INVALID_FIELD),  # previousId required
         (raw(type="identify", traits={f"t{i}": i for i in range(300)}), Reason.INVALID_FIELD),
         (raw(type="track", event="X", properties={"blob": "x" * 33_000}), Reason.OVERSIZE),
+        # NUL separates the parts of state keys: an id holding one could read another's
+        (raw(type="track", event="X", userId="a\x00b"), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", userId=None, anonymousId="a\x00"), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", messageId="m\x001"), Reason.INVALID_FIELD),
+        (raw(type="group", groupId="g\x00"), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", groupId="g\x00"), Reason.INVALID_FIELD),  # undeclared
+        (raw(type="alias", previousId="p\x00"), Reason.INVALID_FIELD),
+        # event times outside 1970 .. 2286 (reference §8; 13-digit ms in keys)
+        (raw(type="track", event="X", timestamp="1969-12-31T23:59:59Z"), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", timestamp="0001-01-01T00:00:00+01:00"), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", timestamp="9999-12-31T23:59:59-01:00"), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", receivedAt="2300-01-01T00:00:00Z"), Reason.INVALID_FIELD),
+        (
+            raw(
+                type="track",
+                event="X",
+                timestamp=None,
+                originalTimestamp="2026-01-01T00:00:00Z",
+                sentAt="2226-01-01T00:00:00Z",
+            ),
+            Reason.INVALID_FIELD,  # skew correction lands before 1970
+        ),
     ],
 )
 def test_invalid_messages_get_a_reason(data: bytes, reason: Reason) -> None:
