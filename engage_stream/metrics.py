@@ -41,6 +41,12 @@ dead_lettered = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+processing_errors = Counter(
+    "engage_processing_errors_total",
+    "Profile evaluations that failed on their data and were set aside (see the log)",
+    ["stage"],
+    registry=REGISTRY,
+)
 duplicates_dropped = Counter(
     "engage_duplicates_dropped_total",
     "Events dropped as repeated messageIds within the window",

@@ -8,7 +8,7 @@ dedup → history → custom traits → external ids → metadata → engine →
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +32,9 @@ class EngineLike(Protocol):
     ) -> list[Any]: ...
 
     def drop(self, profile: ProfileRecord, keys: set[str]) -> None: ...
+
+
+ProfileErrorHandler = Callable[[str, Exception], None]
 
 
 @dataclass(frozen=True)
@@ -100,31 +103,49 @@ class ProfileProcessor:
         store.put(record, previous_wakeup)
         return Outcome(changes=changes)
 
-    def advance(self, store: ProfileStore, now_ms: int) -> list[Any]:
-        """Fire every time-driven change due by `now_ms` (window exits with no new events)."""
+    def advance(
+        self, store: ProfileStore, now_ms: int, on_error: ProfileErrorHandler | None = None
+    ) -> list[Any]:
+        """Fire every time-driven change due by `now_ms` (window exits with no new events).
+
+        `on_error`: a profile whose evaluation raises is reported and skipped, the others go
+        on (nothing of it is written before its evaluation succeeded); None re-raises."""
         changes: list[Any] = []
         for pid in store.due(now_ms):
             record = store.get(pid)
             if record is None or record.next_wakeup is None or record.next_wakeup > now_ms:
                 continue
             previous = record.next_wakeup
-            changes.extend(self._sync_definitions(store, record, now_ms))
-            if self.engine is not None and record.next_wakeup is not None:
-                if record.next_wakeup <= now_ms:
-                    changes.extend(self.engine.on_time(record, now_ms))
-            else:
-                record.next_wakeup = None
+            try:
+                mine = self._sync_definitions(store, record, now_ms)
+                if self.engine is not None and record.next_wakeup is not None:
+                    if record.next_wakeup <= now_ms:
+                        mine.extend(self.engine.on_time(record, now_ms))
+                else:
+                    record.next_wakeup = None
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(pid, exc)
+                continue
             if record.next_wakeup is not None and record.next_wakeup <= now_ms:
                 record.next_wakeup = None  # an engine must move its wake-up past now
+            changes.extend(mine)
             store.put(record, previous)
         return changes
 
     def sweep(
-        self, store: ProfileStore, now_ms: int, after: str | None, max_profiles: int
+        self,
+        store: ProfileStore,
+        now_ms: int,
+        after: str | None,
+        max_profiles: int,
+        on_error: ProfileErrorHandler | None = None,
     ) -> SweepResult:
         """Bring up to `max_profiles` stored profiles (ids after `after`) to the current
         definitions: added or edited definitions are evaluated over each profile's history
-        (backfill), deleted ones dropped. Resumable by cursor; idempotent."""
+        (backfill), deleted ones dropped. Resumable by cursor; idempotent. `on_error` as in
+        `advance` (a skipped profile is brought up to date when it is next touched)."""
         changes: list[Any] = []
         visited = 0
         cursor: str | None = None
@@ -137,7 +158,14 @@ class ProfileProcessor:
             if record is None or record.defs_epoch == self.epoch:
                 continue
             previous = record.next_wakeup
-            changes.extend(self._sync_definitions(store, record, now_ms))
+            try:
+                mine = self._sync_definitions(store, record, now_ms)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(pid, exc)
+                continue
+            changes.extend(mine)
             store.put(record, previous)
         return SweepResult(changes, None, visited)
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -18,11 +19,12 @@ from aiokafka import ConsumerRecord
 from engage_stream import metrics
 from engage_stream.config import Settings
 from engage_stream.events import ProfileEvent
+from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.profiles.processor import EngineLike, ProcessorSettings, ProfileProcessor
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.transaction import Transaction
 from engage_stream.stream.batch_consumer import Batch
-from engage_stream.stream.partitions import CLOCK_KEY, PartitionManager
+from engage_stream.stream.partitions import CLOCK_KEY, PartitionManager, PartitionState
 from engage_stream.stream.producing import OutgoingRecord
 
 TICK_KEY = b"\x00tick"
@@ -77,7 +79,11 @@ class ProfileRuntime:
         """One bounded chunk of the backfill after a definitions change (runs in the batch's
         transaction, so its outputs and state commit together)."""
         result = self.processor.sweep(
-            store, clock, self._cursor.get(partition), self.settings.backfill_chunk
+            store,
+            clock,
+            self._cursor.get(partition),
+            self.settings.backfill_chunk,
+            self._on_profile_error,
         )
         metrics.backfill_profiles.inc(result.profiles)
         if result.cursor is None:
@@ -103,36 +109,32 @@ class ProfileRuntime:
 
     async def _process_partition(self, partition: int, messages: list[ConsumerRecord]) -> None:
         ps = await self.partitions.get(partition)
-        applied_up_to = ps.source_offset
-        tx = Transaction(ps.store)
-        store = ProfileStore(tx)
-        outputs: list[OutgoingRecord] = []
-        last: int | None = None
-        processed = duplicates = skipped = 0
-        wall = time.time()
-        if self._swept.get(partition) != self.processor.epoch:
-            outputs.extend(self._sweep(partition, store, ps.clock))
-        for msg in messages:
-            if msg.offset <= applied_up_to:
-                skipped += 1  # its effects are already in state (recovered or re-delivered)
-                continue
-            ps.clock = max(ps.clock, msg.timestamp)
-            if msg.key == TICK_KEY:
-                changes = self.processor.advance(store, ps.clock)
-                metrics.timers_fired.inc(len(changes))
-            else:
-                event = ProfileEvent.from_json(msg.value)
-                outcome = self.processor.apply(store, event, ps.clock)
-                if outcome.duplicate:
-                    duplicates += 1
-                else:
-                    processed += 1
-                    metrics.processing_lag.observe(max(0.0, wall - event.timestamp / 1000))
-                changes = outcome.changes
-            if changes:
-                outputs.extend(self.build_records(changes, store))
-            last = msg.offset
-        metrics.records_already_applied.inc(skipped)
+        failed: dict[int, DeadLetter] = {}
+        while True:
+            try:
+                applied = self._apply(ps, messages, failed)
+                break
+            except _RecordFailed as exc:
+                # Data the processor cannot handle must not stop the stream (DESIGN §9): the
+                # batch's buffered effects are discarded, the record is set aside for the
+                # dead-letter topic and the batch is applied again without it.
+                log.error(
+                    "partition %d offset %d: processing failed, dead-lettered: %s",
+                    partition,
+                    exc.msg.offset,
+                    exc.detail,
+                    exc_info=exc.__cause__,
+                )
+                failed[exc.msg.offset] = DeadLetter(
+                    reason=PROCESSING_FAILED,
+                    detail=exc.detail,
+                    topic=exc.msg.topic,
+                    partition=exc.msg.partition,
+                    offset=exc.msg.offset,
+                    timestamp_ms=exc.msg.timestamp,
+                )
+        tx, outputs, last = applied.tx, applied.outputs, applied.last
+        metrics.records_already_applied.inc(applied.skipped)
         if last is None:
             return
         if tx.writes or outputs:
@@ -141,6 +143,94 @@ class ProfileRuntime:
             ps.store.write(
                 {CLOCK_KEY: str(ps.clock).encode()}, changelog_offset=None, source_offset=last
             )
-        metrics.events_processed.labels(str(partition)).inc(processed)
-        metrics.duplicates_dropped.inc(duplicates)
+        metrics.events_processed.labels(str(partition)).inc(applied.processed)
+        metrics.duplicates_dropped.inc(applied.duplicates)
         metrics.batch_records.observe(len(messages))
+        if failed:
+            metrics.labelled(metrics.dead_lettered, PROCESSING_FAILED).inc(len(failed))
+
+    def _apply(
+        self, ps: PartitionState, messages: list[ConsumerRecord], failed: dict[int, DeadLetter]
+    ) -> _Applied:
+        """The batch's effects, buffered in a fresh transaction (nothing is stored yet), so
+        a failed record can be taken out by applying the batch again. `failed` records go
+        to the dead-letter topic in the same checkpoint."""
+        partition = ps.partition
+        clock, cursor, swept = ps.clock, self._cursor.get(partition), self._swept.get(partition)
+        applied_up_to = ps.source_offset
+        tx = Transaction(ps.store)
+        store = ProfileStore(tx)
+        out = _Applied(tx)
+        outputs = out.outputs
+        wall = time.time()
+        try:
+            if self._swept.get(partition) != self.processor.epoch:
+                outputs.extend(self._sweep(partition, store, ps.clock))
+            dead_letter = self.settings.topics.dead_letter
+            for msg in messages:
+                if msg.offset <= applied_up_to:
+                    out.skipped += 1  # its effects are already in state (recovered or re-delivered)
+                    continue
+                ps.clock = max(ps.clock, msg.timestamp)
+                out.last = msg.offset
+                dl = failed.get(msg.offset)
+                if dl is not None:
+                    outputs.append(
+                        OutgoingRecord(dead_letter, msg.key, msg.value or b"", dl.headers())
+                    )
+                    continue
+                try:
+                    if msg.key == TICK_KEY:
+                        changes = self.processor.advance(store, ps.clock, self._on_profile_error)
+                        metrics.timers_fired.inc(len(changes))
+                    else:
+                        event = ProfileEvent.from_json(msg.value)
+                        outcome = self.processor.apply(store, event, ps.clock)
+                        if outcome.duplicate:
+                            out.duplicates += 1
+                        else:
+                            out.processed += 1
+                            metrics.processing_lag.observe(max(0.0, wall - event.timestamp / 1000))
+                        changes = outcome.changes
+                    if changes:
+                        outputs.extend(self.build_records(changes, store))
+                except Exception as exc:
+                    raise _RecordFailed(msg, f"{type(exc).__name__}: {exc}"[:1000]) from exc
+        except BaseException:
+            # undo what this attempt did to the partition's in-memory bookkeeping
+            ps.clock = clock
+            if cursor is None:
+                self._cursor.pop(partition, None)
+            else:
+                self._cursor[partition] = cursor
+            if swept is None:
+                self._swept.pop(partition, None)
+            else:
+                self._swept[partition] = swept
+            raise
+        return out
+
+    def _on_profile_error(self, profile_id: str, exc: Exception) -> None:
+        """A due (or backfilled) profile whose evaluation fails is left as it was — nothing
+        of it was written — and retried when next due or touched; the others go on."""
+        metrics.labelled(metrics.processing_errors, "profiles").inc()
+        log.error("profile %s: evaluation failed: %s", profile_id, exc, exc_info=exc)
+
+
+PROCESSING_FAILED = "processing_failed"  # dead-letter reason of the profiles stage
+
+
+class _RecordFailed(Exception):
+    def __init__(self, msg: ConsumerRecord, detail: str) -> None:
+        super().__init__(detail)
+        self.msg, self.detail = msg, detail
+
+
+@dataclass
+class _Applied:
+    tx: Transaction
+    outputs: list[OutgoingRecord] = field(default_factory=list)
+    last: int | None = None
+    processed: int = 0
+    duplicates: int = 0
+    skipped: int = 0
