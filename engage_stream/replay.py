@@ -22,7 +22,7 @@ from engage_stream.engine.changes import Change
 from engage_stream.engine.engine import Engine, EngineSettings
 from engage_stream.identity.resolver import canonical_profile_id
 from engage_stream.ingest.validate import InvalidEvent, parse_message
-from engage_stream.outputs.records import build_records
+from engage_stream.outputs.records import OutputRecord, build_records, resync_all
 from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.memory import MemoryKV
@@ -95,6 +95,20 @@ class Replay:
             return
         self.stats.events += 1
         yield from self._records(outcome.changes)
+        if outcome.added_ids:
+            profile = self.store.get(event.profile_id)
+            assert profile is not None
+            resent = resync_all(
+                profile,
+                self.catalog.active(),
+                self.catalog.versions(),
+                outcome.added_ids,
+                {ch.key for ch in outcome.changes},
+                "event:" + event.message_id,
+                min(event.timestamp, self.clock),
+                self.settings.space_id,
+            )
+            yield from self._replay_records(resent)
 
     def advance(self, until_ms: int) -> Iterator[ReplayRecord]:
         """Move the clock to `until_ms`, firing every boundary due on the way in time order."""
@@ -111,17 +125,22 @@ class Replay:
         self.clock = max(self.clock, until_ms)
 
     def _records(self, changes: list[Change]) -> Iterator[ReplayRecord]:
-        t = self.settings.topics
         for ch in changes:
             self.stats.changes += 1
             defn = self.catalog.get(ch.key)
             profile = self.store.get(ch.profile_id)
             if defn is None or profile is None:
                 continue
-            for rec in build_records(ch, profile, defn, self.settings.space_id):
-                self.stats.records += 1
-                topic = t.changes if rec.destination is None else t.output(rec.destination)
-                yield ReplayRecord(topic, rec.key.decode(), orjson.loads(rec.value))
+            yield from self._replay_records(
+                build_records(ch, profile, defn, self.settings.space_id)
+            )
+
+    def _replay_records(self, records: list[OutputRecord]) -> Iterator[ReplayRecord]:
+        for rec in records:
+            self.stats.records += 1
+            yield ReplayRecord(
+                rec.topic(self.settings.topics), rec.key.decode(), orjson.loads(rec.value)
+            )
 
 
 def _own_time(raw: bytes) -> int:

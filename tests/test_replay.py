@@ -147,3 +147,73 @@ def test_cli_validate_reports_file_line_and_location(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert ok.returncode == 0, ok.stderr.decode()
+
+
+RESYNC_DEFS = """
+- kind: audience
+  key: viewers
+  conditions:
+    - event: Product Viewed
+      within: 7 days
+  destinations:
+    - {name: braze, identify: true, track: true}
+- kind: audience
+  key: buyers
+  conditions:
+    - event: Order Completed
+      within: 7 days
+  destinations:
+    - {name: braze}
+- kind: computed_trait
+  key: views
+  type: counter
+  event: Product Viewed
+  destinations:
+    - {name: braze}
+"""
+
+
+def _identify(uid: str, ts: str, mid: str, **traits: Any) -> bytes:
+    return orjson.dumps(
+        {"type": "identify", "userId": uid, "traits": traits, "timestamp": ts, "messageId": mid}
+    )
+
+
+def test_a_new_identifier_gets_the_current_values_re_sent() -> None:
+    """Reference §3.3, re-sync trigger #2: current values go to an identifier added later,
+    though they did not change; nothing for audiences the profile is not in."""
+    lines = [
+        msg("u1", "Product Viewed", "2026-01-01T10:00:00Z", "v1"),
+        _identify("u1", "2026-01-01T11:00:00Z", "i1", email="new@x.com"),
+        _identify("u1", "2026-01-01T12:00:00Z", "i2", email="new@x.com", plan="pro"),
+    ]
+    out = run(RESYNC_DEFS, lines, None)
+    changes = [r["value"] for r in out if r["topic"] == "engage.changes"]
+    assert [(c["key"], c["value"]) for c in changes] == [("views", 1), ("viewers", True)]
+    resent = [r for r in out if r["value"].get("timestamp") == "2026-01-01T11:00:00.000Z"]
+    assert all(r["topic"] == "engage.out.braze" for r in resent)
+    got = sorted(
+        (
+            (r["value"]["type"], r["value"].get("event"), r["value"].get("traits") or {})
+            for r in resent
+        ),
+        key=repr,
+    )
+    assert got == sorted(
+        [
+            ("identify", None, {"viewers": True, "email": "new@x.com"}),
+            ("identify", None, {"views": 1, "email": "new@x.com"}),
+            ("track", "Audience Entered", {}),
+        ],
+        key=repr,
+    )
+    track = next(r["value"] for r in resent if r["value"]["type"] == "track")
+    assert track["userId"] == "u1"
+    assert track["context"]["traits"] == {"email": "new@x.com"}
+    assert track["properties"] == {"audience_key": "viewers", "viewers": True}
+    # deterministic, and distinct from the ids of the changes' own calls
+    ids = [r["value"]["messageId"] for r in out if r["topic"] == "engage.out.braze"]
+    assert len(set(ids)) == len(ids)
+    assert run(RESYNC_DEFS, lines, None) == out
+    # the same identifier again re-sends nothing
+    assert not [r for r in out if r["value"].get("timestamp") == "2026-01-01T12:00:00.000Z"]

@@ -46,6 +46,7 @@ Plain dicts and orjson: this runs for every change on the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -53,8 +54,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engage_stream.definitions.models import AudienceDefinition, ComputedTraitDefinition
-from engage_stream.engine.changes import Change
-from engage_stream.profiles.record import ProfileRecord
+from engage_stream.engine.changes import Change, message_id
+from engage_stream.profiles.record import ExternalId, ProfileRecord
 
 if TYPE_CHECKING:
     from engage_stream.config import Topics
@@ -138,26 +139,103 @@ def build_records(
             f"change {change.kind}:{change.key} does not belong to definition "
             f"{definition.kind}:{definition.key}"
         )
-    key = profile.profile_id.encode()
     timestamp = iso_ms(change.at)
     records = [
         OutputRecord(
-            None, key, _change_value(change, profile, timestamp, space_id), change.message_id
+            None,
+            profile.profile_id.encode(),
+            _change_value(change, profile, timestamp, space_id),
+            change.message_id,
         )
     ]
-    if not definition.destinations:
-        return records
-    idents = identities(profile, definition.include_anonymous)
-    if not idents:
-        return records
+    if definition.destinations:
+        idents = identities(profile, definition.include_anonymous)
+        records.extend(
+            _destination_calls(
+                definition, profile, change.value, idents, change.message_id, timestamp, space_id
+            )
+        )
+    return records
 
+
+def resync_records(
+    profile: ProfileRecord,
+    definition: AnyDefinition,
+    version: int,
+    added: Sequence[ExternalId],
+    cause: str,
+    at_ms: int,
+    space_id: str,
+) -> list[OutputRecord]:
+    """Re-send a definition's current value to identifiers just added to the profile
+    (reference §3.3, re-sync trigger #2): the destination calls that carry one of them,
+    as for a change; no all-changes record, since nothing changed. Members and computed
+    values only: a non-member was never sent anything for that identifier to correct."""
+    audience = isinstance(definition, AudienceDefinition)
+    held = (profile.audiences if audience else profile.computed_traits).get(definition.key)
+    if not definition.destinations or held is None or held.value is None:
+        return []
+    if audience and held.value is not True:
+        return []
+    new = {(x.type, x.id) for x in added}
+    idents = [
+        i
+        for i in identities(profile, definition.include_anonymous)
+        if ("user_id", i.user_id) in new
+        or ("anonymous_id", i.anonymous_id) in new
+        or ("email", i.email) in new
+    ]
+    if not idents:
+        return []
+    mid = message_id(
+        definition.kind, definition.key, version, profile.profile_id, RESYNC + cause, held.value
+    )
+    return _destination_calls(definition, profile, held.value, idents, mid, iso_ms(at_ms), space_id)
+
+
+RESYNC = "resync:"  # cause prefix of re-sent values
+
+
+def resync_all(
+    profile: ProfileRecord,
+    definitions: Iterable[AnyDefinition],
+    versions: Mapping[str, int],
+    added: Sequence[ExternalId],
+    changed: set[str],
+    cause: str,
+    at_ms: int,
+    space_id: str,
+) -> list[OutputRecord]:
+    """`resync_records` for every definition, except those whose change in the same event
+    already goes to every identifier (`changed` keys)."""
+    out: list[OutputRecord] = []
+    for d in definitions:
+        if d.destinations and d.key not in changed:
+            v = versions.get(d.key, 1)
+            out.extend(resync_records(profile, d, v, added, cause, at_ms, space_id))
+    return out
+
+
+def _destination_calls(
+    definition: AnyDefinition,
+    profile: ProfileRecord,
+    value: Any,
+    idents: list[Identity],
+    base_message_id: str,
+    timestamp: str,
+    space_id: str,
+) -> list[OutputRecord]:
+    """Identify and/or Track calls per destination and identifier combination."""
+    if not idents:
+        return []
+    audience = isinstance(definition, AudienceDefinition)
     calls: list[tuple[str, str, str | None]] = []  # (destination, "identify"|"track", event)
     for dest in definition.destinations:
         if dest.identify:
             calls.append((dest.name, "identify", None))
         if dest.track:
             if isinstance(definition, AudienceDefinition):
-                event = dest.entered_event if change.value is True else dest.exited_event
+                event = dest.entered_event if value is True else dest.exited_event
             else:
                 event = dest.track_event  # type: ignore[union-attr]
             calls.append((dest.name, "track", event))
@@ -169,14 +247,17 @@ def build_records(
         "namespace": space_id,
         "space_id": space_id,
     }
-    value = (change.value is True) if audience else change.value
+    if audience:
+        value = value is True
     id_field = "audience_key" if audience else "trait_key"
+    key = profile.profile_id.encode()
     total = len(calls) * len(idents)
+    records: list[OutputRecord] = []
     n = 0
     for dest_name, call, event in calls:
         integrations = {"All": False, dest_name: True}
         for ident in idents:
-            mid = change.message_id if total == 1 else f"{change.message_id}-{n}"
+            mid = base_message_id if total == 1 else f"{base_message_id}-{n}"
             n += 1
             payload: dict[str, Any] = {"type": call}
             if event is not None:

@@ -47,6 +47,9 @@ class ProcessorSettings:
 class Outcome:
     duplicate: bool = False
     changes: list[Any] = field(default_factory=list)
+    # identifiers the event added to an existing profile: its current values are re-sent
+    # to them (reference §3.3)
+    added_ids: list[ExternalId] = field(default_factory=list)
 
 
 def definitions_epoch(versions: Mapping[str, int]) -> str:
@@ -96,11 +99,13 @@ class ProfileProcessor:
                 store.prune_history(record.profile_id, cutoff)
         if event.type == "identify":
             _apply_traits(record, event)
-        _apply_external_ids(record, event)
+        added = _apply_external_ids(record, event)
         _apply_metadata(record, event, created)
         if self.engine is not None:
             changes.extend(self.engine.on_event(record, event, now_ms))
         store.put(record, previous_wakeup)
+        if added and not created:
+            return Outcome(changes=changes, added_ids=added)
         return Outcome(changes=changes)
 
     def advance(
@@ -210,18 +215,21 @@ def _apply_traits(record: ProfileRecord, event: ProfileEvent) -> None:
             record.traits[key] = TraitValue(value, event.timestamp, event.message_id)
 
 
-def _apply_external_ids(record: ProfileRecord, event: ProfileEvent) -> None:
+def _apply_external_ids(record: ProfileRecord, event: ProfileEvent) -> list[ExternalId]:
+    """Adds the event's identifiers the profile does not have yet; returns those."""
+    added: list[ExternalId] = []
     for id_type, value, collection in extract_external_ids(event):
         if not record.has_external_id(id_type, value):
-            record.external_ids.append(
-                ExternalId(
-                    type=id_type,
-                    id=value,
-                    collection=collection,
-                    created_at=event.received_at,
-                    first_message_id=event.message_id,
-                )
+            x = ExternalId(
+                type=id_type,
+                id=value,
+                collection=collection,
+                created_at=event.received_at,
+                first_message_id=event.message_id,
             )
+            record.external_ids.append(x)
+            added.append(x)
+    return added
 
 
 def _apply_metadata(record: ProfileRecord, event: ProfileEvent, created: bool) -> None:

@@ -279,6 +279,8 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
                 profile_api.check_basic_auth(
                     request.headers.get("Authorization"), settings.api_token
                 )
+                if space != settings.space_id:
+                    raise profile_api.ApiError(404, "not_found", f"Space {space!r} was not found.")
                 if collection != "users":
                     raise profile_api.not_found()
                 id_type, _, value = identifier.partition(":")
