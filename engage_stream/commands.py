@@ -5,34 +5,48 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from engage_stream.config import Settings
-from engage_stream.definitions.catalog import AnyDefinition, Catalog, definition_body
+from engage_stream.definitions.catalog import AnyDefinition, Catalog, definition_body, parse_body
+from engage_stream.definitions.checks import Item, check_items
+from engage_stream.definitions.loader import collect_definitions, collect_items, ordered, union
 from engage_stream.definitions.models import parse_date_ms
+from engage_stream.definitions.problems import DefinitionErrors, Problem, Source
 from engage_stream.stream import definitions_topic
+from engage_stream.stream.definitions_topic import DefinitionRecord
 from engage_stream.stream.topics import ensure_topics
 
 
 def load_checked(path: str) -> list[AnyDefinition] | None:
     """Definitions from a file or directory; every problem printed with file and location."""
-    from engage_stream.definitions.loader import DefinitionErrors, load_definitions
-
-    try:
-        definitions = load_definitions(Path(path))
-    except DefinitionErrors as errs:
-        for problem in errs.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(errs.problems)} problem(s) found in {path}", file=sys.stderr)
-        return None
-    try:  # the engine compiles every definition: anything it cannot evaluate fails here
-        from engage_stream.engine.engine import Engine
-
-        Engine(definitions)
-    except Exception as exc:
-        print(f"{path}: definitions rejected by the engine: {exc}", file=sys.stderr)
+    definitions, problems = collect_definitions(path)
+    if not problems:
+        problems = engine_problems(definitions, path)
+    if problems:
+        _report(problems, path)
         return None
     return definitions
+
+
+def engine_problems(definitions: Sequence[AnyDefinition], where: str) -> list[Problem]:
+    """The engine compiles every definition: anything it cannot evaluate fails here."""
+    from engage_stream.engine.engine import Engine
+
+    try:
+        Engine(list(definitions))
+    except Exception as exc:
+        return [Problem(where, "", None, f"definitions rejected by the engine: {exc}")]
+    return []
+
+
+def _report(problems: Sequence[Problem], path: str) -> None:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(problems)} problem(s) found in {path}", file=sys.stderr)
 
 
 def _summary(definitions: list[AnyDefinition]) -> str:
@@ -48,34 +62,100 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def in_force_items(records: Iterable[DefinitionRecord], topic: str) -> list[Item]:
+    """The audiences and computed traits live on the topic, for the cross-checks (an
+    invalid body still takes part with what can be read of it)."""
+    out: list[Item] = []
+    for rec in records:
+        if rec.deleted or rec.kind not in ("audience", "computed_trait"):
+            continue
+        src = Source(f"topic {topic}", rec.key)
+        try:
+            out.append(Item.parsed(parse_body(rec.body), src, in_force=True))
+        except ValidationError:
+            item = Item.draft(rec.body, src, in_force=True)
+            if item is not None:
+                out.append(item)
+    return out
+
+
+def plan_apply(
+    existing: Iterable[DefinitionRecord],
+    items: Sequence[Item],
+    *,
+    prune: bool,
+    now_ms: int,
+    topic: str = "engage.definitions",
+    where: str = "<apply>",
+) -> tuple[definitions_topic.Plan, list[Problem]]:
+    """What applying `items` over the `existing` topic records publishes, and the problems
+    of what is in force afterwards: the topic's definitions that the items neither replace
+    nor (with `prune`) delete, plus the items. Pure, so it is tested without a broker."""
+    current = {rec.topic_key: rec for rec in existing}
+    after = union([] if prune else in_force_items(current.values(), topic), items)
+    problems = check_items(after)
+    if not problems and all(i.definition is not None for i in items):
+        problems = engine_problems([i.definition for i in after if i.definition], where)
+    wanted = [i.definition for i in items if i.definition is not None]
+    plan = definitions_topic.plan(
+        current, ((d.kind, d.key, definition_body(d)) for d in wanted), prune, now_ms
+    )
+    return plan, problems
+
+
 def apply_definitions(
     settings: Settings, definitions: list[AnyDefinition], prune: bool = False, dry_run: bool = False
 ) -> definitions_topic.Plan:
+    """`apply_items` for parsed definitions (no file to point problems at)."""
+    items = [Item.parsed(d, Source("<apply>", d.key)) for d in definitions]
+    return apply_items(settings, items, prune, dry_run)
+
+
+def apply_items(
+    settings: Settings,
+    items: Sequence[Item],
+    prune: bool = False,
+    dry_run: bool = False,
+    problems: Sequence[Problem] = (),
+    path: str | None = None,
+) -> definitions_topic.Plan:
     """Publish what changed: new keys at version 1, edited bodies at version + 1; deleted
-    keys (with `prune`) as tombstones. Creates the destinations' output topics first."""
-    ensure_topics(settings, sorted({x.name for d in definitions for x in d.destinations}))
-    current = definitions_topic.read_all(settings)
-    plan = definitions_topic.plan(
-        current,
-        ((d.kind, d.key, definition_body(d)) for d in definitions),
+    keys (with `prune`) as deletion markers. Raises `DefinitionErrors` with `problems` (the
+    files' own) and those of the definitions in force afterwards; publishes nothing then.
+    Creates the destinations' output topics first."""
+    ensure_topics(settings)
+    plan, more = plan_apply(
+        definitions_topic.read_all(settings).values(),
+        items,
         prune=prune,
         now_ms=int(time.time() * 1000),
+        topic=settings.topics.definitions,
+        where=path or "<apply>",
     )
+    every = [*problems, *more]
+    if every:
+        raise DefinitionErrors(ordered(every, path) if path else every)
+    destinations = {x.name for i in items if i.definition for x in i.definition.destinations}
+    ensure_topics(settings, sorted(destinations))
     if not dry_run:
         definitions_topic.publish(settings, plan)
     return plan
 
 
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
-    definitions = load_checked(args.path)
-    if definitions is None:
+    items, problems = collect_items(args.path)
+    try:
+        if not items:
+            raise DefinitionErrors(problems)
+        plan = apply_items(settings, items, args.prune, args.dry_run, problems, args.path)
+    except DefinitionErrors as errs:
+        _report(errs.problems, args.path)
         return 1
-    plan = apply_definitions(settings, definitions, args.prune, args.dry_run)
     for rec in plan.publish:
-        verb = "create" if rec.version == 1 else "update"
+        verb = "create" if rec.topic_key.decode() in plan.created else "update"
         print(f"{verb:9} {rec.kind}:{rec.key} -> version {rec.version}")
-    for k in plan.delete:
-        print(f"{'delete':9} {k}")
+    for rec in plan.delete:
+        print(f"{'delete':9} {rec.kind}:{rec.key}")
     print(
         f"{len(plan.publish)} to publish, {len(plan.delete)} to delete, "
         f"{len(plan.unchanged)} unchanged"

@@ -9,20 +9,21 @@ letting them silently read a stale membership.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from engage_stream.definitions.checks import references
 from engage_stream.definitions.models import (
-    AudienceCondition,
     AudienceDefinition,
     ComputedTraitDefinition,
     Definition,
-    GroupCondition,
-    TraitCondition,
 )
+
+log = logging.getLogger(__name__)
 
 AnyDefinition = AudienceDefinition | ComputedTraitDefinition
 Status = Literal["Preparing", "Computing", "Live", "Disabled", "Failed"]
@@ -40,22 +41,13 @@ def parse_body(body: dict[str, Any]) -> AnyDefinition:
     return _ADAPTER.validate_python(body)
 
 
+def _kind(body: dict[str, Any]) -> str:
+    return str(body.get("kind", "definition"))
+
+
 def audience_references(defn: AnyDefinition) -> set[str]:
     """Keys of audiences and traits this definition reads (conditions, recursively)."""
-    out: set[str] = set()
-    if isinstance(defn, AudienceDefinition):
-        _collect(defn.conditions, out)
-    return out
-
-
-def _collect(conditions: Iterable[Any], out: set[str]) -> None:
-    for c in conditions:
-        if isinstance(c, AudienceCondition):
-            out.add(c.audience)
-        elif isinstance(c, TraitCondition):
-            out.add(c.trait)
-        elif isinstance(c, GroupCondition):
-            _collect(c.group, out)
+    return {r.target for r in references(defn.model_dump()) if r.kind in ("audience", "trait")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +69,26 @@ class Catalog:
     @classmethod
     def from_records(cls, records: Iterable[tuple[str, int, int, dict[str, Any]]]) -> Catalog:
         """(key, version, created_at, body) as read from the definitions topic; created_at
-        is when version 1 was applied (`include_history: false` counts events from then)."""
-        cat = cls()
+        is when version 1 was applied (`include_history: false` counts events from then).
+        Keys are one namespace across kinds: should an audience and a computed trait share
+        one anyway, the one created first is used, whatever order they are read in."""
+        chosen: dict[str, tuple[int, int, dict[str, Any]]] = {}
         for key, version, created_at, body in records:
+            rec = (version, created_at, body)
+            other = chosen.get(key)
+            if other is not None:
+                first, second = sorted((other, rec), key=lambda r: (r[1], _kind(r[2])))
+                log.warning(
+                    "the %s and the %s share the key %r: using the %s, created first",
+                    _kind(first[2]),
+                    _kind(second[2]),
+                    key,
+                    _kind(first[2]),
+                )
+                rec = first
+            chosen[key] = rec
+        cat = cls()
+        for key, (version, created_at, body) in chosen.items():
             try:
                 cat.entries[key] = Entry(parse_body(body), version, created_at)
             except ValidationError as exc:
@@ -93,13 +102,14 @@ class Catalog:
         """Enabled definitions whose referenced audiences are all active, in key order."""
         inactive = {k for k, e in self.entries.items() if not e.definition.enabled}
         inactive |= set(self.failed)
+        reads = {k: audience_references(e.definition) for k, e in self.entries.items()}
         changed = True
         while changed:
             changed = False
-            for k, e in self.entries.items():
+            for k in self.entries:
                 if k in inactive:
                     continue
-                if audience_references(e.definition) & inactive:
+                if reads[k] & inactive:
                     inactive.add(k)
                     changed = True
         return [e.definition for e in self if e.definition.key not in inactive]

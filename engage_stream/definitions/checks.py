@@ -13,30 +13,32 @@
   membership) it compares, e.g. no `starts_with` on a counter.
 
 `value_from.trait` may name any trait (custom traits are open-ended), so it is only
-checked for cycles, not for existence.
+checked for cycles, not for existence. Definitions that failed their own validation take
+part too (from their raw YAML), so one run reports every problem.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import Any
 
 from engage_stream.definitions.models import (
     DATE_OPS,
     DURATION_OPS,
+    KEY_PATTERN,
     LIST_OPS,
     NO_VALUE_OPS,
     ORDER_OPS,
     STRING_OPS,
-    AudienceCondition,
     AudienceDefinition,
     ComputedTraitDefinition,
-    EventCondition,
     GroupCondition,
     Op,
-    PropertyFilter,
     TraitCondition,
+    condition_kind,
 )
 from engage_stream.definitions.problems import Path_, Problem, Source
 
@@ -44,6 +46,8 @@ AnyDefinition = AudienceDefinition | ComputedTraitDefinition
 
 NUMERIC_TRAIT_TYPES = frozenset({"counter", "sum", "avg", "min", "max", "unique_count"})
 LIST_TRAIT_TYPES = frozenset({"unique_list"})
+KIND_NAMES = {"audience": "audience", "computed_trait": "computed trait"}
+_SOURCES = ("any", "custom", "computed")
 
 _NOT_ON_NUMBERS = STRING_OPS | {Op.contains_any_of} | DATE_OPS | DURATION_OPS
 _NOT_ON_LISTS = ORDER_OPS | DATE_OPS | DURATION_OPS
@@ -60,129 +64,182 @@ class Reference:
     source: str = "any"  # TraitCondition.source for kind "trait"
 
 
-def iter_references(defn: AnyDefinition) -> Iterator[Reference]:
-    """Every reference a definition makes, with its path inside the definition."""
-    if isinstance(defn, ComputedTraitDefinition):
-        yield from _filter_refs(defn.where, ("where",))
-        return
-    yield from _condition_refs(defn.conditions, ("conditions",))
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One definition as the cross-checks see it. The checks read its raw fields (the YAML
+    mapping, or a parsed model's dump), so one that failed its own validation (`definition`
+    None) is still checked for references, cycles and duplicates. `in_force`: already
+    applied (on the definitions topic), not from the files being checked."""
+
+    key: str
+    kind: str  # "audience" | "computed_trait"
+    data: Mapping[str, Any]
+    source: Source
+    definition: AnyDefinition | None = None
+    in_force: bool = False
+
+    @classmethod
+    def parsed(cls, defn: AnyDefinition, source: Source, in_force: bool = False) -> Item:
+        return cls(defn.key, defn.kind, defn.model_dump(), source, defn, in_force)
+
+    @classmethod
+    def draft(cls, data: Any, source: Source, in_force: bool = False) -> Item | None:
+        """The readable rest of an invalid definition; None without a usable key and kind."""
+        if not isinstance(data, Mapping):
+            return None
+        key, kind = data.get("key"), data.get("kind")
+        if not (isinstance(key, str) and key and isinstance(kind, str) and kind in KIND_NAMES):
+            return None
+        return cls(key, kind, data, source, None, in_force)
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES[self.kind]
 
 
-def _condition_refs(conditions: Sequence[object], base: Path_) -> Iterator[Reference]:
-    for i, cond in enumerate(conditions):
+def references(data: Mapping[str, Any]) -> Iterator[Reference]:
+    """Every reference a definition makes, with its path inside it. Best effort on raw
+    YAML: malformed parts are skipped (their own validation reports them)."""
+    if data.get("kind") == "computed_trait":
+        yield from _filter_refs(data.get("where"), ("where",))
+    else:
+        yield from _condition_refs(data.get("conditions"), ("conditions",))
+
+
+def _mappings(rows: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    if isinstance(rows, list):
+        yield from ((i, r) for i, r in enumerate(rows) if isinstance(r, Mapping))
+
+
+def _name(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _condition_refs(rows: Any, base: Path_) -> Iterator[Reference]:
+    for i, row in _mappings(rows):
         path = (*base, i)
-        if isinstance(cond, AudienceCondition):
-            yield Reference("audience", cond.audience, (*path, "audience"))
-        elif isinstance(cond, TraitCondition):
-            yield Reference("trait", cond.trait, (*path, "trait"), cond.source)
-            if cond.value_from is not None and cond.value_from.trait is not None:
-                yield Reference("value_from", cond.value_from.trait, (*path, "value_from", "trait"))
-        elif isinstance(cond, EventCondition):
-            yield from _filter_refs(cond.where, (*path, "where"))
-            funnel = cond.funnel
-            if funnel is not None:
-                name = "then" if funnel[1] else "then_not"
-                yield from _filter_refs(funnel[0].where, (*path, name, "where"))
-        elif isinstance(cond, GroupCondition):
-            yield from _condition_refs(cond.group, (*path, "group"))
+        match condition_kind(row):
+            case "audience":
+                target = _name(row["audience"])
+                if target is not None and re.match(KEY_PATTERN, target):
+                    yield Reference("audience", target, (*path, "audience"))
+            case "trait":
+                target = _name(row["trait"])
+                if target is not None:
+                    source = row.get("source", "any")
+                    source = source if source in _SOURCES else "any"
+                    yield Reference("trait", target, (*path, "trait"), source)
+                yield from _value_from_ref(row, path)
+            case "event":
+                yield from _filter_refs(row.get("where"), (*path, "where"))
+                for step in ("then", "then_not"):
+                    if isinstance(row.get(step), Mapping):
+                        yield from _filter_refs(row[step].get("where"), (*path, step, "where"))
+            case "group":
+                yield from _condition_refs(row["group"], (*path, "group"))
 
 
-def _filter_refs(filters: Sequence[PropertyFilter], base: Path_) -> Iterator[Reference]:
-    for i, f in enumerate(filters):
-        if f.value_from is not None and f.value_from.trait is not None:
-            yield Reference("value_from", f.value_from.trait, (*base, i, "value_from", "trait"))
+def _filter_refs(filters: Any, base: Path_) -> Iterator[Reference]:
+    for i, f in _mappings(filters):
+        yield from _value_from_ref(f, (*base, i))
 
 
-def _suggest(name: str, candidates: Sequence[str]) -> str:
+def _value_from_ref(row: Mapping[str, Any], path: Path_) -> Iterator[Reference]:
+    ref = row.get("value_from")
+    target = _name(ref.get("trait")) if isinstance(ref, Mapping) else None
+    if target is not None:
+        yield Reference("value_from", target, (*path, "value_from", "trait"))
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.75)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def check_definitions(
-    definitions: Sequence[AnyDefinition],
-    sources: Sequence[Source] | None = None,
-    declared: dict[str, str] | None = None,
+    definitions: Sequence[AnyDefinition], sources: Sequence[Source] | None = None
 ) -> list[Problem]:
-    """Cross-definition problems. `sources[i]` says where `definitions[i]` was written
-    (file and YAML node, for line numbers); without it problems name `<definitions>`.
-    `declared` maps keys of definitions that failed their own validation to their kind,
-    so a reference to them is not reported as unknown as well."""
+    """Cross-definition problems of parsed definitions. `sources[i]` says where
+    `definitions[i]` was written (file and YAML node, for line numbers); without it
+    problems name `<definitions>`."""
     if sources is None:
         sources = [Source("<definitions>", d.key) for d in definitions]
+    return check_items([Item.parsed(d, s) for d, s in zip(definitions, sources, strict=True)])
+
+
+def check_items(items: Sequence[Item]) -> list[Problem]:
+    """Cross-definition problems of `items`, in order (the first of two equal keys wins)."""
     problems: list[Problem] = []
 
     # -- duplicate keys (audiences and computed traits share one namespace) --------------
-    first: dict[str, int] = {}
-    for i, d in enumerate(definitions):
-        if d.key in first:
-            j = first[d.key]
-            other = sources[j]
-            at = f"{other.file}:{other.line()}" if other.line() else other.file
+    first: dict[str, Item] = {}
+    for item in items:
+        other = first.setdefault(item.key, item)
+        if other is not item:
+            line = other.source.line()
+            at = f"{other.source.file}:{line}" if line else other.source.file
             problems.append(
-                sources[i].problem(
+                item.source.problem(
                     ("key",),
-                    f"duplicate key '{d.key}': already used by the "
-                    f"{_kind_name(definitions[j])} at {at} (audience and computed-trait keys "
-                    "share one namespace)",
+                    f"duplicate key '{item.key}': already used by the {other.kind_name} at "
+                    f"{at} (audience and computed-trait keys share one namespace)",
                 )
             )
-        else:
-            first[d.key] = i
-    unique = [(definitions[i], sources[i]) for i in sorted(first.values())]
-
-    audiences = {d.key: d for d, _ in unique if isinstance(d, AudienceDefinition)}
-    traits = {d.key: d for d, _ in unique if isinstance(d, ComputedTraitDefinition)}
-    declared = declared or {}
-    declared_audiences = {k for k, kind in declared.items() if kind == "audience"}
-    declared_traits = {k for k, kind in declared.items() if kind == "computed_trait"}
+    unique = list(first.values())
+    audiences = {i.key for i in unique if i.kind == "audience"}
+    traits = {i.key for i in unique if i.kind == "computed_trait"}
+    parsed_traits = {
+        i.key: i.definition for i in unique if isinstance(i.definition, ComputedTraitDefinition)
+    }
 
     # -- references ---------------------------------------------------------------------
-    edges: dict[str, list[tuple[str, Path_]]] = {d.key: [] for d, _ in unique}
-    for d, src in unique:
-        for ref in iter_references(d):
-            problems.extend(
-                _check_reference(
-                    d, src, ref, audiences, traits, declared_audiences, declared_traits
-                )
-            )
+    edges: dict[str, list[tuple[str, Path_]]] = {i.key: [] for i in unique}
+    for item in unique:
+        for ref in references(item.data):
+            problems.extend(_check_reference(item.source, ref, audiences, traits))
             target = _dependency(ref, audiences, traits)
             if target is not None:
-                edges[d.key].append((target, ref.path))
-        if isinstance(d, AudienceDefinition):
-            problems.extend(_check_types(d, src, audiences, traits))
+                edges[item.key].append((target, ref.path))
+        if isinstance(item.definition, AudienceDefinition):
+            problems.extend(_check_types(item.definition, item.source, audiences, parsed_traits))
         names: set[str] = set()
-        for i, dest in enumerate(d.destinations):
-            if dest.name in names:
+        for i, dest in _mappings(item.data.get("destinations")):
+            name = dest.get("name")
+            if not isinstance(name, str):
+                continue
+            if name in names:
                 problems.append(
-                    src.problem(
+                    item.source.problem(
                         ("destinations", i, "name"),
-                        f"destination '{dest.name}' is listed twice (one entry per "
+                        f"destination '{name}' is listed twice (one entry per "
                         "destination; it can send both identify and track)",
                     )
                 )
-            names.add(dest.name)
+            names.add(name)
 
     # -- cycles ---------------------------------------------------------------------------
-    by_key = {d.key: (d, src) for d, src in unique}
-    for cycle in find_cycles(edges):
-        head = cycle[0]
-        d, src = by_key[head]
-        path = next(p for t, p in edges[head] if t == cycle[1])
-        kinds = {_kind_name(by_key[k][0]) for k in cycle}
+    for found in find_cycles(edges):
+        cycle = _from_files(found, first)
+        head = first[cycle[0]]
+        path = next(p for t, p in edges[head.key] if t == cycle[1])
+        kinds = {first[k].kind for k in cycle}
         what = "audience cycle" if kinds == {"audience"} else "definition cycle"
-        problems.append(src.problem(path, f"{what}: {' -> '.join(cycle)}"))
+        problems.append(head.source.problem(path, f"{what}: {' -> '.join(cycle)}"))
     return problems
 
 
-def _kind_name(d: AnyDefinition) -> str:
-    return "audience" if isinstance(d, AudienceDefinition) else "computed trait"
+def _from_files(cycle: list[str], items: Mapping[str, Item]) -> list[str]:
+    """The cycle starting at its smallest key from the files checked, when it runs through
+    definitions already in force too: the problem then points at a line of the files."""
+    ring = cycle[:-1]
+    heads = [k for k in ring if not items[k].in_force]
+    if not heads or not items[ring[0]].in_force:
+        return cycle
+    i = ring.index(min(heads))
+    return [*ring[i:], *ring[:i], ring[i]]
 
 
-def _dependency(
-    ref: Reference,
-    audiences: dict[str, AudienceDefinition],
-    traits: dict[str, ComputedTraitDefinition],
-) -> str | None:
+def _dependency(ref: Reference, audiences: Set[str], traits: Set[str]) -> str | None:
     """The defined key a reference makes its definition depend on, if any."""
     if ref.kind == "audience":
         return ref.target if ref.target in audiences else None
@@ -196,29 +253,23 @@ def _dependency(
 
 
 def _check_reference(
-    d: AnyDefinition,
-    src: Source,
-    ref: Reference,
-    audiences: dict[str, AudienceDefinition],
-    traits: dict[str, ComputedTraitDefinition],
-    declared_audiences: set[str],
-    declared_traits: set[str],
+    src: Source, ref: Reference, audiences: Set[str], traits: Set[str]
 ) -> list[Problem]:
     if ref.kind == "audience":
-        if ref.target in audiences or ref.target in declared_audiences:
+        if ref.target in audiences:
             return []
-        if ref.target in traits or ref.target in declared_traits:
+        if ref.target in traits:
             msg = (
                 f"'{ref.target}' is a computed trait, not an audience "
                 f"(compare it with a trait condition: `trait: {ref.target}`)"
             )
         else:
-            msg = f"unknown audience '{ref.target}'" + _suggest(ref.target, list(audiences))
+            msg = f"unknown audience '{ref.target}'" + _suggest(ref.target, audiences)
         return [src.problem(ref.path, msg)]
     if ref.kind == "trait" and ref.source == "computed":
-        if ref.target in traits or ref.target in declared_traits:
+        if ref.target in traits:
             return []
-        if ref.target in audiences or ref.target in declared_audiences:
+        if ref.target in audiences:
             msg = (
                 f"'{ref.target}' is an audience, not a computed trait "
                 f"(use `audience: {ref.target}`, or `source: any`)"
@@ -226,7 +277,7 @@ def _check_reference(
         else:
             msg = (
                 f"unknown computed trait '{ref.target}': source: computed needs a computed "
-                "trait defined alongside" + _suggest(ref.target, list(traits))
+                "trait defined alongside" + _suggest(ref.target, traits)
             )
         return [src.problem(ref.path, msg)]
     return []
@@ -235,8 +286,8 @@ def _check_reference(
 def _check_types(
     d: AudienceDefinition,
     src: Source,
-    audiences: dict[str, AudienceDefinition],
-    traits: dict[str, ComputedTraitDefinition],
+    audiences: Set[str],
+    traits: Mapping[str, ComputedTraitDefinition],
 ) -> Iterator[Problem]:
     """Operators and values that cannot fit the computed trait / membership compared."""
     for cond, path in _trait_conditions(d.conditions, ("conditions",)):

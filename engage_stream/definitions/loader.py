@@ -4,8 +4,9 @@
 sorted order). A file holds one definition mapping or a list of them (several YAML
 documents separated by `---` also work). Problems from all files are collected — YAML
 syntax errors, duplicate fields, validation errors of the models (with the line of the
-offending YAML node) and the cross-definition checks of `checks.py` — and raised together
-as `DefinitionErrors`:
+offending YAML node) and the cross-definition checks of `checks.py`, which cover the
+definitions that failed their own validation too — and raised together as
+`DefinitionErrors`:
 
     topologies/cart.yaml:9: cart_abandoners.conditions[0].then_not.within: window out of
     range: at most 3 years (1095 days)
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from engage_stream.definitions import models
 from engage_stream.definitions.catalog import definition_body, parse_body
-from engage_stream.definitions.checks import check_definitions
+from engage_stream.definitions.checks import Item, check_items
 from engage_stream.definitions.models import AudienceDefinition, ComputedTraitDefinition
 from engage_stream.definitions.problems import (
     DefinitionErrors,
@@ -85,14 +86,21 @@ def load_definitions(path: Path | str) -> list[AnyDefinition]:
 
 def collect_definitions(path: Path | str) -> tuple[list[AnyDefinition], list[Problem]]:
     """Like `load_definitions` but returns the valid definitions and the problems."""
+    items, problems = collect_items(path)
+    problems = ordered([*problems, *check_items(items)], path)
+    return [i.definition for i in items if i.definition is not None], problems
+
+
+def collect_items(path: Path | str) -> tuple[list[Item], list[Problem]]:
+    """Every definition under `path` (valid or not, in file order) and the problems each
+    has on its own; no cross-definition checks."""
     p = Path(path)
     if not p.exists():
         return [], [Problem(str(p), "", None, "no such file or directory")]
     files = definition_files(p)
     if p.is_dir() and not files:
         return [], [Problem(str(p), "", None, "no *.yaml or *.yml files found")]
-    loaded: list[tuple[AnyDefinition, Source]] = []
-    declared: dict[str, str] = {}
+    items: list[Item] = []
     problems: list[Problem] = []
     for f in files:
         try:
@@ -100,24 +108,37 @@ def collect_definitions(path: Path | str) -> tuple[list[AnyDefinition], list[Pro
         except (OSError, UnicodeDecodeError) as e:
             problems.append(Problem(str(f), "", None, f"cannot read: {e}"))
             continue
-        defs, probs = parse_text(text, str(f), declared)
-        loaded.extend(defs)
+        found, probs = parse_items(text, str(f))
+        items.extend(found)
         problems.extend(probs)
-    definitions = [d for d, _ in loaded]
-    problems.extend(check_definitions(definitions, [s for _, s in loaded], declared))
-    order = {str(f): i for i, f in enumerate(files)}
-    problems.sort(key=lambda p: (order.get(p.file, -1), p.line or 0))
-    return definitions, problems
+    return items, ordered(problems, p)
+
+
+def union(in_force: Iterable[Item], items: Sequence[Item]) -> list[Item]:
+    """What is in force once `items` are applied: the ones they do not replace, then them."""
+    replaced = {(i.kind, i.key) for i in items}
+    return [i for i in in_force if (i.kind, i.key) not in replaced] + list(items)
+
+
+def ordered(problems: Iterable[Problem], path: Path | str) -> list[Problem]:
+    """By file (in the order the files under `path` are read; others first), then line."""
+    order = {str(f): i for i, f in enumerate(definition_files(path))}
+    return sorted(problems, key=lambda p: (order.get(p.file, -1), p.line or 0))
 
 
 def parse_text(
-    text: str, file: str = "<string>", declared: dict[str, str] | None = None
+    text: str, file: str = "<string>"
 ) -> tuple[list[tuple[AnyDefinition, Source]], list[Problem]]:
-    """Definitions of one YAML text, each with its `Source`, and the problems found.
-    Keys (and kinds) of definitions that failed validation are added to `declared`."""
-    declared = declared if declared is not None else {}
+    """The valid definitions of one YAML text, each with its `Source`, and the problems
+    each has on its own."""
+    items, problems = parse_items(text, file)
+    return [(i.definition, i.source) for i in items if i.definition is not None], problems
+
+
+def parse_items(text: str, file: str = "<string>") -> tuple[list[Item], list[Problem]]:
+    """Every definition of one YAML text (invalid ones as drafts) and their own problems."""
     problems: list[Problem] = []
-    out: list[tuple[AnyDefinition, Source]] = []
+    out: list[Item] = []
     try:
         documents = _compose(text)
     except yaml.MarkedYAMLError as e:
@@ -149,10 +170,10 @@ def parse_text(
             )
             continue
         for item, item_node, index in items:
-            defn, probs = _validate_item(item, item_node, index, file, declared)
+            checked, probs = _validate_item(item, item_node, index, file)
             problems.extend(probs)
-            if defn is not None:
-                out.append(defn)
+            if checked is not None:
+                out.append(checked)
     return out, problems
 
 
@@ -215,8 +236,8 @@ def _duplicate_fields(node: yaml.Node, file: str) -> list[Problem]:
 
 # -- validation ---------------------------------------------------------------------------------
 def _validate_item(
-    item: Any, node: yaml.Node, index: int | None, file: str, declared: dict[str, str]
-) -> tuple[tuple[AnyDefinition, Source] | None, list[Problem]]:
+    item: Any, node: yaml.Node, index: int | None, file: str
+) -> tuple[Item | None, list[Problem]]:
     key = item.get("key") if isinstance(item, dict) else None
     label = key if isinstance(key, str) and key else ("" if index is None else f"[{index}]")
     src = Source(file, label, node)
@@ -235,10 +256,8 @@ def _validate_item(
     try:
         defn = model.model_validate(item)
     except ValidationError as e:
-        if isinstance(key, str):
-            declared.setdefault(key, kind)
-        return None, _problems_from(e, item, src)
-    return (defn, src), []
+        return Item.draft(item, src), _problems_from(e, item, src)
+    return Item.parsed(defn, src), []
 
 
 def _problems_from(err: ValidationError, item: Any, src: Source) -> list[Problem]:

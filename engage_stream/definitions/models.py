@@ -36,6 +36,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -122,10 +123,20 @@ class Between(_Strict):
         return self
 
 
-def _check_window(d: Duration | None) -> Duration | None:
-    if d is not None and d.ms > MAX_WINDOW_MS:
+def _check_window(d: Duration) -> Duration:
+    if d.ms > MAX_WINDOW_MS:
         raise ValueError("window out of range: at most 3 years (1095 days)")
     return d
+
+
+def _check_between(b: Between) -> Between:
+    _check_window(b.end)  # the older edge bounds the window
+    return b
+
+
+# Every window (audience rows, funnel steps, computed traits) is range-checked the same way.
+Window = Annotated[Duration, AfterValidator(_check_window)]
+BetweenWindow = Annotated[Between, AfterValidator(_check_between)]
 
 
 # -- operators ---------------------------------------------------------------------------
@@ -316,12 +327,7 @@ class FunnelStep(_Strict):
 
     event: str = Field(min_length=1)
     where: list[PropertyFilter] = Field(default_factory=list)
-    within: Duration
-
-    @field_validator("within")
-    @classmethod
-    def _window_range(cls, v: Duration) -> Duration | None:
-        return _check_window(v)
+    within: Window
 
 
 class EventCondition(_Row):
@@ -331,22 +337,10 @@ class EventCondition(_Row):
     performed: bool = Field(True, description="false: 'and not who' (count = 0)")
     count: Count = Field(default_factory=Count)
     where: list[PropertyFilter] = Field(default_factory=list)
-    within: Duration | None = None
-    between: Between | None = None
+    within: Window | None = None
+    between: BetweenWindow | None = None
     then: FunnelStep | None = Field(None, description="funnel: and then did")
     then_not: FunnelStep | None = Field(None, description="funnel: and then did not")
-
-    @field_validator("within")
-    @classmethod
-    def _window_range(cls, v: Duration | None) -> Duration | None:
-        return _check_window(v)
-
-    @field_validator("between")
-    @classmethod
-    def _between_range(cls, v: Between | None) -> Between | None:
-        if v is not None:
-            _check_window(v.end)
-        return v
 
     @model_validator(mode="after")
     def _one_window(self) -> EventCondition:
@@ -532,15 +526,10 @@ class ComputedTraitDefinition(_Definition):
     event: str = Field(min_length=1)
     property: str | None = Field(None, description="the event property aggregated (not counter)")
     where: list[PropertyFilter] = Field(default_factory=list)
-    within: Duration | None = None
-    between: Between | None = None
+    within: Window | None = None
+    between: BetweenWindow | None = None
     min_frequency: int = Field(2, ge=1, description="most_frequent: minimum occurrences")
     destinations: list[TraitDestination] = Field(default_factory=list)
-
-    @field_validator("within")
-    @classmethod
-    def _window_range(cls, v: Duration | None) -> Duration | None:
-        return _check_window(v)
 
     @model_validator(mode="after")
     def _property_needed(self) -> ComputedTraitDefinition:

@@ -73,6 +73,8 @@ class ProfileProcessor:
         versions: Mapping[str, int] | None = None,
     ) -> None:
         self.settings = settings
+        # told which deleted definitions are about to leave a profile (audience sizes)
+        self.on_drop: Callable[[ProfileStore, ProfileRecord, set[str]], None] | None = None
         self.set_engine(engine, versions or {})
 
     def set_engine(self, engine: EngineLike | None, versions: Mapping[str, int]) -> None:
@@ -185,6 +187,8 @@ class ProfileProcessor:
             removed = {k for k in applied if k not in self.versions}
             stale = {k for k, v in self.versions.items() if applied.get(k) != v}
             if removed:
+                if self.on_drop is not None:
+                    self.on_drop(store, record, removed)  # memberships still on the record
                 self.engine.drop(record, removed)
             if stale:
                 start = max(0, now_ms - self.settings.history_ms)

@@ -1,9 +1,13 @@
 """Definitions on a compacted Kafka topic: every worker reads all of them, always.
 
-One record per definition key; the value carries the version and the definition body; a
-tombstone deletes. `apply` bumps the version only when the body changed, so re-applying the
-same files is a no-op and an edit triggers exactly one recompute. Workers read the topic
-without a consumer group (all partitions, from the beginning), so each sees every version.
+One record per definition key; the value carries the version and the definition body. A
+deletion is a record too (`deleted: true`, keeping the last version) rather than a null
+tombstone, so compaction keeps it and a re-created key continues at version n + 1: the
+messageIds (which hash the version) never repeat those of the deleted definition. Null
+tombstones written before are still read as deletions. `apply` bumps the version only
+when the body changed, so re-applying the same files is a no-op and an edit triggers
+exactly one recompute. Workers read the topic without a consumer group (all partitions,
+from the beginning), so each sees every version.
 """
 
 from __future__ import annotations
@@ -37,10 +41,18 @@ class DefinitionRecord(BaseModel):
         description="epoch ms when version 1 was applied: `include_history: false` counts "
         "events from creation, and an edit does not move it (0 = applied_at)",
     )
-    body: dict[str, Any]
+    body: dict[str, Any] = Field(default_factory=dict)
+    deleted: bool = False  # a deletion marker: keeps the last version, body empty
 
     def to_value(self) -> bytes:
         return orjson.dumps(self.model_dump())
+
+    @property
+    def topic_key(self) -> bytes:
+        return record_key(self.kind, self.key)
+
+    def deletion(self, now_ms: int) -> DefinitionRecord:
+        return self.model_copy(update={"deleted": True, "body": {}, "applied_at": now_ms})
 
 
 def record_key(kind: str, key: str) -> bytes:
@@ -48,7 +60,8 @@ def record_key(kind: str, key: str) -> bytes:
 
 
 def read_all(settings: Settings, timeout_s: float = 10.0) -> dict[bytes, DefinitionRecord]:
-    """The current definitions (latest record per key, tombstones removed)."""
+    """The latest record per key, deletion markers included (they hold the last version);
+    `live` gives the definitions in force."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.broker,
         enable_auto_commit=False,
@@ -77,19 +90,27 @@ def read_all(settings: Settings, timeout_s: float = 10.0) -> dict[bytes, Definit
         consumer.close()
 
 
+def live(current: dict[bytes, DefinitionRecord]) -> dict[bytes, DefinitionRecord]:
+    """The definitions in force: deletion markers left out."""
+    return {k: r for k, r in current.items() if not r.deleted}
+
+
 def _apply(current: dict[bytes, DefinitionRecord], key: bytes | None, value: bytes | None) -> None:
     if key is None:
         return
-    if value is None:
-        current.pop(key, None)
+    if value is None:  # a null tombstone (older applies): keep the version read so far
+        old = current.get(key)
+        if old is not None and not old.deleted:
+            current[key] = old.deletion(old.applied_at)
     else:
         current[key] = DefinitionRecord.model_validate_json(value)
 
 
 class Plan(BaseModel):
     publish: list[DefinitionRecord] = Field(default_factory=list)
-    delete: list[str] = Field(default_factory=list)
+    delete: list[DefinitionRecord] = Field(default_factory=list, description="markers")
     unchanged: list[str] = Field(default_factory=list)
+    created: list[str] = Field(default_factory=list, description="new or re-created keys")
 
 
 def plan(
@@ -98,18 +119,24 @@ def plan(
     prune: bool,
     now_ms: int,
 ) -> Plan:
-    """What `apply` must write: new keys at version 1, changed bodies at version + 1."""
+    """What `apply` must write: new keys at version 1, changed bodies at version + 1, a
+    re-created key at its deleted version + 1 (created anew); with `prune`, a deletion
+    marker for every live key not wanted."""
     out = Plan()
     seen: set[bytes] = set()
     for kind, key, body in wanted:
         k = record_key(kind, key)
         seen.add(k)
         old = current.get(k)
-        if old is not None and old.body == body:
+        if old is not None and not old.deleted and old.body == body:
             out.unchanged.append(k.decode())
             continue
         version = old.version + 1 if old is not None else 1
-        created = (old.created_at or old.applied_at) if old is not None else now_ms
+        if old is None or old.deleted:
+            out.created.append(k.decode())
+            created = now_ms
+        else:
+            created = old.created_at or old.applied_at
         out.publish.append(
             DefinitionRecord(
                 key=key,
@@ -121,19 +148,15 @@ def plan(
             )
         )
     if prune:
-        out.delete = sorted(k.decode() for k in current if k not in seen)
+        out.delete = [r.deletion(now_ms) for k, r in sorted(live(current).items()) if k not in seen]
     return out
 
 
 def publish(settings: Settings, p: Plan) -> None:
     producer = KafkaProducer(bootstrap_servers=settings.broker, acks="all")
     try:
-        for rec in p.publish:
-            producer.send(
-                settings.topics.definitions, key=record_key(rec.kind, rec.key), value=rec.to_value()
-            )
-        for k in p.delete:
-            producer.send(settings.topics.definitions, key=k.encode(), value=None)
+        for rec in [*p.publish, *p.delete]:
+            producer.send(settings.topics.definitions, key=rec.topic_key, value=rec.to_value())
         producer.flush()
     finally:
         producer.close()
@@ -143,8 +166,8 @@ OnChange = Callable[[dict[bytes, DefinitionRecord]], Awaitable[None] | None]
 
 
 async def watch(settings: Settings, on_change: OnChange, ready: asyncio.Event) -> None:
-    """Follow the definitions topic forever; call `on_change` with the full current set once
-    caught up at start (then set `ready`) and after every later change."""
+    """Follow the definitions topic forever; call `on_change` with the definitions in force
+    (`live`) once caught up at start (then set `ready`) and after every later change."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.broker, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -188,6 +211,6 @@ async def watch(settings: Settings, on_change: OnChange, ready: asyncio.Event) -
 
 
 async def _notify(on_change: OnChange, current: dict[bytes, DefinitionRecord]) -> None:
-    result = on_change(dict(current))
+    result = on_change(live(current))
     if result is not None:
         await result

@@ -3,7 +3,9 @@
 Runs inside the batch's transaction: the records are produced by the same checkpoint that
 stores the state that caused them, and the member counts (`s:<audience>`) are kept in
 that state too, so sizes survive restarts and are rebuilt from the changelog like
-everything else.
+everything else. A count is exactly the partition's profiles holding the membership: it
+moves with every change, and with every membership dropped when a definition is deleted
+(`forget_members`), so it is gone once the deletion reached every profile.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from engage_stream import metrics
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.engine.changes import Change
-from engage_stream.outputs.records import build_records
+from engage_stream.events import ProfileEvent
+from engage_stream.outputs.records import OutputRecord, build_records, resync_all
+from engage_stream.profiles.processor import Outcome
+from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.kv import KV
 from engage_stream.stream.producing import OutgoingRecord
@@ -43,9 +48,25 @@ def _count_members(kv: KV, changes: Iterable[Change]) -> None:
         d = member_delta(ch)
         if d:
             deltas[ch.key] = deltas.get(ch.key, 0) + d
+    _add_sizes(kv, deltas)
+
+
+def _add_sizes(kv: KV, deltas: dict[str, int]) -> None:
     for key, d in deltas.items():
         k = SIZE + key.encode()
-        kv.put(k, str(int(kv.get(k) or b"0") + d).encode())
+        n = int(kv.get(k) or b"0") + d
+        if n:
+            kv.put(k, str(n).encode())
+        else:
+            kv.delete(k)  # no members left: a deleted audience leaves no counter behind
+
+
+def forget_members(store: ProfileStore, profile: ProfileRecord, keys: Iterable[str]) -> None:
+    """Call before `Engine.drop` takes deleted definitions off a profile (which emits no
+    change): its memberships leave the sizes, so a re-created audience counts only its
+    real members."""
+    gone = {k: -1 for k in keys if (m := profile.audiences.get(k)) is not None and m.value is True}
+    _add_sizes(store.kv, gone)
 
 
 class RecordBuilder:
@@ -59,21 +80,62 @@ class RecordBuilder:
     def __call__(self, changes: list[Change], store: ProfileStore) -> list[OutgoingRecord]:
         _count_members(store.kv, changes)
         out: list[OutgoingRecord] = []
+        profiles: dict[str, ProfileRecord | None] = {}  # one load per profile, not per change
         for ch in changes:
-            metrics.changes_emitted.labels(ch.kind, ch.key).inc()
+            metrics.labelled(metrics.changes_emitted, ch.kind, ch.key).inc()
             defn = self.catalog.get(ch.key)
-            profile = store.get(ch.profile_id)
+            pid = ch.profile_id
+            profile = profiles[pid] if pid in profiles else profiles.setdefault(pid, store.get(pid))
             if defn is None or profile is None:
                 continue
-            for rec in build_records(ch, profile, defn, self.space_id):
-                topic = (
-                    self.topics.changes
-                    if rec.destination is None
-                    else self.topics.output(rec.destination)
-                )
-                out.append(
-                    OutgoingRecord(
-                        topic, rec.key, rec.value, [(MESSAGE_ID_HEADER, rec.message_id.encode())]
-                    )
-                )
+            self._append(out, build_records(ch, profile, defn, self.space_id))
         return out
+
+    def resync(
+        self, store: ProfileStore, event: ProfileEvent, outcome: Outcome, now_ms: int
+    ) -> list[OutgoingRecord]:
+        """Current values re-sent to the identifiers the event added (reference §3.3)."""
+        profile = store.get(event.profile_id)
+        if profile is None or not outcome.added_ids:
+            return []
+        out: list[OutgoingRecord] = []
+        self._append(
+            out,
+            resync_all(
+                profile,
+                self.catalog.active(),
+                self.catalog.versions(),
+                outcome.added_ids,
+                {ch.key for ch in outcome.changes},
+                "event:" + event.message_id,
+                min(event.timestamp, now_ms),
+                self.space_id,
+            ),
+        )
+        return out
+
+    def _append(self, out: list[OutgoingRecord], records: list[OutputRecord]) -> None:
+        for rec in records:
+            out.append(
+                OutgoingRecord(
+                    rec.topic(self.topics),
+                    rec.key,
+                    rec.value,
+                    [(MESSAGE_ID_HEADER, rec.message_id.encode())],
+                )
+            )
+
+
+class NoRecords(RecordBuilder):
+    """Before any definitions: nothing to emit."""
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, changes: list[Change], store: ProfileStore) -> list[OutgoingRecord]:
+        return []
+
+    def resync(
+        self, store: ProfileStore, event: ProfileEvent, outcome: Outcome, now_ms: int
+    ) -> list[OutgoingRecord]:
+        return []

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import ConsumerRecord
 
@@ -24,18 +23,13 @@ from engage_stream.profiles.processor import EngineLike, ProcessorSettings, Prof
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.transaction import Transaction
 from engage_stream.stream.batch_consumer import Batch
+from engage_stream.stream.emit import NoRecords, RecordBuilder, forget_members
 from engage_stream.stream.partitions import CLOCK_KEY, PartitionManager, PartitionState
 from engage_stream.stream.producing import OutgoingRecord
 
 TICK_KEY = b"\x00tick"
 
 log = logging.getLogger(__name__)
-
-RecordBuilder = Callable[[list[Any], ProfileStore], list[OutgoingRecord]]
-
-
-def _no_records(changes: list[Any], store: ProfileStore) -> list[OutgoingRecord]:
-    return []
 
 
 class ProfileRuntime:
@@ -45,7 +39,8 @@ class ProfileRuntime:
         self.processor = ProfileProcessor(
             None, ProcessorSettings(history_ms=settings.history_ms, dedup_ms=settings.dedup_ms)
         )
-        self.build_records: RecordBuilder = _no_records
+        self.build_records: RecordBuilder = NoRecords()
+        self.processor.on_drop = forget_members
         self.definitions_ready = asyncio.Event()
         self._swept: dict[int, str] = {}  # partition -> definitions epoch fully swept
         self._backfill_since: dict[str, int] = {}  # key -> version still being backfilled
@@ -192,6 +187,10 @@ class ProfileRuntime:
                             out.processed += 1
                             metrics.processing_lag.observe(max(0.0, wall - event.timestamp / 1000))
                         changes = outcome.changes
+                        if outcome.added_ids:
+                            outputs.extend(
+                                self.build_records.resync(store, event, outcome, ps.clock)
+                            )
                     if changes:
                         outputs.extend(self.build_records(changes, store))
                 except Exception as exc:

@@ -206,3 +206,67 @@ def test_find_cycles_one_per_component_deterministic() -> None:
         "e": [("a", ())],
     }
     assert find_cycles(edges) == [["a", "b", "a"], ["d", "d"]]
+
+
+def test_a_definition_with_field_errors_is_still_cross_checked(tmp_path: Path) -> None:
+    """A bad operator does not hide the same definition's unknown audience or its cycle."""
+    got = problems_of(
+        tmp_path,
+        audience(
+            "a1",
+            "{trait: plan, operator: bogus, value: x}",
+            "{audience: nope}",
+            "{group: [{audience: a2}]}",
+        )
+        + audience("a2", "{audience: a1}"),
+        traits=False,
+    )
+    assert len(got) == 3, got
+    assert got[0].startswith("4: a1.conditions[0].operator: unknown operator 'bogus'")
+    assert got[1:] == [
+        "5: a1.conditions[1].audience: unknown audience 'nope'",
+        "6: a1.conditions[2].group[0].audience: audience cycle: a1 -> a2 -> a1",
+    ]
+
+
+def test_invalid_definitions_take_part_in_duplicates_and_destinations(tmp_path: Path) -> None:
+    got = problems_of(
+        tmp_path,
+        audience("a", "{event: X, within: 7 eons}")
+        + "  destinations: [{name: braze}, {name: braze, track: true}]\n"
+        + audience("a", "{event: Y}")
+        + """
+- kind: computed_trait
+  key: t
+  type: sum
+  event: X
+  where: [{property: p, operator: equals, value_from: {trait: b}}]
+"""
+        + audience("b", "{trait: t, source: computed, operator: exists}"),
+        traits=False,
+    )
+    assert [g.split(": ", 2)[1] for g in got] == [
+        "a.conditions[0].within",
+        "a.destinations[1].name",
+        "a.key",
+        "t",  # a sum needs `property`: still found in the cycle below
+        "b.conditions[0].trait",
+    ]
+    assert got[-1].endswith("definition cycle: b -> t -> b")
+
+
+def test_malformed_raw_rows_are_skipped_not_crashed_on(tmp_path: Path) -> None:
+    got = problems_of(
+        tmp_path,
+        audience(
+            "a",
+            "{audience: [x]}",
+            "{trait: {x: 1}, operator: exists}",
+            "{trait: p, source: [computed], operator: exists, value_from: 3}",
+            "{group: 7}",
+            "{event: X, where: oops, then: [1]}",
+            "just a string",
+        ),
+        traits=False,
+    )
+    assert got and all(": unknown audience" not in g and "cycle" not in g for g in got)

@@ -242,3 +242,21 @@ def test_canonical_body_and_fingerprint(tmp_path: Path) -> None:
     assert definitions_fingerprint(a) == definitions_fingerprint(b)
     assert definitions_fingerprint(a) != definitions_fingerprint(c)
     assert definition_from_body(canonical_body(a)) == a
+
+
+@pytest.mark.parametrize("kind", ["computed_trait", "audience"])
+def test_between_windows_are_range_checked_alike(tmp_path: Path, kind: str) -> None:
+    if kind == "computed_trait":
+        text = (
+            "kind: computed_trait\nkey: t\ntype: counter\nevent: X\nbetween: [1 days, 5000 days]\n"
+        )
+        where = "t.between"
+    else:
+        text = (
+            "kind: audience\nkey: t\nconditions:\n  - event: X\n    between: [1 days, 5000 days]\n"
+        )
+        where = "t.conditions[0].between"
+    f = write(tmp_path, "w.yaml", text)
+    assert problems(f) == [f"{f}:5: {where}: window out of range: at most 3 years (1095 days)"]
+    ok = text.replace("5000 days", "1095 days")
+    assert load_definitions(write(tmp_path, "ok.yaml", ok))

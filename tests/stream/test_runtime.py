@@ -20,6 +20,7 @@ from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.transaction import Transaction
+from engage_stream.stream.emit import NoRecords
 from engage_stream.stream.partitions import PartitionManager, PartitionState
 from engage_stream.stream.producing import OutgoingRecord
 from engage_stream.stream.runtime import PROCESSING_FAILED, TICK_KEY, ProfileRuntime
@@ -78,6 +79,11 @@ class FragileEngine:
         pass
 
 
+class ReprRecords(NoRecords):
+    def __call__(self, changes: list[Any], store: ProfileStore) -> list[OutgoingRecord]:
+        return [OutgoingRecord("out", None, repr(c).encode()) for c in changes]
+
+
 def _event(offset: int, user: str, name: str) -> ConsumerRecord:
     pid = f"user_id:{user}"
     e = ProfileEvent(
@@ -101,11 +107,7 @@ def _runtime(tmp_path: Path) -> tuple[ProfileRuntime, Recorder, FragileEngine]:
     sender = Recorder()
     rt = ProfileRuntime(settings, LocalPartitions(settings, sender))  # type: ignore[arg-type]
     engine = FragileEngine()
-    rt.set_engine(
-        engine,
-        {},
-        lambda changes, store: [OutgoingRecord("out", None, repr(c).encode()) for c in changes],
-    )
+    rt.set_engine(engine, {}, ReprRecords())
     return rt, sender, engine
 
 
