@@ -87,6 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         users=args.users,
         kafka_dir=Path(args.kafka_dir),
         port=args.port,
+        definitions_path=Path(args.definitions) if args.definitions else None,
     )
 
 
@@ -134,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=9092)
     d.add_argument("--kafka-dir", dest="kafka_dir", default="var/kafka")
     d.add_argument("--web-port", dest="web_port", type=int)
+    d.add_argument(
+        "--definitions",
+        metavar="PATH",
+        help="directory of definitions to apply (default: the checkout's topologies/)",
+    )
     d.set_defaults(func=cmd_demo)
 
     commands.register(sub, _settings)

@@ -6,9 +6,11 @@ same broker. It stops what it started and exits 0 when everything checked out.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -21,6 +23,7 @@ from engage_stream.sample_data import bad_records, generate, iso
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
 
+# The checkout's topologies/ (the demo's default); installed elsewhere, pass --definitions.
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 
 
@@ -28,26 +31,60 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _read_dead_letters(settings: Settings, expected: int, timeout: float = 20.0) -> Counter[str]:
-    from kafka import KafkaConsumer
+def read_dead_letters(settings: Settings, expected: int, timeout: float = 20.0) -> list[Any]:
+    """The dead-letter topic's records from the start, until `expected` arrived or timeout.
 
-    from engage_stream.ingest.dead_letter import DeadLetter
+    No consumer group, and auto-commit off: with none to commit to, kafka-python would
+    otherwise warn "group_id is None" on every call."""
+    from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
         settings.topics.dead_letter,
         bootstrap_servers=settings.broker,
         auto_offset_reset="earliest",
-        consumer_timeout_ms=2000,
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
     )
-    reasons: Counter[str] = Counter()
+    records: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
-        while sum(reasons.values()) < expected and time.monotonic() < deadline:
-            for rec in consumer:
-                reasons[DeadLetter.from_headers(rec.headers).reason] += 1
+        while len(records) < expected and time.monotonic() < deadline:
+            records.extend(consumer)
     finally:
         consumer.close()
-    return reasons
+    return records
+
+
+def _dead_letter_reasons(settings: Settings, expected: int) -> Counter[str]:
+    from engage_stream.ingest.dead_letter import DeadLetter
+
+    return Counter(
+        DeadLetter.from_headers(r.headers).reason for r in read_dead_letters(settings, expected)
+    )
+
+
+def throughput(samples: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """(events, seconds) between the first sample that saw processing under way and the
+    last one: events handled before the first observation are not credited to the rate."""
+    started = [(t, n) for t, n in samples if n > 0]
+    if len(started) < 2 or started[-1][1] <= started[0][1]:
+        return None
+    (t0, n0), (t1, n1) = started[0], started[-1]
+    return n1 - n0, t1 - t0
+
+
+def definitions_dir(path: Path | None) -> Path | None:
+    """The definitions to apply (a directory, or one file), or None with the error printed."""
+    chosen = path or TOPOLOGIES
+    if chosen.exists():
+        return chosen
+    hint = "" if path else " (the default, topologies/ of a source checkout)"
+    print(
+        f"demo: definitions {chosen} not found{hint}; "
+        "pass --definitions PATH with the audience / computed-trait YAML files",
+        file=sys.stderr,
+    )
+    return None
 
 
 class ChangePrinter:
@@ -95,7 +132,20 @@ def _short_window_audience(definitions: list) -> tuple[str, str, int] | None:  #
     return best
 
 
-def run_demo(settings: Settings, events: int, users: int, kafka_dir: Path, port: int) -> int:
+def run_demo(
+    settings: Settings,
+    events: int,
+    users: int,
+    kafka_dir: Path,
+    port: int,
+    definitions_path: Path | None = None,
+) -> int:
+    topologies = definitions_dir(definitions_path)
+    if topologies is None:
+        return 2
+    definitions = load_checked(str(topologies))  # before starting anything
+    if definitions is None:
+        return 1
     run = time.strftime("%Y%m%d-%H%M%S")
     bcfg = broker.BrokerConfig(port=port, controller_port=port + 1, data_dir=kafka_dir)
     settings = settings.model_copy(
@@ -126,12 +176,9 @@ def run_demo(settings: Settings, events: int, users: int, kafka_dir: Path, port:
             f"worker: running (pid {worker.proc.pid if worker.proc else '?'}), API and metrics on {worker.url}"
         )
 
-        definitions = load_checked(str(TOPOLOGIES))
-        if definitions is None:
-            return 1
         plan = apply_definitions(settings, definitions)
         _say(
-            f"definitions: applied {len(plan.publish)} from {TOPOLOGIES}/ "
+            f"definitions: applied {len(plan.publish)} from {topologies} "
             f"({sum(1 for d in definitions if d.kind == 'audience')} audiences, "
             f"{sum(1 for d in definitions if d.kind == 'computed_trait')} computed traits)"
         )
@@ -149,30 +196,38 @@ def run_demo(settings: Settings, events: int, users: int, kafka_dir: Path, port:
         t0 = time.monotonic()
         produce_lines(settings, sample + bad, total=len(sample) + len(bad), label="  producing")
 
-        processed, first_seen, done_at = 0.0, None, None
+        processed, done = 0.0, False
+        samples: list[tuple[float, float]] = []
         deadline = time.monotonic() + 180
         last_print = 0.0
         while time.monotonic() < deadline:
             processed = worker.metric("engage_events_processed_total") + worker.metric(
                 "engage_duplicates_dropped_total"
             )
-            if processed and first_seen is None:
-                first_seen = time.monotonic()
-            if time.monotonic() - last_print > 2:
+            now_s = time.monotonic()
+            samples.append((now_s, processed))
+            if now_s - last_print > 2:
                 _say(f"  processing: {int(processed)}/{len(sample)} events applied to profiles")
-                last_print = time.monotonic()
+                last_print = now_s
             if processed >= len(sample):
-                done_at = time.monotonic()
+                done = True
                 break
-            time.sleep(0.2)
-        if done_at is None:
+            time.sleep(0.1)
+        if not done:
             _say(f"FAILED: only {int(processed)}/{len(sample)} events processed in time")
             _say(worker.log_tail())
             return 1
-        elapsed = done_at - (first_seen or t0)
+        measured = throughput(samples)
+        rate = (
+            f"worker throughput {measured[0] / measured[1]:,.0f} events/s "
+            f"({measured[0]:.0f} events processed between two readings of "
+            f"engage_events_processed_total {measured[1]:.1f}s apart)"
+            if measured
+            else "too quick to measure a rate between two metric readings"
+        )
         _say(
-            f"processed {len(sample)} events in {done_at - t0:.1f}s after producing started; "
-            f"worker throughput {len(sample) / max(elapsed, 1e-3):,.0f} events/s"
+            f"processed {len(sample)} events in {samples[-1][0] - t0:.1f}s after producing "
+            f"started; {rate}"
         )
 
         _settle(feed)
@@ -187,7 +242,7 @@ def run_demo(settings: Settings, events: int, users: int, kafka_dir: Path, port:
             return 1
         feed.stop()
 
-        reasons = _read_dead_letters(settings, len(bad))
+        reasons = _dead_letter_reasons(settings, len(bad))
         _say(
             f"dead-letter topic {settings.topics.dead_letter}: {sum(reasons.values())} records "
             f"({', '.join(f'{k}={v}' for k, v in sorted(reasons.items()))})"

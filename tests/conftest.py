@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,12 +25,15 @@ def kafka_broker() -> Iterator[str]:
     data = Path(tempfile.mkdtemp(prefix="engage-test-kafka-"))
     cfg = broker.BrokerConfig(port=BROKER_PORT, controller_port=BROKER_PORT + 1, data_dir=data)
     started = False
-    if not broker.is_reachable(port=BROKER_PORT):
-        broker.start(cfg)
-        started = True
-    yield cfg.bootstrap
-    if started:
-        broker.stop(cfg)
+    try:
+        if not broker.is_reachable(port=BROKER_PORT):
+            started = True
+            broker.start(cfg)
+        yield cfg.bootstrap
+    finally:
+        if started:
+            broker.stop(cfg)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ JVM whose pid is kept in the data directory so `stop`/`status` work from any pro
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
 KAFKA_VERSION = "4.1.1"
@@ -150,16 +152,88 @@ def is_reachable(host: str = "127.0.0.1", port: int = 9092, timeout: float = 0.5
         return False
 
 
+# Children this process started, kept so `stop` can reap them: an exited child stays a
+# zombie — still visible to kill(pid, 0) — until its parent waits for it.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def launch(argv: list[str], log_file: Path) -> subprocess.Popen[bytes]:
+    """Start a detached child (own session, output to `log_file`) that `alive` can reap."""
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    return proc
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # gone, or no /proc: kill(pid, 0) already answered
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs. Our own children are reaped here; anyone's zombie has exited."""
+    if pid <= 0:
+        return False  # never signal or wait for a whole process group
+    proc = _children.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child: its parent (or init) reaps it
+    else:
+        return reaped == 0
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return not _is_zombie(pid)
+
+
+class Stopped(IntEnum):
+    """How `stop` ended; falsy when there was nothing to stop."""
+
+    NOT_RUNNING = 0
+    TERMINATED = 1  # exited on SIGTERM (graceful shutdown)
+    KILLED = 2  # still running after the timeout: SIGKILLed
+
+
+def terminate(pid: int, timeout: float, poll_s: float = 0.05) -> Stopped:
+    """SIGTERM, wait up to `timeout` for the exit, else SIGKILL; returns as soon as it exits."""
+    for sig, wait_s, outcome in (
+        (signal.SIGTERM, timeout, Stopped.TERMINATED),
+        (signal.SIGKILL, 5.0, Stopped.KILLED),
+    ):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while alive(pid):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(poll_s)
+        else:
+            return outcome
+    return Stopped.KILLED
+
+
 def _pid(cfg: BrokerConfig) -> int | None:
     try:
         pid = int(cfg.pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return None
-    return pid
+    return pid if alive(pid) else None
 
 
 def status(cfg: BrokerConfig) -> str:
@@ -210,14 +284,7 @@ def start(cfg: BrokerConfig, timeout: float = 90.0) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    log = open(cfg.log_file, "ab")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(
-        [*java, "kafka.Kafka", str(props)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = launch([*java, "kafka.Kafka", str(props)], cfg.log_file)
     cfg.pid_file.write_text(str(proc.pid))
     _say(f"starting Apache Kafka {cfg.version} (pid {proc.pid}) on {cfg.bootstrap}")
     wait_ready(cfg, proc, timeout)
@@ -247,20 +314,17 @@ def wait_ready(cfg: BrokerConfig, proc: subprocess.Popen[bytes] | None, timeout:
     raise TimeoutError(f"Kafka broker not ready on {cfg.bootstrap} after {timeout}s: {last_err}")
 
 
-def stop(cfg: BrokerConfig, timeout: float = 30.0) -> bool:
+def stop(cfg: BrokerConfig, timeout: float = 30.0) -> Stopped:
+    """Stop the broker this data directory started (from any process)."""
     pid = _pid(cfg)
     if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
-        time.sleep(0.2)
-    else:
-        os.kill(pid, signal.SIGKILL)
+        return Stopped.NOT_RUNNING
+    outcome = terminate(pid, timeout)
     cfg.pid_file.unlink(missing_ok=True)
-    _say(f"stopped broker pid {pid}")
-    return True
+    how = (
+        "stopped"
+        if outcome is Stopped.TERMINATED
+        else f"killed (no exit {timeout:.0f}s after SIGTERM)"
+    )
+    _say(f"{how} broker pid {pid}")
+    return outcome

@@ -3,8 +3,8 @@ dedup, and recovery from the changelog with local RocksDB deleted or after a cra
 
 from __future__ import annotations
 
+import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,10 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from engage_stream.config import Settings
+from engage_stream.demo import read_dead_letters
 from engage_stream.ingest.dead_letter import DeadLetter
+from engage_stream.ingest.validate import Reason
+from engage_stream.produce import route
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
 from tests.stream.helpers import identify, now_iso, processed, produce, track, wait_for
@@ -37,6 +40,7 @@ def test_identify_and_track_show_in_profile_api(worker: WorkerProcess) -> None:
         ],
     )
     wait_for(lambda: processed(worker) >= 3, what="3 events processed")
+    assert worker.metric("engage_state_profiles") == 1, "a fresh worker counts its profiles"
 
     status, body = worker.profile("user_id:u1", "traits")
     assert status == 200
@@ -68,38 +72,71 @@ def test_identify_and_track_show_in_profile_api(worker: WorkerProcess) -> None:
     assert status == 401 and body["error"]["code"] == "authentication_error"
 
 
-def test_bad_input_goes_to_dead_letter_topic_with_reason(worker: WorkerProcess) -> None:
+# One record per way ingest rejects input (and the id / event-time limits of state keys).
+BAD: dict[bytes, Reason] = {
+    b'{"type": "track", "event": "Broken"': Reason.MALFORMED_JSON,
+    b"[1, 2]": Reason.NOT_AN_OBJECT,
+    b'{"type":"track","userId":"u","event":"B","properties":{"x":"'
+    + b"y" * 33000
+    + b'"}}': Reason.OVERSIZE,
+    b'{"type": "warp", "userId": "u"}': Reason.UNKNOWN_TYPE,
+    b'{"type": "track", "event": "No Ids"}': Reason.MISSING_ID,
+    b'{"type":"track","userId":"u","event":"X","messageId":"' + b"m" * 101 + b'"}': (
+        Reason.MESSAGE_ID_TOO_LONG
+    ),
+    b'{"type": "track", "userId": 7, "event": "X"}': Reason.INVALID_FIELD,
+    b'{"type":"track","userId":"a\\u0000b","event":"X","messageId":"nul-1"}': (
+        Reason.INVALID_FIELD
+    ),
+    b'{"type":"track","userId":"u","event":"X","timestamp":"2300-01-01T00:00:00Z"}': (
+        Reason.INVALID_FIELD
+    ),
+}
+
+
+def _records_at(s: Settings, coordinates: list[tuple[str, int, int]]) -> list[bytes]:
+    """The values stored at these (topic, partition, offset)s."""
+    consumer = KafkaConsumer(bootstrap_servers=s.broker, enable_auto_commit=False)
+    try:
+        values = []
+        for topic, partition, offset in coordinates:
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            recs = wait_for(lambda tp=tp: consumer.poll(1000).get(tp), what=f"{tp}@{offset}")
+            assert recs[0].offset == offset
+            values.append(recs[0].value)
+        return values
+    finally:
+        consumer.close()
+
+
+def test_bad_input_goes_to_dead_letter_topic_with_reason(
+    worker: WorkerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
     s = worker.settings
-    bad = {
-        b'{"type": "track", "event": "Broken"': "malformed_json",
-        b'{"type": "track", "event": "No Ids"}': "missing_id",
-        b'{"type": "track", "userId": 7, "event": "X"}': "invalid_field",
-        b'{"type": "warp", "userId": "u"}': "unknown_type",
-        b'{"type":"track","userId":"u","event":"B","properties":{"x":"'
-        + b"y" * 33000
-        + b'"}}': "oversize",
-        b"[1, 2]": "not_an_object",
-    }
-    produce(s, [*bad, track("u2", "Fine", now_iso(), "ok-1")])
-    consumer = KafkaConsumer(
-        s.topics.dead_letter,
-        bootstrap_servers=s.broker,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=1000,
-    )
-    seen: dict[bytes, DeadLetter] = {}
-    deadline = time.monotonic() + 30
-    while len(seen) < len(bad) and time.monotonic() < deadline:
-        for rec in consumer:
-            seen[rec.value] = DeadLetter.from_headers(rec.headers)
-    consumer.close()
-    assert set(seen) == set(bad), "every invalid record is dead-lettered with its original bytes"
+    assert set(BAD.values()) == set(Reason), "every reason is covered"
+    produce(s, [*BAD, track("u2", "Fine", now_iso(), "ok-1")])
+    with caplog.at_level(logging.WARNING, logger="kafka"):
+        records = read_dead_letters(s, len(BAD), timeout=30)
+    assert not [r for r in caplog.records if r.name.startswith("kafka")], "no consumer warnings"
+    seen = {rec.value: DeadLetter.from_headers(rec.headers) for rec in records}
+    assert len(records) == len(seen) == len(BAD)
+    assert set(seen) == set(BAD), "every invalid record is dead-lettered with its original bytes"
     for raw, dl in seen.items():
-        assert dl.reason == bad[raw]
+        assert dl.reason == BAD[raw], raw[:80]
         assert dl.detail
-        assert dl.topic.startswith("segment.") and dl.offset >= 0 and dl.partition >= 0
+        assert dl.topic == route(s, raw, mixed=False)[0]
+    coordinates = [(dl.topic, dl.partition, dl.offset) for dl in seen.values()]
+    assert _records_at(s, coordinates) == list(seen), "headers point at the source record"
+
     wait_for(lambda: processed(worker) >= 1, what="the valid event to be processed")
-    assert worker.metric("engage_events_dead_lettered_total") == len(bad)
+    for reason in Reason:
+        expected = sum(1 for r in BAD.values() if r == reason)
+        assert worker.metric("engage_events_dead_lettered_total", f'reason="{reason}"') == (
+            expected
+        ), reason
+    assert worker.metric("engage_events_dead_lettered_total") == len(BAD)
     assert worker.profile("user_id:u2", "events")[0] == 200, "the worker kept running"
 
 
@@ -139,7 +176,7 @@ def _snapshot(w: WorkerProcess, users: list[str]) -> dict[str, Any] | None:
 def _profile_offsets(s: Settings) -> tuple[dict[int, int], dict[int, int]]:
     """(committed, end) offsets of the internal profile-events topic, by partition."""
     admin = KafkaAdminClient(bootstrap_servers=s.broker)
-    consumer = KafkaConsumer(bootstrap_servers=s.broker)
+    consumer = KafkaConsumer(bootstrap_servers=s.broker, enable_auto_commit=False)
     try:
         committed = {
             tp.partition: meta.offset
@@ -181,6 +218,7 @@ def test_restart_loses_nothing_and_applies_nothing_twice(
         produce(s, batch1)
         wait_for(lambda: processed(w1) >= len(batch1), what="first batch processed")
         before = wait_for(lambda: _snapshot(w1, users), what="profiles readable")
+        assert w1.metric("engage_state_profiles") == len(users)
         _, ends = _profile_offsets(s)
         if wait_commit:
             wait_for(
@@ -204,6 +242,7 @@ def test_restart_loses_nothing_and_applies_nothing_twice(
             what="state back after restart",
         )
         assert after == before
+        assert w2.metric("engage_state_profiles") == len(users), "recovered or re-created"
         if delete_local and wait_commit:
             assert w2.metric("engage_recovery_records_total", 'outcome="applied"') > 0
         if not wait_commit and not delete_local:
