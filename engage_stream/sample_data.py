@@ -161,4 +161,8 @@ def bad_records() -> list[bytes]:
         b'{"type": "track", "userId": "u1", "event": "Big", "properties": {"blob": "'
         + b"x" * 40_000
         + b'"}}',  # oversize
+        b'["track", "u1"]',  # not an object
+        b'{"type": "track", "userId": "u1", "event": "Long Id", "messageId": "'
+        + b"m" * 101
+        + b'"}',  # messageId over 100 characters
     ]
