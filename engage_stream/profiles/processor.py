@@ -50,6 +50,7 @@ class Outcome:
     # identifiers the event added to an existing profile: its current values are re-sent
     # to them (reference §3.3)
     added_ids: list[ExternalId] = field(default_factory=list)
+    record: ProfileRecord | None = None  # the profile as stored after the event
 
 
 def definitions_epoch(versions: Mapping[str, int]) -> str:
@@ -106,9 +107,7 @@ class ProfileProcessor:
         if self.engine is not None:
             changes.extend(self.engine.on_event(record, event, now_ms))
         store.put(record, previous_wakeup)
-        if added and not created:
-            return Outcome(changes=changes, added_ids=added)
-        return Outcome(changes=changes)
+        return Outcome(False, changes, added if not created else [], record)
 
     def advance(
         self, store: ProfileStore, now_ms: int, on_error: ProfileErrorHandler | None = None

@@ -76,11 +76,20 @@ class RecordBuilder:
         self.catalog = catalog
         self.space_id = settings.space_id
         self.topics = settings.topics
+        # what a re-sync walks: computed once per catalog, not per event
+        self._active = [d for d in catalog.active() if d.destinations]
+        self._versions = catalog.versions()
 
-    def __call__(self, changes: list[Change], store: ProfileStore) -> list[OutgoingRecord]:
+    def __call__(
+        self, changes: list[Change], store: ProfileStore, profile: ProfileRecord | None = None
+    ) -> list[OutgoingRecord]:
+        """`profile`: the record the changes were computed on, when the caller has it (saves
+        loading it again)."""
         _count_members(store.kv, changes)
         out: list[OutgoingRecord] = []
         profiles: dict[str, ProfileRecord | None] = {}  # one load per profile, not per change
+        if profile is not None:
+            profiles[profile.profile_id] = profile
         for ch in changes:
             metrics.labelled(metrics.changes_emitted, ch.kind, ch.key).inc()
             defn = self.catalog.get(ch.key)
@@ -95,16 +104,16 @@ class RecordBuilder:
         self, store: ProfileStore, event: ProfileEvent, outcome: Outcome, now_ms: int
     ) -> list[OutgoingRecord]:
         """Current values re-sent to the identifiers the event added (reference §3.3)."""
-        profile = store.get(event.profile_id)
-        if profile is None or not outcome.added_ids:
+        profile = outcome.record
+        if profile is None or not outcome.added_ids or not self._active:
             return []
         out: list[OutgoingRecord] = []
         self._append(
             out,
             resync_all(
                 profile,
-                self.catalog.active(),
-                self.catalog.versions(),
+                self._active,
+                self._versions,
                 outcome.added_ids,
                 {ch.key for ch in outcome.changes},
                 "event:" + event.message_id,
@@ -132,7 +141,9 @@ class NoRecords(RecordBuilder):
     def __init__(self) -> None:
         pass
 
-    def __call__(self, changes: list[Change], store: ProfileStore) -> list[OutgoingRecord]:
+    def __call__(
+        self, changes: list[Change], store: ProfileStore, profile: ProfileRecord | None = None
+    ) -> list[OutgoingRecord]:
         return []
 
     def resync(

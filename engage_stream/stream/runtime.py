@@ -178,6 +178,8 @@ class ProfileRuntime:
                     if msg.key == TICK_KEY:
                         changes = self.processor.advance(store, ps.clock, self._on_profile_error)
                         metrics.timers_fired.inc(len(changes))
+                        if changes:
+                            outputs.extend(self.build_records(changes, store))
                     else:
                         event = ProfileEvent.from_json(msg.value)
                         outcome = self.processor.apply(store, event, ps.clock)
@@ -186,13 +188,14 @@ class ProfileRuntime:
                         else:
                             out.processed += 1
                             metrics.processing_lag.observe(max(0.0, wall - event.timestamp / 1000))
-                        changes = outcome.changes
+                        if outcome.changes:
+                            outputs.extend(
+                                self.build_records(outcome.changes, store, outcome.record)
+                            )
                         if outcome.added_ids:
                             outputs.extend(
                                 self.build_records.resync(store, event, outcome, ps.clock)
                             )
-                    if changes:
-                        outputs.extend(self.build_records(changes, store))
                 except Exception as exc:
                     raise _RecordFailed(msg, f"{type(exc).__name__}: {exc}"[:1000]) from exc
         except BaseException:

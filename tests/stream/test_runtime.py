@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
 from engage_stream.config import Settings
@@ -80,7 +81,9 @@ class FragileEngine:
 
 
 class ReprRecords(NoRecords):
-    def __call__(self, changes: list[Any], store: ProfileStore) -> list[OutgoingRecord]:
+    def __call__(
+        self, changes: list[Any], store: ProfileStore, profile: ProfileRecord | None = None
+    ) -> list[OutgoingRecord]:
         return [OutgoingRecord("out", None, repr(c).encode()) for c in changes]
 
 
@@ -176,3 +179,47 @@ def test_a_profile_whose_timer_fails_does_not_stop_the_others(tmp_path: Path) ->
     assert [r.value for r in sender.sent if r.topic == "out"] == [
         repr(("woke", "user_id:a", T0 + 6000)).encode()
     ]
+
+
+VIEWERS = """
+kind: audience
+key: viewers
+conditions:
+  - event: Product Viewed
+    within: 7 days
+destinations:
+  - {name: braze}
+"""
+
+
+def test_the_worker_path_re_sends_values_to_a_new_identifier(tmp_path: Path) -> None:
+    from engage_stream.definitions.catalog import Catalog
+    from engage_stream.definitions.loader import parse_text
+    from engage_stream.engine import Engine
+    from engage_stream.stream.emit import RecordBuilder
+
+    defs, problems = parse_text(VIEWERS, "v.yaml")
+    assert not problems
+    catalog = Catalog.from_definitions(d for d, _ in defs)
+    settings = Settings(data_dir=tmp_path)
+    sender = Recorder()
+    rt = ProfileRuntime(settings, LocalPartitions(settings, sender))  # type: ignore[arg-type]
+    rt.set_engine(Engine(catalog.active()), catalog.versions(), RecordBuilder(catalog, settings))
+    identify = ProfileEvent(
+        message_id="i1",
+        type="identify",
+        timestamp=T0 + 1,
+        received_at=T0 + 1,
+        profile_id="user_id:a",
+        user_id="a",
+        traits={"email": "a@x.io"},
+    )
+    _run(
+        rt, [_event(0, "a", "Product Viewed"), _record(1, b"user_id:a", identify.to_json(), T0 + 1)]
+    )
+    braze = [orjson.loads(r.value) for r in sender.sent if r.topic == "engage.out.braze"]
+    assert [(b["userId"], b["traits"]) for b in braze] == [
+        ("a", {"viewers": True}),
+        ("a", {"viewers": True, "email": "a@x.io"}),  # re-sent with the new identifier
+    ]
+    assert braze[0]["messageId"] != braze[1]["messageId"]
