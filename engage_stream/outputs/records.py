@@ -85,10 +85,22 @@ class Identity:
     email: str | None = None
 
 
+_DAY_MS = 86_400_000
+_DAYS: dict[int, str] = {}  # day number → "YYYY-MM-DDT": one datetime per day, not per call
+
+
 def iso_ms(ms: int) -> str:
-    """Epoch ms → `2025-01-31T12:00:00.000Z` (exact: no float rounding)."""
-    dt = _EPOCH + timedelta(milliseconds=ms)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Epoch ms (≥ 0) → `2025-01-31T12:00:00.000Z`, exact (integer arithmetic)."""
+    day, rem = divmod(ms, _DAY_MS)
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        date = _DAYS[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+    s, milli = divmod(rem, 1000)
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    return f"{date}{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
 
 
 def identities(profile: ProfileRecord, include_anonymous: bool) -> list[Identity]:

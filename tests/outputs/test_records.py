@@ -73,6 +73,19 @@ def personas(defn: AudienceDefinition | ComputedTraitDefinition) -> dict[str, st
 
 def test_iso_ms() -> None:
     assert iso_ms(AT) == "2025-01-01T00:00:00.123Z"
+
+
+def test_iso_ms_agrees_with_datetime_over_the_whole_range() -> None:
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    rng = random.Random(3)
+    samples = [0, 1, 999, 86_399_999, 86_400_000, 951_782_400_000, 10**13 - 1]
+    samples += [rng.randrange(0, 10**13) for _ in range(5000)]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for ms in samples:
+        want = (epoch + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+        assert iso_ms(ms) == want.replace("+00:00", "Z"), ms
     assert iso_ms(0) == "1970-01-01T00:00:00.000Z"
 
 
