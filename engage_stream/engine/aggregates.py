@@ -9,14 +9,16 @@ Storage, by window (see windows.py for when an event counts):
   prefix (`k` of them); invertible aggregates (counter, sum, avg, most_frequent,
   unique_*) keep a running total of that prefix, adding an entry when it starts to count
   and subtracting it when it leaves, so an evaluation never re-reads the window. (State
-  written as `[[[ts, contribution], ...], total, k]` by earlier versions is converted
-  when read);
+  of earlier versions — `[[[ts, contribution], ...], total, k]`, or no `first` — is
+  converted when read);
 - *bucketed* (no explicit window: the hour-precise lookback, or nothing): one
   `[hour, partial]` per hour with events (a single bucket when nothing ever leaves),
   plus `pending` events whose time is not reached yet, plus the running total — a 90-day
   counter keeps at most 2,160 entries however many events there are;
-- *dynamic* (a `where` filter compares with a trait): `[ts, contribution, values]` per
-  event; the filter is re-decided at every evaluation (the trait may have changed).
+- *dynamic* (a `where` filter compares with a trait, or a relative date): `[entries]`,
+  an entry `[ts, contribution, values]` per event, plus the instants it qualifies at
+  (`spans`, windows.py) with a relative-date filter; the filters are re-decided at every
+  evaluation (the trait or the clock may have moved on).
 
 Non-invertible types read the window's ends: first = oldest counting entry, last = newest
 (older entries are dropped: they can never be the answer again); min / max keep a
@@ -30,7 +32,13 @@ yields the same value.
 
 Values: counter, sum, avg, min, max, most_frequent, first, last, unique_list,
 unique_count. An event without the property (or, for sum/avg/min/max, whose property is
-not a number) does not count. No qualifying event → None (the trait is cleared).
+not a number, numeric strings included: operators.as_number) does not count. No
+qualifying event in the window → None (the trait is cleared), except that a counter, sum
+or unique_count is 0 once the profile has had a value (`orders_30d = 0` must hold after
+the last order leaves). Those three append `first` to their state, the earliest instant
+any qualifying event counted, and keep it alone (an int) when the window empties; it is
+a function of the events alone (an event that arrives after its window still sets it),
+so arrival order and backfills agree.
 """
 
 from __future__ import annotations
@@ -45,13 +53,15 @@ import orjson
 from engage_stream.definitions.models import ComputedTraitDefinition
 from engage_stream.engine.filters import (
     DynamicFilters,
+    TimedMatch,
     always,
     compile_dynamic_filters,
     compile_static_filters,
+    compile_timed_filters,
     equality_filter,
 )
-from engage_stream.engine.operators import get_path, split_path
-from engage_stream.engine.windows import INF, Window
+from engage_stream.engine.operators import as_number, get_path, split_path
+from engage_stream.engine.windows import INF, Window, inside, next_bound
 from engage_stream.profiles.record import ProfileRecord
 
 Partial = Any
@@ -59,15 +69,6 @@ Partial = Any
 
 def _ts(entry: list[Any]) -> int:
     return entry[0]  # type: ignore[no-any-return]
-
-
-def _number(v: Any) -> int | float | None:
-    t = type(v)
-    if t is int:
-        return v  # type: ignore[no-any-return]
-    if t is float and math.isfinite(v):
-        return v  # type: ignore[no-any-return]
-    return None
 
 
 def value_key(v: Any) -> str:
@@ -92,7 +93,10 @@ def _msum(partials: list[float], x: float) -> None:
 
 # -- invertible aggregates: partial = running total of some events ----------------------
 class Invertible:
-    """lift(contribution) → partial; merge / unmerge partials (mutating the first)."""
+    """lift(contribution) → partial; merge / unmerge partials (mutating the first).
+    `empty`: the value of an empty window once the profile has had one."""
+
+    empty: Any = None
 
     def lift(self, c: Any) -> Partial:
         raise NotImplementedError
@@ -108,6 +112,8 @@ class Invertible:
 
 
 class _Counter(Invertible):
+    empty = 0
+
     def lift(self, c: Any) -> Partial:
         return 1
 
@@ -118,7 +124,7 @@ class _Counter(Invertible):
         return p + sign * q
 
     def value(self, p: Partial) -> Any:
-        return p or None
+        return p
 
 
 class _Sum(Invertible):
@@ -126,6 +132,7 @@ class _Sum(Invertible):
 
     def __init__(self, average: bool) -> None:
         self.average = average
+        self.empty = None if average else 0
 
     def lift(self, c: Any) -> Partial:
         return [c, [], 1, 0] if type(c) is int else [0, [c], 1, 1]
@@ -146,7 +153,7 @@ class _Sum(Invertible):
 
     def value(self, p: Partial) -> Any:
         if not p[2]:
-            return None
+            return self.empty
         total = math.fsum([*p[1], p[0]]) if p[3] else p[0]
         return total / p[2] if self.average else total
 
@@ -154,8 +161,9 @@ class _Sum(Invertible):
 class _Counts(Invertible):
     """{value key: occurrences}."""
 
-    def __init__(self, final: Callable[[dict[str, int]], Any]) -> None:
+    def __init__(self, final: Callable[[dict[str, int]], Any], empty: Any = None) -> None:
         self.final = final
+        self.empty = empty
 
     def lift(self, c: Any) -> Partial:
         return {c: 1}
@@ -173,7 +181,7 @@ class _Counts(Invertible):
         return p
 
     def value(self, p: Partial) -> Any:
-        return self.final(p) if p else None
+        return self.final(p) if p else self.empty
 
 
 def _most_frequent(min_frequency: int) -> Callable[[dict[str, int]], Any]:
@@ -212,10 +220,15 @@ class CompiledTrait:
         self.path = split_path(d.property) if d.property else None
         self.static = compile_static_filters(d.where)
         self.dyn: DynamicFilters | None = compile_dynamic_filters(d.where)
+        self.timed: TimedMatch | None = compile_timed_filters(d.where)
         self.deps: set[str] = self.dyn.trait_keys() if self.dyn is not None else set()
         self.w = Window.of(d.within, d.between, d.include_history, applied_at)
         self.mode = (
-            "dynamic" if self.dyn is not None else "bucketed" if self.w.bucketable else "exact"
+            "dynamic"
+            if self.dyn is not None or self.timed is not None
+            else "bucketed"
+            if self.w.bucketable
+            else "exact"
         )
         self.inv: Invertible | None = None
         t = d.type
@@ -228,11 +241,13 @@ class CompiledTrait:
         elif t == "unique_list":
             self.inv = _Counts(sorted)
         elif t == "unique_count":
-            self.inv = _Counts(len)
+            self.inv = _Counts(len, 0)
         self.numeric = t in ("sum", "avg", "min", "max")
         self.keyed = t in ("most_frequent", "unique_list", "unique_count")
         self.ends = t in ("first", "last")
         self.better = _better(t) if t in ("min", "max", "last") else None
+        self.empty = self.inv.empty if self.inv is not None else None
+        self.marks = self.empty is not None  # keeps `first` when the window empties
         # first/last: ties at one instant break on the value, never on arrival
         self.order: Callable[[list[Any]], Any] = (
             (lambda e: (e[0], value_key(e[1]))) if self.ends else _ts
@@ -241,10 +256,12 @@ class CompiledTrait:
         self.usable = self.w.usable_fn()
         self.filtered = self.static is not always
         self.since = self.w.since
-        self.plain_window = self.w.linear and self.w.b > self.w.a
+        self.plain_window = self.w.linear and self.w.b > self.w.a and self.timed is None
         self.linear = self.w.linear  # leave(ts) == ts + b
-        self.b = self.w.b
+        self.a, self.b = self.w.a, self.w.b
         self.agg = "counter" if t == "counter" else "counts" if self.keyed else "other"
+        # state length: `first` last, kept only by the types it matters to
+        self.width = {"exact": 4, "bucketed": 3, "dynamic": 1}[self.mode] + self.marks
         self.evaluate = (  # type: ignore[method-assign]
             self._evaluate_exact_or_none if self.mode == "exact" else self._evaluate_any
         )
@@ -263,7 +280,7 @@ class CompiledTrait:
         if v is None:
             return None
         if self.numeric:
-            return _number(v)
+            return as_number(v)
         if self.keyed:
             return value_key(v)
         return v
@@ -273,26 +290,39 @@ class CompiledTrait:
     ) -> tuple[Any, bool]:
         """(state, whether the event counts for this trait at all). `state` may still be
         the stored JSON string: it is only decoded when the event counts."""
-        if self.filtered and not self.static(props, ts):
+        if self.filtered and not self.static(props):
             return state, False
+        spans = None
         if self.plain_window:  # Window.usable for ts + b windows, inlined
             if ts + self.b <= now or ts < self.since:
+                return self._mark(state, props, ts + self.a) if ts >= self.since else (state, False)
+        elif self.timed is not None:
+            spans = self.w.spans(ts, self.timed(props))
+            if not spans:
                 return state, False
+            if spans[-1] <= now:
+                return self._mark(state, props, spans[0])
         elif not self.usable(ts, now):
-            return state, False
+            w = self.w
+            if ts < self.since or w.leave(ts) <= ts + self.a:
+                return state, False  # never counts
+            return self._mark(state, props, ts + self.a)
         c = self.contribution(props)
         if c is None:
             return state, False
         if type(state) is str:
             state = orjson.loads(state)
+        if type(state) is not list or len(state) != self.width:
+            state = self._current(state)
+        first = ts + self.a if spans is None else spans[0]
+        if self.marks and (state[-1] is None or first < state[-1]):
+            state[-1] = first
         if self.mode == "dynamic":
-            state = state or [[]]
-            insort(state[0], [ts, c, self.dyn.values(props)], key=_ts)  # type: ignore[union-attr]
+            entry = [ts, c, self.dyn.values(props) if self.dyn is not None else []]
+            if spans is not None:
+                entry.append(spans)
+            insort(state[0], entry, key=_ts)
         elif self.mode == "exact":
-            if state is None:
-                state = [[], None if self.agg == "counter" else [], self._zero(), 0]
-            elif len(state) == 3:
-                state = self._columns(state)
             times, values = state[0], state[1]
             n = len(times)
             if not n or times[-1] < ts:
@@ -312,23 +342,54 @@ class CompiledTrait:
                 state[3] += 1
                 if self.inv is not None:
                     state[2] = self.inv.merge(state[2], self.inv.lift(c))
+        elif ts <= now:
+            self._bucket_add(state, ts, c)
         else:
-            if state is None:
-                state = [[], [], self.inv.zero() if self.inv else None]
-            if ts <= now:
-                self._bucket_add(state, ts, c)
-            else:
-                insort(state[1], [ts, c], key=self.order)
+            insort(state[1], [ts, c], key=self.order)
+        return state, True
+
+    def _mark(self, state: Any, props: dict[str, Any], first: int) -> tuple[Any, bool]:
+        """An event that counted only before now still gives the profile a value (its
+        `first`), for the types that keep it (module doc)."""
+        if not self.marks or self.contribution(props) is None:
+            return state, False
+        if type(state) is str:
+            state = orjson.loads(state)
+        if state is None or type(state) is int:  # only `first` to keep
+            return (first, True) if state is None or first < state else (state, False)
+        if len(state) != self.width:
+            state = self._current(state)
+        if state[-1] is not None and state[-1] <= first:
+            return state, False
+        state[-1] = first
         return state, True
 
     def _zero(self) -> Partial:
         return self.inv.zero() if self.inv is not None else None
 
-    def _columns(self, state: list[Any]) -> list[Any]:
-        """Exact state of earlier versions (`[[[ts, c], ...], total, k]`) column-wise."""
-        entries, total, k = state
-        values = None if self.agg == "counter" else [e[1] for e in entries]
-        return [[e[0] for e in entries], values, total, k]
+    def _current(self, state: Any) -> list[Any]:
+        """Any stored state in the current layout: none yet, just `first` (an int: an
+        empty window), or earlier versions' (column-wise, with `first` the oldest kept
+        event's enter time: what counted before it has left)."""
+        marks = [state] if self.marks else []
+        if state is None or type(state) is int:
+            if self.mode == "exact":
+                return [[], None if self.agg == "counter" else [], self._zero(), 0, *marks]
+            if self.mode == "bucketed":
+                return [[], [], self._zero(), *marks]
+            return [[], *marks]
+        if self.mode == "exact" and len(state) == 3:  # `[[[ts, c], ...], total, k]`
+            entries, total, k = state
+            values = None if self.agg == "counter" else [e[1] for e in entries]
+            state = [[e[0] for e in entries], values, total, k]
+        if len(state) < self.width:
+            if self.mode == "exact":
+                state.append(state[0][0] + self.a if state[0] else None)
+            elif self.mode == "bucketed":
+                state.append(0 if state[0] else state[1][0][0] if state[1] else None)
+            else:
+                state.append(state[0][0][0] + self.a if state[0] else None)
+        return state
 
     def _partial(self, ts: int, c: Any) -> Partial:
         if self.inv is not None:
@@ -369,18 +430,38 @@ class CompiledTrait:
     ) -> tuple[Any, int, Any]:
         if state is None:
             return None, INF, None
-        if len(state) == 3:
-            state = self._columns(state)
+        if type(state) is int:
+            return self._nothing_counts(state, t)
+        if len(state) != self.width:
+            state = self._current(state)
         return self._evaluate_exact(state, t)
 
     def _evaluate_any(self, state: Any, profile: ProfileRecord, t: int) -> tuple[Any, int, Any]:
         if state is None:
             return None, INF, None
+        if type(state) is int:
+            return self._nothing_counts(state, t)
+        if len(state) != self.width:
+            state = self._current(state)
         if self.mode == "bucketed":
             return self._evaluate_bucketed(state, t)
         if self.mode == "exact":
             return self._evaluate_exact(state, t)
         return self._evaluate_dynamic(state, profile, t)
+
+    def _nothing_counts(self, first: int | None, t: int) -> tuple[Any, int, Any]:
+        """(value, due, state) when nothing is kept: 0 for the types that keep `first`
+        from then on (None before it), and `first` as the whole state."""
+        if not self.marks or first is None:
+            return None, INF, None
+        return self._idle(first, t), (INF if first <= t else first), first
+
+    def _first(self, state: list[Any]) -> int | None:
+        return state[-1] if self.marks else None  # type: ignore[no-any-return]
+
+    def _idle(self, first: int | None, t: int) -> Any:
+        """The value when no kept event counts: 0 once something has (module doc)."""
+        return self.empty if first is not None and first <= t else None
 
     def _staircase(self, entries: list[Any], k: int, value_at: int) -> int:
         """Drop counting entries (the first k) that a newer counting entry beats; returns
@@ -400,7 +481,7 @@ class CompiledTrait:
         return len(keep)
 
     def _evaluate_exact(self, state: list[Any], t: int) -> tuple[Any, int, Any]:
-        times, values, total, k = state
+        times, values, total, k = state[0], state[1], state[2], state[3]
         w, inv = self.w, self.inv
         limit = t - w.a
         n = len(times)
@@ -452,14 +533,14 @@ class CompiledTrait:
         if self.better is not None and k > 1:
             k = self._staircase_columns(times, values, k)
         state[2], state[3] = total, k
-        if inv is not None:
+        if not times:
+            return self._nothing_counts(self._first(state), t)
+        if k == 0:
+            value = self._idle(self._first(state), t)
+        elif inv is not None:
             value = inv.value(total)
-        elif k == 0:
-            value = None
         else:
             value = values[0]  # first, or the best of min / max, or the kept last
-        if not times:
-            return value, INF, None
         due = times[0] + self.b if self.linear else w.leave(times[0])
         if k < len(times):
             due = min(due, times[k] + w.a)
@@ -487,7 +568,7 @@ class CompiledTrait:
         return len(keep)
 
     def _evaluate_bucketed(self, state: list[Any], t: int) -> tuple[Any, int, Any]:
-        main, pending, total = state
+        main, pending = state[0], state[1]
         while pending and pending[0][0] <= t:
             ts, c = pending.pop(0)
             self._bucket_add(state, ts, c)
@@ -503,10 +584,12 @@ class CompiledTrait:
         state[2] = total
         if self.better is not None and len(main) > 1:
             self._staircase(main, len(main), 1)
-        if inv is not None:
+        if not main and not pending:
+            return self._nothing_counts(self._first(state), t)
+        if not main:
+            value = self._idle(self._first(state), t)
+        elif inv is not None:
             value = inv.value(total)
-        elif not main:
-            value = None
         elif self.ends:
             value = main[0][1][2]
         else:
@@ -514,39 +597,55 @@ class CompiledTrait:
         due = w.bucket_leave(main[0][0]) if main else INF
         if pending and pending[0][0] < due:
             due = pending[0][0]
-        return value, due, state if (main or pending) else None
+        return value, due, state
 
     def _evaluate_dynamic(
         self, state: list[Any], profile: ProfileRecord, t: int
     ) -> tuple[Any, int, Any]:
         entries = state[0]
         w = self.w
-        leave = w.leave
-        i = 0
-        while i < len(entries) and leave(entries[i][0]) <= t:
-            i += 1
-        if i:
-            del entries[:i]
-        j = bisect_right(entries, t - w.a, key=_ts)
-        ok = self.dyn.ok  # type: ignore[union-attr]
+        timed = self.timed is not None
+        if timed:  # counting is no contiguous run: an entry goes when its spans end
+            if any(e[3][-1] <= t for e in entries):
+                entries = state[0] = [e for e in entries if e[3][-1] > t]
+            j = len(entries)
+        else:
+            leave = w.leave
+            i = 0
+            while i < len(entries) and leave(entries[i][0]) <= t:
+                i += 1
+            if i:
+                del entries[:i]
+            j = bisect_right(entries, t - w.a, key=_ts)
+        if not entries:
+            return self._nothing_counts(self._first(state), t)
+        ok = self.dyn.ok if self.dyn is not None else None
         inv = self.inv
         total: Partial = inv.zero() if inv is not None else None
         best: list[Any] | None = None
+        n = 0
         for k in range(j):
             e = entries[k]
-            if not ok(e[2], profile):
+            if (timed and not inside(e[3], t)) or (ok is not None and not ok(e[2], profile)):
                 continue
+            n += 1
             if inv is not None:
                 total = inv.merge(total, inv.lift(e[1]))
             elif best is None or self._wins(e, best):
                 best = e
-        value = inv.value(total) if inv is not None else (best[1] if best is not None else None)
+        if not n:
+            value = self._idle(self._first(state), t)
+        else:
+            value = inv.value(total) if inv is not None else best[1]  # type: ignore[index]
         due = INF
-        if entries:
+        if timed:
+            for e in entries:
+                due = min(due, next_bound(e[3], t))
+        else:
             due = leave(entries[0][0])
             if j < len(entries):
                 due = min(due, entries[j][0] + w.a)
-        return value, due, state if entries else None
+        return value, due, state
 
     def _wins(self, e: list[Any], best: list[Any]) -> bool:
         """Does entry e (newer or equal time than best, in scan order) replace best?"""

@@ -15,13 +15,18 @@ State per leaf is bounded by the window, never by the profile's history:
   all the comparison needs, stays exact forever;
 - `EventLeaf` whose filters reference traits keeps `[ts, property values]` for the events
   in the window (the filter is re-decided at evaluation: the trait may have changed);
-- `FunnelLeaf` keeps parent and child occurrences in the window (`[ts, values]`). (A
-  funnel with neither a window nor a lookback — `include_history: false` and no
-  `within` — is bounded only by the events since the definition was applied.)
+- `EventLeaf` with a relative-date filter keeps `[ts, property values, spans]` until its
+  spans end (`spans`: the instants it counts at, windows.py), rescanned at evaluation;
+- `FunnelLeaf` keeps parent and child occurrences in the window (`[ts, values]`, plus
+  `spans` when that side has a relative-date filter).
+(A funnel, or a relative-date filter, with neither a window nor a lookback —
+`include_history: false` and no `within` — is bounded only by the events since the
+definition was applied.)
 
 Wake-ups: an `EventLeaf` reports the exact instant its answer flips (replaying the enter
-and leave edges of what it keeps); funnel and trait leaves report the next instant their
-answer *can* change (a parent entering or leaving, a deadline, a trait date crossing a
+and leave edges of what it keeps, at most `EDGE_WALK` instants per evaluation: past that
+it wakes up without a flip and replays on); funnel and trait leaves report the next
+instant their answer *can* change (a parent entering or leaving, a deadline, a trait date crossing a
 relative boundary). The audience's due time is the earliest over its leaves.
 """
 
@@ -45,8 +50,10 @@ from engage_stream.definitions.models import (
 )
 from engage_stream.engine.filters import (
     DynamicFilters,
+    TimedMatch,
     compile_dynamic_filters,
     compile_static_filters,
+    compile_timed_filters,
     equality_filter,
     trait_value,
 )
@@ -58,7 +65,7 @@ from engage_stream.engine.operators import (
     get_path,
     split_path,
 )
-from engage_stream.engine.windows import INF, Window
+from engage_stream.engine.windows import INF, Spans, Window, inside, live, next_bound
 from engage_stream.profiles.record import ProfileRecord
 
 Node = Callable[[list[bool], ProfileRecord, int], bool]  # (event leaf truths, profile, now)
@@ -88,6 +95,69 @@ def _ts(entry: list[Any]) -> int:
     return entry[0]  # type: ignore[no-any-return]
 
 
+EDGE_WALK = 32  # edge instants `next_edge` replays per evaluation: bounds its work
+
+
+def next_flip(test: Callable[[int], bool], n: int, starts: Edges, ends: Edges) -> int:
+    """The first instant at which `test(count)` flips, the count being `n` now and moving
+    +1 at each of `starts` and -1 at each of `ends` (sorted instants after now, read one
+    at a time as reached); after `EDGE_WALK` instants without a flip, the next one (a
+    wake-up that flips nothing: the replay goes on from there)."""
+    cur = test(n)
+    ns, ne = len(starts), len(ends)
+    i = k = 0
+    s = starts[0] if ns else INF
+    e = ends[0] if ne else INF
+    for _ in range(EDGE_WALK):
+        at = s if s < e else e
+        if at >= INF:
+            return INF
+        while s == at:
+            n += 1
+            i += 1
+            s = starts[i] if i < ns else INF
+        while e == at:
+            n -= 1
+            k += 1
+            e = ends[k] if k < ne else INF
+        if test(n) != cur:
+            return at
+    return s if s < e else e
+
+
+class _Enters:
+    """`times[j:]` entering at `ts + a`, computed when read."""
+
+    __slots__ = ("times", "j", "a")
+
+    def __init__(self, times: list[int], j: int, a: int) -> None:
+        self.times, self.j, self.a = times, j, a
+
+    def __len__(self) -> int:
+        return len(self.times) - self.j
+
+    def __getitem__(self, i: int) -> int:
+        return self.times[self.j + i] + self.a
+
+
+class _Leaves:
+    """`times` leaving at `leave(ts)`, computed when read."""
+
+    __slots__ = ("times", "leave")
+
+    def __init__(self, times: list[int], leave: Callable[[int], int]) -> None:
+        self.times, self.leave = times, leave
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getitem__(self, k: int) -> int:
+        return self.leave(self.times[k])
+
+
+Edges = list[int] | _Enters | _Leaves
+
+
 def _prune(st: list[Any], t: int, leave: Callable[[int], int], keyed: bool) -> None:
     """Drop the prefix of entries that left the window by `t` (leave is monotonic)."""
     i, n = 0, len(st)
@@ -108,6 +178,7 @@ class EventLeaf:
         "event",
         "static",
         "dyn",
+        "timed",
         "w",
         "test",
         "performed",
@@ -126,13 +197,14 @@ class EventLeaf:
         self.equality = equality_filter(cond.where)
         self.static = compile_static_filters(cond.where)
         self.dyn: DynamicFilters | None = compile_dynamic_filters(cond.where)
+        self.timed: TimedMatch | None = compile_timed_filters(cond.where)
         self.w = window
         self.test = count_test(cond.count)
         self.performed = cond.performed
         self.cap = count_cap(cond.count)
         self.usable = window.usable_fn()
         # plain times in a window that leaves at ts + b: `step`'s arithmetic fast path
-        self.fast = self.dyn is None and window.linear
+        self.fast = self.dyn is None and self.timed is None and window.linear
         self.a, self.b = window.a, window.b
         self.at_least = cond.count.value if cond.count.operator == ">=" else None
         self.empty_truth = self.holds(None, ProfileRecord(profile_id=""), 0)
@@ -142,14 +214,21 @@ class EventLeaf:
 
     def prepare(self, name: str, props: dict[str, Any], ts: int, now: int) -> Any:
         """What to store for this event (decided without the state), or None."""
-        if not self.static(props, ts) or not self.usable(ts, now):
+        if not self.static(props):
+            return None
+        if self.timed is not None:
+            spans = self.w.spans(ts, self.timed(props))
+            if not live(spans, now):
+                return None
+            return [ts, self.dyn.values(props) if self.dyn is not None else [], spans]
+        if not self.usable(ts, now):
             return None
         return ts if self.dyn is None else [ts, self.dyn.values(props)]
 
     def insert(self, st: Any, item: Any) -> list[Any]:
         if st is None:
             return [item]
-        if self.dyn is None:
+        if type(item) is int:
             insort(st, item)
         else:
             insort(st, item, key=_ts)
@@ -157,7 +236,10 @@ class EventLeaf:
 
     def advance(self, st: list[Any], t: int) -> list[Any] | None:
         w = self.w
-        if self.dyn is None:
+        if self.timed is not None:  # (counting no longer a contiguous run: filter)
+            if any(e[2][-1] <= t for e in st):
+                st = [e for e in st if e[2][-1] > t]
+        elif self.dyn is None:
             _prune(st, t, w.leave, False)
             j = bisect_right(st, t - w.a)
             if j > self.cap:
@@ -169,10 +251,19 @@ class EventLeaf:
     def count(self, st: list[Any] | None, profile: ProfileRecord, t: int) -> int:
         if not st:
             return 0
-        if self.dyn is None:
+        dyn = self.dyn
+        if self.timed is not None:
+            n, cap = 0, self.cap
+            for e in st:
+                if inside(e[2], t) and (dyn is None or dyn.ok(e[1], profile)):
+                    n += 1
+                    if n >= cap:
+                        break
+            return n
+        if dyn is None:
             return bisect_right(st, t - self.w.a)
         j = bisect_right(st, t - self.w.a, key=_ts)
-        n, ok, cap = 0, self.dyn.ok, self.cap
+        n, ok, cap = 0, dyn.ok, self.cap
         for i in range(j):
             if ok(st[i][1], profile):
                 n += 1
@@ -215,47 +306,49 @@ class EventLeaf:
 
     def next_edge(self, st: list[Any], t: int, profile: ProfileRecord) -> int:
         """The first instant after `t` at which this leaf's answer flips, by replaying the
-        enter/leave edges of the stored events (at most `cap` + not-yet-counting ones for
-        a plain leaf; the capped count decides the comparison exactly, see module doc)."""
+        enter/leave edges of the stored events (the capped count decides the comparison
+        exactly, see module doc). Enter and leave times are both sorted like the event
+        times, so the replay merges two runs from `t` on, lazily: no sort, and at most
+        `EDGE_WALK` instants (see `next_flip`)."""
+        if self.timed is not None:
+            return self._next_edge_timed(st, t, profile)
         w = self.w
         a, leave = w.a, w.leave
         test = self.test
-        if self.dyn is None and a == 0 and st[-1] <= t:
-            # the common case: everything stored counts, so the count can only fall, one
-            # event at a time, oldest first
-            n = len(st)
-            cur = test(n)
-            for k in range(1, n + 1):
-                if test(n - k) != cur:
-                    return leave(st[k - 1])
-            return INF
         if self.dyn is None:
+            if a == 0 and st[-1] <= t:
+                # the common case: everything stored counts, so the count can only fall,
+                # one event at a time, oldest first
+                n = len(st)
+                cur = test(n)
+                for k in range(1, n + 1):
+                    if test(n - k) != cur:
+                        return leave(st[k - 1])
+                return INF
             times: list[int] = st
         else:
             ok = self.dyn.ok
             times = [e[0] for e in st if ok(e[1], profile)]
-        edges: list[tuple[int, int]] = []
+        j = bisect_right(times, t - a)  # counting now; the rest enter later, in order
+        return next_flip(test, j, _Enters(times, j, a), _Leaves(times, leave))
+
+    def _next_edge_timed(self, st: list[Any], t: int, profile: ProfileRecord) -> int:
+        """`next_edge` over spans: any interval may start or end next, so sort them."""
+        dyn = self.dyn
+        starts: list[int] = []
+        ends: list[int] = []
         n = 0
-        for ts in times:
-            enter = ts + a
-            if enter > t:
-                edges.append((enter, 1))
-            else:
-                n += 1
-            edges.append((leave(ts), -1))
-        if not edges:
-            return INF
-        edges.sort()
-        cur = test(n)
-        i, m = 0, len(edges)
-        while i < m:
-            at = edges[i][0]
-            while i < m and edges[i][0] == at:
-                n += edges[i][1]
-                i += 1
-            if test(n) != cur:
-                return at
-        return INF
+        for e in st:
+            if dyn is not None and not dyn.ok(e[1], profile):
+                continue
+            spans: Spans = e[2]
+            i = bisect_right(spans, t)
+            n += i & 1
+            starts.extend(spans[i + (i & 1) :: 2])
+            ends.extend(spans[i + 1 - (i & 1) :: 2])
+        starts.sort()
+        ends.sort()
+        return next_flip(self.test, n, starts, ends)
 
 
 class FunnelLeaf:
@@ -275,9 +368,11 @@ class FunnelLeaf:
         "child_event",
         "pstatic",
         "pdyn",
+        "ptimed",
         "pextract",
         "cstatic",
         "cdyn",
+        "ctimed",
         "w",
         "test",
         "performed",
@@ -295,10 +390,12 @@ class FunnelLeaf:
         self.child_event = step.event
         self.pstatic = compile_static_filters(cond.where)
         self.pdyn = compile_dynamic_filters(cond.where)
+        self.ptimed = compile_timed_filters(cond.where)
         own = len(self.pdyn.extract) if self.pdyn is not None else 0
         parent_extract: list[Path] = []
         self.cstatic = compile_static_filters(step.where)
         self.cdyn = compile_dynamic_filters(step.where, parent_extract, own)
+        self.ctimed = compile_timed_filters(step.where)
         self.pextract = tuple(parent_extract)
         self.w = window
         self.span = step.within.ms
@@ -315,21 +412,23 @@ class FunnelLeaf:
         return keys
 
     def prepare(self, name: str, props: dict[str, Any], ts: int, now: int) -> Any:
-        """[parent entry or None, child entry or None], or None when it is neither."""
+        """[parent entry or None, child entry or None], or None when it is neither. An
+        entry is `[ts, values]`, plus the instants it qualifies at (`spans`) when that
+        side has a relative-date filter."""
         w = self.w
         parent = child = None
-        if name == self.event and self.pstatic(props, ts) and w.usable(ts, now):
-            parent = self.pdyn.values(props) if self.pdyn is not None else []
-            if self.pextract:
-                parent.extend(get_path(props, p) for p in self.pextract)
-            parent = [ts, parent]
-        if (
-            name == self.child_event
-            and self.cstatic(props, ts)
-            and ts > w.since
-            and w.leave(ts) > now
-        ):
-            child = [ts, self.cdyn.values(props) if self.cdyn is not None else []]
+        if name == self.event and self.pstatic(props):
+            spans = None if self.ptimed is None else w.spans(ts, self.ptimed(props))
+            if w.usable(ts, now) if spans is None else live(spans, now):
+                vals = self.pdyn.values(props) if self.pdyn is not None else []
+                if self.pextract:
+                    vals.extend(get_path(props, p) for p in self.pextract)
+                parent = [ts, vals] if spans is None else [ts, vals, spans]
+        if name == self.child_event and self.cstatic(props) and ts > w.since and w.leave(ts) > now:
+            spans = None if self.ctimed is None else self.ctimed(props)
+            if spans is None or live(spans, now):
+                vals = self.cdyn.values(props) if self.cdyn is not None else []
+                child = [ts, vals] if spans is None else [ts, vals, spans]
         if parent is None and child is None:
             return None
         return [parent, child]
@@ -369,18 +468,20 @@ class FunnelLeaf:
         j = bisect_right(parents, t - self.w.a, key=_ts)
         n, nc = 0, len(children)
         must, span, pdyn, cdyn = self.must, self.span, self.pdyn, self.cdyn
+        ptimed, ctimed = self.ptimed is not None, self.ctimed is not None
         for i in range(j):
-            tp, pv = parents[i]
-            if pdyn is not None and not pdyn.ok(pv, profile):
+            p = parents[i]
+            tp, pv = p[0], p[1]
+            if (pdyn is not None and not pdyn.ok(pv, profile)) or (ptimed and not inside(p[2], t)):
                 continue
             deadline = tp + span
             found = False
             k = bisect_right(children, tp, key=_ts)
             while k < nc:
-                tc, cv = children[k]
-                if tc > deadline or (must and tc > t):
+                c = children[k]
+                if c[0] > deadline or (must and c[0] > t):
                     break
-                if cdyn is None or cdyn.ok(cv, profile, pv):
+                if (cdyn is None or cdyn.ok(c[1], profile, pv)) and (not ctimed or inside(c[2], t)):
                     found = True
                     break
                 k += 1
@@ -418,6 +519,10 @@ class FunnelLeaf:
             k = bisect_right(children, t, key=_ts)
             if k < len(children):
                 edge = min(edge, children[k][0])
+        for timed, entries in ((self.ptimed, parents), (self.ctimed, children)):
+            if timed is not None:
+                for e in entries:
+                    edge = min(edge, next_bound(e[2], t))
         return edge
 
 
@@ -539,7 +644,7 @@ class CompiledAudience:
         if len(d.conditions) == 1 and isinstance(d.conditions[0], EventCondition):
             self.evaluate = self._evaluate_one  # type: ignore[method-assign]
             leaf = self.event_leaves[0]
-            if isinstance(leaf, EventLeaf) and leaf.dyn is None:
+            if isinstance(leaf, EventLeaf) and leaf.dyn is None and leaf.timed is None:
                 self.ingest = self._ingest_one_time  # type: ignore[method-assign]
 
     # -- compilation ---------------------------------------------------------------------
@@ -613,7 +718,7 @@ class CompiledAudience:
     ) -> tuple[Any, bool]:
         """`ingest` for an audience whose only event row keeps plain times."""
         leaf: EventLeaf = self.event_leaves[0]  # type: ignore[assignment]
-        if name != leaf.event or not leaf.static(props, ts) or not leaf.usable(ts, now):
+        if name != leaf.event or not leaf.static(props) or not leaf.usable(ts, now):
             return state, False
         if type(state) is str:
             state = orjson.loads(state)

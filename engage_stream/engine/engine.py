@@ -10,8 +10,8 @@ Per-profile state lives in `ProfileRecord.engine` (plain JSON, saved with orjson
   rebuild the state of the definitions an event does not touch: only the ones evaluated
   are decoded (and re-encoded);
 - `$d`: `{key: due_ms}`, the next instant each definition's result can change with no
-  new input (a window edge, a funnel deadline, a trait date crossing `within_last` ...);
-  `next_wakeup` is its minimum;
+  new input (a window edge, a funnel deadline, a trait or event-filter date crossing
+  `within_last` ...); `next_wakeup` is its minimum;
 - `$i`: whether the profile was identified (user_id / email / idfa) when last seen; its
   absence marks a profile the engine has never evaluated.
 

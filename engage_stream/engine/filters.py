@@ -8,9 +8,10 @@ kept at all, so state only ever holds qualifying events. A filter against a trai
 which parent it is paired with; for those the event keeps just the property values the
 filter needs (`vals`), and the comparison runs at evaluation time.
 
-A duration operator (`within_last` ...) on an *event property* is relative to the event's
-own timestamp (the only choice that keeps an event's qualification fixed); on traits it is
-relative to the evaluation time (see conditions.TraitLeaf).
+A duration operator (`within_last` ...) is relative to the evaluation time (reference
+§1.5), so on an event property it decides neither once nor per trait: it is compiled
+apart (`compile_timed_filters`) into the instants of the clock at which the event
+qualifies, which the windows intersect with their own (windows.Window.spans).
 """
 
 from __future__ import annotations
@@ -19,21 +20,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engage_stream.definitions.models import Op, PropertyFilter
+from engage_stream.definitions.models import DURATION_OPS, Op, PropertyFilter
 from engage_stream.engine.operators import (
     DynamicPred,
     Path,
     compile_dynamic,
     compile_static,
+    duration_spans,
     get_path,
     split_path,
 )
+from engage_stream.engine.windows import ALWAYS, Spans, intersect
 from engage_stream.profiles.record import ProfileRecord
 
-StaticMatch = Callable[[dict[str, Any], int], bool]  # (properties, event ts) -> bool
+StaticMatch = Callable[[dict[str, Any]], bool]  # (properties) -> bool
+TimedMatch = Callable[[dict[str, Any]], Spans]  # (properties) -> instants it holds at
 
 
-def always(props: dict[str, Any], ts: int) -> bool:
+def always(props: dict[str, Any]) -> bool:
     """The static match of no filters (callers may skip calling it)."""
     return True
 
@@ -42,21 +46,43 @@ def compile_static_filters(filters: Sequence[PropertyFilter]) -> StaticMatch:
     checks = [
         (split_path(f.property), compile_static(f.operator, f.value))
         for f in filters
-        if f.value_from is None
+        if f.value_from is None and f.operator not in DURATION_OPS
     ]
     if not checks:
         return always
     if len(checks) == 1 and len(checks[0][0]) == 1:
         key, pred = checks[0][0][0], checks[0][1]
-        return lambda props, ts: pred(props.get(key), ts)
+        return lambda props: pred(props.get(key), 0)
 
-    def match(props: dict[str, Any], ts: int) -> bool:
+    def match(props: dict[str, Any]) -> bool:
         for path, pred in checks:  # noqa: SIM110 (hot path: no generator)
-            if not pred(get_path(props, path), ts):
+            if not pred(get_path(props, path), 0):
                 return False
         return True
 
     return match
+
+
+def compile_timed_filters(filters: Sequence[PropertyFilter]) -> TimedMatch | None:
+    """The relative-date filters, as the clock instants at which all of them hold (None
+    when there are none)."""
+    checks = [
+        (split_path(f.property), f.operator, f.value)
+        for f in filters
+        if f.value_from is None and f.operator in DURATION_OPS
+    ]
+    if not checks:
+        return None
+
+    def spans(props: dict[str, Any]) -> Spans:
+        out = ALWAYS
+        for path, op, value in checks:
+            out = intersect(out, duration_spans(op, value, get_path(props, path)))
+            if not out:
+                break
+        return out
+
+    return spans
 
 
 def equality_filter(filters: Sequence[PropertyFilter]) -> tuple[str, str] | None:

@@ -14,9 +14,11 @@ Semantics chosen (and tested in tests/engine/test_operators.py):
   booleans equal their text (`true == "true"`, case-insensitive); strings are case-sensitive.
 - Order operators compare numbers (numeric strings included); failing that, ISO-8601 dates.
 - String operators are case-sensitive substring/prefix/suffix tests on the value's text
-  (numbers and booleans have a text form; objects do not).
+  (numbers and booleans have a text form; objects do not). An array holding objects is
+  flattened to its JSON text (reference §1.1), so only string operators match it.
 - Date operators need ISO-8601 with a zone (or a plain `yyyy-mm-dd`); duration operators
-  are inclusive and relative to the evaluation time `now`.
+  are inclusive and relative to the evaluation time `now` (`duration_spans`: the instants
+  at which they hold, for event filters).
 - A dynamic reference (`value_from`) that is missing makes the comparison false.
 """
 
@@ -27,7 +29,10 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from engage_stream.definitions.models import DURATION_OPS, Duration, Op, parse_date_ms
+from engage_stream.engine.windows import INF, Spans, union
 
 Path = tuple[str, ...]
 StaticPred = Callable[[Any, int], bool]  # (value, now) -> bool
@@ -70,28 +75,48 @@ def get_path(obj: Any, path: Path) -> Any:
 
 # -- value coercions ---------------------------------------------------------------------
 def as_number(x: Any) -> int | float | None:
-    """Numbers, and strings that spell a finite number; never booleans."""
+    """Finite numbers, and strings that spell one (an int if they spell an integer);
+    never booleans. Shared by the order operators and the numeric aggregates."""
     t = type(x)
-    if t is int or t is float:
-        return x
+    if t is int:
+        return x  # type: ignore[no-any-return]
+    if t is float:
+        return x if math.isfinite(x) else None  # type: ignore[no-any-return]
     if t is str:
         try:
             f = float(x)
         except ValueError:
             return None
-        return f if math.isfinite(f) else None
+        if not math.isfinite(f):
+            return None
+        if f.is_integer():
+            try:
+                return int(x)
+            except ValueError:  # "1e3", "2.0"
+                pass
+        return f
     return None
 
 
 def as_text(x: Any) -> str | None:
+    """The text string operators test; an array holding objects is its JSON text."""
     t = type(x)
     if t is str:
-        return x
+        return x  # type: ignore[no-any-return]
     if t is bool:
         return "true" if x else "false"
     if t is int or t is float:
         return str(x)
+    if t is list and _has_object(x):
+        return orjson.dumps(x).decode()
     return None
+
+
+def _has_object(x: list[Any]) -> bool:
+    for e in x:  # noqa: SIM110 (hot path: no generator)
+        if type(e) is dict:
+            return True
+    return False
 
 
 @lru_cache(maxsize=4096)
@@ -155,6 +180,9 @@ _ORDER = {Op.less_than: _lt, Op.greater_than: _gt, Op.at_most: _le, Op.at_least:
 
 
 def _text_test(x: Any, test: Callable[[str], bool]) -> bool:
+    if type(x) is list and _has_object(x):  # flattened: one string (as_text)
+        return test(as_text(x))  # type: ignore[arg-type]
+
     def one(e: Any) -> bool:
         s = as_text(e)
         return s is not None and test(s)
@@ -206,26 +234,38 @@ def _binary(op: Op) -> Callable[[Any, Any], bool]:
     raise ValueError(f"operator {op.value} has no binary form")
 
 
+def _duration_span(op: Op, d: int, span: int) -> tuple[int, int]:
+    """The instants `now` in [lo, hi) at which the operator holds for a date `d`: the one
+    definition behind `_duration_holds`, `_duration_edges` and `duration_spans`."""
+    if op is Op.within_last:  # now - span <= d <= now
+        return d, d + span + 1
+    if op is Op.within_next:  # now <= d <= now + span
+        return d - span, d + 1
+    if op is Op.before_last:  # d <= now - span
+        return d + span, INF
+    return -INF, d - span + 1  # after_next: d >= now + span
+
+
 def _duration_holds(op: Op, d: int, span: int, now: int) -> bool:
-    if op is Op.within_last:
-        return now - span <= d <= now
-    if op is Op.within_next:
-        return now <= d <= now + span
-    if op is Op.before_last:
-        return d <= now - span
-    return d >= now + span  # after_next
+    lo, hi = _duration_span(op, d, span)
+    return lo <= now < hi
 
 
 def _duration_edges(op: Op, d: int, span: int) -> tuple[int, ...]:
     """The instants at which `_duration_holds` flips for a date `d` (first instant of the
     new state)."""
-    if op is Op.within_last:
-        return (d, d + span + 1)
-    if op is Op.within_next:
-        return (d - span, d + 1)
-    if op is Op.before_last:
-        return (d + span,)
-    return (d - span + 1,)  # after_next
+    return tuple(e for e in _duration_span(op, d, span) if -INF < e < INF)
+
+
+def duration_spans(op: Op, value: Duration, x: Any) -> Spans:
+    """The instants `now` at which `op` holds for the value `x` (any element of an array)."""
+    span = value.ms
+    out: list[tuple[int, int]] = []
+    for e in x if type(x) is list else (x,):
+        d = as_date_ms(e)
+        if d is not None:
+            out.append(_duration_span(op, d, span))
+    return union(out)
 
 
 def compile_static(op: Op, value: Any) -> StaticPred:

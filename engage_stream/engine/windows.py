@@ -20,11 +20,18 @@ order does not matter).
   traits keep one aggregate per hour instead of one entry per event.
 - include_history false: `since` = the definition's applied_at; no lookback.
 - events with `ts > now` (clock skew, imports) count from `ts` on: they "enter" later.
+
+Relative-date event filters (`delivery_at within_next 3 days`) hold only at some instants
+of the evaluation clock, so such an event counts on a union of intervals (`Spans`: a
+flat sorted list `[start, end, start, end, ...]` of half-open intervals): what the
+filters allow (`operators.duration_spans`, intersected) within `[enter, leave)`. Those
+events lose the contiguous-run property; their definitions rescan what they keep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from engage_stream.definitions.models import Between, Duration, History
@@ -32,6 +39,50 @@ from engage_stream.definitions.models import Between, Duration, History
 HOUR_MS = 3_600_000
 INF = 1 << 62  # "never": beyond any epoch-ms timestamp
 NO_SINCE = -INF
+Spans = list[int]  # [start, end, start, end, ...]: sorted disjoint half-open intervals
+ALWAYS: Spans = [-INF, INF]
+
+
+def union(intervals: Iterable[tuple[int, int]]) -> Spans:
+    out: Spans = []
+    for lo, hi in sorted(intervals):
+        if lo >= hi:
+            continue
+        if out and lo <= out[-1]:
+            if hi > out[-1]:
+                out[-1] = hi
+        else:
+            out += (lo, hi)
+    return out
+
+
+def intersect(x: Spans, y: Spans) -> Spans:
+    out: Spans = []
+    i = j = 0
+    while i < len(x) and j < len(y):
+        lo, hi = max(x[i], y[j]), min(x[i + 1], y[j + 1])
+        if lo < hi:
+            out += (lo, hi)
+        if x[i + 1] < y[j + 1]:
+            i += 2
+        else:
+            j += 2
+    return out
+
+
+def live(spans: Spans, now: int) -> bool:
+    """Does it hold at some instant from `now` on?"""
+    return bool(spans) and spans[-1] > now
+
+
+def inside(spans: Spans, t: int) -> bool:
+    return bisect_right(spans, t) & 1 == 1
+
+
+def next_bound(spans: Spans, t: int) -> int:
+    """The first instant after `t` at which `inside` changes, or INF."""
+    i = bisect_right(spans, t)
+    return spans[i] if i < len(spans) and spans[i] < INF else INF
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +146,12 @@ class Window:
         if since == NO_SINCE:
             return lambda ts, now: ts + b > now
         return lambda ts, now: ts >= since and ts + b > now
+
+    def spans(self, ts: int, allowed: Spans) -> Spans:
+        """When an event at `ts` that its filters allow at `allowed` counts."""
+        if ts < self.since:
+            return []
+        return intersect(allowed, [ts + self.a, self.leave(ts)])
 
     def usable(self, ts: int, now: int) -> bool:
         """Can an event at `ts` count at `now` or later? (Otherwise do not store it.)"""

@@ -152,6 +152,23 @@ class Harness:
         return self.record(pid).next_wakeup
 
 
+def replay(
+    definitions: Sequence[AudienceDefinition | ComputedTraitDefinition],
+    events: Sequence[ProfileEvent],
+    ticks: bool,
+    end: int,
+) -> Harness:
+    """Events in the given order, each at max(clock, its time), then the clock to `end`;
+    `ticks`: a tick at each event's time first (as a live punctuator would)."""
+    h = Harness(definitions)
+    for ev in events:
+        if ticks:
+            h.tick(ev.timestamp)
+        h.send(ev, now=max(h.now, ev.timestamp))
+    h.tick(end)
+    return h
+
+
 def summary(changes: Sequence[Change]) -> list[tuple[str, Any, int, str]]:
     """(key, value, at, cause) per change: what most assertions compare."""
     return [(c.key, c.value, c.at, c.cause) for c in changes]

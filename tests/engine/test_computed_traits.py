@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engage_stream.engine import Engine
-from tests.engine.harness import DAY, MIN, T0, H, Harness, summary, trait
+from tests.engine.harness import DAY, MIN, T0, H, Harness, audience, summary, trait
 
 PRICES: list[Any] = [10, 2.5, "x", True, None, 7]
 
@@ -18,6 +18,13 @@ PRICES: list[Any] = [10, 2.5, "x", True, None, 7]
         ("counter", PRICES, {}, 6),
         ("sum", PRICES, {}, 19.5),  # strings, booleans and missing values are ignored
         ("sum", [1, 2, 3], {}, 6),
+        ("sum", [1, "2", " 3 "], {}, 6),  # numeric strings, as the operators read them
+        ("sum", ["2.5", 1, "nan", "inf", "1e400", "", False], {}, 3.5),
+        ("sum", ["12345678901234567891", 1], {}, 12345678901234567892),  # exact
+        ("avg", ["10", 20, "x"], {}, 15.0),
+        ("min", ["3", 4, "-1.5", "abc"], {}, -1.5),
+        ("max", ["30", 4, "x"], {}, 30),
+        ("max", ["9", "10"], {}, 10),  # numerically, not as text
         ("avg", [10, 20, "x"], {}, 15.0),
         ("min", PRICES, {}, 2.5),
         ("max", PRICES, {}, 10),
@@ -39,6 +46,24 @@ def test_trait_types(type_: str, values: list[Any], extra: dict[str, Any], expec
         h.track("E", T0 + i * MIN, {} if v is None else {"v": v})
     got = h.value("t")
     assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "v", [7, 2.5, "4", " 6 ", "1e2", "0x10", "nan", "inf", "", "abc", True, None, {"a": 1}]
+)
+def test_aggregations_read_numbers_as_the_operators_do(v: Any) -> None:
+    """A value counts in sum/min/max exactly when `>=` compares it as a number."""
+    h = Harness(
+        [
+            trait("s", "sum", "E", property="v"),
+            audience(
+                "numeric",
+                [{"event": "E", "where": [{"property": "v", "operator": ">=", "value": -1e300}]}],
+            ),
+        ]
+    )
+    h.track("E", T0, {"v": v})
+    assert (h.value("s") is not None) is h.member("numeric")
 
 
 def test_first_and_last_go_by_event_time_not_arrival() -> None:
@@ -77,16 +102,17 @@ def test_where_filters() -> None:
     assert h.value("shoe_spend") == 15
 
 
-def test_within_window_updates_and_clears_by_time() -> None:
+def test_within_window_updates_and_drops_to_zero_by_time() -> None:
     h = Harness([trait("n", "counter", "Login", within="1 day")])
     h.track("Login", T0)
     h.track("Login", T0 + H)
     assert h.value("n") == 2
     assert summary(h.tick(T0 + DAY)) == [("n", 1, T0 + DAY, f"timer:{T0 + DAY}")]
     out = h.tick(T0 + DAY + H)
-    assert summary(out) == [("n", None, T0 + DAY + H, f"timer:{T0 + DAY + H}")]
+    assert summary(out) == [("n", 0, T0 + DAY + H, f"timer:{T0 + DAY + H}")]
     assert out[0].previous == 1
-    assert "n" not in h.record().computed_traits, "cleared, not stored as null"
+    assert h.record().computed_traits["n"].value == 0, "an empty window counts 0, not null"
+    assert Engine.state(h.record(), "n") == T0, "only the first instant it counted is kept"
     assert h.wakeup() is None
 
 
@@ -95,7 +121,7 @@ def test_between_window() -> None:
     h.track("Login", T0)
     assert h.value("n") is None
     assert [c.value for c in h.tick(T0 + DAY)] == [1]
-    assert [c.value for c in h.tick(T0 + 2 * DAY + 1)] == [None]
+    assert [c.value for c in h.tick(T0 + 2 * DAY + 1)] == [0]
 
 
 def test_last_within_window_falls_back_to_nothing_not_to_older_values() -> None:
@@ -119,12 +145,12 @@ def test_lookback_counter_keeps_hour_buckets() -> None:
     for i in range(60):
         h.track("E", T0 + i * MIN)  # all in the first hour
     h.track("E", T0 + H + 5 * MIN)
-    main, pending, total = Engine.state(h.record(), "n")
-    assert main == [[T0, 60], [T0 + H, 1]] and pending == [] and total == 61
+    main, pending, total, first = Engine.state(h.record(), "n")
+    assert main == [[T0, 60], [T0 + H, 1]] and pending == [] and total == 61 and first == T0
     assert h.value("n") == 61
     assert h.wakeup() == T0 + H + DAY, "the first hour leaves at its end + 1 day"
     assert [c.value for c in h.tick(T0 + H + DAY)] == [1]
-    assert [c.value for c in h.tick(T0 + 2 * H + DAY)] == [None]
+    assert [c.value for c in h.tick(T0 + 2 * H + DAY)] == [0]
 
 
 def test_no_history_no_window_keeps_one_aggregate() -> None:
@@ -136,7 +162,12 @@ def test_no_history_no_window_keeps_one_aggregate() -> None:
     for i in range(50):
         h.track("E", T0 + i * DAY, {"v": 2})
     assert h.value("n") == 100
-    assert Engine.state(h.record(), "n") == [[[0, [100, [], 50, 0]]], [], [100, [], 50, 0]]
+    assert Engine.state(h.record(), "n") == [
+        [[0, [100, [], 50, 0]]],
+        [],
+        [100, [], 50, 0],
+        T0,
+    ], "T0 - 1 is before the definition: it never counted"
     assert h.wakeup() is None
 
 

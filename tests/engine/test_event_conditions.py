@@ -168,6 +168,27 @@ def test_minute_windows_are_exact() -> None:
             {"page_name": "Home page"},
             True,
         ),
+        # an array of objects is its JSON text: string operators only (reference §1.1)
+        (
+            [{"property": "items", "operator": "contains", "value": '"sku":"a1"'}],
+            {"items": [{"sku": "a1", "qty": 2}, {"sku": "b2"}]},
+            True,
+        ),
+        (
+            [{"property": "items", "operator": "does_not_contain", "value": "c3"}],
+            {"items": [{"sku": "a1"}]},
+            True,
+        ),
+        (
+            [{"property": "items", "operator": "=", "value": "a1"}],
+            {"items": [{"sku": "a1"}]},
+            False,
+        ),
+        (
+            [{"property": "items.sku", "operator": "=", "value": "a1"}],
+            {"items": [{"sku": "a1"}]},
+            False,  # not addressable
+        ),
     ],
 )
 def test_property_filters(

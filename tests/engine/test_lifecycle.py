@@ -127,7 +127,8 @@ def test_next_wakeup_is_always_in_the_future() -> None:
             assert p.next_wakeup is None or p.next_wakeup > now
     engine.on_time(p, now + 5 * H)
     assert p.next_wakeup is None, "everything left every window"
-    assert set(p.engine) == {"$i"}, "and no state is left"
+    assert set(p.engine) == {"$i", "n"}, "and no state is left but the counter's first"
+    assert Engine.state(p, "n") == T0 - 5 * MIN, "the oldest event (the 3rd, 26 minutes late)"
 
 
 def test_wakeup_is_the_earliest_definition_due() -> None:
@@ -154,9 +155,9 @@ def test_a_long_pause_catches_up_in_bounded_steps() -> None:
         for i in range(10):
             h.track("E", T0 + i * MIN)
     out = slow.tick(T0 + 5 * H)
-    assert [c.value for c in out] == [9, 8, 7, None]
+    assert [c.value for c in out] == [9, 8, 7, 0]
     assert [c.cause for c in out][-1] == f"timer:{T0 + 5 * H}"
-    assert [c.value for c in fast.tick(T0 + 5 * H)] == [9, 8, 7, 6, 5, 4, 3, 2, 1, None]
+    assert [c.value for c in fast.tick(T0 + 5 * H)] == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
     assert slow.wakeup() is None and fast.wakeup() is None
 
 
@@ -165,7 +166,9 @@ def test_state_is_stored_as_compact_json_strings() -> None:
     h.track("Login", T0)
     est = h.record().engine
     assert est["aud"] == f"[[{T0}]]" and isinstance(est["n"], str)
-    assert Engine.state(h.record(), "n") == [[T0], None, 1, 1], "times, no values, total, k"
+    assert Engine.state(h.record(), "n") == [[T0], None, 1, 1, T0], (
+        "times, no values, total, k, first"
+    )
 
 
 def test_exact_trait_state_of_earlier_versions_is_read() -> None:
@@ -183,5 +186,5 @@ def test_exact_trait_state_of_earlier_versions_is_read() -> None:
     h.track("Login", T0 + H, {"v": "b"})
     h.track("Login", T0 + 2 * H, {"v": "b"})
     assert h.value("n") == 3 and h.value("top") == "b"
-    assert Engine.state(h.record(), "n") == [[T0, T0 + H, T0 + 2 * H], None, 3, 3]
+    assert Engine.state(h.record(), "n") == [[T0, T0 + H, T0 + 2 * H], None, 3, 3, T0]
     assert [c.value for c in h.tick(T0 + DAY)] == [2]

@@ -8,6 +8,7 @@ import pytest
 
 from engage_stream.definitions.models import Duration, Op, PropertyFilter
 from engage_stream.engine.operators import (
+    as_number,
     compile_dynamic,
     compile_static,
     duration_next_edge,
@@ -135,12 +136,50 @@ CASES: list[tuple[str, Any, Any, bool]] = [
     ("after_next", "7 days", iso(NOW + 7 * DAY), True),
     ("after_next", "7 days", iso(NOW + 6 * DAY), False),
     ("within_last", "1 day", "not a date", False),
+    # arrays of objects are flattened to their JSON text: only string operators match
+    ("contains", "a1", [{"sku": "a1"}, {"sku": "b2"}], True),
+    ("contains", '"sku":"b2"', [{"sku": "a1"}, {"sku": "b2"}], True),
+    ("contains", "c3", [{"sku": "a1"}], False),
+    ("does_not_contain", "c3", [{"sku": "a1"}], True),
+    ("does_not_contain", "a1", [{"sku": "a1"}], False),
+    ("contains_any_of", ["x", "a1"], [{"sku": "a1"}], True),
+    ("contains", "a1", ["a1x", {"sku": "zz"}], True),  # a mixed array: flattened too
+    ("equals", "a1", [{"sku": "a1"}], False),
+    ("equals_any_of", ["a1"], [{"sku": "a1"}], False),
+    ("greater_than", 0, [{"n": 5}], False),
+    ("exists", None, [{"sku": "a1"}], True),
 ]
 
 
 @pytest.mark.parametrize(("op", "operand", "x", "expected"), CASES)
 def test_static_operator(op: str, operand: Any, x: Any, expected: bool) -> None:
     assert f(op, operand)(x, NOW) is expected
+
+
+@pytest.mark.parametrize(
+    ("x", "number"),
+    [
+        (5, 5),
+        (2.5, 2.5),
+        ("5", 5),  # an int when it spells one
+        (" 7 ", 7),
+        ("-3", -3),
+        ("2.5", 2.5),
+        ("1e3", 1000.0),
+        ("12345678901234567891", 12345678901234567891),  # exact, not via a float
+        ("nan", None),
+        ("inf", None),
+        (float("inf"), None),
+        ("abc", None),
+        ("", None),
+        (True, None),
+        (None, None),
+        ([1], None),
+    ],
+)
+def test_as_number(x: Any, number: Any) -> None:
+    got = as_number(x)
+    assert got == number and type(got) is type(number)
 
 
 def test_every_operator_is_covered() -> None:

@@ -63,15 +63,22 @@ def test_count_conditions_match_a_recount(seed: int) -> None:
         t += rng.choice([MIN, 17 * MIN, H, 3 * H])
 
 
-def brute_trait(kind: str, values: list[tuple[int, str, Any]]) -> Any:
-    nums = [v for _, _, v in values if type(v) in (int, float)]
+NUMERIC = {"5": 5, "0.5": 0.5}  # numeric strings aggregate as numbers
+
+
+def brute_trait(kind: str, values: list[tuple[int, str, Any]], had_value: bool) -> Any:
+    """`had_value`: some qualifying event counted at some instant up to now (counters,
+    sums and unique counts are 0 from then on)."""
+    nums = [NUMERIC.get(v, v) for _, _, v in values]
+    nums = [v for v in nums if type(v) in (int, float)]
+    zero = 0 if had_value else None
     if kind == "counter":
-        return len(values) or None
+        return len(values) or zero
     if kind == "sum":
         return (
             (math.fsum(nums) if any(type(x) is float for x in nums) else sum(nums))
             if nums
-            else None
+            else zero
         )
     if kind == "min":
         return min(nums) if nums else None
@@ -82,7 +89,7 @@ def brute_trait(kind: str, values: list[tuple[int, str, Any]]) -> Any:
     if kind == "last":
         return max(values)[2] if values else None
     if kind == "unique_count":
-        return len({str(v) for _, _, v in values}) or None
+        return len({str(v) for _, _, v in values}) or zero
     raise AssertionError(kind)
 
 
@@ -97,12 +104,16 @@ def test_computed_traits_match_a_recount(seed: int) -> None:
 
         def counts(ts: int, t: int) -> bool:
             return t - hours * H < ts <= t
+
+        start = 0
     elif choice < 0.7:
         s, e = sorted(rng.sample(range(1, 30), 2))
         window = {"between": [f"{s} hours", f"{e} hours"]}
 
         def counts(ts: int, t: int) -> bool:
             return t - e * H <= ts <= t - s * H
+
+        start = s * H
     else:
         days = rng.randrange(1, 3)
         window = {"include_history": {"days": days}}
@@ -110,12 +121,14 @@ def test_computed_traits_match_a_recount(seed: int) -> None:
         def counts(ts: int, t: int) -> bool:  # hour-precise lookback
             return ts <= t < (ts // H + 1) * H + days * DAY
 
+        start = 0
+
     prop = {} if kind == "counter" else {"property": "v"}
     h = Harness([trait("t", kind, "E", **prop, **window)])
     values: list[tuple[int, str, Any]] = []
     for i in range(rng.randrange(0, 14)):
         ts = T0 + rng.randrange(0, 48 * 60) * MIN
-        values.append((ts, f"e{i:02d}", rng.choice([1, 2, 3.5, 0.1, 7, -2])))
+        values.append((ts, f"e{i:02d}", rng.choice([1, 2, 3.5, 0.1, 7, -2, "5", "0.5", "x"])))
     arrival = list(values)
     rng.shuffle(arrival)
     for ts, mid, v in arrival:
@@ -124,7 +137,10 @@ def test_computed_traits_match_a_recount(seed: int) -> None:
     while t < T0 + 5 * DAY:
         h.tick(t)
         live = [x for x in values if counts(x[0], t)]
-        assert h.value("t") == brute_trait(kind, live), f"{kind} {window} at +{(t - T0) / H:.2f} h"
+        qualifying = [x for x in values if kind in ("counter", "first", "last") or x[2] != "x"]
+        had_value = any(x[0] + start <= t for x in qualifying)
+        expected = brute_trait(kind, [x for x in live if x in qualifying], had_value)
+        assert h.value("t") == expected, f"{kind} {window} at +{(t - T0) / H:.2f} h"
         t += rng.choice([MIN, 17 * MIN, H, 3 * H])
 
 

@@ -10,7 +10,18 @@ from typing import Any
 import pytest
 
 from engage_stream.events import ProfileEvent
-from tests.engine.harness import DAY, MIN, T0, H, Harness, audience, event, final_state, trait
+from tests.engine.harness import (
+    DAY,
+    MIN,
+    T0,
+    H,
+    Harness,
+    audience,
+    event,
+    final_state,
+    replay,
+    trait,
+)
 
 END = T0 + 9 * DAY
 PIDS = ("user_id:u1", "user_id:u2")
@@ -110,13 +121,7 @@ def workload(seed: int, n: int = 70) -> list[ProfileEvent]:
 
 
 def run(events: list[ProfileEvent], ticks: bool) -> Harness:
-    h = Harness(definitions())
-    for ev in events:
-        if ticks:
-            h.tick(ev.timestamp)
-        h.send(ev, now=max(h.now, ev.timestamp))
-    h.tick(END)
-    return h
+    return replay(definitions(), events, ticks, END)
 
 
 @pytest.mark.parametrize("seed", range(25))
