@@ -82,13 +82,15 @@ def worker_settings(bootstrap: str, tag: str, partitions: int = 4, **extra: Any)
 
 
 def with_app(settings: Settings, app_tag: str) -> Settings:
-    """Same input topics, another app id and internal/output topics: a fresh worker
-    re-reads the same input without seeing the first one's internal records."""
+    """Same input topics and definitions, another app id and internal/output topics: a
+    fresh worker re-reads the same input, evaluates the same definitions, and does not see
+    the first one's internal records."""
     t = settings.topics
     own = {
         name: getattr(t, name) + f"-{app_tag}"
-        for name in ("dead_letter", "profile_events", "definitions", "changes")
+        for name in ("dead_letter", "profile_events", "changes")
     }
+    own["output_prefix"] = t.output_prefix.rstrip(".") + f"-{app_tag}."
     return settings.model_copy(
         update={"app_id": f"{settings.app_id}-{app_tag}", "topics": t.model_copy(update=own)}
     )

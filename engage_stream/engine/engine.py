@@ -458,7 +458,7 @@ class Engine:
             if value is None:
                 store.pop(key, None)
             else:
-                store[key] = TraitValue(value, when, message_id)
+                store[key] = TraitValue(value, when)  # (no message id: nothing reads it)
             deps = dependents[r]
             if deps:
                 if queued is None:

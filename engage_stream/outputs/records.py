@@ -138,13 +138,48 @@ def _pick(values: list[str], i: int) -> str | None:
     return values[i] if i < len(values) else values[0]
 
 
+class ProfileView:
+    """What every change of one profile needs for its records, computed once per batch of
+    its changes rather than once per change."""
+
+    __slots__ = ("profile", "key", "_ids", "_idents")
+
+    def __init__(self, profile: ProfileRecord) -> None:
+        self.profile = profile
+        self.key = profile.profile_id.encode()
+        self._ids: orjson.Fragment | None = None
+        self._idents: dict[bool, list[Identity]] = {}
+
+    def external_ids(self) -> orjson.Fragment:
+        if self._ids is None:
+            self._ids = orjson.Fragment(
+                orjson.dumps(
+                    [
+                        {"type": x.type, "id": x.id, "collection": x.collection}
+                        for x in self.profile.external_ids
+                    ]
+                )
+            )
+        return self._ids
+
+    def identities(self, include_anonymous: bool) -> list[Identity]:
+        got = self._idents.get(include_anonymous)
+        if got is None:
+            got = self._idents[include_anonymous] = identities(self.profile, include_anonymous)
+        return got
+
+
 def build_records(
     change: Change,
     profile: ProfileRecord,
     definition: AnyDefinition,
     space_id: str,
+    view: ProfileView | None = None,
 ) -> list[OutputRecord]:
-    """The all-changes record, then every destination call for one change."""
+    """The all-changes record, then every destination call for one change. `view`: the
+    profile's shared parts, when the caller builds several changes of it."""
+    if view is None:
+        view = ProfileView(profile)
     audience = isinstance(definition, AudienceDefinition)
     if (change.kind == "audience") != audience or change.key != definition.key:
         raise ValueError(
@@ -154,14 +189,11 @@ def build_records(
     timestamp = iso_ms(change.at)
     records = [
         OutputRecord(
-            None,
-            profile.profile_id.encode(),
-            _change_value(change, profile, timestamp, space_id),
-            change.message_id,
+            None, view.key, _change_value(change, view, timestamp, space_id), change.message_id
         )
     ]
     if definition.destinations:
-        idents = identities(profile, definition.include_anonymous)
+        idents = view.identities(definition.include_anonymous)
         records.extend(
             _destination_calls(
                 definition, profile, change.value, idents, change.message_id, timestamp, space_id
@@ -297,7 +329,7 @@ def _destination_calls(
     return records
 
 
-def _change_value(change: Change, profile: ProfileRecord, at_iso: str, space_id: str) -> bytes:
+def _change_value(change: Change, view: ProfileView, at_iso: str, space_id: str) -> bytes:
     return orjson.dumps(
         {
             "message_id": change.message_id,
@@ -310,10 +342,7 @@ def _change_value(change: Change, profile: ProfileRecord, at_iso: str, space_id:
             "at": at_iso,
             "at_ms": change.at,
             "cause": change.cause,
-            "external_ids": [
-                {"type": x.type, "id": x.id, "collection": x.collection}
-                for x in profile.external_ids
-            ],
+            "external_ids": view.external_ids(),
             "space_id": space_id,
         }
     )

@@ -11,13 +11,14 @@ moves with every change, and with every membership dropped when a definition is 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from engage_stream import metrics
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.engine.changes import Change
 from engage_stream.events import ProfileEvent
-from engage_stream.outputs.records import OutputRecord, build_records, resync_all
+from engage_stream.outputs.records import OutputRecord, ProfileView, build_records, resync_all
 from engage_stream.profiles.processor import Outcome
 from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.store import ProfileStore
@@ -25,6 +26,7 @@ from engage_stream.state.kv import KV
 from engage_stream.stream.producing import OutgoingRecord
 
 SIZE = b"s:"
+_UNSEEN: Any = object()
 MESSAGE_ID_HEADER = "engage.message_id"
 
 
@@ -87,17 +89,23 @@ class RecordBuilder:
         loading it again)."""
         _count_members(store.kv, changes)
         out: list[OutgoingRecord] = []
-        profiles: dict[str, ProfileRecord | None] = {}  # one load per profile, not per change
+        views: dict[str, ProfileView | None] = {}  # one load per profile, not per change
         if profile is not None:
-            profiles[profile.profile_id] = profile
+            views[profile.profile_id] = ProfileView(profile)
+        counted: dict[tuple[str, str], int] = {}
         for ch in changes:
-            metrics.labelled(metrics.changes_emitted, ch.kind, ch.key).inc()
+            counted[ch.kind, ch.key] = counted.get((ch.kind, ch.key), 0) + 1
             defn = self.catalog.get(ch.key)
             pid = ch.profile_id
-            profile = profiles[pid] if pid in profiles else profiles.setdefault(pid, store.get(pid))
-            if defn is None or profile is None:
+            view = views.get(pid, _UNSEEN)
+            if view is _UNSEEN:
+                found = store.get(pid)
+                view = views[pid] = ProfileView(found) if found is not None else None
+            if defn is None or view is None:
                 continue
-            self._append(out, build_records(ch, profile, defn, self.space_id))
+            self._append(out, build_records(ch, view.profile, defn, self.space_id, view))
+        for (kind, key), n in counted.items():
+            metrics.labelled(metrics.changes_emitted, kind, key).inc(n)
         return out
 
     def resync(
