@@ -75,6 +75,19 @@ checkpoint_seconds = Histogram(
     buckets=_FAST_BUCKETS,
     registry=REGISTRY,
 )
+batch_seconds = Histogram(
+    "engage_batch_seconds",
+    "Time a stage spends on one fetched batch, checkpoint included (latency adds up from it)",
+    ["stage"],
+    buckets=_FAST_BUCKETS,
+    registry=REGISTRY,
+)
+timer_sweep_seconds = Histogram(
+    "engage_timer_sweep_seconds",
+    "Time one clock tick spends firing the time-driven changes due in a partition",
+    buckets=_FAST_BUCKETS,
+    registry=REGISTRY,
+)
 batch_records = Histogram(
     "engage_batch_records",
     "Records per processed batch",

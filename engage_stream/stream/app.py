@@ -74,6 +74,7 @@ class Worker:
             group_id=f"{settings.app_id}-ingest",
             topics=settings.topics.inputs(),
             handler=IngestStage(settings, self.producer).handle,
+            stage="ingest",
             **common,
         )
         self.profiles = BatchLoop(
@@ -82,6 +83,7 @@ class Worker:
             handler=self.runtime.handle,
             on_assigned=self._assigned,
             on_revoked=self._revoked,
+            stage="profiles",
             **common,
         )
 

@@ -25,6 +25,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.structs import OffsetAndMetadata
 
+from engage_stream import metrics
+
 log = logging.getLogger(__name__)
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
@@ -46,6 +48,7 @@ class BatchLoop:
         wait_s: float,
         on_assigned: PartitionsCallback | None = None,
         on_revoked: PartitionsCallback | None = None,
+        stage: str = "",
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -64,6 +67,7 @@ class BatchLoop:
         self._idle.set()
         self._last_commit = time.monotonic()
         self.started = asyncio.Event()
+        self._batch_seconds = metrics.batch_seconds.labels(stage)
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -90,12 +94,14 @@ class BatchLoop:
                 batch = {tp: recs for tp, recs in batch.items() if recs and tp in self.assignment}
                 if batch:
                     self._idle.clear()
+                    started = time.perf_counter()
                     try:
                         await self.handler(batch)
                         for tp, recs in batch.items():
                             self._pending[tp] = recs[-1].offset + 1
                     finally:
                         self._idle.set()
+                    self._batch_seconds.observe(time.perf_counter() - started)
                 if self._pending and time.monotonic() - self._last_commit >= self.commit_interval_s:
                     await self.commit()
         finally:

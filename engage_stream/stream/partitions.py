@@ -13,6 +13,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,6 +30,17 @@ from engage_stream.stream.producing import OutgoingRecord, Sender
 log = logging.getLogger(__name__)
 
 CLOCK_KEY = b"c:clock"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One partition's share of a checkpoint: its buffered writes, the last source offset
+    they cover, and the output records they caused."""
+
+    ps: PartitionState
+    tx: Transaction
+    source_offset: int
+    outputs: list[OutgoingRecord]
 
 
 class PartitionState:
@@ -254,25 +266,35 @@ class PartitionManager:
         source_offset: int,
         outputs: list[OutgoingRecord],
     ) -> None:
-        """Outputs and changelog to Kafka, acknowledged; then one local atomic batch."""
+        await self.checkpoint_all([Checkpoint(ps, tx, source_offset, outputs)])
+
+    async def checkpoint_all(self, parts: list[Checkpoint]) -> None:
+        """Every partition's outputs and changelog to Kafka in one send, acknowledged; then
+        one local atomic batch per partition (each with its own changelog and source
+        offsets, so recovery is per partition as before)."""
+        if not parts:
+            return
         started = time.perf_counter()
-        tx.put(CLOCK_KEY, str(ps.clock).encode())
-        header = [(SOURCE_HEADER, str(source_offset).encode())]
         changelog_topic = self.settings.changelog_topic
-        records = list(outputs)
-        records.extend(
-            OutgoingRecord(changelog_topic, key, value, header, ps.partition)
-            for key, value in tx.writes.items()
-        )
-        written = await self.sender.send_many(records)
-        last = written.get((changelog_topic, ps.partition))
-        ps.write(tx.writes, changelog_offset=last, source_offset=source_offset)
-        if outputs:
-            per_topic: dict[str, int] = {}
-            for out in outputs:
+        records: list[OutgoingRecord] = []
+        per_topic: dict[str, int] = {}
+        for cp in parts:
+            cp.tx.put(CLOCK_KEY, str(cp.ps.clock).encode())
+            header = [(SOURCE_HEADER, str(cp.source_offset).encode())]
+            records.extend(cp.outputs)
+            p = cp.ps.partition
+            records.extend(
+                OutgoingRecord(changelog_topic, key, value, header, p)
+                for key, value in cp.tx.writes.items()
+            )
+            for out in cp.outputs:
                 per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
-            for topic, n in per_topic.items():
-                metrics.labelled(metrics.outputs_produced, topic).inc(n)
+        written = await self.sender.send_many(records)
+        for cp in parts:
+            last = written.get((changelog_topic, cp.ps.partition))
+            cp.ps.write(cp.tx.writes, changelog_offset=last, source_offset=cp.source_offset)
+        for topic, n in per_topic.items():
+            metrics.labelled(metrics.outputs_produced, topic).inc(n)
         metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     def close(self) -> None:

@@ -24,7 +24,12 @@ from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.transaction import Transaction
 from engage_stream.stream.batch_consumer import Batch
 from engage_stream.stream.emit import NoRecords, RecordBuilder, forget_members
-from engage_stream.stream.partitions import CLOCK_KEY, PartitionManager, PartitionState
+from engage_stream.stream.partitions import (
+    CLOCK_KEY,
+    Checkpoint,
+    PartitionManager,
+    PartitionState,
+)
 from engage_stream.stream.producing import OutgoingRecord
 
 TICK_KEY = b"\x00tick"
@@ -64,11 +69,32 @@ class ProfileRuntime:
         return set(self._backfill_since)
 
     async def handle(self, batch: Batch) -> None:
-        """One fetched batch of the profile-events topic, partition by partition."""
+        """One fetched batch of the profile-events topic: every partition's records applied,
+        then one checkpoint for all of them (one produce round trip, not one per partition:
+        at low rates the acknowledgements, not the processing, are the latency)."""
         # Never evaluate with a partial definition set: wait for the definitions topic.
         await self.definitions_ready.wait()
+        done: list[tuple[PartitionState, _Applied]] = []
         for tp, records in batch.items():
-            await self._process_partition(tp.partition, records)
+            ps = await self.partitions.get(tp.partition)
+            applied = self._apply_isolated(ps, records)
+            metrics.records_already_applied.inc(applied.skipped)
+            if applied.last is not None:
+                done.append((ps, applied))
+        await self.partitions.checkpoint_all(
+            [Checkpoint(ps, a.tx, a.last, a.outputs) for ps, a in done if a.tx.writes or a.outputs]  # type: ignore[arg-type]
+        )
+        for ps, a in done:
+            if not (a.tx.writes or a.outputs):  # only clock ticks with nothing due
+                ps.store.write(
+                    {CLOCK_KEY: str(ps.clock).encode()}, changelog_offset=None, source_offset=a.last
+                )
+            metrics.events_processed.labels(str(ps.partition)).inc(a.processed)
+            metrics.duplicates_dropped.inc(a.duplicates)
+            if a.failed:
+                metrics.labelled(metrics.dead_lettered, PROCESSING_FAILED).inc(len(a.failed))
+        for records in batch.values():
+            metrics.batch_records.observe(len(records))
 
     def _sweep(self, partition: int, store: ProfileStore, clock: int) -> list[OutgoingRecord]:
         """One bounded chunk of the backfill after a definitions change (runs in the batch's
@@ -102,20 +128,19 @@ class ProfileRuntime:
             )
         return self.build_records(result.changes, store) if result.changes else []
 
-    async def _process_partition(self, partition: int, messages: list[ConsumerRecord]) -> None:
-        ps = await self.partitions.get(partition)
+    def _apply_isolated(self, ps: PartitionState, messages: list[ConsumerRecord]) -> _Applied:
+        """`_apply`, with every record it cannot process set aside for the dead-letter topic."""
         failed: dict[int, DeadLetter] = {}
         while True:
             try:
-                applied = self._apply(ps, messages, failed)
-                break
+                return self._apply(ps, messages, failed)
             except _RecordFailed as exc:
                 # Data the processor cannot handle must not stop the stream (DESIGN §9): the
                 # batch's buffered effects are discarded, the record is set aside for the
                 # dead-letter topic and the batch is applied again without it.
                 log.error(
                     "partition %d offset %d: processing failed, dead-lettered: %s",
-                    partition,
+                    ps.partition,
                     exc.msg.offset,
                     exc.detail,
                     exc_info=exc.__cause__,
@@ -128,21 +153,6 @@ class ProfileRuntime:
                     offset=exc.msg.offset,
                     timestamp_ms=exc.msg.timestamp,
                 )
-        tx, outputs, last = applied.tx, applied.outputs, applied.last
-        metrics.records_already_applied.inc(applied.skipped)
-        if last is None:
-            return
-        if tx.writes or outputs:
-            await self.partitions.checkpoint(ps, tx, last, outputs)
-        else:  # only clock ticks with nothing due: no changelog traffic needed
-            ps.store.write(
-                {CLOCK_KEY: str(ps.clock).encode()}, changelog_offset=None, source_offset=last
-            )
-        metrics.events_processed.labels(str(partition)).inc(applied.processed)
-        metrics.duplicates_dropped.inc(applied.duplicates)
-        metrics.batch_records.observe(len(messages))
-        if failed:
-            metrics.labelled(metrics.dead_lettered, PROCESSING_FAILED).inc(len(failed))
 
     def _apply(
         self, ps: PartitionState, messages: list[ConsumerRecord], failed: dict[int, DeadLetter]
@@ -155,7 +165,7 @@ class ProfileRuntime:
         applied_up_to = ps.source_offset
         tx = Transaction(ps.store)
         store = ProfileStore(tx)
-        out = _Applied(tx)
+        out = _Applied(tx, failed=failed)
         outputs = out.outputs
         wall = time.time()
         try:
@@ -176,8 +186,10 @@ class ProfileRuntime:
                     continue
                 try:
                     if msg.key == TICK_KEY:
+                        started = time.perf_counter()
                         changes = self.processor.advance(store, ps.clock, self._on_profile_error)
                         metrics.timers_fired.inc(len(changes))
+                        metrics.timer_sweep_seconds.observe(time.perf_counter() - started)
                         if changes:
                             outputs.extend(self.build_records(changes, store))
                     else:
@@ -236,3 +248,4 @@ class _Applied:
     processed: int = 0
     duplicates: int = 0
     skipped: int = 0
+    failed: dict[int, DeadLetter] = field(default_factory=dict)
