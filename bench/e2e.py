@@ -617,6 +617,24 @@ def run_history(
     return out
 
 
+def run_scale(
+    broker_cfg: BrokerConfig, profiles: int, events: int, seed: int, tag: str, timeout: float
+) -> dict[str, Any]:
+    """Many profiles (state on disk): the worker's peak RSS while it drains a backlog that
+    touches every one of them — memory must not grow with the number of profiles."""
+    spec = WorkloadSpec(profiles=profiles, events=events, seed=seed)
+    settings = worker_settings(broker_cfg.bootstrap, f"{tag}-scale")
+    prepare_inputs(settings, spec)
+    with BenchWorker(settings, f"{settings.app_id}") as worker:
+        say(f"scale: draining {events:,} events for {profiles:,} profiles")
+        tp = measure_throughput(worker, events, timeout, broker_cfg, "scale")
+        tp.state_disk_mb = round(dir_bytes(state_dir(settings)) / 1e6, 1)
+        stored = sum(v for _, v in worker.metrics().samples.get("engage_state_profiles", []))
+        say(f"  {tp.events_per_s:,.0f} events/s, RSS peak {tp.rss_peak_mb:,.0f} MB")
+    shutil.rmtree(state_dir(settings).parent, ignore_errors=True)
+    return {"profiles": profiles, "profiles_stored": round(stored), "throughput": asdict(tp)}
+
+
 def _settings_summary(s: Settings) -> dict[str, Any]:
     return {
         "partitions": s.partitions,

@@ -48,6 +48,7 @@ class Sizes:
     profile_s: float
     inprocess_events: int
     throughput_timeout_s: float
+    scale_profiles: int
 
 
 QUICK = Sizes(
@@ -61,6 +62,7 @@ QUICK = Sizes(
     profile_s=8,
     inprocess_events=20_000,
     throughput_timeout_s=300,
+    scale_profiles=50_000,
 )
 FULL = Sizes(
     profiles=100_000,
@@ -73,6 +75,7 @@ FULL = Sizes(
     profile_s=30,
     inprocess_events=100_000,
     throughput_timeout_s=900,
+    scale_profiles=1_000_000,
 )
 
 BASELINE_LABELS = {
@@ -181,6 +184,16 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
                     spec.seed,
                     tag,
                     sizes.throughput_timeout_s,
+                ),
+                timings,
+            )
+        if "scale" not in skip:
+            n = sizes.scale_profiles
+            section(
+                results,
+                "scale",
+                lambda: e2e.run_scale(
+                    cfg, n, n + n // 5, spec.seed, tag, max(sizes.throughput_timeout_s, n / 500)
                 ),
                 timings,
             )
@@ -384,6 +397,15 @@ def report(r: dict[str, Any]) -> str:
                 )
             L.append(f"  throughput {k}× ÷ 1×: {hk_ratio(x1, xk)}")
             L.append("")
+    scale = r.get("scale")
+    if isinstance(scale, dict) and "throughput" in scale:
+        t = scale["throughput"]
+        L.append(
+            f"Scale: {scale['profiles']:,} profiles ({scale['profiles_stored']:,} stored), "
+            f"{t['events']:,} events: {_n(t['events_per_s'])} events/s, worker RSS peak "
+            f"{_n(t['rss_peak_mb'])} MB, state {t['state_disk_mb']} MB on disk"
+        )
+        L.append("")
     duck = r.get("duckdb")
     comp = r.get("comparisons", {})
     if isinstance(duck, dict) and "main" in duck:
@@ -436,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--skip",
         default="",
-        help="comma-separated sections to skip: baselines,profile,history,duckdb,inprocess",
+        help="comma-separated sections to skip: baselines,profile,history,scale,duckdb,inprocess",
     )
     p.add_argument("--from-json", type=Path, help="only print the table of a results file")
     args = p.parse_args(argv)
