@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from engage_stream.stream.topics import MAX_RECORD_BYTES
+
 
 @dataclass(slots=True)
 class OutgoingRecord:
@@ -92,7 +94,7 @@ class Sender:
             acks="all",
             linger_ms=5,
             max_batch_size=1024 * 1024,
-            max_request_size=8 * 1024 * 1024,
+            max_request_size=MAX_RECORD_BYTES + 1024 * 1024,  # a profile value, alone
         )
         await self.producer.start()
 

@@ -10,6 +10,8 @@ from kafka.errors import TopicAlreadyExistsError
 
 from engage_stream.config import Settings
 
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # changelog records (profile state); see topic_specs
+
 
 def topic_specs(
     settings: Settings, destinations: list[str] | None = None
@@ -20,11 +22,17 @@ def topic_specs(
         "cleanup.policy": "compact",
         "min.cleanable.dirty.ratio": "0.1",
         "segment.ms": "600000",
+        # roll (and so compact) a busy changelog well before 10 minutes: recovery replays
+        # what compaction has not removed yet
+        "segment.bytes": str(64 * 1024 * 1024),
     }
+    # A profile's value holds its window state: a very active profile can outgrow the
+    # broker's 1 MB default, and a record the broker refuses would stop the worker.
+    changelog = {**compact, "max.message.bytes": str(MAX_RECORD_BYTES)}
     specs: dict[str, tuple[int, dict[str, str]]] = {name: (n, {}) for name in t.inputs()}
     specs[t.dead_letter] = (n, {})
     specs[t.profile_events] = (n, {})
-    specs[settings.changelog_topic] = (n, compact)
+    specs[settings.changelog_topic] = (n, changelog)
     specs[t.definitions] = (1, compact)
     specs[t.changes] = (n, {})
     for d in destinations or []:
