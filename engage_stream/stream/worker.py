@@ -1,0 +1,179 @@
+"""One worker process: the two batched stages, their shared producer and partition state.
+
+Built before Faust starts and started by the app's tasks (`stream.app`): the ingest stage
+(input topics → `profile-events`) and the profiles stage (`profile-events` → outputs), each a
+`BatchLoop`, plus the definitions watcher that swaps the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from engage_stream import metrics
+from engage_stream.api import audiences as audience_api
+from engage_stream.config import Settings
+from engage_stream.definitions.catalog import Catalog
+from engage_stream.profiles.record import ProfileRecord
+from engage_stream.profiles.store import ProfileStore
+from engage_stream.state.transaction import Transaction
+from engage_stream.stream import definitions_topic
+from engage_stream.stream.batch_consumer import BatchLoop
+from engage_stream.stream.emit import RecordBuilder, audience_sizes
+from engage_stream.stream.ingest_stage import IngestStage
+from engage_stream.stream.partitions import READY, PartitionManager
+from engage_stream.stream.producing import OutgoingRecord, Sender
+from engage_stream.stream.routing import OwnerDirectory, client_id_for
+from engage_stream.stream.runtime import TICK_KEY, ProfileRuntime
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Everything one worker process runs; built before Faust starts, started by its tasks."""
+
+    def __init__(self, settings: Settings, roles: set[str]) -> None:
+        self.settings = settings
+        self.roles = roles
+        self.url = f"http://{settings.web_host}:{settings.web_port}"
+        self.producer = Sender(settings.broker)
+        self.partitions = PartitionManager(settings, self.producer)
+        self.runtime = ProfileRuntime(settings, self.partitions)
+        self.catalog = Catalog()
+        self.active: set[str] = set()
+        self.owners = OwnerDirectory(
+            settings.broker, settings.app_id, settings.topics.profile_events
+        )
+        common = dict(
+            bootstrap=settings.broker,
+            client_id=client_id_for(self.url),
+            commit_interval_s=settings.commit_interval_s,
+            max_records=settings.batch_size,
+            wait_s=settings.batch_within_s,
+        )
+        self.ingest = BatchLoop(
+            group_id=f"{settings.app_id}-ingest",
+            topics=settings.topics.inputs(),
+            handler=IngestStage(settings, self.producer).handle,
+            stage="ingest",
+            **common,
+        )
+        self.profiles = BatchLoop(
+            group_id=settings.app_id,
+            topics=[settings.topics.profile_events],
+            handler=self.runtime.handle,
+            on_assigned=self._assigned,
+            on_revoked=self._revoked,
+            stage="profiles",
+            **common,
+        )
+
+    def owned(self) -> set[int]:
+        return self.profiles.owned(self.settings.topics.profile_events)
+
+    def _assigned(self, assigned: set[Any]) -> None:
+        self.partitions.mark_rebalanced(tp.partition for tp in assigned)
+
+    def _revoked(self, revoked: set[Any]) -> None:
+        self.partitions.mark_rebalanced(self.owned() - {tp.partition for tp in revoked})
+
+    async def on_definitions(
+        self, current: dict[bytes, definitions_topic.DefinitionRecord]
+    ) -> None:
+        """A new set of definitions from the topic: build an engine for it and swap it in.
+
+        A set the engine rejects keeps the previous engine running and marks the new
+        definitions Failed, so one bad apply never stops evaluation."""
+        from engage_stream.engine.engine import Engine, EngineSettings
+        from engage_stream.stream.topics import ensure_topics
+
+        catalog = Catalog.from_records(
+            (r.key, r.version, r.created_at or r.applied_at, r.body)
+            for r in current.values()
+            if r.kind in ("audience", "computed_trait")
+        )
+        active = catalog.active()
+        keys = {d.key for d in active}
+        try:
+            engine = Engine(
+                active,
+                versions=catalog.versions(keys),
+                applied_at=catalog.created_at(),
+                settings=EngineSettings(allowed_lateness_ms=self.settings.allowed_lateness_ms),
+            )
+        except Exception as exc:  # never crash the worker on a definition
+            log.error("definitions rejected by the engine, keeping the previous set: %s", exc)
+            for k in keys - set(self.catalog.entries):
+                catalog.failed[k] = f"rejected by the engine: {exc}"
+            self.catalog = catalog
+            return
+        if catalog.destinations():
+            await asyncio.get_running_loop().run_in_executor(
+                None, ensure_topics, self.settings, catalog.destinations()
+            )
+        self.catalog, self.active = catalog, keys
+        self.runtime.set_engine(
+            engine, catalog.versions(keys), RecordBuilder(catalog, self.settings)
+        )
+        for kind in ("audience", "computed_trait"):
+            metrics.definitions_active.labels(kind).set(sum(1 for d in active if d.kind == kind))
+        log.info("definitions applied: %d active of %d", len(keys), len(catalog.entries))
+
+    def ready(self) -> bool:
+        """Definitions loaded and every owned partition recovered (profiles role)."""
+        if "profiles" not in self.roles:
+            return True
+        status = self.partitions.status()
+        return self.runtime.definitions_ready.is_set() and all(
+            status.get(p) == READY for p in self.owned()
+        )
+
+    def statuses(self) -> dict[str, str]:
+        ready = self.ready()
+        return dict(
+            audience_api.statuses(
+                self.catalog, self.active, self.runtime.computing(self.owned()), ready
+            )
+        )
+
+    def local_sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for p in self.owned():
+            ps = self.partitions.open.get(p)
+            if ps is None:
+                continue
+            for k, n in audience_sizes(ps.store).items():
+                sizes[k] = sizes.get(k, 0) + n
+        return sizes
+
+    async def local_members(self, key: str) -> list[ProfileRecord]:
+        """Members of an audience in the partitions this worker owns."""
+        out = []
+        for p in sorted(self.owned()):
+            store = ProfileStore(Transaction((await self.partitions.get(p)).store))
+            for pid in store.profile_ids():
+                rec = store.get(pid)
+                if rec is not None and (m := rec.audiences.get(key)) is not None and m.value:
+                    out.append(rec)
+        return out
+
+    def _export_metrics(self) -> None:
+        for k, n in self.local_sizes().items():
+            metrics.audience_members.labels(k).set(n)
+        for k, status in self.statuses().items():
+            e = self.catalog.entries.get(k)
+            kind = e.definition.kind if e is not None else "unknown"
+            for s in audience_api.STATUSES:
+                metrics.definition_status.labels(k, kind, s).set(1 if s == status else 0)
+
+    async def tick(self) -> None:
+        """Feed the wall clock into every owned partition so time-driven changes fire."""
+        topic = self.settings.topics.profile_events
+        await self.producer.send_many(
+            [OutgoingRecord(topic, TICK_KEY, b"", None, p) for p in sorted(self.owned())]
+        )
+        for p, ps in list(self.partitions.open.items()):
+            metrics.state_keys.labels(str(p)).set(ps.store.estimated_keys())
+            metrics.state_bytes.labels(str(p)).set(ps.store.disk_bytes())
+        self._export_metrics()
