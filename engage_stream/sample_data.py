@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
+
+from engage_stream.timestamps import iso_ms as iso
 
 CATEGORIES = ["shoes", "shirts", "hats", "bags", "jackets"]
 PAGES = ["Home", "Catalog", "Product", "Cart", "Checkout", "Newsletter", "Blog", "Pricing"]
 PLANS = ["free", "pro", "enterprise"]
 ACCOUNTS = [f"acct_{i:03d}" for i in range(20)]
-
-
-def iso(ms: int) -> str:
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 class Shop:

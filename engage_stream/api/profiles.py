@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from engage_stream.events import ProfileEvent
 from engage_stream.profiles.record import ProfileRecord, TraitValue
 from engage_stream.profiles.store import ProfileStore
+from engage_stream.timestamps import iso_ms as iso
 
 DEFAULT_LIMIT = 10
 MAX_TRAITS_LIMIT = 200
@@ -103,14 +104,6 @@ def _iso_param(v: str | None, name: str) -> int | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
-
-
-def iso(ms: int) -> str:
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 def _token(value: str) -> str:

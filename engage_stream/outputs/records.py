@@ -48,7 +48,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -56,13 +55,12 @@ import orjson
 from engage_stream.definitions.models import AudienceDefinition, ComputedTraitDefinition
 from engage_stream.engine.changes import Change, message_id
 from engage_stream.profiles.record import ExternalId, ProfileRecord
+from engage_stream.timestamps import iso_ms
 
 if TYPE_CHECKING:
     from engage_stream.config import Topics
 
 AnyDefinition = AudienceDefinition | ComputedTraitDefinition
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,24 +81,6 @@ class Identity:
     user_id: str | None = None
     anonymous_id: str | None = None
     email: str | None = None
-
-
-_DAY_MS = 86_400_000
-_DAYS: dict[int, str] = {}  # day number → "YYYY-MM-DDT": one datetime per day, not per call
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch ms (≥ 0) → `2025-01-31T12:00:00.000Z`, exact (integer arithmetic)."""
-    day, rem = divmod(ms, _DAY_MS)
-    date = _DAYS.get(day)
-    if date is None:
-        if len(_DAYS) > 4096:
-            _DAYS.clear()
-        date = _DAYS[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
-    s, milli = divmod(rem, 1000)
-    m, s = divmod(s, 60)
-    h, m = divmod(m, 60)
-    return f"{date}{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
 
 
 def identities(profile: ProfileRecord, include_anonymous: bool) -> list[Identity]:
