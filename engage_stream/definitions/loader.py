@@ -155,8 +155,7 @@ def parse_items(text: str, file: str = "<string>") -> tuple[list[Item], list[Pro
             continue
         if isinstance(data, dict):
             items = [(data, node, None)]
-        elif isinstance(data, list):
-            assert isinstance(node, yaml.SequenceNode)
+        elif isinstance(data, list) and isinstance(node, yaml.SequenceNode):
             items = [(d, n, i) for i, (d, n) in enumerate(zip(data, node.value, strict=True))]
         else:
             problems.append(

@@ -36,7 +36,8 @@ _MASK = 0xFFFFFFFF
 
 
 def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (Java `Utils.murmur2`), the same values as `aiokafka.partitioner`."""
+    """Kafka's murmur2 (Java `Utils.murmur2`), the same values as `aiokafka.partitioner`:
+    the one copy, so producing and the owner routing (`routing.partition_for`) agree."""
     length = len(data)
     h = 0x9747B28C ^ length
     body = length & ~3
@@ -98,6 +99,11 @@ class Sender:
         )
         await self.producer.start()
 
+    def _started(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            raise RuntimeError("the producer is not started: Sender.start() runs first")
+        return self.producer
+
     async def stop(self) -> None:
         if self.producer is not None:
             await self.producer.stop()
@@ -111,9 +117,9 @@ class Sender:
     async def _partitioner(self, topic: str) -> KeyPartitioner:
         part = self._partitioners.get(topic)
         if part is None:
-            assert self.producer is not None
-            await self.producer.client._wait_on_metadata(topic)
-            n = len(self.producer.client.cluster.partitions_for_topic(topic) or ())
+            client = self._started().client
+            await client._wait_on_metadata(topic)
+            n = len(client.cluster.partitions_for_topic(topic) or ())
             part = self._partitioners[topic] = KeyPartitioner(n)
         return part
 
@@ -125,21 +131,20 @@ class Sender:
         """
         if not records:
             return {}
-        assert self.producer is not None, "producer not started"
+        producer = self._started()
         groups: dict[tuple[str, int], list[OutgoingRecord]] = defaultdict(list)
         topic: str | None = None
         part: KeyPartitioner | None = None
         for rec in records:
             p = rec.partition
             if p is None:
-                if rec.topic != topic:
+                if rec.topic != topic or part is None:
                     topic, part = rec.topic, await self._partitioner(rec.topic)
-                assert part is not None
                 p = part(rec.key) if rec.key is not None else 0
             groups[(rec.topic, p)].append(rec)
         pending = []
         for (topic, p), recs in groups.items():
-            batch = self.producer.create_batch()
+            batch = producer.create_batch()
             count = 0
             for rec in recs:
                 while (
@@ -154,13 +159,13 @@ class Sender:
                         (
                             (topic, p),
                             count,
-                            await self.producer.send_batch(batch, topic, partition=p),
+                            await producer.send_batch(batch, topic, partition=p),
                         )
                     )
-                    batch, count = self.producer.create_batch(), 0
+                    batch, count = producer.create_batch(), 0
                 count += 1
             pending.append(
-                ((topic, p), count, await self.producer.send_batch(batch, topic, partition=p))
+                ((topic, p), count, await producer.send_batch(batch, topic, partition=p))
             )
         metas = await asyncio.gather(*(fut for _, _, fut in pending))
         last: dict[tuple[str, int], int] = {}

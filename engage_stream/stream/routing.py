@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka.partitioner import murmur2
 from kafka import KafkaAdminClient
+
+from engage_stream.stream.producing import murmur2
 
 CLIENT_PREFIX = "engage-stream@"
 
