@@ -1,12 +1,12 @@
-"""The bench definition set — 50 audiences and 20 computed traits — in one neutral place.
+"""The bench definition set — 50 audiences and 20 computed traits — described once, as data.
 
-Why a neutral description: the engine's YAML format does not exist yet, but the DuckDB
-baseline needs the same audiences now. Every definition is described here once, as data;
-`baseline_duckdb` renders it to SQL, and when the definition format lands a YAML renderer
-next to `to_sql` writes bench/definitions/*.yaml from the same list (so the batch oracle
-and the streaming engine always compute the same set).
+Why one neutral description: the DuckDB baseline and the streaming engine must compute the
+same set. `baseline_duckdb` renders it to SQL; `to_engine()` renders it to the engine's
+definition format, which `python -m bench.definition_set --write-yaml` writes to
+bench/definitions/*.yaml. Where the engine's language cannot say exactly what the SQL says,
+`to_engine()` uses the closest form and its docstring lists each difference.
 
-Semantics (what the SQL computes; the engine's YAML must mean the same):
+Semantics (what the SQL computes):
 - Events as the worker sees them: page calls are `Page Viewed` with `page_name`; the
   profile is `user_id:<userId>`, else `anonymous_id:<anonymousId>`.
 - "within W days": event time in (now − W days, now]. History is 90 days, so "ever" = 90 d.

@@ -1,12 +1,14 @@
-"""One command for every benchmark figure, each printed beside its baseline and the ratio.
+"""Every benchmark figure from one command, each beside its baseline where it has one.
 
-    python -m bench.run_all            # full run, about 10–15 minutes on 2 cores
-    python -m bench.run_all --quick    # small sizes, about 2 minutes: for developing
+    python -m bench.run_all            # full run, about 40 minutes on 2 cores
+    python -m bench.run_all --quick    # small sizes, about 5 minutes: for developing
 
-Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka), runs every
-section against it one after the other (never two workers at once: the machine has two
-cores and the broker needs one), stops it, prints a table and writes everything to
-var/bench/results-<timestamp>.json. A failing section is recorded and the rest still run.
+Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka) and runs the
+sections that need it (produce, baselines, worker, profile, history, scale) one after the
+other: never two workers at once, as the machine has two cores and the broker needs one.
+Then it stops the broker, runs the sections without Kafka (duckdb, inprocess), prints a
+table and writes everything to var/bench/results-<timestamp>.json. A failing section is
+recorded and the rest still run.
 """
 
 from __future__ import annotations
@@ -454,7 +456,7 @@ def hk_ratio(x1: dict[str, Any], xk: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes (~2 minutes)")
+    p.add_argument("--quick", action="store_true", help="small sizes (~5 minutes)")
     p.add_argument(
         "--skip",
         default="",

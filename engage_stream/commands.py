@@ -1,4 +1,4 @@
-"""Definition commands: `validate`, `apply`, `schema`, `replay`, `audiences`."""
+"""Definition commands: `validate`, `apply`, `schema`, `replay`."""
 
 from __future__ import annotations
 
@@ -119,10 +119,11 @@ def apply_items(
     problems: Sequence[Problem] = (),
     path: str | None = None,
 ) -> definitions_topic.Plan:
-    """Publish what changed: new keys at version 1, edited bodies at version + 1; deleted
-    keys (with `prune`) as deletion markers. Raises `DefinitionErrors` with `problems` (the
-    files' own) and those of the definitions in force afterwards; publishes nothing then.
-    Creates the destinations' output topics first."""
+    """Publish what changed, versioned as `definitions_topic.plan` says (a re-created key
+    continues after its deleted version); deleted keys (with `prune`) as deletion markers.
+    Raises `DefinitionErrors` with `problems` (the files' own) and those of the definitions
+    in force afterwards; publishes nothing then. Creates the worker's topics and, once the
+    checks pass, the destinations' output topics, also on a dry run."""
     ensure_topics(settings)
     plan, more = plan_apply(
         definitions_topic.read_all(settings).values(),
