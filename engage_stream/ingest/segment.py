@@ -1,8 +1,11 @@
 """Segment Spec message models: the contract for what producers may send.
 
-The rules follow the reference (§9): userId or anonymousId required, messageId at most
-100 characters, 32 KB per message, at most 300 properties/traits, groupId at most 500
-characters. Extra top-level fields are kept so nothing a producer sent is lost.
+The rules follow the reference (§6, §9): userId or anonymousId required, messageId at most
+100 characters, 32 KB per message, groupId at most 500 characters, and no empty groupId:
+neither a Group's nor a Track's `context.groupId`. Field counts: a message with more than
+300 properties or traits is dropped, except that an Identify is rejected from 300 traits
+on (the reference states that limit separately, as "Identify with ≥300 traits"). Extra
+top-level fields are kept so nothing a producer sent is lost.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, m
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_MESSAGE_ID_CHARS = 100
 MAX_GROUP_ID_CHARS = 500
-MAX_FIELDS = 300
+MAX_FIELDS = 300  # properties / traits a message may carry
+MAX_IDENTIFY_TRAITS = 299  # an Identify with 300 traits is already rejected
 
 EVENT_TYPES = ("track", "identify", "group", "page", "screen", "alias")
 
@@ -55,10 +59,17 @@ class _Common(BaseModel):
         return True
 
 
-def _limit_fields(v: dict[str, Any]) -> dict[str, Any]:
-    if len(v) >= MAX_FIELDS:
-        raise ValueError(f"at most {MAX_FIELDS - 1} keys are accepted, got {len(v)}")
-    return v
+def _limit(most: int) -> Any:
+    def check(v: dict[str, Any]) -> dict[str, Any]:
+        if len(v) > most:
+            raise ValueError(f"at most {most} keys are accepted, got {len(v)}")
+        return v
+
+    return check
+
+
+_limit_fields = _limit(MAX_FIELDS)
+_limit_identify_traits = _limit(MAX_IDENTIFY_TRAITS)
 
 
 class Track(_Common):
@@ -68,12 +79,19 @@ class Track(_Common):
 
     _limit = field_validator("properties")(_limit_fields)
 
+    @field_validator("context", mode="after")
+    @classmethod
+    def _group_id_not_empty(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if v.get("groupId") == "":
+            raise ValueError("groupId must not be empty (reference §6)")
+        return v
+
 
 class Identify(_Common):
     type: Literal["identify"]
     traits: dict[str, Any] = Field(default_factory=dict)
 
-    _limit = field_validator("traits")(_limit_fields)
+    _limit = field_validator("traits")(_limit_identify_traits)
 
 
 class Group(_Common):

@@ -28,6 +28,7 @@ from engage_stream.ingest.segment import (
     EVENT_TYPES,
     MAX_FIELDS,
     MAX_GROUP_ID_CHARS,
+    MAX_IDENTIFY_TRAITS,
     MAX_MESSAGE_BYTES,
     MAX_MESSAGE_ID_CHARS,
     Page,
@@ -222,12 +223,12 @@ def _fast_ms(v: Any) -> Any:
         return _BAIL
 
 
-def _fast_mapping(obj: dict[str, Any], name: str) -> Any:
-    """A declared `dict[str, Any]` field (at most MAX_FIELDS - 1 keys), {} if absent."""
+def _fast_mapping(obj: dict[str, Any], name: str, most: int = MAX_FIELDS) -> Any:
+    """A declared `dict[str, Any]` field (at most `most` keys), {} if absent."""
     v = obj.get(name, _BAIL)
     if v is _BAIL:
         return {}
-    if type(v) is not dict or len(v) >= MAX_FIELDS:
+    if type(v) is not dict or len(v) > most:
         return _BAIL
     return v
 
@@ -281,6 +282,8 @@ def _fast_event(obj: dict[str, Any], received_at_ms: int, raw: bytes) -> Profile
         properties = _fast_mapping(obj, "properties")
         if type(event) is not str or not event or properties is _BAIL:
             return None
+        if context.get("groupId") == "":
+            return None
     elif kind == "page" or kind == "screen":
         name = _fast_opt_str(obj, "name")
         category = _fast_opt_str(obj, "category")
@@ -298,7 +301,9 @@ def _fast_event(obj: dict[str, Any], received_at_ms: int, raw: bytes) -> Profile
         if not previous_id or "traits" in obj:
             return None
     else:  # identify, group
-        traits = _fast_mapping(obj, "traits")
+        traits = _fast_mapping(
+            obj, "traits", MAX_IDENTIFY_TRAITS if kind == "identify" else MAX_FIELDS
+        )
         if traits is _BAIL:
             return None
         if kind == "group" and not (group_id and len(group_id) <= MAX_GROUP_ID_CHARS):

@@ -184,7 +184,16 @@ VARIANTS: list[dict[str, object]] = [
     {"type": "track", "event": "X", "messageId": 12},
     {"type": "track", "event": "X", "properties": {f"p{i}": i for i in range(299)}},
     {"type": "track", "event": "X", "properties": {f"p{i}": i for i in range(300)}},
+    {"type": "track", "event": "X", "properties": {f"p{i}": i for i in range(301)}},
+    {"type": "track", "event": "X", "context": {"groupId": ""}},
+    {"type": "track", "event": "X", "context": {"groupId": None}},
+    {"type": "track", "event": "X", "context": {"groupId": "g"}},
+    {"type": "page", "context": {"groupId": ""}},
     {"type": "identify", "traits": {"plan": "pro"}},
+    {"type": "identify", "traits": {f"t{i}": i for i in range(299)}},
+    {"type": "identify", "traits": {f"t{i}": i for i in range(300)}},
+    {"type": "group", "groupId": "g", "traits": {f"t{i}": i for i in range(300)}},
+    {"type": "group", "groupId": "g", "traits": {f"t{i}": i for i in range(301)}},
     {"type": "identify", "traits": None},
     {"type": "identify", "groupId": "g"},
     {"type": "group", "groupId": "g", "traits": {"n": 1}},
@@ -292,3 +301,57 @@ def test_undeclared_fields_normalise_reads_are_dead_lettered_not_raised(
     with pytest.raises(InvalidEvent) as exc:
         parse_message(orjson.dumps(msg), 0)
     assert exc.value.reason == Reason.INVALID_FIELD
+
+
+# -- limits at their exact edges (reference §6: dropped above 300 properties/traits; an
+# Identify with 300 or more traits is rejected; empty context.groupId in a Track dropped) --
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "accepted", "rejected"),
+    [
+        ("track", "properties", 300, 301),
+        ("page", "properties", 300, 301),
+        ("screen", "properties", 300, 301),
+        ("group", "traits", 300, 301),
+        ("identify", "traits", 299, 300),
+    ],
+)
+def test_field_count_limits_at_the_edge(
+    kind: str, field: str, accepted: int, rejected: int
+) -> None:
+    extra: dict[str, object] = {"event": "X"} if kind == "track" else {}
+    if kind == "group":
+        extra["groupId"] = "g1"
+    ok = raw(type=kind, **extra, **{field: {f"k{i}": i for i in range(accepted)}})
+    assert (
+        len(getattr(parse_message(ok, 0), "properties" if field == "properties" else "traits"))
+        >= accepted
+    )
+    assert _models_only(ok, 0)[0] == "ok"
+    bad = raw(type=kind, **extra, **{field: {f"k{i}": i for i in range(rejected)}})
+    with pytest.raises(InvalidEvent) as exc:
+        parse_message(bad, 0)
+    assert exc.value.reason == Reason.INVALID_FIELD
+    assert str(rejected) in exc.value.detail
+    assert _models_only(bad, 0) == ("invalid", Reason.INVALID_FIELD)
+
+
+@pytest.mark.parametrize("group_id", ["", None])
+def test_track_with_an_empty_context_group_id_is_dead_lettered(group_id: str | None) -> None:
+    msg = raw(type="track", event="X", context={"groupId": group_id, "ip": "1.2.3.4"})
+    if group_id is None:  # null is "not sent", not empty
+        assert parse_message(msg, 0).context["ip"] == "1.2.3.4"
+        return
+    with pytest.raises(InvalidEvent) as exc:
+        parse_message(msg, 0)
+    assert exc.value.reason == Reason.INVALID_FIELD
+    assert exc.value.detail.startswith("context: ")
+    assert "groupId must not be empty" in exc.value.detail
+    assert _models_only(msg, 0) == ("invalid", Reason.INVALID_FIELD)
+
+
+def test_context_group_id_elsewhere_or_non_empty_is_accepted() -> None:
+    assert parse_message(raw(type="track", event="X", context={"groupId": "g1"}), 0)
+    assert parse_message(raw(type="page", context={"groupId": ""}), 0)  # the reference: Track
+    assert parse_message(raw(type="identify", context={"groupId": ""}), 0)
