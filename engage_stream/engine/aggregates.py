@@ -76,6 +76,21 @@ def value_key(v: Any) -> str:
     return v if type(v) is str else orjson.dumps(v).decode()
 
 
+def order_key(k: str) -> tuple[int, Any, str]:
+    """The ordering rule of unique lists and most-frequent ties (reference §2:
+    "alphabetical"): value keys that spell a number first, by value (`9` before `10`);
+    then text by its case-folded form (`Hats` before `shoes`); keys equal under both by
+    code point, so the order is total and never depends on arrival."""
+    n = as_number(k)
+    if n is not None:
+        return (0, n, k)
+    return (1, k.casefold(), k)
+
+
+def _in_order(counts: dict[str, int]) -> list[str]:
+    return sorted(counts, key=order_key)
+
+
 def _msum(partials: list[float], x: float) -> None:
     """Add x to a list of non-overlapping float partials, exactly (Shewchuk / msum)."""
     i = 0
@@ -186,11 +201,11 @@ class _Counts(Invertible):
 
 def _most_frequent(min_frequency: int) -> Callable[[dict[str, int]], Any]:
     def pick(counts: dict[str, int]) -> str | None:
-        # the highest count (if frequent enough), ties broken by the smallest value
+        # the highest count (if frequent enough), ties to the first in the ordering rule
         n = max(counts.values())
         if n < min_frequency:
             return None
-        return min(k for k, m in counts.items() if m == n)
+        return min((k for k, m in counts.items() if m == n), key=order_key)
 
     return pick
 
@@ -239,7 +254,7 @@ class CompiledTrait:
         elif t == "most_frequent":
             self.inv = _Counts(_most_frequent(d.min_frequency))
         elif t == "unique_list":
-            self.inv = _Counts(sorted)
+            self.inv = _Counts(_in_order)
         elif t == "unique_count":
             self.inv = _Counts(len, 0)
         self.numeric = t in ("sum", "avg", "min", "max")

@@ -207,3 +207,46 @@ def test_float_sums_are_exact_and_order_free() -> None:
         h.track("E", T0 + i, {"v": v})
     assert h.value("s") == 0.6  # math.fsum, not 0.6000000000000001 or 0.0
     assert h.value("a") == pytest.approx(0.12)
+
+
+ORDER_WINDOWS: list[dict[str, Any]] = [
+    {},  # one aggregate (no lookback)
+    {"include_history": {"days": 30}},  # hour buckets
+    {"within": "30 days"},  # one entry per event
+    {"where": [{"property": "v", "operator": "!=", "value_from": {"trait": "nope"}}]},
+]
+
+
+@pytest.mark.parametrize("window", ORDER_WINDOWS, ids=["all", "lookback", "within", "dynamic"])
+def test_unique_list_order_is_alphabetical_ignoring_case_with_numbers_numerically(
+    window: dict[str, Any],
+) -> None:
+    """Reference §2: unique lists are alphabetical (README "ordering rule"): numbers first,
+    by value; then text by its case-folded form, ties (same letters, other case) by code point."""
+    h = Harness([trait("u", "unique_list", "E", property="v", **window)])
+    if "where" in window:
+        h.identify({"nope": "-"}, T0 - MIN)
+    for i, v in enumerate(["shoes", "Hats", "10", "9", 9, "apple", "Banana", "hats", 2.5, "-1"]):
+        h.track("E", T0 + i * MIN, {"v": v})
+    assert h.value("u") == ["-1", "2.5", "9", "10", "apple", "Banana", "Hats", "hats", "shoes"]
+
+
+@pytest.mark.parametrize("window", ORDER_WINDOWS, ids=["all", "lookback", "within", "dynamic"])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["hats", "Shoes", "hats", "Shoes"], "hats"),  # not "Shoes" (code point order)
+        (["10", "9", "10", "9"], "9"),  # numerically: 9 < 10
+        ([10, "9", 10, 9], "9"),
+        (["b", "B", "b", "B"], "B"),  # same letters: code point order decides
+    ],
+)
+def test_most_frequent_tie_takes_the_first_in_the_ordering_rule(
+    window: dict[str, Any], values: list[Any], expected: str
+) -> None:
+    h = Harness([trait("m", "most_frequent", "E", property="v", **window)])
+    if "where" in window:
+        h.identify({"nope": "-"}, T0 - MIN)
+    for i, v in enumerate(values):
+        h.track("E", T0 + i * MIN, {"v": v})
+    assert h.value("m") == expected
