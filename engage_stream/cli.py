@@ -91,6 +91,34 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collector(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engage_stream.collector.app import serve
+    from engage_stream.collector.settings import CollectorSettings
+    from engage_stream.collector.write_keys import WriteKeyError, WriteKeys
+    from engage_stream.stream.topics import ensure_topics
+
+    settings = _settings(args)
+    try:
+        config = CollectorSettings.from_env(
+            host=args.host, port=args.port, write_keys_file=args.write_keys
+        )
+        WriteKeys.from_settings(config)  # a bad file fails here, before listening
+    except (WriteKeyError, ValueError) as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return 2
+    try:
+        ensure_topics(settings)
+    except Exception as exc:  # Kafka down now: the collector answers 503 until it is back
+        logging.getLogger("engage_stream.collector").warning(
+            "could not check the topics (%s); they are the worker's to create", exc
+        )
+    logging.getLogger("engage_stream.collector").setLevel(args.loglevel.upper())
+    asyncio.run(serve(settings, config))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from engage_stream.demo import run_demo
 
@@ -141,6 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("file")
     pr.add_argument("--mixed", action="store_true", help="send everything to the mixed topic")
     pr.set_defaults(func=cmd_produce)
+
+    c = sub.add_parser(
+        "collector",
+        help="Segment-compatible HTTP Tracking API: SDKs send events here (env ENGAGE_COLLECTOR_*)",
+    )
+    c.add_argument("--host", help="listen address (env ENGAGE_COLLECTOR_HOST, 127.0.0.1)")
+    c.add_argument("--port", type=int, help="listen port (env ENGAGE_COLLECTOR_PORT, 8088)")
+    c.add_argument(
+        "--write-keys",
+        dest="write_keys",
+        metavar="FILE",
+        help="YAML or JSON file: write key -> source id (env ENGAGE_COLLECTOR_WRITE_KEYS_FILE)",
+    )
+    c.add_argument("--loglevel", default="info")
+    c.set_defaults(func=cmd_collector)
 
     d = sub.add_parser("demo", help="broker + worker + sample events + what happened, then stop")
     d.add_argument("--events", type=int, default=4000)
