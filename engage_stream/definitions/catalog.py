@@ -61,6 +61,7 @@ class Entry:
 class Catalog:
     entries: dict[str, Entry] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # key -> why its body is unusable
+    failed_versions: dict[str, int] = field(default_factory=dict)  # key -> unusable version
 
     @classmethod
     def from_definitions(cls, definitions: Iterable[AnyDefinition], created_at: int = 0) -> Catalog:
@@ -93,6 +94,7 @@ class Catalog:
                 cat.entries[key] = Entry(parse_body(body), version, created_at)
             except ValidationError as exc:
                 cat.failed[key] = f"invalid definition body: {exc.errors()[0]['msg']}"
+                cat.failed_versions[key] = version
         return cat
 
     def __iter__(self) -> Iterator[Entry]:
@@ -100,6 +102,12 @@ class Catalog:
 
     def active(self) -> list[AnyDefinition]:
         """Enabled definitions whose referenced audiences are all active, in key order."""
+        inactive = self.inactive()
+        return [e.definition for e in self if e.definition.key not in inactive]
+
+    def inactive(self) -> set[str]:
+        """Keys known but not evaluated: disabled, with an unusable body, or reading (at
+        any depth) an audience or trait that is one of those."""
         inactive = {k for k, e in self.entries.items() if not e.definition.enabled}
         inactive |= set(self.failed)
         reads = {k: audience_references(e.definition) for k, e in self.entries.items()}
@@ -112,11 +120,32 @@ class Catalog:
                 if reads[k] & inactive:
                     inactive.add(k)
                     changed = True
-        return [e.definition for e in self if e.definition.key not in inactive]
+        return inactive
 
     def versions(self, keys: Iterable[str] | None = None) -> dict[str, int]:
+        """The versions profiles are kept in step with: each of `keys` (every entry when
+        None) at its version, and every inactive definition (`inactive()`) at its version
+        negated, whether asked for or not.
+
+        Why inactive definitions are listed: to the profile stage a key missing from this
+        map is a deletion (its values leave the profile as custom traits), and disabling
+        is not a deletion — stored memberships and values stay, so re-enabling resumes
+        from them and sends only what really differs (no second `Audience Entered` to a
+        member who never left). Why negated: leaving and re-joining the evaluated set is a
+        version change even when the body is not (an audience reading a re-enabled one),
+        so the profile is re-evaluated over its history at both ends: state and wake-ups
+        are dropped while inactive and rebuilt on return. Never an engine's version: only
+        active definitions are evaluated and emit."""
+        inactive = self.inactive()
         wanted = set(keys) if keys is not None else set(self.entries)
-        return {k: e.version for k, e in self.entries.items() if k in wanted}
+        out = {
+            k: -e.version if k in inactive else e.version
+            for k, e in self.entries.items()
+            if k in wanted or k in inactive
+        }
+        for k, v in self.failed_versions.items():
+            out[k] = -v
+        return out
 
     def created_at(self) -> dict[str, int]:
         return {k: e.created_at for k, e in self.entries.items()}
