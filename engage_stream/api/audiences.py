@@ -1,17 +1,23 @@
-"""`GET /v1/audiences[/<key>]`: what is defined, its compute status and its size.
+"""`GET /v1/audiences[/<key>[/members.csv]]`: what is defined, its compute status, its
+size and its members.
 
-Pure: the web view gathers the catalog, the worker's progress and the stored member counts
-(from every worker, when there are several) and this module shapes the answer.
+Pure: the web view gathers the catalog, the worker's progress, the stored member counts
+and the members (from every worker, when there are several: `api.proxy`) and this module
+shapes the answer.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from engage_stream.api.profiles import ApiError
+from engage_stream.api.errors import ApiError
 from engage_stream.definitions.catalog import Catalog, Status
 from engage_stream.definitions.models import AudienceDefinition
+from engage_stream.outputs.csv_export import Format, export_audience_csv
+from engage_stream.profiles.record import ProfileRecord
 
 STATUSES: tuple[Status, ...] = ("Preparing", "Computing", "Live", "Disabled", "Failed")
 
@@ -86,3 +92,34 @@ def one_body(
     if key not in catalog.entries and key not in catalog.failed:
         raise ApiError(404, "not_found", f"Audience {key!r} was not found.")
     return summary(catalog, status, sizes, key)
+
+
+_FORMATS: dict[str, Format] = {"formatted": "formatted", "unformatted": "unformatted"}
+
+
+@dataclass(frozen=True, slots=True)
+class MembersExport:
+    """A checked members export request (reference §7 CSV formats)."""
+
+    key: str
+    fmt: Format
+    traits: list[str] | None
+
+
+def members_export(catalog: Catalog, key: str, params: Mapping[str, str]) -> MembersExport:
+    """Checked before any worker is asked for members: a bad request costs no fan-out."""
+    if catalog.get(key) is None:
+        raise ApiError(404, "not_found", f"Audience {key!r} was not found.")
+    fmt = _FORMATS.get(params.get("format", "formatted"))
+    if fmt is None:
+        raise ApiError(400, "validation_error", "format must be formatted or unformatted")
+    traits = [t for t in params.get("traits", "").split(",") if t] or None
+    return MembersExport(key, fmt, traits)
+
+
+def members_csv(export: MembersExport, members: Iterable[ProfileRecord]) -> bytes:
+    """One row per member in profile id order, whichever worker each came from."""
+    buf = io.StringIO()
+    ordered = sorted(members, key=lambda r: r.profile_id)
+    export_audience_csv(ordered, export.key, export.fmt, export.traits, buf)
+    return buf.getvalue().encode()

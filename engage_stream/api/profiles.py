@@ -1,7 +1,8 @@
 """Segment-compatible Profile API responses (reference §7), built from profile state.
 
-Pure: takes a `ProfileStore` and request parameters, returns `(status, body)` models, so it
-is unit-testable without a web server. The Faust web view only does auth and routing.
+Pure: takes a `ProfileStore` and request parameters and returns the response body (or
+raises `ApiError`), so it is unit-testable without a web server. The web view
+(`api.views.Profiles`) adds auth and finds the partition, here or on another worker.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from pydantic import BaseModel, Field
 
+from engage_stream.api.errors import ApiError
 from engage_stream.events import ProfileEvent
+from engage_stream.identity.resolver import profile_id_for_lookup
 from engage_stream.profiles.record import ProfileRecord, TraitValue
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.timestamps import iso_ms as iso
@@ -25,17 +27,22 @@ MAX_LIST_LIMIT = 100
 EVENTS_LOOKBACK_MS = 14 * 86_400_000
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
-
-
 def not_found() -> ApiError:
     return ApiError(404, "not_found", "Profile was not found.")
+
+
+def profile_id_of(space_id: str, space: str, collection: str, identifier: str) -> str:
+    """The canonical profile id a request path names (`<type>:<value>` in the users
+    collection of this space); a 404 for anything else."""
+    if space != space_id:
+        raise ApiError(404, "not_found", f"Space {space!r} was not found.")
+    if collection != "users":
+        raise not_found()
+    id_type, _, value = identifier.partition(":")
+    profile_id = profile_id_for_lookup(id_type, value)
+    if profile_id is None:
+        raise not_found()
+    return profile_id
 
 
 class Cursor(BaseModel):
@@ -272,19 +279,3 @@ def handle(
     if section == "metadata":
         return metadata(record)
     return events(store, record, q, now_ms)
-
-
-def check_basic_auth(header: str | None, token: str) -> None:
-    """Access token as the Basic username, empty password (Segment's scheme)."""
-    if not header or not header.startswith("Basic "):
-        raise ApiError(401, "authentication_error", "Missing access token.")
-    try:
-        user, _, _ = base64.b64decode(header[6:]).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(401, "authentication_error", "Malformed Authorization header.") from None
-    if user != token:
-        raise ApiError(401, "authentication_error", "Invalid access token.")
-
-
-def dumps(body: dict[str, Any]) -> bytes:
-    return orjson.dumps(body)

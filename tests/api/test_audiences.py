@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engage_stream.api import audiences as api
-from engage_stream.api.profiles import ApiError
+from engage_stream.api.errors import ApiError
 from engage_stream.definitions.catalog import Catalog, definition_body
 
 AUDIENCE = {

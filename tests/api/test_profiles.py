@@ -6,7 +6,9 @@ import base64
 
 import pytest
 
-from engage_stream.api.profiles import ApiError, check_basic_auth, handle
+from engage_stream.api.auth import check_basic_auth
+from engage_stream.api.errors import ApiError
+from engage_stream.api.profiles import handle
 from engage_stream.events import ProfileEvent
 from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
 from engage_stream.profiles.store import ProfileStore

@@ -1,0 +1,174 @@
+"""The web API's Faust views: check the request, ask the pure handlers (`api.profiles`,
+`api.audiences`) or the other workers (`api.proxy`), write the response.
+
+Faust creates each view itself, from its class, so what a view reads (`ApiContext`) is
+bound to the class: `routes.serve` registers `ApiView.bound(ctx)`, a subclass per worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar, cast
+
+import orjson
+from faust.web import Request, Response, View
+
+from engage_stream import metrics
+from engage_stream.api import audiences as audience_api
+from engage_stream.api import profiles as profile_api
+from engage_stream.api.auth import check_basic_auth
+from engage_stream.api.errors import ApiError
+from engage_stream.api.proxy import Peers, local_members_body, local_state
+from engage_stream.api.source import WorkerState
+from engage_stream.definitions.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+AudiencesBody = Callable[[Catalog, Mapping[str, str], Mapping[str, int]], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    state: WorkerState
+    peers: Peers
+    space_id: str
+    api_token: str
+
+
+class ApiView(View):
+    ctx: ClassVar[ApiContext]
+
+    @classmethod
+    def bound(cls, ctx: ApiContext) -> type[ApiView]:
+        """This view serving one worker (the subclass keeps the view's name and doc)."""
+        return cast(type[ApiView], type(cls.__name__, (cls,), {"ctx": ctx, "__doc__": cls.__doc__}))
+
+    def authorize(self, request: Request) -> None:
+        check_basic_auth(request.headers.get("Authorization"), self.ctx.api_token)
+
+    def json_bytes(self, body: dict[str, Any], status: int = 200) -> Response:
+        return self.bytes(orjson.dumps(body), status=status, content_type="application/json")
+
+    def error(self, err: ApiError) -> Response:
+        return self.json_bytes(err.body(), err.status)
+
+
+class Metrics(ApiView):
+    async def get(self, request: Request) -> Response:
+        return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+class Health(ApiView):
+    async def get(self, request: Request) -> Response:
+        h = self.ctx.state.health()
+        return self.json(
+            {
+                "status": "ready" if h.ready else "starting",
+                "roles": sorted(h.roles),
+                "owned": sorted(h.owned),
+                "partitions": sorted(h.open),
+                "partition_status": {str(p): st for p, st in h.partition_status.items()},
+                "definitions_ready": h.definitions_ready,
+            }
+        )
+
+
+class Profiles(ApiView):
+    """The Profile API (reference §7) for a profile in any partition: answered here when
+    this worker owns it, else by its owner."""
+
+    async def get(
+        self, request: Request, space: str, collection: str, identifier: str, section: str
+    ) -> Response:
+        ctx = self.ctx
+        try:
+            self.authorize(request)
+            profile_id = profile_api.profile_id_of(ctx.space_id, space, collection, identifier)
+            if not ctx.state.accepting():
+                raise ApiError(503, "service_unavailable", "The worker is starting; retry shortly.")
+            partition = await ctx.state.partition_of(profile_id)
+            if not ctx.state.owns(partition):
+                # counted by the owner, which answers it
+                status, body = await ctx.peers.forward(partition, request)
+                return self.bytes(body, status=status, content_type="application/json")
+            part = await ctx.state.read(partition)
+            answer = profile_api.handle(
+                part.store,
+                profile_id,
+                section,
+                request.path,
+                dict(request.query),
+                now_ms=max(part.clock, int(time.time() * 1000)),
+            )
+        except ApiError as err:
+            metrics.api_requests.labels(section, str(err.status)).inc()
+            return self.error(err)
+        except Exception:
+            log.exception("profile API request %s failed", request.path)
+            metrics.api_requests.labels(section, "500").inc()
+            return self.error(ApiError(500, "internal_error", "Internal server error."))
+        metrics.api_requests.labels(section, "200").inc()
+        return self.json_bytes(answer)
+
+
+class _AudiencesView(ApiView):
+    async def answer(self, request: Request, shape: AudiencesBody) -> Response:
+        """The audiences' statuses and sizes over every worker, shaped by `shape`."""
+        try:
+            self.authorize(request)
+            status, sizes = await self.ctx.peers.audience_state()
+            body = shape(self.ctx.state.catalog, status, sizes)
+        except ApiError as err:
+            return self.error(err)
+        return self.json_bytes(body)
+
+
+class Audiences(_AudiencesView):
+    async def get(self, request: Request) -> Response:
+        kind = "computed_trait" if request.query.get("kind") == "computed_trait" else "audience"
+        return await self.answer(request, partial(audience_api.list_body, kind=kind))
+
+
+class Audience(_AudiencesView):
+    async def get(self, request: Request, key: str) -> Response:
+        return await self.answer(request, partial(audience_api.one_body, key=key))
+
+
+class AudienceMembers(ApiView):
+    """CSV export of an audience's members (reference §7 formats), from every worker."""
+
+    async def get(self, request: Request, key: str) -> Response:
+        try:
+            self.authorize(request)
+            export = audience_api.members_export(self.ctx.state.catalog, key, request.query)
+        except ApiError as err:
+            return self.error(err)
+        members = await self.ctx.peers.audience_members(key)
+        return self.bytes(audience_api.members_csv(export, members), content_type="text/csv")
+
+
+class LocalAudienceState(ApiView):
+    """This worker's part of another worker's `Peers.audience_state`."""
+
+    async def get(self, request: Request) -> Response:
+        try:
+            self.authorize(request)
+        except ApiError as err:
+            return self.error(err)
+        return self.json(local_state(self.ctx.state))
+
+
+class LocalMembers(ApiView):
+    """This worker's part of another worker's `Peers.audience_members`."""
+
+    async def get(self, request: Request, key: str) -> Response:
+        try:
+            self.authorize(request)
+        except ApiError as err:
+            return self.error(err)
+        members = await self.ctx.state.local_members(key)
+        return self.bytes(local_members_body(members), content_type="text/plain")
