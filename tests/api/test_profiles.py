@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 
-from engage_stream.api.auth import check_basic_auth
 from engage_stream.api.errors import ApiError
-from engage_stream.api.profiles import handle
+from engage_stream.api.profiles import handle, profile_id_of
 from engage_stream.events import ProfileEvent
 from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
 from engage_stream.profiles.store import ProfileStore
@@ -125,16 +122,15 @@ def test_errors(
     assert exc.value.body()["error"]["message"]
 
 
-def basic(user: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:".encode()).decode()
-
-
-@pytest.mark.parametrize("header", [None, "Bearer x", basic("wrong"), "Basic !!!"])
-def test_auth_rejects(header: str | None) -> None:
-    with pytest.raises(ApiError) as exc:
-        check_basic_auth(header, "secret")
-    assert exc.value.status == 401 and exc.value.code == "authentication_error"
-
-
-def test_auth_accepts_token_as_username() -> None:
-    check_basic_auth(basic("secret"), "secret")
+def test_the_path_names_a_profile_of_this_space() -> None:
+    assert profile_id_of("s", "s", "users", "user_id:u1") == "user_id:u1"
+    assert profile_id_of("s", "s", "users", "anonymous_id:a1") == "anonymous_id:a1"
+    for space, collection, identifier in (
+        ("other", "users", "user_id:u1"),
+        ("s", "accounts", "user_id:u1"),
+        ("s", "users", "nonsense:u1"),
+        ("s", "users", "email:u1@x.io"),  # not resolvable before identity resolution
+    ):
+        with pytest.raises(ApiError) as exc:
+            profile_id_of("s", space, collection, identifier)
+        assert (exc.value.status, exc.value.code) == (404, "not_found")
