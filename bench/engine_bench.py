@@ -23,7 +23,7 @@ transport/framework overhead. Stages, each timed over the same workload events:
   engine over an in-memory store, live clock (the difference is what the engine and its
   state add to the profile stage);
 - `engine`: `profile_rocksdb` with the engine (fixed clock, as `profile_rocksdb`);
-- `profiles_stage`: the worker's whole profiles stage minus Kafka — `ProfileRuntime`'s
+- `profiles_stage`: the worker's whole profiles stage minus Kafka — `ProfileStage.apply`'s
   batch step (processor, engine, output records, audience sizes) over RocksDB, fixed clock.
 Plus state bytes per profile after the run, and the engine alone over the same profiles
 with 1× and k× the events each (history growth).
@@ -197,38 +197,30 @@ def engine_only(
 
 
 def profiles_stage(internal: list[bytes], now: int) -> int:
-    """The worker's profiles stage without Kafka: `ProfileRuntime._apply` per batch of
+    """The worker's profiles stage without Kafka: `ProfileStage.apply` per batch of
     CHECKPOINT_EVERY records (processor, engine, output records, audience sizes) over the
-    RocksDB layout, each batch stored as a checkpoint stores it (no changelog sent).
-    Returns the number of output records built."""
-    from aiokafka import ConsumerRecord
-
+    RocksDB layout, each batch's transaction committed locally as a checkpoint's step 3
+    does (no changelog sent). Returns the number of output records built."""
     from engage_stream.config import Settings
     from engage_stream.definitions import load_definitions
     from engage_stream.definitions.catalog import Catalog
-    from engage_stream.stream.emit import RecordBuilder
-    from engage_stream.stream.partitions import PartitionManager, PartitionState
-    from engage_stream.stream.runtime import ProfileRuntime
+    from engage_stream.profiles.stage import ProfileStage
+    from engage_stream.records import InputRecord
+    from engage_stream.state.partition import PartitionState
 
-    made = make_engine()
-    assert not isinstance(made, str), made
-    engine, versions = made
     catalog = Catalog.from_definitions(load_definitions(DEFINITIONS_DIR))
     tmp = Path(tempfile.mkdtemp(prefix="engage-bench-"))
     settings = Settings(data_dir=tmp)
-    rt = ProfileRuntime(settings, PartitionManager(settings, None))  # type: ignore[arg-type]
-    rt.set_engine(engine, versions, RecordBuilder(catalog, settings))
+    stage = ProfileStage(settings, catalog)
     ps = PartitionState(0, PartitionStore(tmp / "p0"))
-    records = [
-        ConsumerRecord("profile-events", 0, i, now, 0, b"", v, None, 0, len(v), [])  # type: ignore[call-arg]
-        for i, v in enumerate(internal)
-    ]
+    records = [InputRecord("profile-events", 0, i, now, b"", v) for i, v in enumerate(internal)]
     built = 0
     try:
         for i in range(0, len(records), CHECKPOINT_EVERY):
-            applied = rt._apply(ps, records[i : i + CHECKPOINT_EVERY], {})
-            built += len(applied.outputs)
-            ps.store.write(applied.tx.writes, changelog_offset=i, source_offset=applied.last)
+            tx = ps.begin()
+            built += len(stage.apply(tx, records[i : i + CHECKPOINT_EVERY]).outputs)
+            tx.prepare()
+            ps.finish(tx, changelog_offset=i)
     finally:
         ps.store.close()
         shutil.rmtree(tmp, ignore_errors=True)

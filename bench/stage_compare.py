@@ -16,7 +16,7 @@ Stages (the same workload events throughout, µs per event):
   with the clock fixed (draining a backlog: nothing ages out, as in the e2e run);
 - `profile_steady`: the same with the clock following event time, 30-day history and 24 h
   dedup window, so history and dedup entries age out all the time (a long-running worker);
-- `profiles_stage`: `ProfileRuntime.handle` + `PartitionManager.checkpoint` over a
+- `profiles_stage`: `ProfileBatches.handle` (stage + checkpoint) over a
   `PartitionStore` — decode, apply, metrics, changelog records, the local batch;
 - `changelog/event`: changelog records the checkpoints produced per event (not µs).
 
@@ -95,13 +95,16 @@ def child(events: int, profiles: int, repeat: int) -> dict[str, Any]:
     from engage_stream.identity.resolver import canonical_profile_id
     from engage_stream.ingest.validate import parse_message
     from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
+    from engage_stream.profiles.stage import ProfileStage
     from engage_stream.profiles.store import ProfileStore
+    from engage_stream.state.checkpoint import Committable
     from engage_stream.state.memory import MemoryKV
+    from engage_stream.state.partition import PartitionState
     from engage_stream.state.partition_store import PartitionStore
     from engage_stream.state.transaction import Transaction
     from engage_stream.stream.ingest_stage import IngestStage
-    from engage_stream.stream.partitions import PartitionManager, PartitionState
-    from engage_stream.stream.runtime import ProfileRuntime
+    from engage_stream.stream.partitions import PartitionManager
+    from engage_stream.stream.profile_batches import ProfileBatches
 
     wl = Workload(WorkloadSpec(profiles=profiles, events=events, seed=7))
     now = int(time.time() * 1000)
@@ -122,7 +125,7 @@ def child(events: int, profiles: int, repeat: int) -> dict[str, Any]:
 
     def ingest_stage() -> int:
         sink = _Sink()
-        stage = IngestStage(settings, sink)  # type: ignore[arg-type]
+        stage = IngestStage(settings, sink, Committable())
         tp = TopicPartition("segment.track", 0)
         recs = [
             ConsumerRecord("segment.track", 0, i, now, 0, None, raw, None, 0, len(raw), ())
@@ -172,14 +175,10 @@ def child(events: int, profiles: int, repeat: int) -> dict[str, Any]:
 
     def profiles_stage() -> int:
         sink = _Sink()
-        pm = PartitionManager(settings, sink)  # type: ignore[arg-type]
+        pm = PartitionManager(settings)
         pm.open[0] = PartitionState(0, PartitionStore(pm.path(0)))
-        ready = getattr(pm, "_ready", None)
-        if isinstance(ready, set):
-            ready.add(0)
-        runtime = ProfileRuntime(settings, pm)
-        if hasattr(runtime, "definitions_ready"):
-            runtime.definitions_ready.set()
+        batches = ProfileBatches(settings, ProfileStage(settings), pm, sink, Committable())
+        batches.definitions_ready.set()
         tp = TopicPartition(settings.topics.profile_events, 0)
         recs = [
             ConsumerRecord(tp.topic, 0, i, now, 0, b"k", raw, None, 1, len(raw), ())
@@ -188,7 +187,7 @@ def child(events: int, profiles: int, repeat: int) -> dict[str, Any]:
 
         async def go() -> None:
             for i in range(0, n, BATCH):
-                await runtime.handle({tp: recs[i : i + BATCH]})
+                await batches.handle({tp: recs[i : i + BATCH]})
 
         try:
             asyncio.run(go())

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
+
+from engage_stream.engine.engine import EngineSettings
+from engage_stream.profiles.processor import ProcessorSettings
+from engage_stream.state.options import RocksDBOptions
+from engage_stream.stream.options import ConsumerOptions, ProducerOptions, RetryOptions
 
 DAY_MS = 86_400_000
 
@@ -75,6 +82,18 @@ class Settings(BaseModel):
     )
     commit_interval_s: float = Field(1.0, description="how often consumed offsets are committed")
     topics: Topics = Field(default_factory=Topics)
+    # Tuning of the parts below, each a frozen dataclass with commented defaults; from the
+    # environment as ENGAGE_<PART>_<FIELD>, e.g. ENGAGE_CONSUMER_SESSION_TIMEOUT_MS.
+    consumer: ConsumerOptions = Field(default_factory=ConsumerOptions)
+    producer: ProducerOptions = Field(default_factory=ProducerOptions)
+    retry: RetryOptions = Field(default_factory=RetryOptions)
+    rocksdb: RocksDBOptions = Field(default_factory=RocksDBOptions)
+
+    def processor_settings(self) -> ProcessorSettings:
+        return ProcessorSettings(history_ms=self.history_ms, dedup_ms=self.dedup_ms)
+
+    def engine_settings(self) -> EngineSettings:
+        return EngineSettings(allowed_lateness_ms=self.allowed_lateness_ms)
 
     @property
     def history_ms(self) -> int:
@@ -95,16 +114,22 @@ class Settings(BaseModel):
     def env(self) -> dict[str, str]:
         """The environment that makes a child process (a worker) use these settings."""
         out = {
-            "ENGAGE_" + k.upper(): str(v) for k, v in self.model_dump(exclude={"topics"}).items()
+            "ENGAGE_" + k.upper(): str(v)
+            for k, v in self.model_dump(exclude={"topics", *_PARTS}).items()
         }
         out.update(self.topics.env())
+        for part in _PARTS:
+            for f in dataclasses.fields(getattr(self, part)):
+                out[f"ENGAGE_{part.upper()}_{f.name.upper()}"] = str(
+                    getattr(getattr(self, part), f.name)
+                )
         return out
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env: dict[str, object] = {}
         for name, _field in cls.model_fields.items():
-            if name == "topics":
+            if name == "topics" or name in _PARTS:
                 continue
             v = os.environ.get("ENGAGE_" + name.upper())
             if v is not None:
@@ -115,5 +140,20 @@ class Settings(BaseModel):
             if v is not None:
                 topics[name] = v
         env["topics"] = Topics(**topics)
+        for part, kind in _PARTS.items():
+            values: dict[str, Any] = {}
+            for f in dataclasses.fields(kind):
+                v = os.environ.get(f"ENGAGE_{part.upper()}_{f.name.upper()}")
+                if v is not None:
+                    values[f.name] = type(getattr(kind(), f.name))(v)
+            env[part] = kind(**values)
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
+
+
+_PARTS: dict[str, Any] = {
+    "consumer": ConsumerOptions,
+    "producer": ProducerOptions,
+    "retry": RetryOptions,
+    "rocksdb": RocksDBOptions,
+}

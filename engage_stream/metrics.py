@@ -41,6 +41,12 @@ dead_lettered = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+batch_retries = Counter(
+    "engage_batch_retries_total",
+    "Batches applied again after their checkpoint failed on the broker or the disk",
+    ["stage"],
+    registry=REGISTRY,
+)
 processing_errors = Counter(
     "engage_processing_errors_total",
     "Profile evaluations that failed on their data and were set aside (see the log)",

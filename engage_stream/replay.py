@@ -1,16 +1,20 @@
-"""Offline backtest: the worker's exact processing path over a file of events, no Kafka.
+"""Offline backtest: the worker's own profiles stage over a file of events, no Kafka.
 
-Events are applied in the order given; the clock follows their timestamps (it never goes
-back), and every window boundary that falls due before an event — or before `until` at
-the end — fires first, exactly as the worker's ticks would fire it. Each output record is
-yielded as the worker would produce it, so the JSON lines printed by `engage-stream
-replay` are the records a destination would receive. Deterministic: the same definitions
-and events always give byte-identical output.
+Each line is validated and keyed as ingest would, then handed to `profiles.stage` — the
+same code the worker runs on `profile-events` — as an in-memory record, committed to an
+in-memory partition database. The clock follows the events' timestamps (it never goes
+back): before each event a clock tick at its timestamp fires every window boundary due by
+then, and `until` ends with one more, exactly as the worker's ticks would. The JSON lines
+`engage-stream replay` prints are the records a destination would receive; the same
+definitions and events always give byte-identical output.
+
+`apply_records` takes `profile-events` records as they are on the topic (ticks included),
+so a worker's input can be replayed to check it produced the same changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,14 +22,14 @@ import orjson
 
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
-from engage_stream.engine.changes import Change
-from engage_stream.engine.engine import Engine, EngineSettings
+from engage_stream.definitions.models import parse_date_ms
 from engage_stream.identity.resolver import canonical_profile_id
 from engage_stream.ingest.validate import InvalidEvent, parse_message
-from engage_stream.outputs.records import OutputRecord, build_records, resync_all
-from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
+from engage_stream.profiles.stage import TICK_KEY, ProfileStage, StageResult
 from engage_stream.profiles.store import ProfileStore
-from engage_stream.state.memory import MemoryKV
+from engage_stream.records import InputRecord, OutgoingRecord, SourceRecord
+from engage_stream.state.memory import MemoryStore
+from engage_stream.state.transaction import Sweep, Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +57,18 @@ class Replay:
     def __init__(self, catalog: Catalog, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self.catalog = catalog
-        active = catalog.active()
-        keys = {d.key for d in active}
-        engine = Engine(
-            active,
-            versions=catalog.versions(keys),
-            applied_at=catalog.created_at(),
-            settings=EngineSettings(allowed_lateness_ms=self.settings.allowed_lateness_ms),
-        )
-        self.processor = ProfileProcessor(
-            engine,
-            ProcessorSettings(history_ms=self.settings.history_ms, dedup_ms=self.settings.dedup_ms),
-            catalog.versions(keys),
-        )
-        self.store = ProfileStore(MemoryKV())
+        self.stage = ProfileStage(self.settings, catalog)
+        self.db = MemoryStore()
         self.clock = 0
+        self.sweep = Sweep()
+        self._next_offset = 0
         self.stats = ReplayStats()
         self.errors: list[str] = []
+
+    @property
+    def profiles(self) -> ProfileStore:
+        """The replayed profiles (read them; writes would bypass the stage)."""
+        return ProfileStore(Transaction(self.db))
 
     def run(self, lines: Iterable[bytes], until_ms: int | None = None) -> Iterator[ReplayRecord]:
         for n, raw in enumerate(lines, 1):
@@ -87,66 +86,50 @@ class Replay:
             self.stats.invalid += 1
             self.errors.append(f"line {line}: {exc.reason}: {exc.detail}")
             return
-        event.profile_id = canonical_profile_id(event)
-        yield from self.advance(event.timestamp)
-        outcome = self.processor.apply(self.store, event, self.clock)
-        if outcome.duplicate:
-            self.stats.duplicates += 1
-            return
-        self.stats.events += 1
-        yield from self._records(outcome.changes)
-        if outcome.added_ids:
-            profile = self.store.get(event.profile_id)
-            assert profile is not None
-            resent = resync_all(
-                profile,
-                self.catalog.active(),
-                self.catalog.versions(),
-                outcome.added_ids,
-                {ch.key for ch in outcome.changes},
-                "event:" + event.message_id,
-                min(event.timestamp, self.clock),
-                self.settings.space_id,
+        pid = event.profile_id = canonical_profile_id(event)
+        at = max(self.clock, event.timestamp)
+        yield from self._records(
+            self._apply(
+                [self._record(TICK_KEY, None, at), self._record(pid.encode(), event.to_json(), at)]
             )
-            yield from self._replay_records(resent)
+        )
 
     def advance(self, until_ms: int) -> Iterator[ReplayRecord]:
-        """Move the clock to `until_ms`, firing every boundary due on the way in time order."""
-        while True:
-            due = next(iter(self.store.due(until_ms)), None)
-            if due is None:
-                break
-            record = self.store.get(due)
-            at = record.next_wakeup if record is not None else None
-            if at is None:
-                break
-            self.clock = max(self.clock, at)
-            yield from self._records(self.processor.advance(self.store, self.clock))
-        self.clock = max(self.clock, until_ms)
+        """Move the clock to `until_ms`, firing every boundary due on the way."""
+        yield from self._records(self._apply([self._record(TICK_KEY, None, until_ms)]))
 
-    def _records(self, changes: list[Change]) -> Iterator[ReplayRecord]:
-        for ch in changes:
-            self.stats.changes += 1
-            defn = self.catalog.get(ch.key)
-            profile = self.store.get(ch.profile_id)
-            if defn is None or profile is None:
-                continue
-            yield from self._replay_records(
-                build_records(ch, profile, defn, self.settings.space_id)
-            )
+    def apply_records(self, records: Sequence[SourceRecord]) -> list[OutgoingRecord]:
+        """`profile-events` records (one partition's, in offset order) through the stage."""
+        return self._apply(records).outputs
 
-    def _replay_records(self, records: list[OutputRecord]) -> Iterator[ReplayRecord]:
-        for rec in records:
+    def _record(self, key: bytes, value: bytes | None, timestamp: int) -> InputRecord:
+        offset = self._next_offset
+        self._next_offset += 1
+        return InputRecord(self.settings.topics.profile_events, 0, offset, timestamp, key, value)
+
+    def _apply(self, records: Sequence[SourceRecord]) -> StageResult:
+        tx = Transaction(
+            self.db, clock=self.clock, source_offset=self.db.source_offset, sweep=self.sweep
+        )
+        result = self.stage.apply(tx, records)
+        tx.prepare()
+        tx.commit(changelog_offset=None)
+        self.clock, self.sweep = tx.clock, tx.sweep
+        self.stats.events += result.processed
+        self.stats.duplicates += result.duplicates
+        self.stats.changes += len(result.changes)
+        return result
+
+    def _records(self, result: StageResult) -> Iterator[ReplayRecord]:
+        for rec in result.outputs:
             self.stats.records += 1
             yield ReplayRecord(
-                rec.topic(self.settings.topics), rec.key.decode(), orjson.loads(rec.value)
+                rec.topic, (rec.key or b"").decode(), orjson.loads(rec.value or b"null")
             )
 
 
 def _own_time(raw: bytes) -> int:
     """A receive time for a line without `receivedAt`: its timestamp (or 0)."""
-    from engage_stream.definitions.models import parse_date_ms
-
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:

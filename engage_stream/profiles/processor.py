@@ -51,6 +51,9 @@ class Outcome:
     # to them (reference §3.3)
     added_ids: list[ExternalId] = field(default_factory=list)
     record: ProfileRecord | None = None  # the profile as stored after the event
+    # audiences the profile was a member of whose definitions were deleted (no change is
+    # emitted for those; the partition's audience sizes still count them out)
+    left: list[str] = field(default_factory=list)
 
 
 def definitions_epoch(versions: Mapping[str, int]) -> str:
@@ -64,6 +67,15 @@ class SweepResult:
     changes: list[Any]
     cursor: str | None  # last profile id visited; None when the sweep is complete
     profiles: int
+    left: list[str] = field(default_factory=list)  # as `Outcome.left`, for every profile
+
+
+@dataclass
+class Advanced:
+    """What a clock advance fired."""
+
+    changes: list[Any] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # as `Outcome.left`, for every profile
 
 
 class ProfileProcessor:
@@ -74,8 +86,6 @@ class ProfileProcessor:
         versions: Mapping[str, int] | None = None,
     ) -> None:
         self.settings = settings
-        # told which deleted definitions are about to leave a profile (audience sizes)
-        self.on_drop: Callable[[ProfileStore, ProfileRecord, set[str]], None] | None = None
         self.set_engine(engine, versions or {})
 
     def set_engine(self, engine: EngineLike | None, versions: Mapping[str, int]) -> None:
@@ -93,7 +103,8 @@ class ProfileProcessor:
         previous_wakeup = record.next_wakeup
         if self._is_duplicate(store, event, now_ms):
             return Outcome(duplicate=True)
-        changes = self._sync_definitions(store, record, now_ms)
+        left: list[str] = []
+        changes = self._sync_definitions(store, record, now_ms, left)
         if self.settings.history_ms > 0:
             cutoff = now_ms - self.settings.history_ms
             if event.timestamp >= cutoff:
@@ -107,23 +118,23 @@ class ProfileProcessor:
         if self.engine is not None:
             changes.extend(self.engine.on_event(record, event, now_ms))
         store.put(record, previous_wakeup)
-        return Outcome(False, changes, added if not created else [], record)
+        return Outcome(False, changes, added if not created else [], record, left)
 
     def advance(
         self, store: ProfileStore, now_ms: int, on_error: ProfileErrorHandler | None = None
-    ) -> list[Any]:
+    ) -> Advanced:
         """Fire every time-driven change due by `now_ms` (window exits with no new events).
 
         `on_error`: a profile whose evaluation raises is reported and skipped, the others go
         on (nothing of it is written before its evaluation succeeded); None re-raises."""
-        changes: list[Any] = []
+        out = Advanced()
         for pid in store.due(now_ms):
             record = store.get(pid)
             if record is None or record.next_wakeup is None or record.next_wakeup > now_ms:
                 continue
             previous = record.next_wakeup
             try:
-                mine = self._sync_definitions(store, record, now_ms)
+                mine = self._sync_definitions(store, record, now_ms, out.left)
                 if self.engine is not None and record.next_wakeup is not None:
                     if record.next_wakeup <= now_ms:
                         mine.extend(self.engine.on_time(record, now_ms))
@@ -136,9 +147,9 @@ class ProfileProcessor:
                 continue
             if record.next_wakeup is not None and record.next_wakeup <= now_ms:
                 record.next_wakeup = None  # an engine must move its wake-up past now
-            changes.extend(mine)
+            out.changes.extend(mine)
             store.put(record, previous)
-        return changes
+        return out
 
     def sweep(
         self,
@@ -153,11 +164,12 @@ class ProfileProcessor:
         (backfill), deleted ones dropped. Resumable by cursor; idempotent. `on_error` as in
         `advance` (a skipped profile is brought up to date when it is next touched)."""
         changes: list[Any] = []
+        left: list[str] = []
         visited = 0
         cursor: str | None = None
         for pid in store.profile_ids(after=after):
             if visited == max_profiles:
-                return SweepResult(changes, cursor, visited)
+                return SweepResult(changes, cursor, visited, left)
             visited += 1
             cursor = pid
             record = store.get(pid)
@@ -165,7 +177,7 @@ class ProfileProcessor:
                 continue
             previous = record.next_wakeup
             try:
-                mine = self._sync_definitions(store, record, now_ms)
+                mine = self._sync_definitions(store, record, now_ms, left)
             except Exception as exc:
                 if on_error is None:
                     raise
@@ -173,11 +185,13 @@ class ProfileProcessor:
                 continue
             changes.extend(mine)
             store.put(record, previous)
-        return SweepResult(changes, None, visited)
+        return SweepResult(changes, None, visited, left)
 
     def _sync_definitions(
-        self, store: ProfileStore, record: ProfileRecord, now_ms: int
+        self, store: ProfileStore, record: ProfileRecord, now_ms: int, left: list[str]
     ) -> list[Any]:
+        """Bring the record to the current definitions; `left` gets the audiences it was a
+        member of whose definitions are gone."""
         if record.defs_epoch == self.epoch:
             return []
         changes: list[Any] = []
@@ -186,8 +200,10 @@ class ProfileProcessor:
             removed = {k for k in applied if k not in self.versions}
             stale = {k for k, v in self.versions.items() if applied.get(k) != v}
             if removed:
-                if self.on_drop is not None:
-                    self.on_drop(store, record, removed)  # memberships still on the record
+                for k in sorted(removed):  # memberships are still on the record here
+                    m = record.audiences.get(k)
+                    if m is not None and m.value is True:
+                        left.append(k)
                 self.engine.drop(record, removed)
             if stale:
                 start = max(0, now_ms - self.settings.history_ms)

@@ -1,19 +1,12 @@
-"""Profile state laid out on an ordered key-value store.
+"""Profile state laid out on an ordered key-value store (keys: `state.keys`).
 
-Key layout (all in one partition database, so one batch covers them atomically):
-- `p:<profile>`                          → bookkeeping header + `ProfileRecord` JSON
-- `h:<profile>\\0<event ms, 13 digits>\\0<messageId>` → the event (history, time-ordered)
-- `t:<due ms, 13 digits>\\0<profile>`    → wake-up index for time-driven changes
-- `d:<profile>\\0<messageId>` → arrival ms: the dedup window of a busy profile as point
-  lookups, so the cost of a dedup check does not grow with how many events it sent recently
+The wake-up index (`t:`) is what makes window exits fire with no new input: it is persisted
+with the profile in the same batch and rebuilt from the changelog like any other key.
 
-The wake-up index is what makes window exits fire with no new input: it is persisted with
-the profile in the same batch and rebuilt from the changelog like any other key.
-
-The header. Every event used to open two RocksDB iterators (history lookback, dedup
-window) although there was almost never anything to remove, and to read and write a `d:`
-key (a changelog record, and later its tombstone). The profile value now starts with a
-small header, written in the same put as the record, so it costs no key, read or
+The header. Opening two RocksDB iterators per event (history lookback, dedup window) when
+there is almost never anything to remove, and a `d:` key per messageId (a changelog record,
+and later its tombstone), would dominate the cost of an event. So the profile value starts
+with a small header, written in the same put as the record, so it costs no key, read or
 changelog record of its own: `[oldest history ms, oldest d: arrival ms, inline]`.
 - History is pruned exactly to the lookback, but only scanned when the oldest stored event
   is older than the cutoff; the scan that removes entries finds the new oldest.
@@ -24,8 +17,6 @@ changelog record of its own: `[oldest history ms, oldest d: arrival ms, inline]`
   in one scan (`seen_at` compares arrival times itself, so an entry kept a little longer
   never makes a duplicate; a quarter-window slack bounds the amortised scan to a few
   entries per event whatever the rate). A sweep that leaves nothing goes back to inline.
-Values written before the header existed read as "unknown": the first prune scans, as
-before, and writes the header (and removes that profile's old `e:` dedup-expiry index).
 """
 
 from __future__ import annotations
@@ -37,15 +28,12 @@ import orjson
 
 from engage_stream.events import ProfileEvent
 from engage_stream.profiles.record import ProfileRecord
+from engage_stream.state.keys import END as _END
+from engage_stream.state.keys import HISTORY, PROFILE, SEEN, SEP, WAKEUP
+from engage_stream.state.keys import ts13 as _ts
 from engage_stream.state.kv import KV
 
-PROFILE = b"p:"
-HISTORY = b"h:"
-WAKEUP = b"t:"
-SEEN = b"d:"
-LEGACY_SEEN_ORDER = b"e:"  # dedup expiry index of earlier versions; removed when met
-SEP = b"\x00"
-_END = b"\xff"
+__all__ = ["HISTORY", "INLINE_SEEN", "PROFILE", "SEEN", "WAKEUP", "ProfileStore"]
 
 INLINE_SEEN = 16  # messageIds a profile's dedup window keeps in its header before spilling
 
@@ -53,12 +41,7 @@ INLINE_SEEN = 16  # messageIds a profile's dedup window keeps in its header befo
 _MARK = b"\x01"
 _LEN = struct.Struct(">I")
 _AT = len(_MARK) + _LEN.size
-UNKNOWN = -(2**63)  # not recorded (state from before the header): a prune must look
 NONE = 2**63 - 1  # nothing stored: nothing can be old enough to prune
-
-
-def _ts(ms: int) -> bytes:
-    return b"%013d" % max(0, ms)
 
 
 class _Books:
@@ -85,13 +68,13 @@ def _new_books() -> _Books:
     return _Books(NONE, NONE, {})
 
 
-def _split(raw: bytes) -> tuple[_Books, bytes | memoryview]:
-    if raw[:1] == _MARK:
-        (n,) = _LEN.unpack_from(raw, 1)
-        view = memoryview(raw)
-        h, s, inline = orjson.loads(view[_AT : _AT + n])
-        return _Books(h, s, inline), view[_AT + n :]
-    return _Books(UNKNOWN, UNKNOWN, None), raw
+def _split(raw: bytes) -> tuple[_Books, memoryview]:
+    if raw[:1] != _MARK:
+        raise ValueError("a stored profile value without its header (not this state format)")
+    (n,) = _LEN.unpack_from(raw, 1)
+    view = memoryview(raw)
+    h, s, inline = orjson.loads(view[_AT : _AT + n])
+    return _Books(h, s, inline), view[_AT + n :]
 
 
 def seen_in_header(value: bytes) -> list[str]:
@@ -114,6 +97,10 @@ class ProfileStore:
             books = _split(raw)[0] if raw is not None else _new_books()
             self._books[profile_id] = books
         return books
+
+    def forget_cached(self) -> None:
+        """Drop the bookkeeping read so far: the writes it was read from were rolled back."""
+        self._books.clear()
 
     # -- profiles -------------------------------------------------------------------
     def get(self, profile_id: str) -> ProfileRecord | None:
@@ -244,9 +231,6 @@ class ProfileStore:
                 gone.append(k)
             elif arrived < oldest:
                 oldest = arrived
-        if books.oldest_seen == UNKNOWN:
-            legacy = LEGACY_SEEN_ORDER + pid + SEP
-            gone.extend(k for k, _ in self.kv.range(legacy, legacy + _END))
         for k in gone:
             self.kv.delete(k)
         books.oldest_seen = oldest

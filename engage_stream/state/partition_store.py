@@ -1,10 +1,13 @@
 """One RocksDB database per input partition, written only in atomic batches.
 
 Data keys and the bookkeeping that makes recovery exact live in the same database and are
-written in the same `WriteBatch`:
+written in the same `WriteBatch` (key layout: `state.keys`):
 - `META_CHANGELOG`: the changelog offset of the last record this database reflects;
 - `META_SOURCE`: the last source (input) offset whose effects the database holds.
 So after any crash the database is a consistent snapshot "as of source offset N".
+
+Errors from RocksDB itself surface as `StorageError`, so the stage can tell a broken disk
+(stop, retry, never dead-letter) from a record it cannot process (dead-letter it).
 """
 
 from __future__ import annotations
@@ -14,68 +17,113 @@ from pathlib import Path
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch
 
-META_PREFIX = b"\x00meta:"
-META_CHANGELOG = META_PREFIX + b"changelog_offset"
-META_SOURCE = META_PREFIX + b"source_offset"
-
-BLOCK_CACHE_BYTES = 64 * 1024 * 1024
-_cache: Cache | None = None
-
-
-def _block_cache() -> Cache:
-    """One LRU block cache for every partition database of the process (bounded memory)."""
-    global _cache
-    if _cache is None:
-        _cache = Cache(BLOCK_CACHE_BYTES)
-    return _cache
+from engage_stream.state.keys import (
+    FORMAT_VERSION,
+    META_CHANGELOG,
+    META_FORMAT,
+    META_PREFIX,
+    META_SOURCE,
+)
+from engage_stream.state.options import RocksDBOptions
 
 
-def _options() -> Options:
+class StorageError(Exception):
+    """The local database failed (I/O, corruption, closed): not a property of the data."""
+
+
+class UnknownFormat(StorageError):
+    """The database was written with another key layout than this version reads."""
+
+
+_caches: dict[int, Cache] = {}
+
+
+def _block_cache(size: int) -> Cache:
+    cache = _caches.get(size)
+    if cache is None:
+        cache = _caches[size] = Cache(size)
+    return cache
+
+
+def _options(o: RocksDBOptions) -> Options:
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
-    opts.set_max_background_jobs(2)
-    opts.set_write_buffer_size(16 * 1024 * 1024)
-    opts.set_keep_log_file_num(2)
-    # Most point reads miss (every new messageId's dedup lookup, every new profile): a
-    # whole-key bloom filter answers those without reading data blocks.
+    opts.set_max_background_jobs(o.max_background_jobs)
+    opts.set_write_buffer_size(o.write_buffer_bytes)
+    opts.set_keep_log_file_num(o.keep_log_files)
     table = BlockBasedOptions()
-    table.set_bloom_filter(10, False)
-    table.set_block_cache(_block_cache())
+    table.set_bloom_filter(o.bloom_bits_per_key, False)
+    table.set_block_cache(_block_cache(o.block_cache_bytes))
     opts.set_block_based_table_factory(table)
     return opts
 
 
 class PartitionStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, options: RocksDBOptions | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = Rdict(str(path), options=_options())
+        try:
+            self._db = Rdict(str(path), options=_options(options or RocksDBOptions()))
+        except Exception as exc:
+            raise StorageError(f"cannot open {path}: {exc}") from exc
+        self._check_format()
+
+    def _check_format(self) -> None:
+        stamp = self._db.get(META_FORMAT)
+        if stamp is None:
+            it = self._db.iter()
+            it.seek_to_first()
+            holds_data = it.valid() and not it.key().startswith(META_PREFIX)
+            if holds_data or self._db.get(META_SOURCE) is not None:
+                self._db.close()
+                raise UnknownFormat(
+                    f"{self.path}: the state database has no format version (written before "
+                    f"format {FORMAT_VERSION}); delete it to rebuild it from the changelog, or "
+                    "start the worker with --reset-local-state"
+                )
+            self._db.put(META_FORMAT, str(FORMAT_VERSION).encode())
+        elif int(stamp) != FORMAT_VERSION:
+            self._db.close()
+            raise UnknownFormat(
+                f"{self.path}: the state database is format {int(stamp)}, this version reads "
+                f"format {FORMAT_VERSION}; delete it to rebuild it from the changelog, or start "
+                "the worker with --reset-local-state"
+            )
 
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(key)
+        try:
+            return self._db.get(key)
+        except Exception as exc:
+            raise StorageError(f"{self.path}: read failed: {exc}") from exc
 
     def range(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Keys in [start, end) in byte order."""
-        bounds = ReadOptions()
-        bounds.set_iterate_upper_bound(end)  # RocksDB stops at `end`, tombstones included
-        it = self._db.iter(bounds)
-        it.seek(start)
-        while it.valid():
-            yield it.key(), it.value()
-            it.next()
+        try:
+            bounds = ReadOptions()
+            bounds.set_iterate_upper_bound(end)  # RocksDB stops at `end`, tombstones included
+            it = self._db.iter(bounds)
+            it.seek(start)
+            while it.valid():
+                yield it.key(), it.value()
+                it.next()
+        except Exception as exc:
+            raise StorageError(f"{self.path}: range read failed: {exc}") from exc
 
     def range_reverse(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Keys in [start, end) in reverse byte order."""
-        bounds = ReadOptions()
-        bounds.set_iterate_upper_bound(end)  # (a lower bound is not honoured going back)
-        it = self._db.iter(bounds)
-        it.seek_to_last()
-        while it.valid():
-            k = it.key()
-            if k < start:
-                break
-            yield k, it.value()
-            it.prev()
+        try:
+            bounds = ReadOptions()
+            bounds.set_iterate_upper_bound(end)  # (a lower bound is not honoured going back)
+            it = self._db.iter(bounds)
+            it.seek_to_last()
+            while it.valid():
+                k = it.key()
+                if k < start:
+                    break
+                yield k, it.value()
+                it.prev()
+        except Exception as exc:
+            raise StorageError(f"{self.path}: range read failed: {exc}") from exc
 
     def write(
         self,
@@ -84,6 +132,7 @@ class PartitionStore:
         changelog_offset: int | None,
         source_offset: int | None,
     ) -> None:
+        """One atomic batch: the data together with the offsets it corresponds to."""
         batch = WriteBatch(raw_mode=True)
         for k, v in writes.items():
             if v is None:
@@ -94,10 +143,13 @@ class PartitionStore:
             batch.put(META_CHANGELOG, str(changelog_offset).encode())
         if source_offset is not None:
             batch.put(META_SOURCE, str(source_offset).encode())
-        self._db.write(batch)
+        try:
+            self._db.write(batch)
+        except Exception as exc:
+            raise StorageError(f"{self.path}: write failed: {exc}") from exc
 
     def _meta(self, key: bytes) -> int:
-        v = self._db.get(key)
+        v = self.get(key)
         return int(v) if v is not None else -1
 
     @property

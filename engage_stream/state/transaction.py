@@ -1,55 +1,172 @@
-"""Buffered writes for one checkpoint of one partition.
+"""One partition's buffered changes for one checkpoint, with a lifecycle you can see.
 
-Reads see the transaction's own writes first; nothing reaches RocksDB until the checkpoint
-has put every changed key on the changelog and the broker acknowledged it. Several writes
-to one key in a batch coalesce into one put and one changelog record.
+    OPEN ──prepare()──► PREPARED ──commit()──► COMMITTED
+      │                    │
+      └──────fail()────────┴──────────────────► FAILED
+
+- OPEN: reads see the transaction's own writes first; nothing reaches RocksDB. Several
+  writes to one key coalesce into one put and one changelog record. The partition's clock,
+  last applied source offset and backfill progress are fields of the transaction too, so
+  a batch that fails is discarded whole: nothing outside it was touched, nothing is undone
+  by hand.
+- PREPARED: sealed. `prepare()` adds the clock and backfill progress to the writes and
+  returns them, to be mirrored on the changelog before anything is stored locally.
+- COMMITTED: one `WriteBatch` holds the data, the changelog offset and the source offset.
+- FAILED: unusable; the partition keeps the state it had before the transaction began.
+
+Every operation checks the status, so a transaction used after its checkpoint (or after a
+failure) raises instead of silently writing into a batch that will never be stored.
+
+`savepoint()` / `rollback()` set one record's effects aside when that record cannot be
+processed, without re-applying the rest of the batch.
 
 `writes` is a plain dict (insertion order): puts and point reads are the hot path, range
 reads are rare (a prune that has something to prune, a history read, the wake-up index).
-The sorted view range reads need is built on the first range read of the batch and then
-kept up to date with `bisect.insort`, so a transaction that never ranges never sorts, and
-one that does stays O(log n + hits) per read.
+The sorted view range reads need is built on the first range read and then kept up to date
+with `bisect.insort`, so a transaction that never ranges never sorts.
 """
 
 from __future__ import annotations
 
+import enum
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
-from engage_stream.state.partition_store import PartitionStore
+import orjson
+
+from engage_stream.state.keys import CLOCK, SWEEP
 
 _DELETED = None
-_ABSENT = object()
+_ABSENT: object = object()
+
+
+class Store(Protocol):
+    """What a transaction reads through and commits to (RocksDB or memory)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def range(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def range_reverse(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def write(
+        self,
+        writes: Mapping[bytes, bytes | None],
+        *,
+        changelog_offset: int | None,
+        source_offset: int | None,
+    ) -> None: ...
+
+
+class Status(enum.Enum):
+    OPEN = "open"
+    PREPARED = "prepared"
+    COMMITTED = "committed"
+    FAILED = "failed"
+
+
+class InvalidTransactionState(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """Backfill progress of one partition: the definitions epoch being (or fully) applied to
+    every stored profile, and the last profile visited while it is not done."""
+
+    epoch: str | None = None
+    cursor: str | None = None
+    done: bool = False
+
+    def dumps(self) -> bytes:
+        return orjson.dumps([self.epoch, self.cursor, self.done])
+
+    @classmethod
+    def loads(cls, raw: bytes | None) -> Sweep:
+        if raw is None:
+            return cls()
+        epoch, cursor, done = orjson.loads(raw)
+        return cls(epoch, cursor, bool(done))
+
+
+def read_clock(store: Store) -> int:
+    return int(store.get(CLOCK) or b"0")
+
+
+def read_sweep(store: Store) -> Sweep:
+    return Sweep.loads(store.get(SWEEP))
 
 
 class Transaction:
-    __slots__ = ("store", "writes", "_sorted")
+    __slots__ = (
+        "store",
+        "writes",
+        "status",
+        "clock",
+        "source_offset",
+        "sweep",
+        "_sorted",
+        "_undo",
+        "_opened",
+    )
 
-    def __init__(self, store: PartitionStore) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: int = 0,
+        source_offset: int = -1,
+        sweep: Sweep | None = None,
+    ) -> None:
         self.store = store
         self.writes: dict[bytes, bytes | None] = {}
+        self.status = Status.OPEN
+        self.clock = clock  # the partition clock: the largest record timestamp applied
+        self.source_offset = source_offset  # the last source offset applied
+        self.sweep = sweep if sweep is not None else Sweep()
+        self._opened = (clock, sweep)
         self._sorted: list[bytes] | None = None  # keys of `writes`, once a range read needs it
+        self._undo: dict[bytes, object] | None = None  # key -> value before the savepoint
 
+    def _check(self, expected: Status) -> None:
+        if self.status is not expected:
+            raise InvalidTransactionState(
+                f"transaction is {self.status.value}, expected {expected.value}"
+            )
+
+    # -- reads and writes (OPEN) ------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
+        if self.status is not Status.OPEN:
+            self._check(Status.OPEN)
         v = self.writes.get(key, _ABSENT)
         if v is _ABSENT:
             return self.store.get(key)
         return v  # type: ignore[return-value]
 
     def put(self, key: bytes, value: bytes) -> None:
-        if self._sorted is not None and key not in self.writes:
-            insort(self._sorted, key)
-        self.writes[key] = value
+        self._write(key, value)
 
     def delete(self, key: bytes) -> None:
-        if self._sorted is not None and key not in self.writes:
+        self._write(key, _DELETED)
+
+    def _write(self, key: bytes, value: bytes | None) -> None:
+        if self.status is not Status.OPEN:
+            self._check(Status.OPEN)
+        writes = self.writes
+        undo = self._undo
+        if undo is not None and key not in undo:
+            undo[key] = writes.get(key, _ABSENT)
+        if self._sorted is not None and key not in writes:
             insort(self._sorted, key)
-        self.writes[key] = _DELETED
+        writes[key] = value
 
     def range(
         self, start: bytes, end: bytes, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """Merged view of stored and buffered keys in [start, end)."""
+        self._check(Status.OPEN)
         keys = self._sorted
         if keys is None:
             keys = self._sorted = sorted(self.writes)
@@ -63,6 +180,61 @@ class Transaction:
 
     def __len__(self) -> int:
         return len(self.writes)
+
+    # -- one record's effects ---------------------------------------------------------
+    def savepoint(self) -> None:
+        """Start recording what the next writes replace, for `rollback`."""
+        self._check(Status.OPEN)
+        self._undo = {}
+
+    def rollback(self) -> None:
+        """Undo every write since `savepoint()` (the record that made them failed)."""
+        self._check(Status.OPEN)
+        undo, self._undo = self._undo or {}, None
+        for key, before in undo.items():
+            if before is _ABSENT:
+                del self.writes[key]
+                if self._sorted is not None:
+                    del self._sorted[bisect_left(self._sorted, key)]
+            else:
+                self.writes[key] = before  # type: ignore[assignment]
+
+    def release(self) -> None:
+        """The writes since `savepoint()` stay."""
+        self._undo = None
+
+    # -- lifecycle --------------------------------------------------------------------
+    @property
+    def changed(self) -> bool:
+        """Anything to checkpoint: data, or the clock / backfill moved."""
+        return bool(self.writes) or (self.clock, self.sweep) != self._opened
+
+    def prepare(self) -> dict[bytes, bytes | None]:
+        """Seal: add the partition's clock and backfill progress; return every write (what
+        the changelog must hold before the database may)."""
+        self._check(Status.OPEN)
+        self._undo = None
+        self.writes[CLOCK] = str(self.clock).encode()
+        if self.sweep != self._opened[1]:
+            self.writes[SWEEP] = self.sweep.dumps()
+        self.status = Status.PREPARED
+        return self.writes
+
+    def commit(self, changelog_offset: int | None) -> None:
+        """One atomic local write: data + changelog offset + source offset."""
+        self._check(Status.PREPARED)
+        self.store.write(
+            self.writes, changelog_offset=changelog_offset, source_offset=self.source_offset
+        )
+        self.status = Status.COMMITTED
+
+    def fail(self) -> None:
+        """Discard: nothing of this transaction is stored (from OPEN or PREPARED)."""
+        if self.status is Status.COMMITTED:
+            raise InvalidTransactionState("a committed transaction cannot fail")
+        self.status = Status.FAILED
+        self.writes = {}
+        self._undo = None
 
 
 def _merge(

@@ -8,9 +8,15 @@ the handler's state checkpoint, which Faust's ack/commit cycle does not let us o
 So the data path is this loop (plain aiokafka, batched); Faust stays the application
 framework around it: lifecycle, web server, timers, CLI.
 
-Offsets: committed every `commit_interval_s` and on revoke/stop, always for batches the
-handler has finished. A crash between handler and commit re-delivers the batch; handlers
-are written to make that harmless (see `state.recovery`).
+Offsets: the loop commits only what the handler's checkpoint marked committable
+(`state.checkpoint.Committable`, step 4 of a checkpoint), every `commit_interval_s` and on
+revoke/stop. A crash between checkpoint and commit re-delivers the batch; the checkpoint
+and recovery make that harmless (see `state.recovery`).
+
+A handler that raises failed on infrastructure (the broker, the disk: the stages dead-letter
+what is wrong with the data themselves). Its checkpoint stored nothing it could not finish,
+so the same batch is applied again after a growing pause; after `RetryOptions.attempts`
+the loop stops and the worker exits loudly, for its supervisor to restart it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.structs import OffsetAndMetadata
 
 from engage_stream import metrics
+from engage_stream.state.checkpoint import Committable
+from engage_stream.stream.options import ConsumerOptions, RetryOptions
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,7 @@ class BatchLoop:
         group_id: str,
         topics: Iterable[str],
         handler: Handler,
+        offsets: Committable,
         client_id: str,
         commit_interval_s: float,
         max_records: int,
@@ -49,11 +58,16 @@ class BatchLoop:
         on_assigned: PartitionsCallback | None = None,
         on_revoked: PartitionsCallback | None = None,
         stage: str = "",
+        consumer: ConsumerOptions | None = None,
+        retry: RetryOptions | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = list(topics)
         self.handler = handler
+        self.offsets = offsets
+        self.options = consumer or ConsumerOptions()
+        self.retry = retry or RetryOptions()
         self.client_id = client_id
         self.commit_interval_s = commit_interval_s
         self.max_records = max_records
@@ -62,11 +76,11 @@ class BatchLoop:
         self.on_revoked = on_revoked
         self.assignment: set[TopicPartition] = set()
         self.consumer: AIOKafkaConsumer | None = None
-        self._pending: dict[TopicPartition, int] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_commit = time.monotonic()
         self.started = asyncio.Event()
+        self.stage = stage
         self._batch_seconds = metrics.batch_seconds.labels(stage)
 
     async def run(self) -> None:
@@ -76,11 +90,11 @@ class BatchLoop:
             client_id=self.client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            max_poll_interval_ms=300_000,
-            fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=self.options.session_timeout_ms,
+            heartbeat_interval_ms=self.options.heartbeat_interval_ms,
+            max_poll_interval_ms=self.options.max_poll_interval_ms,
+            fetch_max_bytes=self.options.fetch_max_bytes,
+            max_partition_fetch_bytes=self.options.max_partition_fetch_bytes,
         )
         self.consumer = consumer
         consumer.subscribe(topics=self.topics, listener=_Listener(self))
@@ -96,13 +110,11 @@ class BatchLoop:
                     self._idle.clear()
                     started = time.perf_counter()
                     try:
-                        await self.handler(batch)
-                        for tp, recs in batch.items():
-                            self._pending[tp] = recs[-1].offset + 1
+                        await self._handle(batch)
                     finally:
                         self._idle.set()
                     self._batch_seconds.observe(time.perf_counter() - started)
-                if self._pending and time.monotonic() - self._last_commit >= self.commit_interval_s:
+                if self.offsets and time.monotonic() - self._last_commit >= self.commit_interval_s:
                     await self.commit()
         finally:
             with contextlib.suppress(Exception):
@@ -110,20 +122,54 @@ class BatchLoop:
                     await self.commit()
             await consumer.stop()
 
+    async def _handle(self, batch: Batch) -> None:
+        """The handler, retried with backoff while it fails (see the module docstring)."""
+        attempt = 1
+        while True:
+            try:
+                await self.handler(batch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt >= self.retry.attempts:
+                    log.error("%s: batch failed %d times, giving up", self.group_id, attempt)
+                    raise
+                pause = min(
+                    self.retry.max_backoff_s, self.retry.first_backoff_s * 2 ** (attempt - 1)
+                )
+                log.warning(
+                    "%s: batch failed (attempt %d of %d), retrying in %.1fs: %r",
+                    self.group_id,
+                    attempt,
+                    self.retry.attempts,
+                    pause,
+                    exc,
+                )
+                metrics.batch_retries.labels(self.stage).inc()
+                attempt += 1
+                await asyncio.sleep(pause)
+                batch = {tp: recs for tp, recs in batch.items() if tp in self.assignment}
+                if not batch:
+                    return  # revoked meanwhile: the new owner processes it
+
     async def commit(self, only: set[TopicPartition] | None = None) -> None:
         if self.consumer is None:
             return
+        self._last_commit = time.monotonic()
+        taken = self.offsets.take(only)  # type: ignore[arg-type]
         offsets = {
             tp: OffsetAndMetadata(off, "")
-            for tp, off in self._pending.items()
-            if (only is None or tp in only) and tp in self.assignment
+            for tp, off in taken.items()
+            if tp in self.assignment  # type: ignore[operator]
         }
-        self._last_commit = time.monotonic()
         if not offsets:
             return
-        await self.consumer.commit(offsets)
-        for tp in offsets:
-            self._pending.pop(tp, None)
+        try:
+            await self.consumer.commit(offsets)  # type: ignore[arg-type]
+        except BaseException:
+            self.offsets.restore(taken)
+            raise
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         # The rebalance runs beside the loop: let the batch in hand finish and commit it.
@@ -133,8 +179,7 @@ class BatchLoop:
             await self.commit(only=revoked)
         except Exception as exc:  # the group moved on; the new owner re-processes
             log.warning("%s: commit on revoke failed: %r", self.group_id, exc)
-        for tp in revoked:
-            self._pending.pop(tp, None)
+        self.offsets.forget(revoked)  # type: ignore[arg-type]
         self.assignment -= revoked
         if self.on_revoked:
             await _maybe_await(self.on_revoked(revoked))

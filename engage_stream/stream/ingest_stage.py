@@ -7,17 +7,21 @@ from engage_stream.config import Settings
 from engage_stream.identity.resolver import canonical_profile_id
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
+from engage_stream.records import OutgoingRecord
+from engage_stream.state.checkpoint import Checkpoint, Committable, Producer
 from engage_stream.stream.batch_consumer import Batch
-from engage_stream.stream.producing import OutgoingRecord, Sender
 
 
 class IngestStage:
-    def __init__(self, settings: Settings, sender: Sender) -> None:
+    def __init__(self, settings: Settings, producer: Producer, offsets: Committable) -> None:
+        self.settings = settings
         self.topics = settings.topics
-        self.sender = sender
+        self.producer = producer
+        self.offsets = offsets
 
     async def handle(self, batch: Batch) -> None:
-        """Everything produced and acknowledged before the batch counts as done."""
+        """A checkpoint without state: the batch counts as done (its offsets committable)
+        once everything it produced is acknowledged."""
         out: list[OutgoingRecord] = []
         accepted: dict[str, int] = {}
         rejected: dict[str, int] = {}
@@ -47,7 +51,11 @@ class IngestStage:
                 pid = event.profile_id = canonical_profile_id(event)
                 out.append(OutgoingRecord(profile_events, pid.encode(), event.to_json()))
                 accepted[event.type] = accepted.get(event.type, 0) + 1
-        await self.sender.send_many(out)
+        checkpoint = Checkpoint(self.producer, self.settings.changelog_topic, self.offsets)
+        checkpoint.add_outputs(out)
+        for tp, recs in batch.items():
+            checkpoint.consumed(tp, recs[-1].offset)
+        await checkpoint.commit()
         # Counted once the batch is acknowledged (a failed batch is consumed again).
         for kind, n in accepted.items():
             metrics.labelled(metrics.events_consumed, kind).inc(n)

@@ -1,106 +1,30 @@
-"""Opening, recovering and checkpointing the per-partition RocksDB stores against Kafka.
+"""Opening and recovering the per-partition RocksDB stores against the changelog.
 
-This is the thin transactional layer DESIGN.md asks for under the Faust app: Faust keeps
-the consumer group, agents, topics and web; this module owns state durability so that a
-crash at any point loses nothing and applies nothing twice (see `state.recovery`).
+Part of the thin transactional layer DESIGN.md asks for under the Faust app: this module
+opens the partitions a worker owns and brings each up to date from the changelog topic
+(`state.recovery` decides which records apply); `state.checkpoint` writes them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from engage_stream import metrics
 from engage_stream.config import Settings
-from engage_stream.profiles.store import PROFILE
+from engage_stream.state.partition import PartitionState
 from engage_stream.state.partition_store import PartitionStore
-from engage_stream.state.recovery import SOURCE_HEADER, resume_from, should_apply, tag_of
-from engage_stream.state.transaction import Transaction
-from engage_stream.stream.producing import OutgoingRecord, Sender
+from engage_stream.state.recovery import resume_from, should_apply, tag_of
 
 log = logging.getLogger(__name__)
-
-CLOCK_KEY = b"c:clock"
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """One partition's share of a checkpoint: its buffered writes, the last source offset
-    they cover, and the output records they caused."""
-
-    ps: PartitionState
-    tx: Transaction
-    source_offset: int
-    outputs: list[OutgoingRecord]
-
-
-class PartitionState:
-    def __init__(self, partition: int, store: PartitionStore) -> None:
-        self.partition = partition
-        self.store = store
-        self.clock = int(store.get(CLOCK_KEY) or b"0")
-        self.needs_catch_up = False
-        # Stored profiles, counted once on first recovery and kept current by `write`:
-        # RocksDB's key estimate covers every key kind, and a scan per tick costs too much.
-        self.profiles: int | None = None
-
-    @property
-    def source_offset(self) -> int:
-        return self.store.source_offset
-
-    def write(
-        self,
-        writes: Mapping[bytes, bytes | None],
-        *,
-        changelog_offset: int | None,
-        source_offset: int | None,
-    ) -> None:
-        """`store.write`, keeping the stored-profile count and its gauge current."""
-        counted = self.profiles is not None
-        added = _profiles_added(self.store, writes) if counted else 0
-        self.store.write(writes, changelog_offset=changelog_offset, source_offset=source_offset)
-        if counted:
-            self.profiles = (self.profiles or 0) + added
-            self._report()
-
-    def count_profiles(self) -> None:
-        """Count once, after the first recovery; from then on `write` keeps the count."""
-        if self.profiles is None:
-            self.profiles = self.store.count(PROFILE)
-        self._report()
-
-    def _report(self) -> None:
-        metrics.state_profiles.labels(str(self.partition)).set(self.profiles or 0)
-
-
-def _profiles_added(store: PartitionStore, writes: Mapping[bytes, bytes | None]) -> int:
-    """Profile keys created minus removed: one point read per profile the batch wrote (it was
-    read moments ago while processing, so it is in the memtable or block cache)."""
-    delta = 0
-    for key, value in writes.items():
-        if key.startswith(PROFILE):
-            existed = store.get(key) is not None
-            if value is None:
-                delta -= existed
-            elif not existed:
-                delta += 1
-    return delta
-
-
-def _forget_metrics(partition: int) -> None:
-    """A partition that moved to another worker is reported there, not here."""
-    for gauge in (metrics.state_profiles, metrics.state_keys, metrics.state_bytes):
-        with contextlib.suppress(KeyError):  # never reported
-            gauge.remove(str(partition))
 
 
 RECOVERING = "recovering"
@@ -118,9 +42,8 @@ class PartitionManager:
     when nothing started it (tests, the Profile API before the first rebalance).
     """
 
-    def __init__(self, settings: Settings, sender: Sender, recover_on_assign: bool = True) -> None:
+    def __init__(self, settings: Settings, recover_on_assign: bool = True) -> None:
         self.settings = settings
-        self.sender = sender
         self.root = settings.data_dir / settings.app_id / "state"
         self.open: dict[int, PartitionState] = {}
         self.recover_on_assign = recover_on_assign
@@ -149,7 +72,8 @@ class PartitionManager:
         async with lock:
             ps = self.open.get(partition)
             if ps is None:
-                ps = PartitionState(partition, PartitionStore(self.path(partition)))
+                store = PartitionStore(self.path(partition), self.settings.rocksdb)
+                ps = PartitionState(partition, store)
                 ps.needs_catch_up = True  # until `_recover` completes, even if it fails
                 self.open[partition] = ps
             if ps.needs_catch_up:
@@ -169,7 +93,7 @@ class PartitionManager:
             else:
                 ps.store.close()
                 del self.open[p]
-                _forget_metrics(p)
+                ps.forget_metrics()
         if self.recover_on_assign:
             self._warm(keep)
 
@@ -196,15 +120,26 @@ class PartitionManager:
                 del self._warming[partition]
 
     async def _committed(self, partition: int) -> int | None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.broker)
-        await admin.start()
-        try:
-            tp = TopicPartition(self.settings.topics.profile_events, partition)
-            offsets = await admin.list_consumer_group_offsets(self.settings.app_id, partitions=[tp])
+        """The group's committed offset for the partition (retrying while the broker is
+        still electing the group coordinator, as on a fresh cluster)."""
+        tp = TopicPartition(self.settings.topics.profile_events, partition)
+        for attempt in range(20):
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.broker)
+            await admin.start()
+            try:
+                offsets = await admin.list_consumer_group_offsets(
+                    self.settings.app_id, partitions=[tp]
+                )
+            except KafkaError as exc:
+                if not exc.retriable or attempt == 19:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            finally:
+                await admin.close()
             meta = offsets.get(tp)
             return meta.offset if meta is not None and meta.offset >= 0 else None
-        finally:
-            await admin.close()
+        return None
 
     async def _recover(self, ps: PartitionState) -> None:
         started = time.perf_counter()
@@ -245,7 +180,7 @@ class PartitionManager:
             )
         finally:
             await consumer.stop()
-        ps.clock = max(ps.clock, int(ps.store.get(CLOCK_KEY) or b"0"))
+        ps.reload()
         ps.needs_catch_up = False
         metrics.recovery_records.labels("applied").inc(applied)
         metrics.recovery_records.labels("skipped").inc(skipped)
@@ -258,44 +193,6 @@ class PartitionManager:
             skipped,
             resume,
         )
-
-    async def checkpoint(
-        self,
-        ps: PartitionState,
-        tx: Transaction,
-        source_offset: int,
-        outputs: list[OutgoingRecord],
-    ) -> None:
-        await self.checkpoint_all([Checkpoint(ps, tx, source_offset, outputs)])
-
-    async def checkpoint_all(self, parts: list[Checkpoint]) -> None:
-        """Every partition's outputs and changelog to Kafka in one send, acknowledged; then
-        one local atomic batch per partition (each with its own changelog and source
-        offsets, so recovery is per partition as before)."""
-        if not parts:
-            return
-        started = time.perf_counter()
-        changelog_topic = self.settings.changelog_topic
-        records: list[OutgoingRecord] = []
-        per_topic: dict[str, int] = {}
-        for cp in parts:
-            cp.tx.put(CLOCK_KEY, str(cp.ps.clock).encode())
-            header = [(SOURCE_HEADER, str(cp.source_offset).encode())]
-            records.extend(cp.outputs)
-            p = cp.ps.partition
-            records.extend(
-                OutgoingRecord(changelog_topic, key, value, header, p)
-                for key, value in cp.tx.writes.items()
-            )
-            for out in cp.outputs:
-                per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
-        written = await self.sender.send_many(records)
-        for cp in parts:
-            last = written.get((changelog_topic, cp.ps.partition))
-            cp.ps.write(cp.tx.writes, changelog_offset=last, source_offset=cp.source_offset)
-        for topic, n in per_topic.items():
-            metrics.labelled(metrics.outputs_produced, topic).inc(n)
-        metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     def close(self) -> None:
         for task in self._warming.values():

@@ -15,20 +15,14 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import defaultdict
-from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from engage_stream.records import OutgoingRecord
+from engage_stream.stream.options import ProducerOptions
 from engage_stream.stream.topics import MAX_RECORD_BYTES
 
-
-@dataclass(slots=True)
-class OutgoingRecord:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] | None = None
-    partition: int | None = None
+__all__ = ["KeyPartitioner", "OutgoingRecord", "Sender", "murmur2"]
 
 
 _M = 0x5BD1E995
@@ -80,8 +74,9 @@ class KeyPartitioner:
 class Sender:
     """An AIOKafkaProducer created on the running loop when the worker starts."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, options: ProducerOptions | None = None) -> None:
         self.bootstrap = bootstrap
+        self.options = options or ProducerOptions()
         self.producer: AIOKafkaProducer | None = None
         self._partitioners: dict[str, KeyPartitioner] = {}
 
@@ -92,9 +87,9 @@ class Sender:
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
-            acks="all",
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
+            acks=self.options.acks,
+            linger_ms=self.options.linger_ms,
+            max_batch_size=self.options.max_batch_bytes,
             max_request_size=MAX_RECORD_BYTES + 1024 * 1024,  # a profile value, alone
         )
         await self.producer.start()

@@ -15,17 +15,19 @@ from engage_stream import metrics
 from engage_stream.api import audiences as audience_api
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
+from engage_stream.profiles import sizes as audience_sizes
 from engage_stream.profiles.record import ProfileRecord
+from engage_stream.profiles.stage import TICK_KEY, ProfileStage, build_engine
 from engage_stream.profiles.store import ProfileStore
-from engage_stream.state.transaction import Transaction
+from engage_stream.state.checkpoint import Committable
+from engage_stream.state.transaction import Sweep, Transaction
 from engage_stream.stream import definitions_topic
 from engage_stream.stream.batch_consumer import BatchLoop
-from engage_stream.stream.emit import RecordBuilder, audience_sizes
 from engage_stream.stream.ingest_stage import IngestStage
 from engage_stream.stream.partitions import READY, PartitionManager
 from engage_stream.stream.producing import OutgoingRecord, Sender
+from engage_stream.stream.profile_batches import ProfileBatches
 from engage_stream.stream.routing import OwnerDirectory, client_id_for
-from engage_stream.stream.runtime import TICK_KEY, ProfileRuntime
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,14 @@ class Worker:
         self.settings = settings
         self.roles = roles
         self.url = f"http://{settings.web_host}:{settings.web_port}"
-        self.producer = Sender(settings.broker)
-        self.partitions = PartitionManager(settings, self.producer)
-        self.runtime = ProfileRuntime(settings, self.partitions)
+        self.producer = Sender(settings.broker, settings.producer)
+        self.partitions = PartitionManager(settings)
+        self.stage = ProfileStage(settings)
+        ingest_offsets, profile_offsets = Committable(), Committable()
+        self.batches = ProfileBatches(
+            settings, self.stage, self.partitions, self.producer, profile_offsets
+        )
+        self.definitions_ready = self.batches.definitions_ready
         self.catalog = Catalog()
         self.active: set[str] = set()
         self.owners = OwnerDirectory(
@@ -51,18 +58,22 @@ class Worker:
             commit_interval_s=settings.commit_interval_s,
             max_records=settings.batch_size,
             wait_s=settings.batch_within_s,
+            consumer=settings.consumer,
+            retry=settings.retry,
         )
         self.ingest = BatchLoop(
             group_id=f"{settings.app_id}-ingest",
             topics=settings.topics.inputs(),
-            handler=IngestStage(settings, self.producer).handle,
+            handler=IngestStage(settings, self.producer, ingest_offsets).handle,
+            offsets=ingest_offsets,
             stage="ingest",
             **common,
         )
         self.profiles = BatchLoop(
             group_id=settings.app_id,
             topics=[settings.topics.profile_events],
-            handler=self.runtime.handle,
+            handler=self.batches.handle,
+            offsets=profile_offsets,
             on_assigned=self._assigned,
             on_revoked=self._revoked,
             stage="profiles",
@@ -85,7 +96,6 @@ class Worker:
 
         A set the engine rejects keeps the previous engine running and marks the new
         definitions Failed, so one bad apply never stops evaluation."""
-        from engage_stream.engine.engine import Engine, EngineSettings
         from engage_stream.stream.topics import ensure_topics
 
         catalog = Catalog.from_records(
@@ -96,12 +106,7 @@ class Worker:
         active = catalog.active()
         keys = {d.key for d in active}
         try:
-            engine = Engine(
-                active,
-                versions=catalog.versions(keys),
-                applied_at=catalog.created_at(),
-                settings=EngineSettings(allowed_lateness_ms=self.settings.allowed_lateness_ms),
-            )
+            engine = build_engine(catalog, self.settings)
         except Exception as exc:  # never crash the worker on a definition
             log.error("definitions rejected by the engine, keeping the previous set: %s", exc)
             for k in keys - set(self.catalog.entries):
@@ -113,9 +118,8 @@ class Worker:
                 None, ensure_topics, self.settings, catalog.destinations()
             )
         self.catalog, self.active = catalog, keys
-        self.runtime.set_engine(
-            engine, catalog.versions(keys), RecordBuilder(catalog, self.settings)
-        )
+        self.stage.use(catalog, engine)
+        self.definitions_ready.set()
         for kind in ("audience", "computed_trait"):
             metrics.definitions_active.labels(kind).set(sum(1 for d in active if d.kind == kind))
         log.info("definitions applied: %d active of %d", len(keys), len(catalog.entries))
@@ -125,16 +129,17 @@ class Worker:
         if "profiles" not in self.roles:
             return True
         status = self.partitions.status()
-        return self.runtime.definitions_ready.is_set() and all(
-            status.get(p) == READY for p in self.owned()
-        )
+        return self.definitions_ready.is_set() and all(status.get(p) == READY for p in self.owned())
 
     def statuses(self) -> dict[str, str]:
         ready = self.ready()
-        return dict(
-            audience_api.statuses(
-                self.catalog, self.active, self.runtime.computing(self.owned()), ready
-            )
+        return dict(audience_api.statuses(self.catalog, self.active, self.computing(), ready))
+
+    def computing(self) -> set[str]:
+        """Definitions still being backfilled on a partition this worker owns."""
+        return self.stage.computing(
+            ps.sweep if (ps := self.partitions.open.get(p)) is not None else Sweep()
+            for p in self.owned()
         )
 
     def local_sizes(self) -> dict[str, int]:
@@ -143,7 +148,7 @@ class Worker:
             ps = self.partitions.open.get(p)
             if ps is None:
                 continue
-            for k, n in audience_sizes(ps.store).items():
+            for k, n in audience_sizes.read(ps.store).items():
                 sizes[k] = sizes.get(k, 0) + n
         return sizes
 

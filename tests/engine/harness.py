@@ -109,7 +109,7 @@ class Harness:
 
     def tick(self, now: int) -> list[Change]:
         self.now = max(self.now, now)
-        out = self.proc.advance(self.store, self.now)
+        out = self.proc.advance(self.store, self.now).changes
         self.changes.extend(out)
         return out
 

@@ -118,17 +118,17 @@ class WindowEngine:
 def test_wakeups_fire_once_when_due_without_new_events() -> None:
     p, s = make(engine=WindowEngine())
     assert p.apply(s, ev("a", 5000), now_ms=5000).changes == [("enter", "user_id:u1")]
-    assert p.advance(s, 5999) == []
-    assert p.advance(s, 6000) == [("exit", "user_id:u1", 6000)]
-    assert p.advance(s, 99_000) == [], "fired once; index entry removed"
+    assert p.advance(s, 5999).changes == []
+    assert p.advance(s, 6000).changes == [("exit", "user_id:u1", 6000)]
+    assert p.advance(s, 99_000).changes == [], "fired once; index entry removed"
 
 
 def test_a_newer_event_moves_the_wakeup() -> None:
     p, s = make(engine=WindowEngine())
     p.apply(s, ev("a", 5000), now_ms=5000)
     p.apply(s, ev("b", 5500), now_ms=5500)
-    assert p.advance(s, 6000) == [], "old wake-up replaced"
-    assert p.advance(s, 6500) == [("exit", "user_id:u1", 6500)]
+    assert p.advance(s, 6000).changes == [], "old wake-up replaced"
+    assert p.advance(s, 6500).changes == [("exit", "user_id:u1", 6500)]
 
 
 def test_sweep_backfills_changed_definitions_over_history_resumably() -> None:

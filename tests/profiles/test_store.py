@@ -105,26 +105,12 @@ def test_a_duplicate_stays_a_duplicate_across_sweeps_and_expires_after_the_windo
     assert accepted_again == [25], "a duplicate for 24 h, then new (and remembered) again"
 
 
-def test_state_written_without_the_header_is_read_and_upgraded(tmp_path: Path) -> None:
-    """Values from before the header: first prune scans (as before), removing the old
-    `e:` dedup-expiry index too, then the header is written."""
-    legacy = ProfileRecord(profile_id="user_id:u1")
+def test_a_profile_value_without_its_header_is_refused() -> None:
+    """Only this state format is read: a value without the header is not silently misread."""
     kv = CountingKV()
-    kv.put(PROFILE + b"user_id:u1", legacy.dumps())
-    kv.put(HISTORY + b"user_id:u1\x000000000000001\x00old", ev("old", 1).to_json())
-    kv.put(SEEN + b"user_id:u1\x00old", b"0000000000001")
-    kv.put(b"e:user_id:u1\x000000000000001\x00old", b"")
-    p = ProfileProcessor(None, ProcessorSettings(history_ms=DAY, dedup_ms=H))
-    s = ProfileStore(kv)
-    assert s.get("user_id:u1") == legacy
-    p.apply(s, ev("m", 2 * DAY), now_ms=2 * DAY)
-    assert [e.message_id for e in s.history("user_id:u1")] == ["m"]
-    assert keys(kv, SEEN) == [] and keys(kv, b"e:") == [], "swept; quiet again: inline"
-    value = kv.get(PROFILE + b"user_id:u1")
-    assert value[:1] == b"\x01" and seen_in_header(value) == ["m"]
-    kv.ranges.clear()
-    p.apply(s, ev("m2", 2 * DAY + 1), now_ms=2 * DAY + 1)
-    assert [r for r in kv.ranges if r.startswith((HISTORY, SEEN))] == [], "header known now"
+    kv.put(PROFILE + b"user_id:u1", ProfileRecord(profile_id="user_id:u1").dumps())
+    with pytest.raises(ValueError, match="header"):
+        ProfileStore(kv).get("user_id:u1")
 
 
 def test_profile_ids_with_a_nul_do_not_break_a_neighbours_prune() -> None:

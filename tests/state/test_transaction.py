@@ -130,4 +130,4 @@ def test_partition_store_range_bounds(store: PartitionStore) -> None:
     assert [k for k, _ in store.range(b"ab", b"b\x00")] == [b"ab", b"b"]
     assert [k for k, _ in store.range_reverse(b"ab", b"b\x00")] == [b"b", b"ab"]
     assert list(store.range(b"x", b"z")) == [] and list(store.range_reverse(b"x", b"z")) == []
-    assert [k for k, _ in store.range_reverse(b"", b"\xff")] == [b"c", b"b\x00", b"b", b"ab", b"a"]
+    assert [k for k, _ in store.range_reverse(b"a", b"\xff")] == [b"c", b"b\x00", b"b", b"ab", b"a"]

@@ -7,20 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from engage_stream import metrics
 from engage_stream.config import Settings
-from engage_stream.profiles.store import PROFILE
-from engage_stream.state.partition_store import PartitionStore
-from engage_stream.state.transaction import Transaction
 from engage_stream.stream.partitions import PartitionManager, PartitionState
-from engage_stream.stream.producing import OutgoingRecord
 
 
 class FakeRecovery(PartitionManager):
     """`_recover` replaced: each partition waits for its gate (or fails if told to)."""
 
     def __init__(self, tmp_path: Path) -> None:
-        super().__init__(Settings(data_dir=tmp_path), sender=None)  # type: ignore[arg-type]
+        super().__init__(Settings(data_dir=tmp_path))
         self.gates: dict[int, asyncio.Event] = {}
         self.fail: set[int] = set()
         self.started: list[int] = []
@@ -124,56 +119,3 @@ def test_outside_the_event_loop_recovery_waits_for_first_use(tmp_path: Path) -> 
     asyncio.run(go())
     assert pm.status() == {3: "ready"}
     pm.close()
-
-
-class FakeSender:
-    """Acknowledges every record at the next offset of its topic partition."""
-
-    def __init__(self) -> None:
-        self.offsets: dict[tuple[str, int], int] = {}
-
-    async def send_many(self, records: list[OutgoingRecord]) -> dict[tuple[str, int], int]:
-        for r in records:
-            tp = (r.topic, r.partition or 0)
-            self.offsets[tp] = self.offsets.get(tp, -1) + 1
-        return dict(self.offsets)
-
-
-def _profiles_gauge(partition: int) -> float | None:
-    return metrics.REGISTRY.get_sample_value("engage_state_profiles", {"partition": str(partition)})
-
-
-def test_the_profiles_gauge_follows_every_checkpoint(tmp_path: Path) -> None:
-    """A fresh worker reports its profiles as they are created, not only after a recovery."""
-
-    async def go() -> None:
-        pm = PartitionManager(Settings(data_dir=tmp_path), FakeSender())  # type: ignore[arg-type]
-        ps = PartitionState(7, PartitionStore(pm.path(7)))
-        pm.open[7] = ps
-        ps.count_profiles()  # what recovery ends with: an empty store
-        assert _profiles_gauge(7) == 0
-
-        async def checkpoint(offset: int, writes: dict[bytes, bytes | None]) -> None:
-            tx = Transaction(ps.store)
-            for key, value in writes.items():
-                if value is None:
-                    tx.delete(key)
-                else:
-                    tx.put(key, value)
-            await pm.checkpoint(ps, tx, offset, [])
-
-        await checkpoint(0, {b"p:a": b"1", b"p:b": b"1", b"h:a": b"e", b"t:1": b""})
-        assert _profiles_gauge(7) == 2, "history / index keys are not profiles"
-        await checkpoint(1, {b"p:a": b"2", b"p:c": b"1", b"d:a": b"9"})
-        assert _profiles_gauge(7) == 3, "rewriting a stored profile does not count it again"
-        await checkpoint(2, {b"p:b": None, b"p:zz": None})
-        assert _profiles_gauge(7) == 2, "a removed profile is uncounted, a missing one not"
-        assert ps.profiles == ps.store.count(PROFILE) == 2
-
-        ps.profiles = None  # a reopened store counts once, then follows writes again
-        ps.count_profiles()
-        assert _profiles_gauge(7) == 2
-        pm.mark_rebalanced([])  # moved to another worker: not reported here any more
-        assert _profiles_gauge(7) is None
-
-    asyncio.run(go())

@@ -1,0 +1,242 @@
+"""The profiles stage: a batch of one partition's records applied in one transaction.
+
+`ProfileStage.apply(tx, records)` is the whole of what a worker does with the records of
+`profile-events` — and exactly what `replay` does with a file of events — with no Kafka
+types: records in, a `StageResult` out (output records, changes, audience-size moves). The
+worker wraps it in a checkpoint (`state.checkpoint`); replay commits it to memory.
+
+Per batch, in order:
+1. Backfill: if the definitions changed, one bounded chunk of the partition's profiles is
+   brought to the current definitions (evaluated over their history); progress is part of
+   the transaction, so a failed batch leaves it where it was.
+2. Records: each advances the partition clock (its timestamp) and is either a clock tick
+   (every due wake-up fires, each at its own instant) or a profile event (dedup, history,
+   traits, ids, engine). Records at or below the partition's applied source offset are
+   skipped: their effects are already in state.
+3. A record that cannot be processed has its effects rolled back and goes to the
+   dead-letter topic (`processing_failed`); the rest of the batch goes on. A storage
+   error is not the record's fault: it fails the whole batch, dead-letters nothing.
+4. Audience sizes move by the batch's entries and exits, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from engage_stream import metrics
+from engage_stream.config import Settings
+from engage_stream.definitions.catalog import Catalog
+from engage_stream.engine.changes import Change
+from engage_stream.engine.engine import Engine
+from engage_stream.events import ProfileEvent
+from engage_stream.ingest.dead_letter import DeadLetter
+from engage_stream.outputs.builder import RecordBuilder
+from engage_stream.profiles import sizes
+from engage_stream.profiles.processor import ProfileProcessor
+from engage_stream.profiles.store import ProfileStore
+from engage_stream.records import OutgoingRecord, SourceRecord
+from engage_stream.state.partition_store import StorageError
+from engage_stream.state.transaction import Sweep, Transaction
+
+log = logging.getLogger(__name__)
+
+TICK_KEY = b"\x00tick"  # the key of a clock tick on profile-events (no value)
+PROCESSING_FAILED = "processing_failed"  # dead-letter reason of the profiles stage
+
+
+def build_engine(catalog: Catalog, settings: Settings) -> Engine:
+    """The engine for a catalog's active definitions (raises if it rejects them)."""
+    active = catalog.active()
+    return Engine(
+        active,
+        versions=catalog.versions({d.key for d in active}),
+        applied_at=catalog.created_at(),
+        settings=settings.engine_settings(),
+    )
+
+
+@dataclass
+class StageResult:
+    outputs: list[OutgoingRecord] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    size_moves: dict[str, int] = field(default_factory=dict)
+    processed: int = 0  # events applied
+    duplicates: int = 0  # events dropped by messageId
+    skipped: int = 0  # records already in state (recovered or re-delivered)
+    failed: int = 0  # records dead-lettered
+    timers_fired: int = 0  # changes fired by clock ticks
+    backfilled: int = 0  # profiles the backfill chunk visited
+
+
+class ProfileStage:
+    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.processor = ProfileProcessor(None, settings.processor_settings())
+        self.catalog = Catalog()
+        self.builder = RecordBuilder.empty(settings)
+        self._backfill_keys: set[str] = set()
+        if catalog is not None:
+            self.use(catalog)
+
+    @property
+    def epoch(self) -> str:
+        return self.processor.epoch
+
+    def use(self, catalog: Catalog, engine: Engine | None = None) -> None:
+        """Evaluate this catalog from the next batch on: every partition backfills the added
+        and edited definitions over its profiles' history. `engine`: built for it already
+        (`build_engine`); raises (and keeps the current set) if the engine rejects it."""
+        engine = engine or build_engine(catalog, self.settings)
+        keys = {d.key for d in catalog.active()}
+        versions = catalog.versions(keys)
+        old = self.processor.versions
+        self.processor.set_engine(engine, versions)
+        self.catalog = catalog
+        self.builder = RecordBuilder(catalog, self.settings)
+        self._backfill_keys = {k for k, v in versions.items() if old.get(k) != v}
+
+    def computing(self, sweeps: Iterable[Sweep]) -> set[str]:
+        """Definition keys whose backfill has not finished on every given partition."""
+        if all(s.epoch == self.epoch and s.done for s in sweeps):
+            self._backfill_keys.clear()
+        return set(self._backfill_keys)
+
+    def apply(self, tx: Transaction, records: Sequence[SourceRecord]) -> StageResult:
+        """One partition's records in `tx` (nothing is stored: the caller commits `tx`)."""
+        out = StageResult()
+        store = ProfileStore(tx)
+        left: list[str] = []
+        if not (tx.sweep.epoch == self.epoch and tx.sweep.done):
+            self._backfill(tx, store, out, left, records[0].partition if records else -1)
+        dead_letter = self.settings.topics.dead_letter
+        wall = time.time()
+        for rec in records:
+            if rec.offset <= tx.source_offset:
+                out.skipped += 1
+                continue
+            tx.clock = max(tx.clock, rec.timestamp)
+            tx.source_offset = rec.offset
+            n_outputs, n_changes, n_left = len(out.outputs), len(out.changes), len(left)
+            tx.savepoint()
+            try:
+                if rec.key == TICK_KEY:
+                    self._tick(tx, store, out, left)
+                else:
+                    self._event(tx, store, rec, out, left, wall)
+            except StorageError:
+                raise  # the disk, not the record: the batch fails whole
+            except Exception as exc:
+                # Data the stage cannot handle must not stop the stream (DESIGN §9): this
+                # record's effects are undone, it goes to the dead-letter topic, the batch
+                # goes on.
+                tx.rollback()
+                store.forget_cached()
+                del out.outputs[n_outputs:], out.changes[n_changes:], left[n_left:]
+                detail = f"{type(exc).__name__}: {exc}"[:1000]
+                log.error(
+                    "partition %d offset %d: processing failed, dead-lettered: %s",
+                    rec.partition,
+                    rec.offset,
+                    detail,
+                    exc_info=exc,
+                )
+                dl = DeadLetter(
+                    reason=PROCESSING_FAILED,
+                    detail=detail,
+                    topic=rec.topic,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                    timestamp_ms=rec.timestamp,
+                )
+                out.outputs.append(
+                    OutgoingRecord(dead_letter, rec.key, rec.value or b"", dl.headers())
+                )
+                out.failed += 1
+            else:
+                tx.release()
+        # The audience sizes: an explicit step over everything the batch changed.
+        out.size_moves = sizes.deltas(out.changes, left)
+        sizes.apply(tx, out.size_moves)
+        return out
+
+    def _tick(
+        self, tx: Transaction, store: ProfileStore, out: StageResult, left: list[str]
+    ) -> None:
+        started = time.perf_counter()
+        fired = self.processor.advance(store, tx.clock, self._on_profile_error)
+        metrics.timer_sweep_seconds.observe(time.perf_counter() - started)
+        left.extend(fired.left)
+        if fired.changes:
+            out.timers_fired += len(fired.changes)
+            out.changes.extend(fired.changes)
+            out.outputs.extend(self.builder.changes(fired.changes, store))
+
+    def _event(
+        self,
+        tx: Transaction,
+        store: ProfileStore,
+        rec: SourceRecord,
+        out: StageResult,
+        left: list[str],
+        wall: float,
+    ) -> None:
+        if rec.value is None:
+            raise ValueError("a profile event without a value")
+        event = ProfileEvent.from_json(rec.value)
+        outcome = self.processor.apply(store, event, tx.clock)
+        if outcome.duplicate:
+            out.duplicates += 1
+            return
+        out.processed += 1
+        metrics.processing_lag.observe(max(0.0, wall - event.timestamp / 1000))
+        left.extend(outcome.left)
+        if outcome.changes:
+            out.changes.extend(outcome.changes)
+            out.outputs.extend(self.builder.changes(outcome.changes, store, outcome.record))
+        if outcome.added_ids:
+            out.outputs.extend(self.builder.resync(event, outcome, tx.clock))
+
+    def _backfill(
+        self,
+        tx: Transaction,
+        store: ProfileStore,
+        out: StageResult,
+        left: list[str],
+        partition: int,
+    ) -> None:
+        """One bounded chunk of the backfill after a definitions change (in the batch's
+        transaction, so its outputs and state commit together)."""
+        sweep = tx.sweep if tx.sweep.epoch == self.epoch else Sweep(self.epoch)
+        result = self.processor.sweep(
+            store, tx.clock, sweep.cursor, self.settings.backfill_chunk, self._on_profile_error
+        )
+        out.backfilled = result.profiles
+        metrics.backfill_profiles.inc(result.profiles)
+        left.extend(result.left)
+        if result.changes:
+            out.changes.extend(result.changes)
+            out.outputs.extend(self.builder.changes(result.changes, store))
+        if result.cursor is None:
+            tx.sweep = Sweep(self.epoch, None, done=True)
+            metrics.backfill_pending.labels(str(partition)).set(0)
+            log.info("partition %d: definitions %s applied to every profile", partition, self.epoch)
+        else:
+            tx.sweep = Sweep(self.epoch, result.cursor, done=False)
+            metrics.backfill_pending.labels(str(partition)).set(1)
+            log.info(
+                "partition %d: backfill in progress, at profile %s (%d changes in this chunk)",
+                partition,
+                result.cursor,
+                len(result.changes),
+            )
+
+    def _on_profile_error(self, profile_id: str, exc: Exception) -> None:
+        """A due (or backfilled) profile whose evaluation fails is left as it was — nothing
+        of it was written — and retried when next due or touched; the others go on."""
+        if isinstance(exc, StorageError):
+            raise exc
+        metrics.labelled(metrics.processing_errors, "profiles").inc()
+        log.error("profile %s: evaluation failed: %s", profile_id, exc, exc_info=exc)

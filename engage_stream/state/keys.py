@@ -1,0 +1,44 @@
+"""Every key of a partition database, in one place.
+
+One RocksDB database holds one partition of the profile-events topic. Its keys, by prefix:
+
+| prefix | key | value | written by |
+|---|---|---|---|
+| `p:` | `p:<profile>` | bookkeeping header + `ProfileRecord` JSON | `profiles.store` |
+| `h:` | `h:<profile>\\0<event ms, 13 digits>\\0<messageId>` | the event (history) | `profiles.store` |
+| `t:` | `t:<due ms, 13 digits>\\0<profile>` | empty (the wake-up index) | `profiles.store` |
+| `d:` | `d:<profile>\\0<messageId>` | arrival ms (dedup window, busy profiles) | `profiles.store` |
+| `s:` | `s:<audience>` | member count in this partition | `profiles.sizes` |
+| `c:` | `c:clock`, `c:sweep` | partition clock; backfill epoch and cursor | `state.transaction` |
+| `\\0meta:` | changelog offset, source offset, format | recovery bookkeeping | `state.partition_store` |
+
+Every key except `\\0meta:` is mirrored on the changelog topic; the meta keys describe the
+database itself and are written only in the same `WriteBatch` as the data they describe.
+"""
+
+from __future__ import annotations
+
+PROFILE = b"p:"
+HISTORY = b"h:"
+WAKEUP = b"t:"
+SEEN = b"d:"
+SIZE = b"s:"
+CLOCK = b"c:clock"
+SWEEP = b"c:sweep"
+
+SEP = b"\x00"
+END = b"\xff"  # above every byte a key continues with: `prefix + END` bounds a prefix scan
+
+META_PREFIX = b"\x00meta:"
+META_CHANGELOG = META_PREFIX + b"changelog_offset"
+META_SOURCE = META_PREFIX + b"source_offset"
+META_FORMAT = META_PREFIX + b"format"
+
+# The layout above. A database stamped with another number (or none, but holding data) is
+# refused rather than misread: rebuild it from the changelog.
+FORMAT_VERSION = 1
+
+
+def ts13(ms: int) -> bytes:
+    """Milliseconds as 13 digits, so byte order is time order (1970..2286)."""
+    return b"%013d" % max(0, ms)

@@ -1,0 +1,38 @@
+"""Kafka client settings of the data path, as frozen values built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerOptions:
+    # A member that stops heartbeating for this long is evicted and its partitions move.
+    # Short, so a crashed worker's partitions are taken over within seconds.
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    # A batch (apply + checkpoint) taking longer than this is a stuck member.
+    max_poll_interval_ms: int = 300_000
+    # One fetch may carry a large backlog; a partition's share is bounded below it.
+    fetch_max_bytes: int = 32 * 1024 * 1024
+    max_partition_fetch_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerOptions:
+    # Every output and changelog record is acknowledged by all in-sync replicas before the
+    # checkpoint stores the state that caused it.
+    acks: str = "all"
+    # A checkpoint sends everything at once; a short linger merges the per-partition
+    # batches of concurrent checkpoints (ticks, ingest) without adding visible latency.
+    linger_ms: int = 5
+    max_batch_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOptions:
+    # A batch whose checkpoint failed (broker or disk, never the data) is applied again
+    # after a growing pause; after this many attempts the stage stops the worker loudly.
+    attempts: int = 8
+    first_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0

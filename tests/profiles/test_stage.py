@@ -1,0 +1,280 @@
+"""The profiles stage in process: records in, a transaction's effects and a result out.
+
+Everything the worker does with `profile-events` records, over the in-memory partition
+database (no Kafka, no producer): isolation of records it cannot process, timers of one
+profile failing without stopping the others, re-sync to new identifiers, audience sizes,
+the transaction's clock and backfill progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import pytest
+
+from engage_stream.config import Settings
+from engage_stream.definitions.catalog import Catalog
+from engage_stream.definitions.loader import parse_text
+from engage_stream.definitions.models import AudienceDefinition
+from engage_stream.engine.changes import Change
+from engage_stream.events import ProfileEvent
+from engage_stream.ingest.dead_letter import DeadLetter
+from engage_stream.profiles import sizes
+from engage_stream.profiles.record import ProfileRecord
+from engage_stream.profiles.stage import PROCESSING_FAILED, TICK_KEY, ProfileStage, StageResult
+from engage_stream.profiles.store import ProfileStore
+from engage_stream.records import InputRecord
+from engage_stream.state.memory import MemoryStore
+from engage_stream.state.partition_store import StorageError
+from engage_stream.state.transaction import Status, Transaction
+
+T0 = 1_800_000_000_000
+TOPIC = "engage.profile-events"
+
+
+class Partition:
+    """One in-memory partition database and the stage applied to it batch by batch."""
+
+    def __init__(self, stage: ProfileStage) -> None:
+        self.stage = stage
+        self.db = MemoryStore()
+        self.clock = 0
+        self.sweep: Any = None
+
+    def run(self, records: list[InputRecord]) -> StageResult:
+        tx = Transaction(
+            self.db, clock=self.clock, source_offset=self.db.source_offset, sweep=self.sweep
+        )
+        result = self.stage.apply(tx, records)
+        tx.prepare()
+        tx.commit(None)
+        self.clock, self.sweep = tx.clock, tx.sweep
+        return result
+
+    def profile(self, user: str) -> ProfileRecord | None:
+        return ProfileStore(Transaction(self.db)).get(f"user_id:{user}")
+
+
+class Boom(Exception):
+    pass
+
+
+def _counted(pid: str, n: int, at: int) -> Change:
+    return Change("computed_trait", "n", 1, pid, n, n - 1, at, f"n:{n}")
+
+
+class FragileEngine:
+    """Counts events per profile; raises on `Boom` events, or on the clock for profiles
+    named in `fail_on_time`."""
+
+    def __init__(self) -> None:
+        self.fail_on_time: set[str] = set()
+
+    def on_event(self, profile: ProfileRecord, event: ProfileEvent, now_ms: int) -> list[Any]:
+        if event.event == "Boom":
+            profile.engine["poisoned"] = True  # a half-done change that must not persist
+            raise Boom(f"cannot evaluate {event.message_id}")
+        if event.event == "Disk":
+            raise StorageError("read failed")
+        profile.engine["n"] = profile.engine.get("n", 0) + 1
+        profile.next_wakeup = event.timestamp + 1000
+        return [_counted(profile.profile_id, profile.engine["n"], now_ms)]
+
+    def on_time(self, profile: ProfileRecord, now_ms: int) -> list[Any]:
+        if profile.profile_id in self.fail_on_time:
+            raise Boom("timer")
+        profile.next_wakeup = None
+        return [Change("computed_trait", "woke", 1, profile.profile_id, now_ms, None, now_ms, "t")]
+
+    def recompute(
+        self, profile: ProfileRecord, keys: set[str], history: Iterable[ProfileEvent], now: int
+    ) -> list[Any]:
+        return []
+
+    def drop(self, profile: ProfileRecord, keys: set[str]) -> None:
+        pass
+
+
+def _fragile() -> tuple[Partition, FragileEngine]:
+    stage = ProfileStage(Settings())
+    engine = FragileEngine()
+    stage.use(Catalog(), engine)  # type: ignore[arg-type]
+    return Partition(stage), engine
+
+
+def _event(offset: int, user: str, name: str, **kw: Any) -> InputRecord:
+    pid = f"user_id:{user}"
+    e = ProfileEvent(
+        message_id=kw.pop("mid", f"m{offset}"),
+        type=kw.pop("type", "track"),
+        event=name,
+        timestamp=T0 + offset,
+        received_at=T0 + offset,
+        profile_id=pid,
+        user_id=user,
+        **kw,
+    )
+    return _record(offset, pid.encode(), e.to_json(), T0 + offset)
+
+
+def _record(offset: int, key: bytes, value: bytes | None, ts: int) -> InputRecord:
+    return InputRecord(TOPIC, 0, offset, ts, key, value)
+
+
+def test_a_record_that_fails_is_dead_lettered_and_the_rest_of_the_batch_applies() -> None:
+    part, _ = _fragile()
+    batch = [_event(0, "a", "Ok"), _event(1, "a", "Boom"), _event(2, "b", "Ok")]
+    result = part.run(batch)
+    dead = [r for r in result.outputs if r.topic == Settings().topics.dead_letter]
+    assert len(dead) == 1 and result.failed == 1
+    dl = DeadLetter.from_headers(dead[0].headers or [])
+    assert (dl.reason, dl.topic, dl.partition, dl.offset) == (PROCESSING_FAILED, TOPIC, 0, 1)
+    assert "Boom: cannot evaluate m1" in dl.detail
+    assert dead[0].value == batch[1].value  # the record as it was, to re-produce once fixed
+    assert [(c.profile_id, c.value) for c in result.changes] == [("user_id:a", 1), ("user_id:b", 1)]
+    a = part.profile("a")
+    assert a is not None and a.engine == {"n": 1}  # nothing of the failed event persisted
+    assert a.metadata.event_count == 1
+    b = part.profile("b")
+    assert b is not None and b.engine == {"n": 1}
+    assert part.db.source_offset == 2  # the batch, failed record included, is done
+    history = ProfileStore(Transaction(part.db)).history("user_id:a")
+    assert [e.message_id for e in history] == ["m0"], "the failed event is not in history"
+
+
+def test_many_failed_records_are_each_applied_once() -> None:
+    """A poisoned record costs a rollback of its own effects, not a re-run of the batch."""
+    part, engine = _fragile()
+    calls = 0
+    on_event = engine.on_event
+
+    def counting(profile: ProfileRecord, event: ProfileEvent, now_ms: int) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        return on_event(profile, event, now_ms)
+
+    engine.on_event = counting  # type: ignore[method-assign]
+    batch = [_event(i, f"u{i % 7}", "Boom" if i % 3 == 0 else "Ok") for i in range(60)]
+    result = part.run(batch)
+    assert calls == 60 and result.failed == 20 and result.processed == 40
+
+
+def test_a_storage_error_fails_the_batch_and_dead_letters_nothing() -> None:
+    part, _ = _fragile()
+    tx = Transaction(part.db)
+    with pytest.raises(StorageError):
+        part.stage.apply(tx, [_event(0, "a", "Ok"), _event(1, "a", "Disk")])
+    tx.fail()
+    assert tx.status is Status.FAILED and part.db.source_offset == -1 and len(part.db) == 0
+
+
+def test_a_failed_record_is_not_seen_as_a_duplicate_when_re_produced() -> None:
+    part, _ = _fragile()
+    part.run([_event(0, "a", "Boom")])
+    part.run([_event(1, "a", "Fixed", mid="m0")])
+    a = part.profile("a")
+    assert a is not None and a.engine == {"n": 1}, "the same messageId counts once it is fixed"
+
+
+def test_a_profile_whose_timer_fails_does_not_stop_the_others() -> None:
+    part, engine = _fragile()
+    part.run([_event(0, "a", "Ok"), _event(1, "b", "Ok")])
+    engine.fail_on_time.add("user_id:a")
+    fired = part.run([_record(2, TICK_KEY, None, T0 + 5000)])
+    assert [(c.profile_id, c.value) for c in fired.changes] == [("user_id:b", T0 + 5000)]
+    a = part.profile("a")
+    assert a is not None and a.next_wakeup == T0 + 1000, "still due: retried on the next tick"
+    engine.fail_on_time.clear()
+    fired = part.run([_record(3, TICK_KEY, None, T0 + 6000)])
+    assert [(c.profile_id, c.value) for c in fired.changes] == [("user_id:a", T0 + 6000)]
+
+
+def test_records_at_or_below_the_applied_offset_are_skipped() -> None:
+    part, _ = _fragile()
+    part.run([_event(0, "a", "Ok"), _event(1, "a", "Ok")])
+    again = part.run([_event(1, "a", "Ok"), _event(2, "a", "Ok")])
+    assert (again.skipped, again.processed) == (1, 1)
+    a = part.profile("a")
+    assert a is not None and a.engine == {"n": 3}
+
+
+def test_the_clock_and_backfill_progress_are_part_of_the_transaction() -> None:
+    part, _ = _fragile()
+    tx = Transaction(part.db)
+    part.stage.apply(tx, [_record(5, TICK_KEY, None, T0 + 9)])
+    assert tx.clock == T0 + 9 and tx.sweep.epoch == part.stage.epoch and tx.sweep.done
+    tx.fail()  # a failed batch: the partition keeps what it had
+    assert part.db.get(b"c:clock") is None and part.db.get(b"c:sweep") is None
+    part.run([_record(5, TICK_KEY, None, T0 + 9)])  # a tick-only batch commits like any other
+    assert part.db.get(b"c:clock") == str(T0 + 9).encode() and part.db.source_offset == 5
+
+
+VIEWERS = """
+kind: audience
+key: viewers
+conditions:
+  - event: Product Viewed
+    within: 7 days
+destinations:
+  - {name: braze}
+"""
+
+
+def _catalog(text: str) -> Catalog:
+    defs, problems = parse_text(text, "v.yaml")
+    assert not problems
+    return Catalog.from_definitions(d for d, _ in defs)
+
+
+def test_the_worker_path_re_sends_values_to_a_new_identifier() -> None:
+    part = Partition(ProfileStage(Settings(), _catalog(VIEWERS)))
+    identify = _event(1, "a", None, type="identify", traits={"email": "a@x.io"})  # type: ignore[arg-type]
+    result = part.run([_event(0, "a", "Product Viewed"), identify])
+    braze = [orjson.loads(r.value or b"") for r in result.outputs if r.topic == "engage.out.braze"]
+    assert [(b["userId"], b["traits"]) for b in braze] == [
+        ("a", {"viewers": True}),
+        ("a", {"viewers": True, "email": "a@x.io"}),  # re-sent with the new identifier
+    ]
+    assert braze[0]["messageId"] != braze[1]["messageId"]
+
+
+def test_deleted_memberships_leave_the_size() -> None:
+    store = ProfileStore(MemoryStore().kv)
+    store.kv.put(b"s:buyers", b"2")
+    store.kv.put(b"s:fans", b"1")
+    sizes.apply(store.kv, sizes.deltas([], ["buyers"]))
+    assert sizes.read(store.kv) == {"buyers": 1, "fans": 1}
+    sizes.apply(store.kv, sizes.deltas([], ["buyers"]))
+    assert sizes.read(store.kv) == {"fans": 1}  # buyers: no member left, no counter
+
+
+def _buyers(event: str) -> AudienceDefinition:
+    return AudienceDefinition.model_validate({"key": "buyers", "conditions": [{"event": event}]})
+
+
+def test_a_recreated_audience_counts_only_its_real_members() -> None:
+    stage = ProfileStage(Settings())
+    part = Partition(stage)
+    stage.use(Catalog.from_definitions([_buyers("X")]))
+    part.run([_event(0, "u1", "X"), _event(1, "u2", "X")])
+    assert sizes.read(part.db.kv) == {"buyers": 2}
+
+    stage.use(Catalog.from_definitions([]))  # deleted: the backfill drops it everywhere
+    part.run([_record(2, TICK_KEY, None, T0 + 2)])
+    assert sizes.read(part.db.kv) == {}
+
+    recreated = Catalog.from_records(
+        [
+            (
+                "buyers",
+                2,
+                0,
+                {"kind": "audience", **_buyers("Y").model_dump(mode="json", exclude_defaults=True)},
+            )
+        ]
+    )
+    stage.use(recreated)  # re-created: version 2, counted from 0
+    part.run([_event(3, "u1", "Y")])
+    assert sizes.read(part.db.kv) == {"buyers": 1}
