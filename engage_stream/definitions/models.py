@@ -298,22 +298,6 @@ class Count(_Strict):
             return {"operator": m.group(1), "value": int(m.group(2))}
         return data
 
-    def test(self, n: int) -> bool:
-        v = self.value
-        match self.operator:
-            case ">=":
-                return n >= v
-            case ">":
-                return n > v
-            case "=":
-                return n == v
-            case "!=":
-                return n != v
-            case "<=":
-                return n <= v
-            case _:
-                return n < v
-
 
 class _Row(_Strict):
     join: Literal["and", "or"] = Field(
@@ -372,6 +356,12 @@ class TraitCondition(_Row, _Comparison):
         description="computed: must name a computed trait defined alongside (checked by "
         "validate); custom: only the profile's custom traits; any: audience, computed, then custom",
     )
+
+    @model_validator(mode="after")
+    def _no_parent(self) -> TraitCondition:
+        if self.value_from is not None and self.value_from.parent_property is not None:
+            raise ValueError("parent_property references are only allowed in funnel steps")
+        return self
 
 
 class AudienceCondition(_Row):

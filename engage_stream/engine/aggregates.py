@@ -478,11 +478,12 @@ class CompiledTrait:
         """The value when no kept event counts: 0 once something has (module doc)."""
         return self.empty if first is not None and first <= t else None
 
-    def _staircase(self, entries: list[Any], k: int, value_at: int) -> int:
+    @staticmethod
+    def _staircase(
+        entries: list[Any], k: int, value_at: int, better: Callable[[Any, Any], bool]
+    ) -> int:
         """Drop counting entries (the first k) that a newer counting entry beats; returns
         the new k. The survivors' values strictly improve towards the oldest."""
-        better = self.better
-        assert better is not None
         keep: list[Any] = []
         best: Any = None
         for i in range(k - 1, -1, -1):
@@ -545,8 +546,9 @@ class CompiledTrait:
             if values is not None:
                 del values[:i]
             k -= i
-        if self.better is not None and k > 1:
-            k = self._staircase_columns(times, values, k)
+        better = self.better
+        if better is not None and k > 1:
+            k = self._staircase_columns(times, values, k, better)
         state[2], state[3] = total, k
         if not times:
             return self._nothing_counts(self._first(state), t)
@@ -561,14 +563,14 @@ class CompiledTrait:
             due = min(due, times[k] + w.a)
         return value, due, state
 
-    def _staircase_columns(self, times: list[int], values: list[Any], k: int) -> int:
+    def _staircase_columns(
+        self, times: list[int], values: list[Any], k: int, better: Callable[[Any, Any], bool]
+    ) -> int:
         """`_staircase` on the column-wise exact state."""
         if self.type == "last":  # any newer entry wins: only the newest counting one stays
             del times[: k - 1]
             del values[: k - 1]
             return 1
-        better = self.better
-        assert better is not None
         keep: list[int] = []
         best: Any = None
         for i in range(k - 1, -1, -1):
@@ -597,8 +599,9 @@ class CompiledTrait:
         if i:
             del main[:i]
         state[2] = total
-        if self.better is not None and len(main) > 1:
-            self._staircase(main, len(main), 1)
+        better = self.better
+        if better is not None and len(main) > 1:
+            self._staircase(main, len(main), 1, better)
         if not main and not pending:
             return self._nothing_counts(self._first(state), t)
         if not main:

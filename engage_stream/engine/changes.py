@@ -43,14 +43,6 @@ class Change:
         return mid
 
     @classmethod
-    def event_cause(cls, message_id: str) -> str:
-        return "event:" + message_id
-
-    @classmethod
-    def timer_cause(cls, due_ms: int) -> str:
-        return f"timer:{due_ms}"
-
-    @classmethod
     def definition_cause(cls, version: int) -> str:
         return f"definition:{version}"
 

@@ -45,6 +45,7 @@ from engage_stream.definitions.models import (
     AudienceDefinition,
     Count,
     EventCondition,
+    FunnelStep,
     GroupCondition,
     TraitCondition,
 )
@@ -382,10 +383,8 @@ class FunnelLeaf:
         "empty_truth",
     )
 
-    def __init__(self, cond: EventCondition, window: Window) -> None:
-        funnel = cond.funnel
-        assert funnel is not None
-        step, self.must = funnel
+    def __init__(self, cond: EventCondition, step: FunnelStep, must: bool, window: Window) -> None:
+        self.must = must
         self.event = cond.event
         self.child_event = step.event
         self.pstatic = compile_static_filters(cond.where)
@@ -539,7 +538,8 @@ class TraitLeaf:
         self.value = cond.value
         self.ref: Path | None = None
         if cond.value_from is not None:
-            assert cond.value_from.trait is not None, "parent_property only in funnel steps"
+            if cond.value_from.trait is None:  # (the models reject it)
+                raise ValueError("parent_property references are only allowed in funnel steps")
             self.ref = split_path(cond.value_from.trait)
             self.dyn = compile_dynamic(cond.operator)
         else:
@@ -618,7 +618,7 @@ def _negate(node: Node) -> Node:
 
 
 class CompiledAudience:
-    """One audience: event leaves (stateful), trait/audience leaves, the expression."""
+    """One audience: event leaves (with state), trait/audience leaves, the expression."""
 
     kind = "audience"
 
@@ -639,7 +639,6 @@ class CompiledAudience:
                 by_event.setdefault(leaf.child_event, []).append(i)
         self.by_event = {k: tuple(v) for k, v in by_event.items()}
         self.events = frozenset(by_event)
-        self.stateful = bool(self.event_leaves)
         # specialised paths for the most common shape: a single event row
         if len(d.conditions) == 1 and isinstance(d.conditions[0], EventCondition):
             self.evaluate = self._evaluate_one  # type: ignore[method-assign]
@@ -659,8 +658,9 @@ class CompiledAudience:
     def _row(self, row: Any) -> Node:
         if isinstance(row, EventCondition):
             window = Window.of(row.within, row.between, self.history, self.applied_at)
+            funnel = row.funnel
             leaf: EventLeaf | FunnelLeaf = (
-                FunnelLeaf(row, window) if row.funnel is not None else EventLeaf(row, window)
+                FunnelLeaf(row, *funnel, window) if funnel is not None else EventLeaf(row, window)
             )
             self.deps |= leaf.trait_keys()
             self.event_leaves.append(leaf)

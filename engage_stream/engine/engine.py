@@ -77,10 +77,6 @@ def is_identified(profile: ProfileRecord) -> bool:
     return False
 
 
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and bool(a == b)
-
-
 _MISSING: Any = object()
 
 
@@ -93,7 +89,9 @@ class Engine:
     - `include_anonymous: false` gates computed traits as it gates audiences: a profile
       without user_id / email / idfa has no value (its events are still kept, so the
       value appears when it is identified).
-    - Disabled definitions (`enabled: false`) are not evaluated; stored values stay.
+    - Disabled definitions (`enabled: false`) are not evaluated; stored values stay (the
+      catalog keeps every inactive definition in the versions profiles are synced to, so
+      the profile stage recomputes rather than `drop`s it: see `recompute`).
     - Changes come out in time order of their cause, and for one instant in the
       evaluation order: dependencies first, computed traits before audiences, then
       definition order.
@@ -132,7 +130,6 @@ class Engine:
         self._nodes: list[Compiled] = [compiled[p] for p in index.order]  # by rank
         nodes = self._nodes
         self._rank: dict[str, int] = {n.key: r for r, n in enumerate(nodes)}
-        self._by_event = index.by_event
         self._listeners = EventListeners(
             index.by_event, lambda r, name: nodes[r].equality_filter(name)
         )
@@ -196,7 +193,7 @@ class Engine:
             forced.update(self._gated)
         est[IDENTIFIED] = 1 if identified else 0
         if ingest[0] or forced:
-            cause = "event:" + event.message_id  # Change.event_cause
+            cause = "event:" + event.message_id
             ts = event.timestamp
             at = ts if ts < now_ms else now_ms
             self._evaluate(profile, forced, now_ms, at, cause, out, ws, identified, event, ingest)
@@ -220,7 +217,9 @@ class Engine:
         now_ms: int,
     ) -> list[Change]:
         """Rebuild the state of `keys` from `history` (time-ordered), evaluate at now and
-        emit what differs from the stored membership / value."""
+        emit what differs from the stored membership / value. A key this engine does not
+        evaluate (a disabled definition) loses its state and wake-ups and keeps its stored
+        value: nothing reads or sends it until it is evaluated again, from history."""
         out: list[Change] = []
         ws: dict[str, Any] = {}
         est = profile.engine
@@ -336,7 +335,7 @@ class Engine:
                 else:
                     ranks.add(r)
             if ranks:
-                cause = f"timer:{tau}"  # Change.timer_cause
+                cause = f"timer:{tau}"
                 done = self._evaluate(profile, ranks, tau, tau, cause, out, ws, identified)
                 for r in done:
                     d = dues.get(keys[r])
@@ -422,7 +421,7 @@ class Engine:
             else:
                 tv = traits.get(key)
                 previous = tv.value if tv is not None else None
-                if type(previous) is type(value) and previous == value:  # _same
+                if type(previous) is type(value) and previous == value:  # (1 != True)
                     continue
                 store = traits
             if cause is not None:

@@ -132,9 +132,10 @@ class DynamicFilters:
         for c in self.checks:
             if c.trait is not None:
                 ref = trait_value(profile, c.trait)
-            else:
-                assert pvals is not None and c.parent is not None
+            elif pvals is not None and c.parent is not None:
                 ref = pvals[c.parent]
+            else:
+                raise ValueError("a parent-property filter is decided with a parent's values")
             if not c.pred(vals[c.val], ref):
                 return False
         return True
@@ -160,7 +161,8 @@ def compile_dynamic_filters(
         if ref.trait is not None:
             checks.append(DynamicCheck(extract.index(path), pred, split_path(ref.trait), None))
         else:
-            assert ref.parent_property is not None and parent_extract is not None
+            if ref.parent_property is None or parent_extract is None:
+                raise ValueError("parent_property references are only allowed in funnel steps")
             ppath = split_path(ref.parent_property)
             if ppath not in parent_extract:
                 parent_extract.append(ppath)

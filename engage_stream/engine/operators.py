@@ -275,7 +275,8 @@ def compile_static(op: Op, value: Any) -> StaticPred:
     if op is Op.not_exists:
         return lambda x, now: x is None
     if op in DURATION_OPS:
-        assert isinstance(value, Duration)
+        if not isinstance(value, Duration):
+            raise ValueError(f"operator {op.value} needs a duration value, e.g. '7 days'")
         span = value.ms
 
         def duration(x: Any, now: int) -> bool:

@@ -163,7 +163,3 @@ class Window:
             if y < leave:
                 leave = y
         return leave > now and leave > ts + self.a
-
-
-def finite(t: int) -> int | None:
-    return t if t < INF else None

@@ -80,7 +80,11 @@ def test_only_definitions_whose_constant_can_match_are_listeners() -> None:
 
 def _unindexed(engine: Engine) -> Engine:
     """The same engine asking every definition that names the event."""
-    engine._listeners = EventListeners(engine._by_event, lambda r, name: None)
+    by_event: dict[str, tuple[int, ...]] = {}
+    for rank, node in enumerate(engine._nodes):
+        for name in node.events:
+            by_event[name] = (*by_event.get(name, ()), rank)
+    engine._listeners = EventListeners(by_event, lambda r, name: None)
     return engine
 
 
