@@ -51,9 +51,9 @@ def test_audience_references_reads_nested_audience_and_trait_rows() -> None:
 
 
 # -- disabling is not a deletion (issue #9 item 4) ----------------------------------------
-# Driven the way the workers and replay use a catalog (`profiles.stage.build_engine`): an
-# engine over `active()`, the profile stage synced to `versions(<active keys>)`, every
-# stored profile brought to a new catalog by a sweep.
+# Driven through the profiles stage as the workers and replay use a catalog
+# (`ProfileStage.use`: `build_engine` over `active()`, the processor synced to
+# `versions(<active keys>)`), every stored profile brought to a new catalog by a sweep.
 
 DAY = 86_400_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY
@@ -78,22 +78,18 @@ VISITS: dict[str, Any] = {
 
 class Worker:
     def __init__(self) -> None:
-        from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
+        from engage_stream.config import Settings
+        from engage_stream.profiles.stage import ProfileStage
         from engage_stream.profiles.store import ProfileStore
         from engage_stream.state.memory import MemoryKV
 
-        self.proc = ProfileProcessor(None, ProcessorSettings(history_ms=90 * DAY, dedup_ms=DAY))
+        self.stage = ProfileStage(Settings())
+        self.proc = self.stage.processor
         self.store = ProfileStore(MemoryKV())
         self.n = 0
 
     def use(self, records: list[tuple[str, int, int, dict[str, Any]]], now: int) -> list[Any]:
-        from engage_stream.engine import Engine
-
-        cat = Catalog.from_records(records)
-        active = cat.active()
-        keys = {d.key for d in active}
-        engine = Engine(active, versions=cat.versions(keys), applied_at=cat.created_at())
-        self.proc.set_engine(engine, cat.versions(keys))
+        self.stage.use(Catalog.from_records(records))
         return self.proc.sweep(self.store, now, None, 1000).changes
 
     def track(self, name: str, ts: int, user: str = "u1") -> list[Any]:
