@@ -62,6 +62,7 @@ class Replay:
         self.clock = 0
         self.sweep = Sweep()
         self._next_offset = 0
+        self._last = 0  # the latest event time parsed (the clock the next batch reaches)
         self.stats = ReplayStats()
         self.errors: list[str] = []
 
@@ -71,28 +72,50 @@ class Replay:
         return ProfileStore(Transaction(self.db))
 
     def run(self, lines: Iterable[bytes], until_ms: int | None = None) -> Iterator[ReplayRecord]:
+        """Events sharing an instant go through the stage in one batch (after one tick at
+        that instant), so changes that cancel out within it are netted as the worker nets
+        them within a batch."""
+        pending: list[InputRecord] = []
         for n, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
-            yield from self.feed(raw, n)
+            rec = self._parse(raw, n)
+            if rec is None:
+                continue
+            if pending and rec.timestamp != pending[-1].timestamp:
+                yield from self._records(self._apply(pending))
+                pending = []
+            if not pending:
+                pending.append(self._record(TICK_KEY, None, rec.timestamp))
+            pending.append(self._renumber(rec))
+        if pending:
+            yield from self._records(self._apply(pending))
         if until_ms is not None:
             yield from self.advance(until_ms)
 
     def feed(self, raw: bytes, line: int = 0) -> Iterator[ReplayRecord]:
+        """One line: a tick at its instant, then the event."""
+        rec = self._parse(raw, line)
+        if rec is not None:
+            tick = self._record(TICK_KEY, None, rec.timestamp)
+            yield from self._records(self._apply([tick, self._renumber(rec)]))
+
+    def _parse(self, raw: bytes, line: int) -> InputRecord | None:
         try:
             # receivedAt, when the line has none, is the event's own time: no skew to correct
             event = parse_message(raw, _own_time(raw))
         except InvalidEvent as exc:
             self.stats.invalid += 1
             self.errors.append(f"line {line}: {exc.reason}: {exc.detail}")
-            return
+            return None
         pid = event.profile_id = canonical_profile_id(event)
-        at = max(self.clock, event.timestamp)
-        yield from self._records(
-            self._apply(
-                [self._record(TICK_KEY, None, at), self._record(pid.encode(), event.to_json(), at)]
-            )
+        self._last = max(self._last, event.timestamp)  # the clock never goes back
+        return InputRecord(
+            self.settings.topics.profile_events, 0, -1, self._last, pid.encode(), event.to_json()
         )
+
+    def _renumber(self, rec: InputRecord) -> InputRecord:
+        return self._record(rec.key or b"", rec.value, rec.timestamp)
 
     def advance(self, until_ms: int) -> Iterator[ReplayRecord]:
         """Move the clock to `until_ms`, firing every boundary due on the way."""

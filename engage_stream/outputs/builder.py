@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engage_stream import metrics
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.engine.changes import Change
@@ -40,16 +39,17 @@ class RecordBuilder:
 
     def changes(
         self, changes: list[Change], store: ProfileStore, profile: ProfileRecord | None = None
-    ) -> list[OutgoingRecord]:
-        """`profile`: the record the changes were computed on, when the caller has it (saves
+    ) -> list[list[OutgoingRecord]]:
+        """The records of each change, in order (empty for a change with nothing to send).
+        `profile`: the record the changes were computed on, when the caller has it (saves
         loading it again)."""
-        out: list[OutgoingRecord] = []
+        out: list[list[OutgoingRecord]] = []
         views: dict[str, ProfileView | None] = {}  # one load per profile, not per change
         if profile is not None:
             views[profile.profile_id] = ProfileView(profile)
-        counted: dict[tuple[str, str], int] = {}
         for ch in changes:
-            counted[ch.kind, ch.key] = counted.get((ch.kind, ch.key), 0) + 1
+            records: list[OutgoingRecord] = []
+            out.append(records)
             defn = self.catalog.get(ch.key)
             pid = ch.profile_id
             view = views.get(pid, _UNSEEN)
@@ -58,9 +58,7 @@ class RecordBuilder:
                 view = views[pid] = ProfileView(found) if found is not None else None
             if defn is None or view is None:
                 continue
-            self._append(out, build_records(ch, view.profile, defn, self.space_id, view))
-        for (kind, key), n in counted.items():
-            metrics.labelled(metrics.changes_emitted, kind, key).inc(n)
+            self._append(records, build_records(ch, view.profile, defn, self.space_id, view))
         return out
 
     def resync(self, event: ProfileEvent, outcome: Outcome, now_ms: int) -> list[OutgoingRecord]:

@@ -81,12 +81,12 @@ class ProfileRecord:
             "traits": _traits(d["traits"]),
             "computed_traits": _traits(d["computed_traits"]),
             "audiences": _traits(d["audiences"]),
-            "external_ids": [_adopt(ExternalId, _EXTERNAL_ID_FIELDS, x) for x in d["external_ids"]],
-            "metadata": _adopt(Metadata, _METADATA_FIELDS, d["metadata"]),
+            "external_ids": [_adopt(ExternalId, x) for x in d["external_ids"]],
+            "metadata": _adopt(Metadata, d["metadata"]),
             "engine": d["engine"],
             "next_wakeup": d["next_wakeup"],
-            "def_versions": d.get("def_versions", {}),
-            "defs_epoch": d.get("defs_epoch", ""),
+            "def_versions": d["def_versions"],
+            "defs_epoch": d["defs_epoch"],
         }
         return record
 
@@ -105,31 +105,12 @@ class ProfileRecord:
 _new = object.__new__
 
 
-def _fields(cls: type) -> frozenset[str]:
-    return frozenset(cls.__dataclass_fields__)  # type: ignore[attr-defined]
-
-
-_EXTERNAL_ID_FIELDS = _fields(ExternalId)
-_METADATA_FIELDS = _fields(Metadata)
-
-
-def _adopt(cls: Any, fields: frozenset[str], d: dict[str, Any]) -> Any:
-    """An instance whose `__dict__` is `d` when `d` has exactly the fields (what `dumps`
-    wrote), else built by `__init__` (defaults for fields older records lack)."""
-    if d.keys() == fields:
-        obj = _new(cls)
-        obj.__dict__ = d
-        return obj
-    return cls(**d)
+def _adopt(cls: Any, d: dict[str, Any]) -> Any:
+    """An instance whose `__dict__` is `d`, as `dumps` wrote it (all fields, in order)."""
+    obj = _new(cls)
+    obj.__dict__ = d
+    return obj
 
 
 def _traits(d: dict[str, Any]) -> dict[str, TraitValue]:
-    out: dict[str, TraitValue] = {}
-    for k, v in d.items():
-        if len(v) == 3:  # value, ts, message_id: as written (a key check costs as much)
-            tv = _new(TraitValue)
-            tv.__dict__ = v
-            out[k] = tv
-        else:  # written before message_id existed
-            out[k] = TraitValue(v["value"], v["ts"], v.get("message_id", ""))
-    return out
+    return {k: _adopt(TraitValue, v) for k, v in d.items()}

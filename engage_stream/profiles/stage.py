@@ -16,7 +16,11 @@ Per batch, in order:
 3. A record that cannot be processed has its effects rolled back and goes to the
    dead-letter topic (`processing_failed`); the rest of the batch goes on. A storage
    error is not the record's fault: it fails the whole batch, dead-letters nothing.
-4. Audience sizes move by the batch's entries and exits, in the same transaction.
+4. Changes that cancel out within one instant are dropped: a profile's change of a
+   definition followed in the same batch by one back to the previous value at the same
+   `at` (an event exactly on a window boundary, a funnel child on its deadline, two events
+   sharing a timestamp) sends nothing; the value simply stays.
+5. Audience sizes move by the batch's remaining entries and exits, in the same transaction.
 """
 
 from __future__ import annotations
@@ -58,6 +62,14 @@ def build_engine(catalog: Catalog, settings: Settings) -> Engine:
     )
 
 
+@dataclass(slots=True)
+class _Slot:
+    """Output records in batch order; `change` is what caused them, if a change did."""
+
+    change: Change | None
+    records: list[OutgoingRecord]
+
+
 @dataclass
 class StageResult:
     outputs: list[OutgoingRecord] = field(default_factory=list)
@@ -69,6 +81,49 @@ class StageResult:
     failed: int = 0  # records dead-lettered
     timers_fired: int = 0  # changes fired by clock ticks
     backfilled: int = 0  # profiles the backfill chunk visited
+    cancelled: int = 0  # changes dropped because another undid them at the same instant
+    _slots: list[_Slot] = field(default_factory=list, repr=False)
+
+    def emit(self, changes: list[Change], records: list[list[OutgoingRecord]]) -> None:
+        for ch, recs in zip(changes, records, strict=True):
+            self._slots.append(_Slot(ch, recs))
+
+    def add(self, records: list[OutgoingRecord]) -> None:
+        if records:
+            self._slots.append(_Slot(None, records))
+
+    def finish(self) -> None:
+        """Net out same-instant reversals; the changes and records that remain."""
+        last: dict[tuple[str, str], int] = {}
+        slots = self._slots
+        for i, slot in enumerate(slots):
+            ch = slot.change
+            if ch is None:
+                continue
+            k = (ch.profile_id, ch.key)
+            j = last.get(k)
+            if j is not None:
+                before = slots[j].change
+                if before is not None and _reverts(before, ch):
+                    slots[j] = _Slot(None, [])
+                    slots[i] = _Slot(None, [])
+                    del last[k]
+                    self.cancelled += 2
+                    continue
+            last[k] = i
+        self.changes = [s.change for s in slots if s.change is not None]
+        self.outputs = [r for s in slots for r in s.records]
+        self._slots = []
+
+
+def _reverts(before: Change, after: Change) -> bool:
+    """`after` takes the value back to what it was before `before`, at the same instant
+    (for an audience, never having been a member and having exited are the same)."""
+    if before.at != after.at or before.version != after.version:
+        return False
+    if after.kind == "audience":
+        return (after.value is True) == (before.previous is True)
+    return after.value == before.previous
 
 
 class ProfileStage:
@@ -119,7 +174,7 @@ class ProfileStage:
                 continue
             tx.clock = max(tx.clock, rec.timestamp)
             tx.source_offset = rec.offset
-            n_outputs, n_changes, n_left = len(out.outputs), len(out.changes), len(left)
+            n_slots, n_left = len(out._slots), len(left)
             tx.savepoint()
             try:
                 if rec.key == TICK_KEY:
@@ -134,7 +189,7 @@ class ProfileStage:
                 # goes on.
                 tx.rollback()
                 store.forget_cached()
-                del out.outputs[n_outputs:], out.changes[n_changes:], left[n_left:]
+                del out._slots[n_slots:], left[n_left:]
                 detail = f"{type(exc).__name__}: {exc}"[:1000]
                 log.error(
                     "partition %d offset %d: processing failed, dead-lettered: %s",
@@ -151,13 +206,17 @@ class ProfileStage:
                     offset=rec.offset,
                     timestamp_ms=rec.timestamp,
                 )
-                out.outputs.append(
-                    OutgoingRecord(dead_letter, rec.key, rec.value or b"", dl.headers())
-                )
+                out.add([OutgoingRecord(dead_letter, rec.key, rec.value or b"", dl.headers())])
                 out.failed += 1
             else:
                 tx.release()
         # The audience sizes: an explicit step over everything the batch changed.
+        out.finish()
+        counted: dict[tuple[str, str], int] = {}
+        for ch in out.changes:
+            counted[ch.kind, ch.key] = counted.get((ch.kind, ch.key), 0) + 1
+        for (kind, key), n in counted.items():
+            metrics.labelled(metrics.changes_emitted, kind, key).inc(n)
         out.size_moves = sizes.deltas(out.changes, left)
         sizes.apply(tx, out.size_moves)
         return out
@@ -171,8 +230,7 @@ class ProfileStage:
         left.extend(fired.left)
         if fired.changes:
             out.timers_fired += len(fired.changes)
-            out.changes.extend(fired.changes)
-            out.outputs.extend(self.builder.changes(fired.changes, store))
+            out.emit(fired.changes, self.builder.changes(fired.changes, store))
 
     def _event(
         self,
@@ -194,10 +252,9 @@ class ProfileStage:
         metrics.processing_lag.observe(max(0.0, wall - event.timestamp / 1000))
         left.extend(outcome.left)
         if outcome.changes:
-            out.changes.extend(outcome.changes)
-            out.outputs.extend(self.builder.changes(outcome.changes, store, outcome.record))
+            out.emit(outcome.changes, self.builder.changes(outcome.changes, store, outcome.record))
         if outcome.added_ids:
-            out.outputs.extend(self.builder.resync(event, outcome, tx.clock))
+            out.add(self.builder.resync(event, outcome, tx.clock))
 
     def _backfill(
         self,
@@ -217,8 +274,7 @@ class ProfileStage:
         metrics.backfill_profiles.inc(result.profiles)
         left.extend(result.left)
         if result.changes:
-            out.changes.extend(result.changes)
-            out.outputs.extend(self.builder.changes(result.changes, store))
+            out.emit(result.changes, self.builder.changes(result.changes, store))
         if result.cursor is None:
             tx.sweep = Sweep(self.epoch, None, done=True)
             metrics.backfill_pending.labels(str(partition)).set(0)

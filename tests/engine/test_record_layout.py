@@ -36,16 +36,3 @@ def test_dumps_is_the_fields_as_json_and_loads_reads_it_back() -> None:
     back.computed_traits["n"].value = 4  # loaded objects are ordinary, mutable instances
     back.traits["new"] = TraitValue(1, 2, "m")
     assert orjson.loads(back.dumps())["traits"]["new"] == {"value": 1, "ts": 2, "message_id": "m"}
-
-
-def test_records_written_by_earlier_versions_are_read() -> None:
-    d = orjson.loads(_record().dumps())
-    del d["traits"]["email"]["message_id"]  # before message_id existed
-    for x in d["external_ids"]:
-        del x["encoding"], x["source_id"]  # before these fields existed
-    del d["def_versions"], d["defs_epoch"]
-    r = ProfileRecord.loads(orjson.dumps(d))
-    assert r.traits["email"] == TraitValue("a@b.c", T0, "")
-    assert all(x.encoding == "none" and x.source_id == "" for x in r.external_ids)
-    assert r.def_versions == {} and r.defs_epoch == ""
-    assert orjson.loads(r.dumps())["traits"]["email"]["message_id"] == ""
