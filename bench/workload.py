@@ -34,7 +34,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from engage_stream.config import DAY_MS, Settings
-from engage_stream.stream.routing import partition_for
+from engage_stream.stream.producing import partition_for
+from engage_stream.timestamps import iso_ms
 
 CATEGORIES = ["shoes", "shirts", "hats", "bags", "jackets", "socks", "watches", "belts"]
 BRANDS = ["Acme", "Northwind", "Globex", "Initech", "Umbrella"]
@@ -77,27 +78,6 @@ class WorkloadSpec:
         if self.end_ms is not None:
             return self.end_ms
         return int(time.time() // 3600 * 3600 * 1000)
-
-
-def _iso_day(day: int) -> str:
-    return time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
-
-
-class _Clock:
-    """ISO-8601 timestamps fast: the date part is cached per day."""
-
-    def __init__(self) -> None:
-        self._day = -1
-        self._prefix = ""
-
-    def iso(self, ms: int) -> str:
-        day, rem = divmod(ms, DAY_MS)
-        if day != self._day:
-            self._day, self._prefix = day, _iso_day(day)
-        s, milli = divmod(rem, 1000)
-        h, s = divmod(s, 3600)
-        m, s = divmod(s, 60)
-        return f"{self._prefix}{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
 
 
 class Population:
@@ -159,7 +139,6 @@ class Workload:
             }
             for i in range(N_PRODUCTS)
         ]
-        self._clock = _Clock()
         self._ctx = [
             {
                 "library": {"name": "analytics.js", "version": "4.1.0"},
@@ -188,7 +167,7 @@ class Workload:
             if uid is not None:
                 body["userId"] = uid
             body["messageId"] = f"{prefix}{i:010d}"
-            body["timestamp"] = self._clock.iso(ts)
+            body["timestamp"] = iso_ms(ts)
             body["context"] = self._ctx[u & 3]
             yield Record(kind, pop.key(u), orjson.dumps(body), u)
 

@@ -38,16 +38,14 @@ class PartitionState:
         tx.commit(changelog_offset)
         self.clock, self.sweep = tx.clock, tx.sweep
 
-    def write(
-        self,
-        writes: Mapping[bytes, bytes | None],
-        *,
-        changelog_offset: int | None,
-        source_offset: int | None,
+    def apply_changelog(
+        self, writes: Mapping[bytes, bytes | None], up_to: int, resume_at: int | None = None
     ) -> None:
-        """Recovery's writes (changelog records), keeping the profile count current."""
+        """Recovery's writes: changelog records up to changelog offset `up_to` (and, once it
+        is done, the first source offset not in state), keeping the profile count current."""
         self._count(writes)
-        self.store.write(writes, changelog_offset=changelog_offset, source_offset=source_offset)
+        source = resume_at - 1 if resume_at is not None else None
+        self.store.write(writes, changelog_offset=up_to, source_offset=source)
 
     def reload(self) -> None:
         """After recovery wrote the database: what it now says."""

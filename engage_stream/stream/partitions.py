@@ -172,12 +172,8 @@ class PartitionManager:
                         else:
                             skipped += 1
                     if writes or batches:
-                        ps.write(writes, changelog_offset=last, source_offset=None)
-            ps.write(
-                {},
-                changelog_offset=max(end - 1, ps.store.changelog_offset),
-                source_offset=resume - 1,
-            )
+                        ps.apply_changelog(writes, last)
+            ps.apply_changelog({}, max(end - 1, ps.store.changelog_offset), resume_at=resume)
         finally:
             await consumer.stop()
         ps.reload()

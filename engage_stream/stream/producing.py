@@ -22,7 +22,7 @@ from engage_stream.records import OutgoingRecord
 from engage_stream.stream.options import ProducerOptions
 from engage_stream.stream.topics import MAX_RECORD_BYTES
 
-__all__ = ["KeyPartitioner", "OutgoingRecord", "Sender", "murmur2"]
+__all__ = ["KeyPartitioner", "OutgoingRecord", "Sender", "murmur2", "partition_for"]
 
 
 _M = 0x5BD1E995
@@ -31,7 +31,7 @@ _MASK = 0xFFFFFFFF
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (Java `Utils.murmur2`), the same values as `aiokafka.partitioner`:
-    the one copy, so producing and the owner routing (`routing.partition_for`) agree."""
+    the one copy, so producing and the owner routing (`partition_for`) agree."""
     length = len(data)
     h = 0x9747B28C ^ length
     body = length & ~3
@@ -53,6 +53,11 @@ def murmur2(data: bytes) -> int:
     return h
 
 
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) puts this key in."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 class KeyPartitioner:
     """Key → partition for one partition count, as Kafka's default partitioner places it."""
 
@@ -67,7 +72,7 @@ class KeyPartitioner:
         if p is None:
             if len(self._known) >= self.MAX_KEYS:
                 self._known.clear()
-            p = self._known[key] = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+            p = self._known[key] = partition_for(key, self.partitions)
         return p
 
 

@@ -12,14 +12,7 @@ import time
 
 from kafka import KafkaAdminClient
 
-from engage_stream.stream.producing import murmur2
-
 CLIENT_PREFIX = "engage-stream@"
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2) puts this key in."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def client_id_for(url: str) -> str:

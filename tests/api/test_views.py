@@ -22,7 +22,7 @@ from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
 from engage_stream.profiles.record import ProfileRecord, TraitValue
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.memory import MemoryKV
-from engage_stream.stream.routing import partition_for
+from engage_stream.stream.producing import partition_for
 from tests.api.test_audiences import AUDIENCE, TRAIT, catalog
 
 NOW = 1_800_000_000_000

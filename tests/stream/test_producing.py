@@ -9,8 +9,7 @@ import pytest
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from engage_stream.config import Settings
-from engage_stream.stream.producing import KeyPartitioner, murmur2
-from engage_stream.stream.routing import partition_for
+from engage_stream.stream.producing import KeyPartitioner, murmur2, partition_for
 
 
 def test_murmur2_matches_aiokafka_on_every_length_and_many_keys() -> None:
