@@ -296,7 +296,7 @@ def _check_types(
         op, value = cond.operator, cond.value
         if cond.trait in traits and cond.source in ("any", "computed"):
             t = traits[cond.trait]
-            if t.type in NUMERIC_TRAIT_TYPES:
+            if t.type in NUMERIC_TRAIT_TYPES and not t.as_string:
                 if op in _NOT_ON_NUMBERS:
                     yield src.problem(
                         (*path, "operator"),

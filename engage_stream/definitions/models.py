@@ -138,6 +138,38 @@ def _check_between(b: Between) -> Between:
 Window = Annotated[Duration, AfterValidator(_check_window)]
 BetweenWindow = Annotated[Between, AfterValidator(_check_between)]
 
+MIN_SESSION_MS = 30 * 60_000  # reference §8: session window 30 minutes ..
+MAX_SESSION_MS = 90 * 86_400_000  # .. 90 days
+
+
+class Session(_Strict):
+    """A session window (reference §2): the value covers the current session — the trait's
+    events, each less than `expires_after` after the one before — and resets once
+    `expires_after` passes with no new event. `session: 1 hour` is short for
+    `session: {expires_after: 1 hour}` (query language `expires_after(1 hour)`)."""
+
+    expires_after: Duration = Field(description="inactivity that ends a session: 30 min..90 days")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"expires_after": data}
+        return data
+
+    @field_validator("expires_after", mode="after")
+    @classmethod
+    def _in_range(cls, d: Duration) -> Duration:
+        if not MIN_SESSION_MS <= d.ms <= MAX_SESSION_MS:
+            raise ValueError(
+                "session window out of range: expires_after must be between 30 minutes and 90 days"
+            )
+        return d
+
+    @property
+    def ms(self) -> int:
+        return self.expires_after.ms
+
 
 # -- operators ---------------------------------------------------------------------------
 class Op(StrEnum):
@@ -518,7 +550,15 @@ class ComputedTraitDefinition(_Definition):
     where: list[PropertyFilter] = Field(default_factory=list)
     within: Window | None = None
     between: BetweenWindow | None = None
+    session: Session | None = Field(
+        None, description="session window instead of within/between: the current session only"
+    )
     min_frequency: int = Field(2, ge=1, description="most_frequent: minimum occurrences")
+    as_string: bool = Field(
+        False,
+        description="min / max: compare values as text (lexicographic, by code point) "
+        "instead of as numbers",
+    )
     destinations: list[TraitDestination] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -529,10 +569,29 @@ class ComputedTraitDefinition(_Definition):
             raise ValueError("a counter trait counts events; remove `property`")
         if self.within is not None and self.between is not None:
             raise ValueError("give either within or between, not both")
+        if self.as_string and self.type not in ("min", "max"):
+            raise ValueError("as_string orders min / max values; remove it from a " + self.type)
         for f in self.where:
             if f.value_from is not None and f.value_from.parent_property is not None:
                 raise ValueError("parent_property references are only allowed in funnel steps")
+        if self.session is not None:
+            self._check_session(self.session)
         return self
+
+    def _check_session(self, session: Session) -> None:
+        if self.within is not None or self.between is not None:
+            raise ValueError("a session window replaces within / between: give only one")
+        if any(f.value_from is not None or f.operator in DURATION_OPS for f in self.where):
+            raise ValueError(
+                "a session window takes filters against constants only (no value_from, no "
+                "relative dates): which events make up a session must not change afterwards"
+            )
+        history = self.include_history
+        if history is not None and history.ms < session.ms:
+            raise ValueError(
+                f"include_history ({history.days:g} days) is shorter than the session "
+                f"window's expires_after: a session must fit in the lookback"
+            )
 
     @builtins.property
     def computation_class(self) -> str:

@@ -3,7 +3,7 @@
 Generated from the pydantic models, then widened where the models accept shorthands that
 their generated schema does not show (pydantic cannot see `mode="before"` validators):
 durations as `"7 days"`, `between: [30 days, 90 days]`, `count: ">= 2"` or `count: 2`,
-`include_history: true|false|<days>`, and operator aliases (`>=`, `one_of`, ...). `kind` is
+`include_history: true|false|<days>`, `session: "1 hour"`, and operator aliases (`>=`, `one_of`, ...). `kind` is
 required, as the loader requires it.
 
 `schemas/definitions.schema.json` is this schema, written by `engage-stream schema`
@@ -32,8 +32,8 @@ _DESCRIPTIONS = {
     "to `destinations` as Identify (traits.<key>: true|false) and/or Track (Audience "
     "Entered / Audience Exited).",
     "ComputedTraitDefinition": "A computed trait: a per-profile value aggregated over events "
-    "(counter, sum, avg, min, max, most_frequent, first, last, unique_list, unique_count); "
-    "value changes go to `destinations` as Identify (traits.<key>) and/or Track (Trait "
+    "(counter, sum, avg, min, max, most_frequent, first, last, unique_list, unique_count) "
+    "over a window (within, between, or the current session); value changes go to `destinations` as Identify (traits.<key>) and/or Track (Trait "
     "Computed).",
 }
 
@@ -74,6 +74,11 @@ def json_schema() -> dict[str, Any]:
                 "maxItems": 2,
             },
         ],
+    }
+    session = defs["Session"]
+    defs["Session"] = {
+        "description": session.pop("description", ""),
+        "anyOf": [session, {"$ref": "#/$defs/Duration", "description": "expires_after"}],
     }
     count = defs["Count"]
     defs["Count"] = {

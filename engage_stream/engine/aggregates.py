@@ -18,7 +18,15 @@ Storage, by window (see windows.py for when an event counts):
 - *dynamic* (a `where` filter compares with a trait, or a relative date): `[entries]`,
   an entry `[ts, contribution, values]` per event, plus the instants it qualifies at
   (`spans`, windows.py) with a relative-date filter; the filters are re-decided at every
-  evaluation (the trait or the clock may have moved on).
+  evaluation (the trait or the clock may have moved on);
+- *session* (`session: {expires_after: gap}`, reference §2): the events of the latest
+  sessions — runs of the trait's events less than `gap` apart, kept as
+  `[start, last, contributions, total]` — the value being the latest session's while it
+  is current (`now < last + gap`). Its expiry is a wake-up, so the reset happens with no
+  new event. An expired session is kept `retention` longer (the engine's allowed
+  lateness, or `gap` when every late event is applied) so that a late event that extends,
+  revives or bridges sessions counts as in time order; after that it is forgotten and a
+  later event that belonged to it makes a session of its own.
 
 Non-invertible types read the window's ends: first = oldest counting entry, last = newest
 (older entries are dropped: they can never be the answer again); min / max keep a
@@ -32,7 +40,10 @@ yields the same value.
 
 Values: counter, sum, avg, min, max, most_frequent, first, last, unique_list,
 unique_count. An event without the property (or, for sum/avg/min/max, whose property is
-not a number, numeric strings included: operators.as_number) does not count. No
+not a number, numeric strings included: operators.as_number) does not count; min / max
+`as_string` compare the text of scalars instead (lexicographic, by code point: "10" <
+"9"), objects and arrays not counting. Unique lists and most-frequent ties follow
+`order_key`. No
 qualifying event in the window → None (the trait is cleared), except that a counter, sum
 or unique_count is 0 once the profile has had a value (`orders_30d = 0` must hold after
 the last order leaves). Those three append `first` to their state, the earliest instant
@@ -225,7 +236,9 @@ class CompiledTrait:
 
     kind = "computed_trait"
 
-    def __init__(self, d: ComputedTraitDefinition, applied_at: int) -> None:
+    def __init__(
+        self, d: ComputedTraitDefinition, applied_at: int, allowed_lateness_ms: int = 0
+    ) -> None:
         self.key = d.key
         self.definition = d
         self.include_anonymous = d.include_anonymous
@@ -238,8 +251,13 @@ class CompiledTrait:
         self.timed: TimedMatch | None = compile_timed_filters(d.where)
         self.deps: set[str] = self.dyn.trait_keys() if self.dyn is not None else set()
         self.w = Window.of(d.within, d.between, d.include_history, applied_at)
+        self.gap = d.session.ms if d.session is not None else 0
+        # how long an expired session is kept for late events (see _forget_sessions)
+        self.retention = allowed_lateness_ms or self.gap
         self.mode = (
-            "dynamic"
+            "session"
+            if self.gap
+            else "dynamic"
             if self.dyn is not None or self.timed is not None
             else "bucketed"
             if self.w.bucketable
@@ -257,7 +275,8 @@ class CompiledTrait:
             self.inv = _Counts(_in_order)
         elif t == "unique_count":
             self.inv = _Counts(len, 0)
-        self.numeric = t in ("sum", "avg", "min", "max")
+        self.textual = d.as_string  # min / max of text, by code point
+        self.numeric = t in ("sum", "avg") or (t in ("min", "max") and not self.textual)
         self.keyed = t in ("most_frequent", "unique_list", "unique_count")
         self.ends = t in ("first", "last")
         self.better = _better(t) if t in ("min", "max", "last") else None
@@ -276,10 +295,14 @@ class CompiledTrait:
         self.a, self.b = self.w.a, self.w.b
         self.agg = "counter" if t == "counter" else "counts" if self.keyed else "other"
         # state length: `first` last, kept only by the types it matters to
-        self.width = {"exact": 4, "bucketed": 3, "dynamic": 1}[self.mode] + self.marks
+        self.width = {"exact": 4, "bucketed": 3, "dynamic": 1, "session": 2}[self.mode]
+        self.width += self.marks
         self.evaluate = (  # type: ignore[method-assign]
             self._evaluate_exact_or_none if self.mode == "exact" else self._evaluate_any
         )
+        if self.mode == "session":
+            self.ingest = self._ingest_session  # type: ignore[method-assign]
+            self.evaluate = self._evaluate_session  # type: ignore[method-assign]
 
     def equality_filter(self, name: str) -> tuple[str, str] | None:
         """(property, string) every stored event must equal, if any (index.EventListeners)."""
@@ -298,6 +321,8 @@ class CompiledTrait:
             return as_number(v)
         if self.keyed:
             return value_key(v)
+        if self.textual:  # scalars by their text (as most_frequent compares them)
+            return None if type(v) is dict or type(v) is list else value_key(v)
         return v
 
     def ingest(
@@ -388,6 +413,8 @@ class CompiledTrait:
         event's enter time: what counted before it has left)."""
         marks = [state] if self.marks else []
         if state is None or type(state) is int:
+            if self.mode == "session":
+                return [[], [], *marks]
             if self.mode == "exact":
                 return [[], None if self.agg == "counter" else [], self._zero(), 0, *marks]
             if self.mode == "bucketed":
@@ -663,6 +690,131 @@ class CompiledTrait:
             due = leave(entries[0][0])
             if j < len(entries):
                 due = min(due, entries[j][0] + w.a)
+        return value, due, state
+
+    # -- session windows ---------------------------------------------------------------
+    # State: `[sessions, pending]` (+ `first`). A session is `[start, last, times, values,
+    # total]`: its first and last activity, the contributions of its events column-wise
+    # in time order (all of them count: the session is the window) and their running
+    # total for the invertible types; sessions are disjoint and in time order, the latest
+    # last. `pending`: `[ts, contribution]` of events ahead of the clock. Activity is
+    # every event the trait listens to (name and filters), with or without the property:
+    # the property only decides what an event adds.
+
+    def _ingest_session(
+        self, state: Any, name: str, props: dict[str, Any], ts: int, message_id: str, now: int
+    ) -> tuple[Any, bool]:
+        if (self.filtered and not self.static(props)) or ts < self.since:
+            return state, False
+        if self.w.leave(ts) <= now:  # older than the lookback: it counted, at ts, only
+            return self._mark(state, props, ts)
+        c = self.contribution(props)
+        if type(state) is str:
+            state = orjson.loads(state)
+        if type(state) is not list:
+            state = self._current(state)
+        if c is not None and self.marks and (state[-1] is None or ts < state[-1]):
+            state[-1] = ts
+        if ts > now:
+            insort(state[1], [ts, c], key=self.order)
+        else:
+            self._session_add(state[0], ts, c)
+            self._forget_sessions(state[0], now)
+        return state, True
+
+    def _session_add(self, sessions: list[Any], ts: int, c: Any) -> None:
+        """Activity at `ts`, by event time: it joins the session it is less than `gap`
+        from (merging two it bridges), or starts one of its own."""
+        gap = self.gap
+        j = len(sessions)
+        while j and sessions[j - 1][0] - gap >= ts:  # (in time order: no step at all)
+            j -= 1
+        # sessions[:j] start less than `gap` after ts: only the last two can reach it
+        joins = [k for k in (j - 2, j - 1) if k >= 0 and ts < sessions[k][1] + gap]
+        if not joins:
+            s = [ts, ts, [], [], self._zero()]
+            sessions.insert(j, s)
+        elif len(joins) == 2:  # a bridge: one session from the two
+            a, b = sessions[joins[0]], sessions.pop(joins[1])
+            a[1] = b[1]
+            a[2] += b[2]  # disjoint in time: the later one's entries follow
+            a[3] += b[3]
+            if self.inv is not None:
+                a[4] = self.inv.merge(a[4], b[4])
+            s = a
+        else:
+            s = sessions[joins[0]]
+            if ts < s[0]:
+                s[0] = ts
+            if ts > s[1]:
+                s[1] = ts
+        if c is None:
+            return
+        times, values = s[2], s[3]
+        i = bisect_right(times, ts)
+        if self.ends:  # one instant: ordered by the value too (never by arrival)
+            vk = value_key(c)
+            k = bisect_left(times, ts)
+            while k < i and value_key(values[k]) <= vk:
+                k += 1
+            i = k
+        times.insert(i, ts)
+        values.insert(i, c)
+        if self.inv is not None:
+            s[4] = self.inv.merge(s[4], self.inv.lift(c))
+
+    def _forget_sessions(self, sessions: list[Any], t: int) -> None:
+        """Drop the sessions that expired more than `retention` ago: no event the engine
+        still accepts can extend them (with `allowed_lateness_ms`), or at least none that
+        arrives less than `gap` after the session it belongs to expired."""
+        keep = self.gap + self.retention
+        if sessions and sessions[0][1] + keep <= t:
+            sessions[:] = [s for s in sessions if s[1] + keep > t]
+
+    def _evaluate_session(self, state: Any, profile: ProfileRecord, t: int) -> tuple[Any, int, Any]:
+        """The latest session's value while it is current (`t < last + gap`); due at its
+        expiry, then when it is forgotten (`_forget_sessions`)."""
+        if state is None:
+            return None, INF, None
+        if type(state) is str:
+            state = orjson.loads(state)
+        if type(state) is int:
+            return self._nothing_counts(state, t)
+        sessions, pending, gap, inv = state[0], state[1], self.gap, self.inv
+        while pending and pending[0][0] <= t:
+            ts, c = pending.pop(0)
+            self._session_add(sessions, ts, c)
+        self._forget_sessions(sessions, t)
+        leave = self.w.leave
+        for s in sessions:  # a session longer than the lookback loses its oldest events
+            times, values = s[2], s[3]
+            i = 0
+            while i < len(times) and leave(times[i]) <= t:
+                if inv is not None:
+                    s[4] = inv.merge(s[4], inv.lift(values[i]), -1)
+                i += 1
+            if i:
+                del times[:i], values[:i]
+        first = self._first(state)
+        if not sessions:
+            if not pending:
+                return self._nothing_counts(first, t)
+            return self._idle(first, t), pending[0][0], state
+        current = sessions[-1]
+        last, times, values = current[1], current[2], current[3]
+        better = self.better
+        if better is not None and len(times) > 1:
+            self._staircase_columns(times, values, len(times), better)
+        if t >= last + gap:
+            value = self._idle(first, t)
+            due = last + gap + self.retention
+        elif not times:
+            value, due = self._idle(first, t), last + gap
+        else:
+            value = inv.value(current[4]) if inv is not None else values[0]
+            due = min(last + gap, leave(times[0]))
+        if pending and pending[0][0] < due:
+            due = pending[0][0]
         return value, due, state
 
     def _wins(self, e: list[Any], best: list[Any]) -> bool:

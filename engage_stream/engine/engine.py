@@ -125,7 +125,7 @@ class Engine:
             if isinstance(d, AudienceDefinition):
                 compiled.append(CompiledAudience(d, at))
             else:
-                compiled.append(CompiledTrait(d, at))
+                compiled.append(CompiledTrait(d, at, settings.allowed_lateness_ms))
         index = build_index(compiled)
         self._nodes: list[Compiled] = [compiled[p] for p in index.order]  # by rank
         nodes = self._nodes

@@ -270,3 +270,25 @@ def test_malformed_raw_rows_are_skipped_not_crashed_on(tmp_path: Path) -> None:
         traits=False,
     )
     assert got and all(": unknown audience" not in g and "cycle" not in g for g in got)
+
+
+def test_min_and_max_as_string_compare_as_text(tmp_path: Path) -> None:
+    traits = """
+    - {kind: computed_trait, key: lowest, type: min, event: E, property: p}
+    - {kind: computed_trait, key: lowest_name, type: min, event: E, property: p, as_string: true}
+    """
+    got = problems_of(
+        tmp_path,
+        textwrap.dedent(traits).lstrip("\n")
+        + audience(
+            "a",
+            "{trait: lowest, operator: starts_with, value: ab}",
+            "{trait: lowest_name, operator: starts_with, value: ab}",
+            "{trait: lowest_name, operator: equals, value: abc}",
+        ),
+        traits=False,
+    )
+    assert got == [
+        "6: a.conditions[0].operator: operator starts_with cannot apply to 'lowest', a min "
+        "computed trait (a number)"
+    ]

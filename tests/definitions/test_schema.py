@@ -82,3 +82,21 @@ def test_schema_rejects_typos_and_accepts_shorthands() -> None:
     assert list(validator.iter_errors(typo))
     no_kind = {k: v for k, v in good.items() if k != "kind"}
     assert list(validator.iter_errors(no_kind))
+
+
+def test_schema_knows_session_windows_and_as_string() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json_schema())
+    base = {"kind": "computed_trait", "key": "t", "type": "min", "event": "E", "property": "p"}
+    for good in (
+        {**base, "session": "1 hour"},
+        {**base, "session": {"expires_after": "30 minutes"}},
+        {**base, "as_string": True},
+    ):
+        assert not list(validator.iter_errors(good)), good
+    for bad in (
+        {**base, "session": {"gap": "1 hour"}},
+        {**base, "session": "soon"},
+        {**base, "as_string": "yes"},
+    ):
+        assert list(validator.iter_errors(bad)), bad

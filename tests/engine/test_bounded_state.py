@@ -138,3 +138,14 @@ def test_capped_state_matches_history_size_independence_in_bytes() -> None:
     engine = Engine([audience("a", [{"event": "E", "within": "365 days"}])])
     sizes = [len(orjson.dumps(p.engine)) for p in stream(engine, 2000, DAY // 10)]
     assert max(sizes) == min(sizes[2:])
+
+
+@pytest.mark.parametrize("type_", ["counter", "unique_list", "max"])
+def test_session_window_keeps_the_latest_sessions_only(type_: str) -> None:
+    """One event every 40 minutes for a 30-minute session: each event is its own session;
+    the state never holds more than the current one and the one still kept for late
+    events, however long the history."""
+    prop = {} if type_ == "counter" else {"property": "v"}
+    engine = Engine([trait("s", type_, "E", session="30 minutes", **prop)])
+    sizes = {len(Engine.state(p, "s")[0]) for p in stream(engine, 3000, 40 * MIN)}
+    assert max(sizes) <= 2

@@ -250,3 +250,35 @@ def test_most_frequent_tie_takes_the_first_in_the_ordering_rule(
     for i, v in enumerate(values):
         h.track("E", T0 + i * MIN, {"v": v})
     assert h.value("m") == expected
+
+
+@pytest.mark.parametrize("window", ORDER_WINDOWS, ids=["all", "lookback", "within", "dynamic"])
+@pytest.mark.parametrize(
+    ("type_", "as_string", "expected"),
+    [
+        ("min", False, -1),  # numbers (numeric strings included); text is ignored
+        ("max", False, 10),
+        ("min", True, "-1"),  # as text, by code point: "-" < "1" < "2" < "9" < "B" < "a"
+        ("max", True, "apple"),
+    ],
+)
+def test_min_max_as_string_compare_lexicographically(
+    window: dict[str, Any], type_: str, as_string: bool, expected: Any
+) -> None:
+    """Reference §2: min / max order numerically; `as string`, lexicographically."""
+    h = Harness([trait("m", type_, "E", property="v", as_string=as_string, **window)])
+    if "where" in window:
+        h.identify({"nope": "-"}, T0 - MIN)
+    for i, v in enumerate(["9", 10, "apple", "Banana", 2.5, "-1", {"a": 1}, ["x"]]):
+        h.track("E", T0 + i * MIN, {"v": v})
+    got = h.value("m")
+    assert got == expected and type(got) is type(expected)
+
+
+def test_min_as_string_falls_back_to_the_next_value_when_the_best_leaves() -> None:
+    h = Harness([trait("m", "min", "E", property="v", as_string=True, within="2 days")])
+    h.track("E", T0, {"v": "a"})
+    h.track("E", T0 + DAY, {"v": "c"})
+    h.track("E", T0 + DAY + 1, {"v": "b"})
+    assert h.value("m") == "a"
+    assert summary(h.tick(T0 + 2 * DAY)) == [("m", "b", T0 + 2 * DAY, f"timer:{T0 + 2 * DAY}")]
