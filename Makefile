@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean js chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,10 +15,31 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Segment's JavaScript SDKs for the collector's tests (npm, from the committed lock file),
+# analytics-next bundled locally for the browser page, and Debian's Chromium to run it
+# (installed when root with apt-get; elsewhere the browser test says it is skipped).
+JS := tests/collector/js
+JS_STAMP := $(JS)/node_modules/.installed
+
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(JS)/build/analytics-next.js: $(JS_STAMP) $(JS)/build.mjs $(JS)/browser/entry.js
+	cd $(JS) && node build.mjs
+
+js: $(JS)/build/analytics-next.js chromium
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "chromium not installed (needs root and apt-get): the browser test will be skipped"; fi; }
+
 demo: $(STAMP)
 	$(BIN)/engage-stream demo
 
-test: $(STAMP)
+test: $(STAMP) js
 	$(BIN)/ruff check engage_stream tests bench
 	$(BIN)/python -m pytest
 

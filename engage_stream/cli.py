@@ -115,6 +115,9 @@ def cmd_collector(args: argparse.Namespace) -> int:
             "could not check the topics (%s); they are the worker's to create", exc
         )
     logging.getLogger("engage_stream.collector").setLevel(args.loglevel.upper())
+    # While Kafka is away aiokafka logs every reconnect attempt (tens of lines a second);
+    # the collector logs each change of Kafka's availability once, with the reason.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     asyncio.run(serve(settings, config))
     return 0
 

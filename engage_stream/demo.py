@@ -9,17 +9,20 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from engage_stream.change_feed import ChangeFeed, describe
+from engage_stream.collector.process import CollectorProcess
+from engage_stream.collector.settings import CollectorSettings
 from engage_stream.commands import apply_definitions, load_checked
 from engage_stream.config import DAY_MS, Settings
 from engage_stream.kafka_local import broker
 from engage_stream.produce import produce_lines
-from engage_stream.sample_data import bad_records, generate, iso
+from engage_stream.sample_data import bad_records, generate, iso, send_with_sdk
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
 
@@ -71,6 +74,41 @@ def throughput(samples: list[tuple[float, float]]) -> tuple[float, float] | None
         return None
     (t0, n0), (t1, n1) = started[0], started[-1]
     return n1 - n0, t1 - t0
+
+
+class SdkSender:
+    """Segment's Python SDK (segment-analytics-python) pointed at the collector, as an
+    instrumented application would use it: batches of up to 100 calls, gzip, retries."""
+
+    def __init__(self, url: str, write_key: str) -> None:
+        try:
+            from segment.analytics import Client
+        except ImportError:
+            raise SystemExit(
+                "demo: it sends through Segment's Python SDK: "
+                "pip install 'engage-stream[demo]' (segment-analytics-python)"
+            ) from None
+
+        self.errors: list[str] = []
+        self.client = Client(
+            write_key,
+            host=url,
+            gzip=True,
+            upload_size=100,
+            upload_interval=0.05,
+            on_error=lambda exc, batch: self.errors.append(f"{exc} ({len(batch)} events)"),
+        )
+
+    def send(self, messages: list[dict[str, Any]]) -> None:
+        """Every message handed to the SDK and delivered (flush waits for the 200s)."""
+        for message in messages:
+            send_with_sdk(self.client, message)
+        self.client.flush()
+        if self.errors:
+            raise RuntimeError("the SDK could not deliver: " + "; ".join(self.errors[:3]))
+
+    def close(self) -> None:
+        self.client.join()
 
 
 def definitions_dir(path: Path | None) -> Path | None:
@@ -168,6 +206,16 @@ def run_demo(
         broker.start(bcfg)
         started_broker = True
     worker = WorkerProcess(settings, Path("var/demo") / f"worker-{run}.log")
+    write_key = f"wk_demo_{run.replace('-', '')}"
+    keys_file = Path("var/demo") / f"write-keys-{run}.yaml"
+    keys_file.parent.mkdir(parents=True, exist_ok=True)
+    keys_file.write_text(f"# write key: source id\n{write_key}: demo-shop\n")
+    collector = CollectorProcess(
+        settings,
+        CollectorSettings(port=0, write_keys_file=keys_file),
+        Path("var/demo") / f"collector-{run}.log",
+    )
+    sdk: SdkSender | None = None
     try:
         created = ensure_topics(settings)
         _say(f"topics: {len(created)} created for this run (suffix -demo-{run})")
@@ -175,6 +223,12 @@ def run_demo(
         _say(
             f"worker: running (pid {worker.proc.pid if worker.proc else '?'}), API and metrics on {worker.url}"
         )
+        collector.start(timeout=30)
+        _say(
+            f"collector: Segment HTTP Tracking API on {collector.url} "
+            f"(write keys in {keys_file}; source demo-shop)"
+        )
+        sdk = SdkSender(collector.url, write_key)
 
         plan = apply_definitions(settings, definitions)
         _say(
@@ -187,14 +241,26 @@ def run_demo(
         feed.start()
 
         now = int(time.time() * 1000)
-        sample = [orjson.dumps(e) for e in generate(events, users, now, 14 * DAY_MS)]
+        messages = list(generate(events, users, now, 14 * DAY_MS))
+        sample = [orjson.dumps(e) for e in messages]
         bad = bad_records()
         _say(
-            f"producing {len(sample)} sample Segment events for {users} users "
-            f"(pages, products, orders, identifies, groups) + {len(bad)} invalid records"
+            f"sending {len(sample)} sample Segment events for {users} users "
+            "(pages, products, orders, identifies, groups) through the collector with "
+            "Segment's Python SDK (segment-analytics-python: batches of 100, gzip)"
         )
         t0 = time.monotonic()
-        produce_lines(settings, sample + bad, total=len(sample) + len(bad), label="  producing")
+        sdk.send(messages)
+        requests = collector.metric("engage_collector_requests_total", 'status="200"')
+        _say(
+            f"  delivered in {time.monotonic() - t0:.1f}s: {requests:.0f} requests, each answered "
+            "200 once Kafka had acknowledged its events"
+        )
+        _say(
+            f"producing {len(bad)} invalid records straight to the input topic, one per "
+            "dead-letter reason (the input topics stay open to any Kafka producer)"
+        )
+        produce_lines(settings, bad, label="  producing")
 
         processed, done = 0.0, False
         samples: list[tuple[float, float]] = []
@@ -226,7 +292,7 @@ def run_demo(
             else "too quick to measure a rate between two metric readings"
         )
         _say(
-            f"processed {len(sample)} events in {samples[-1][0] - t0:.1f}s after producing "
+            f"processed {len(sample)} events in {samples[-1][0] - t0:.1f}s after sending "
             f"started; {rate}"
         )
 
@@ -237,7 +303,7 @@ def run_demo(
             _say(f"  {key:<30} {', '.join(parts)}")
         _print_audiences(worker)
 
-        if not _live_phase(settings, definitions, feed, printer):
+        if not _live_phase(sdk.send, definitions, feed, printer):
             _say(worker.log_tail())
             return 1
         feed.stop()
@@ -264,6 +330,7 @@ def run_demo(
             token="wrong-token",
         )
         _say(f"  with a wrong access token -> {status} {orjson.dumps(body).decode()}")
+        _show_collector(collector)
         if len(reasons) != len(bad) or sum(reasons.values()) != len(bad):
             _say("FAILED: dead-letter records missing")
             return 1
@@ -272,7 +339,10 @@ def run_demo(
         )
         return 0
     finally:
-        _say("stopping worker" + (" and broker" if started_broker else ""))
+        _say("stopping collector, worker" + (" and broker" if started_broker else ""))
+        if sdk is not None:
+            sdk.close()
+        collector.stop()
         worker.stop()
         if started_broker:
             broker.stop(bcfg)
@@ -298,8 +368,28 @@ def _print_audiences(worker: WorkerProcess) -> None:
         _say(f"  {a['key']:<30} {a['status']:<10} size {a.get('size', 0)}")
 
 
+def _show_collector(collector: CollectorProcess) -> None:
+    """What the collector counted, and its answer to a wrong write key."""
+    import urllib.error
+    import urllib.request
+
+    accepted = collector.metric("engage_collector_events_accepted_total")
+    _say(f"\ncollector: {accepted:.0f} events accepted from source demo-shop")
+    req = urllib.request.Request(
+        collector.url + "/v1/track",
+        data=b'{"userId": "u1", "event": "Clicked", "writeKey": "not-a-key"}',
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    _say(f"  POST /v1/track with a wrong write key -> {status} {body.decode()}")
+
+
 def _live_phase(
-    settings: Settings,
+    send: Callable[[list[dict[str, Any]]], None],
     definitions: list,  # type: ignore[type-arg]
     feed: ChangeFeed,
     printer: ChangePrinter,
@@ -319,19 +409,17 @@ def _live_phase(
     printer.live = True
     now = int(time.time() * 1000)
     live = [
-        orjson.dumps(
-            {
-                "type": "track",
-                "event": event,
-                "userId": u,
-                "messageId": f"live-{u}-{now}",
-                "timestamp": iso(now),
-                "properties": {"product_id": "prod_001", "price": 49.0, "category": "shoes"},
-            }
-        )
+        {
+            "type": "track",
+            "event": event,
+            "userId": u,
+            "messageId": f"live-{u}-{now}",
+            "timestamp": iso(now),
+            "properties": {"product_id": "prod_001", "price": 49.0, "category": "shoes"},
+        }
         for u in users
     ]
-    produce_lines(settings, live, total=len(live), label="  producing")
+    send(live)
     t0 = time.monotonic()
 
     def changed(u: str, what: str) -> bool:

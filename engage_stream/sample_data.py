@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from engage_stream.timestamps import iso_ms as iso
@@ -142,6 +143,43 @@ def generate(
     for i in range(events):
         ts = int(start + i * step + shop.rng.random() * step)
         yield shop.event(ts)
+
+
+def send_with_sdk(client: Any, message: dict[str, Any]) -> str:
+    """Hand one generated message to Segment's Python SDK (`segment.analytics.Client`) as
+    the call of its type, with its own messageId, timestamp and context — how an
+    application instrumented with Segment would have sent it. Returns the messageId."""
+    common: dict[str, Any] = {
+        "context": message.get("context"),
+        "timestamp": datetime.fromisoformat(message["timestamp"]),
+        "message_id": message["messageId"],
+    }
+    user = message.get("userId")
+    anon = {"anonymous_id": message.get("anonymousId")}
+    kind = message["type"]
+    if kind == "track":
+        ok, _ = client.track(user, message["event"], message.get("properties"), **common, **anon)
+    elif kind == "page":
+        props = message.get("properties")
+        ok, _ = client.page(
+            user, message.get("category"), message.get("name"), props, **common, **anon
+        )
+    elif kind == "screen":
+        props = message.get("properties")
+        ok, _ = client.screen(
+            user, message.get("category"), message.get("name"), props, **common, **anon
+        )
+    elif kind == "identify":
+        ok, _ = client.identify(user, message.get("traits"), **common, **anon)
+    elif kind == "group":
+        ok, _ = client.group(user, message["groupId"], message.get("traits"), **common, **anon)
+    elif kind == "alias":
+        ok, _ = client.alias(message["previousId"], user, **common)
+    else:
+        raise ValueError(f"not a Segment call: {kind!r}")
+    if not ok:
+        raise RuntimeError("the SDK's queue is full; flush before sending more")
+    return str(message["messageId"])
 
 
 def bad_records() -> list[bytes]:

@@ -125,6 +125,15 @@ class Collector:
             await self._runner.cleanup()
             self._runner = None
 
+    async def run(self) -> None:
+        """Start, serve until cancelled, then stop: the body of a host program's task
+        (a Faust `@app.task`, an `asyncio.create_task`)."""
+        await self.start()
+        try:
+            await asyncio.Future()
+        finally:
+            await self.stop()
+
     def _endpoint(self, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             return await self.handle(request, kind)

@@ -41,6 +41,9 @@ class CollectorSettings(BaseModel):
     body_timeout_s: float = Field(10.0, description="longest time to receive a request body")
     retry_after_s: int = Field(5, description="Retry-After on 503 (Kafka unavailable) and 429")
     keepalive_timeout_s: float = 75.0
+    in_worker: bool = Field(
+        False, description="the worker also runs the collector (one process for the demo)"
+    )
     trust_forwarded_for: bool = Field(
         False, description="take the client IP from X-Forwarded-For (behind a proxy)"
     )

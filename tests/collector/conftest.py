@@ -1,5 +1,5 @@
 """Fixtures of the collector's broker tests: a worker and a collector process on their own
-topics (one pair per module: starting a worker is the slow part), the Segment SDK runners,
+topics (one pair for the session: starting a worker is the slow part), the Segment SDK runners,
 and the JavaScript set-up that `make test` installs (tests/collector/js)."""
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def collector_config(tmp: Path, **overrides: object) -> CollectorSettings:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("collector-stack")
     settings = stack_settings(kafka_broker, "collector", tmp / "state")

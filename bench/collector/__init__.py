@@ -1,0 +1,1 @@
+"""The collector benchmark: `python -m bench.collector` (see __main__.py)."""
