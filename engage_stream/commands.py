@@ -11,9 +11,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from engage_stream.config import Settings
-from engage_stream.definitions.catalog import AnyDefinition, Catalog, definition_body, parse_body
+from engage_stream.definitions.catalog import (
+    AnyDefinition,
+    Catalog,
+    Entry,
+    definition_body,
+    parse_body,
+)
 from engage_stream.definitions.checks import Item, check_items
-from engage_stream.definitions.loader import collect_definitions, collect_items, ordered, union
+from engage_stream.definitions.loader import collect_items, ordered, union
 from engage_stream.definitions.models import parse_date_ms
 from engage_stream.definitions.problems import DefinitionErrors, Problem, Source
 from engage_stream.stream import definitions_topic
@@ -21,15 +27,32 @@ from engage_stream.stream.definitions_topic import DefinitionRecord
 from engage_stream.stream.topics import ensure_topics
 
 
-def load_checked(path: str) -> list[AnyDefinition] | None:
-    """Definitions from a file or directory; every problem printed with file and location."""
-    definitions, problems = collect_definitions(path)
+def load_checked(path: str, settings: Settings | None = None) -> list[AnyDefinition] | None:
+    """Definitions from a file or directory; every problem printed with file and location.
+    With `settings`, also those the workers' history cannot serve (`profiles.retention`)."""
+    items, problems = collect_items(path)
+    problems = ordered([*problems, *check_items(items)], path)
+    if settings is not None:
+        problems.extend(retention_problems(items, settings))
+    definitions = [i.definition for i in items if i.definition is not None]
     if not problems:
         problems = engine_problems(definitions, path)
     if problems:
         _report(problems, path)
         return None
     return definitions
+
+
+def retention_problems(items: Sequence[Item], settings: Settings) -> list[Problem]:
+    from engage_stream.profiles.retention import lookback_problem
+
+    out = []
+    for item in items:
+        if item.definition is not None and not item.in_force:
+            why = lookback_problem(item.definition, settings)
+            if why is not None:
+                out.append(item.source.problem(("include_history",), why))
+    return out
 
 
 def engine_problems(definitions: Sequence[AnyDefinition], where: str) -> list[Problem]:
@@ -55,7 +78,7 @@ def _summary(definitions: list[AnyDefinition]) -> str:
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    definitions = load_checked(args.path)
+    definitions = load_checked(args.path, settings)
     if definitions is None:
         return 1
     print(f"{args.path}: OK — {_summary(definitions)}")
@@ -133,7 +156,7 @@ def apply_items(
         topic=settings.topics.definitions,
         where=path or "<apply>",
     )
-    every = [*problems, *more]
+    every = [*problems, *more, *retention_problems(items, settings)]
     if every:
         raise DefinitionErrors(ordered(every, path) if path else every)
     destinations = {x.name for i in items if i.definition for x in i.definition.destinations}
@@ -187,7 +210,14 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         if until is None:
             print(f"--until {args.until!r}: expected ISO-8601 with a zone", file=sys.stderr)
             return 2
-    replay = Replay(Catalog.from_definitions(definitions), settings)
+    applied = applied_at_option(args.applied_at or [], {d.key for d in definitions})
+    if isinstance(applied, str):
+        print(applied, file=sys.stderr)
+        return 2
+    catalog = Catalog(
+        {d.key: Entry(d, 1, applied.get(d.key, applied.get("", 0))) for d in definitions}
+    )
+    replay = Replay(catalog, settings)
     out = sys.stdout.buffer
     with Path(args.events).open("rb") as fh:
         for rec in replay.run(fh, until):
@@ -202,6 +232,22 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def applied_at_option(values: Sequence[str], keys: set[str]) -> dict[str, int] | str:
+    """`--applied-at [KEY=]ISO` values: when each definition was created (`include_history:
+    false` counts only what arrived after), "" for every definition not named. An error
+    message instead, for a bad time or an unknown key."""
+    out: dict[str, int] = {}
+    for value in values:
+        key, sep, when = value.rpartition("=") if "=" in value else ("", "", value)
+        ms = parse_date_ms(when)
+        if ms is None:
+            return f"--applied-at {value!r}: expected [KEY=]ISO-8601 with a zone"
+        if key and key not in keys:
+            return f"--applied-at {value!r}: no definition {key!r}"
+        out[key] = ms
+    return out
 
 
 def register(sub: argparse._SubParsersAction, settings_of) -> None:  # type: ignore[type-arg,no-untyped-def]
@@ -228,4 +274,11 @@ def register(sub: argparse._SubParsersAction, settings_of) -> None:  # type: ign
     r.add_argument("--definitions", required=True, help="YAML file or directory")
     r.add_argument("--events", required=True, help="Segment events, JSON lines")
     r.add_argument("--until", help="advance the clock to this ISO-8601 time at the end")
+    r.add_argument(
+        "--applied-at",
+        action="append",
+        metavar="[KEY=]ISO",
+        help="when a definition (KEY) or every definition was created: with include_history "
+        "false only events received after it count (default: the start of the file)",
+    )
     r.set_defaults(func=run(cmd_replay))

@@ -17,6 +17,7 @@ from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.profiles import sizes as audience_sizes
 from engage_stream.profiles.record import ProfileRecord
+from engage_stream.profiles.retention import lookback_problem
 from engage_stream.profiles.stage import TICK_KEY, ProfileStage, build_engine
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.checkpoint import Committable
@@ -103,6 +104,11 @@ class Worker:
             for r in current.values()
             if r.kind in ("audience", "computed_trait")
         )
+        for entry in catalog:
+            why = lookback_problem(entry.definition, self.settings)
+            if why is not None:  # applied where more history is kept: never undercount here
+                log.error("definition %s not evaluated: %s", entry.definition.key, why)
+                catalog.failed[entry.definition.key] = why
         active = catalog.active()
         keys = {d.key for d in active}
         try:
