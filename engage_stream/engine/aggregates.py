@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -87,6 +88,7 @@ def value_key(v: Any) -> str:
     return v if type(v) is str else orjson.dumps(v).decode()
 
 
+@lru_cache(maxsize=65_536)  # sorts run per evaluation over the same few values
 def order_key(k: str) -> tuple[int, Any, str]:
     """The ordering rule of unique lists and most-frequent ties (reference §2:
     "alphabetical"): value keys that spell a number first, by value (`9` before `10`);
@@ -216,7 +218,8 @@ def _most_frequent(min_frequency: int) -> Callable[[dict[str, int]], Any]:
         n = max(counts.values())
         if n < min_frequency:
             return None
-        return min((k for k, m in counts.items() if m == n), key=order_key)
+        best = [k for k, m in counts.items() if m == n]
+        return best[0] if len(best) == 1 else min(best, key=order_key)
 
     return pick
 
