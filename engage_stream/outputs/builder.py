@@ -13,7 +13,13 @@ from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.engine.changes import Change
 from engage_stream.events import ProfileEvent
-from engage_stream.outputs.records import OutputRecord, ProfileView, build_records, resync_all
+from engage_stream.outputs.records import (
+    OutputRecord,
+    ProfileView,
+    build_records,
+    destination_backfill_records,
+    resync_all,
+)
 from engage_stream.profiles.processor import Outcome
 from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.store import ProfileStore
@@ -80,6 +86,27 @@ class RecordBuilder:
                 self.space_id,
             ),
         )
+        return out
+
+    def destinations(self) -> dict[str, tuple[str, ...]]:
+        """Each active definition's destinations (what a partition's values must reach)."""
+        return {
+            d.key: tuple(sorted(x.name for x in d.destinations)) for d in self.catalog.active()
+        }
+
+    def backfill_destinations(
+        self, profile: ProfileRecord, added: dict[str, set[str]]
+    ) -> list[OutgoingRecord]:
+        """The profile's current values sent to destinations added to existing definitions."""
+        out: list[OutgoingRecord] = []
+        for key, names in added.items():
+            defn = self.catalog.get(key)
+            if defn is None:
+                continue
+            version = self._versions.get(key, 1)
+            self._append(
+                out, destination_backfill_records(profile, defn, version, names, self.space_id)
+            )
         return out
 
     def _append(self, out: list[OutgoingRecord], records: list[OutputRecord]) -> None:

@@ -326,3 +326,31 @@ def _change_value(change: Change, view: ProfileView, at_iso: str, space_id: str)
             "space_id": space_id,
         }
     )
+
+
+DESTINATION = "destination:"  # cause prefix of values sent to a destination added later
+
+
+def destination_backfill_records(
+    profile: ProfileRecord,
+    definition: AnyDefinition,
+    version: int,
+    destinations: set[str],
+    space_id: str,
+) -> list[OutputRecord]:
+    """A definition's current value sent to destinations just added to it, as Segment
+    backfills a newly connected destination: members (audiences) and computed values
+    only, each call as a change would send it, timed when the value was set. The
+    messageId is a function of (definition version, profile, destination, value)."""
+    audience = isinstance(definition, AudienceDefinition)
+    held = (profile.audiences if audience else profile.computed_traits).get(definition.key)
+    if held is None or held.value is None or (audience and held.value is not True):
+        return []
+    added = [d for d in definition.destinations if d.name in destinations]
+    if not added:
+        return []
+    only = definition.model_copy(update={"destinations": added})
+    idents = identities(profile, definition.include_anonymous)
+    cause = DESTINATION + ",".join(sorted(d.name for d in added))
+    mid = message_id(definition.kind, definition.key, version, profile.profile_id, cause, held.value)
+    return _destination_calls(only, profile, held.value, idents, mid, iso_ms(held.ts), space_id)

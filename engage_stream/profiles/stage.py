@@ -39,7 +39,7 @@ from engage_stream.events import ProfileEvent
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.outputs.builder import RecordBuilder
 from engage_stream.profiles import sizes
-from engage_stream.profiles.processor import ProfileProcessor
+from engage_stream.profiles.processor import ProfileProcessor, definitions_epoch
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.records import OutgoingRecord, SourceRecord
 from engage_stream.state.partition_store import StorageError
@@ -133,12 +133,16 @@ class ProfileStage:
         self.catalog = Catalog()
         self.builder = RecordBuilder.empty(settings)
         self._backfill_keys: set[str] = set()
+        self._destinations: dict[str, tuple[str, ...]] = {}
+        self._epoch = self.processor.epoch
         if catalog is not None:
             self.use(catalog)
 
     @property
     def epoch(self) -> str:
-        return self.processor.epoch
+        """What a partition's profiles are brought up to: the definitions' versions and
+        where their values go (a destination added to a definition is a new epoch too)."""
+        return self._epoch
 
     def use(self, catalog: Catalog, engine: Engine | None = None) -> None:
         """Evaluate this catalog from the next batch on: every partition backfills the added
@@ -152,6 +156,10 @@ class ProfileStage:
         self.catalog = catalog
         self.builder = RecordBuilder(catalog, self.settings)
         self._backfill_keys = {k for k, v in versions.items() if old.get(k) != v}
+        self._destinations = self.builder.destinations()
+        self._epoch = definitions_epoch(
+            {**versions, **{f"{k}>{','.join(d)}": 0 for k, d in self._destinations.items()}}
+        )
 
     def computing(self, sweeps: Iterable[Sweep]) -> set[str]:
         """Definition keys whose backfill has not finished on every given partition."""
@@ -266,21 +274,33 @@ class ProfileStage:
     ) -> None:
         """One bounded chunk of the backfill after a definitions change (in the batch's
         transaction, so its outputs and state commit together)."""
-        sweep = tx.sweep if tx.sweep.epoch == self.epoch else Sweep(self.epoch)
+        sweep = tx.sweep if tx.sweep.epoch == self.epoch else Sweep(self.epoch, sent=tx.sweep.sent)
         result = self.processor.sweep(
             store, tx.clock, sweep.cursor, self.settings.backfill_chunk, self._on_profile_error
         )
+        added = {
+            k: new
+            for k, dests in self._destinations.items()
+            if k in sweep.sent and (new := set(dests) - set(sweep.sent[k]))
+        }
+        if added:  # the same profiles again: current values to the added destinations
+            for pid in store.profile_ids(after=sweep.cursor):
+                if result.cursor is not None and pid > result.cursor:
+                    break
+                profile = store.get(pid)
+                if profile is not None:
+                    out.add(self.builder.backfill_destinations(profile, added))
         out.backfilled = result.profiles
         metrics.backfill_profiles.inc(result.profiles)
         left.extend(result.left)
         if result.changes:
             out.emit(result.changes, self.builder.changes(result.changes, store))
         if result.cursor is None:
-            tx.sweep = Sweep(self.epoch, None, done=True)
+            tx.sweep = Sweep(self.epoch, None, done=True, sent=dict(self._destinations))
             metrics.backfill_pending.labels(str(partition)).set(0)
             log.info("partition %d: definitions %s applied to every profile", partition, self.epoch)
         else:
-            tx.sweep = Sweep(self.epoch, result.cursor, done=False)
+            tx.sweep = Sweep(self.epoch, result.cursor, done=False, sent=sweep.sent)
             metrics.backfill_pending.labels(str(partition)).set(1)
             log.info(
                 "partition %d: backfill in progress, at profile %s (%d changes in this chunk)",

@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 from bisect import bisect_left, insort
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
@@ -74,21 +74,24 @@ class InvalidTransactionState(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class Sweep:
     """Backfill progress of one partition: the definitions epoch being (or fully) applied to
-    every stored profile, and the last profile visited while it is not done."""
+    every stored profile, the last profile visited while it is not done, and `sent`: the
+    destinations (per definition key) every profile's current values had reached when the
+    last sweep finished — a destination added since gets them in the next sweep."""
 
     epoch: str | None = None
     cursor: str | None = None
     done: bool = False
+    sent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
-        return orjson.dumps([self.epoch, self.cursor, self.done])
+        return orjson.dumps([self.epoch, self.cursor, self.done, self.sent])
 
     @classmethod
     def loads(cls, raw: bytes | None) -> Sweep:
         if raw is None:
             return cls()
-        epoch, cursor, done = orjson.loads(raw)
-        return cls(epoch, cursor, bool(done))
+        epoch, cursor, done, sent = orjson.loads(raw)
+        return cls(epoch, cursor, bool(done), {k: tuple(v) for k, v in sent.items()})
 
 
 def read_clock(store: Store) -> int:

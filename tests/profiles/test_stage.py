@@ -278,3 +278,36 @@ def test_a_recreated_audience_counts_only_its_real_members() -> None:
     stage.use(recreated)  # re-created: version 2, counted from 0
     part.run([_event(3, "u1", "Y")])
     assert sizes.read(part.db.kv) == {"buyers": 1}
+
+
+def _topics(result: StageResult) -> list[str]:
+    return [r.topic for r in result.outputs if r.topic.startswith("engage.out.")]
+
+
+def test_a_destination_added_to_an_audience_gets_its_current_members() -> None:
+    stage = ProfileStage(Settings(), _catalog(VIEWERS.replace("braze", "crm")))
+    part = Partition(stage)
+    first = part.run([_event(0, "a", "Product Viewed"), _event(1, "b", "Other")])
+    assert _topics(first) == ["engage.out.crm"]
+
+    with_braze = _catalog(
+        VIEWERS.replace("  - {name: braze}", "  - {name: crm}\n  - {name: braze}")
+    )
+    stage.use(with_braze)
+    backfill = part.run([_record(2, TICK_KEY, None, T0 + 2)])
+    braze = [
+        orjson.loads(r.value or b"") for r in backfill.outputs if r.topic == "engage.out.braze"
+    ]
+    assert _topics(backfill) == ["engage.out.braze"], "nothing again to crm, nothing for b"
+    assert [(b["userId"], b["traits"]) for b in braze] == [("a", {"viewers": True})]
+    again = Partition(ProfileStage(Settings(), with_braze))
+    again.db, again.clock, again.sweep = part.db, part.clock, part.sweep
+    assert _topics(again.run([_record(3, TICK_KEY, None, T0 + 3)])) == [], "sent once"
+
+    exit_ = part.run([_record(4, TICK_KEY, None, T0 + 8 * 86_400_000)])
+    assert sorted(_topics(exit_)) == ["engage.out.braze", "engage.out.crm"]
+
+    stage.use(_catalog(VIEWERS.replace("braze", "crm")))  # braze removed
+    part.run([_record(5, TICK_KEY, None, T0 + 8 * 86_400_000 + 1)])
+    back = part.run([_event(8 * 86_400_000 + 10, "a", "Product Viewed", mid="again")])
+    assert _topics(back) == ["engage.out.crm"], "nothing further to a removed destination"
