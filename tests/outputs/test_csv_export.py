@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from engage_stream.outputs.csv_export import export_audience_csv
+from engage_stream.outputs.csv_export import export_audience_csv, export_trait_csv
 from engage_stream.profiles.record import ExternalId, ProfileRecord, TraitValue
 
 
@@ -110,3 +110,124 @@ def test_empty_audience_and_bad_format(profiles: list[ProfileRecord]) -> None:
     assert rows(out.getvalue()) == [["key"]]
     with pytest.raises(ValueError):
         export_audience_csv(profiles, "vip", "excel", None, io.StringIO())  # type: ignore[arg-type]
+
+
+# -- legacy formats (reference §7): single column hashed, computed-trait CSVs -------------
+LUKE_SHA256 = "A111F4879EC86CA6DE45B23732CB9CC5DA7EB381196377BC4933E4E1F50C7275"  # Segment's sample
+
+
+def test_single_column_hashed_one_row_per_value(profiles: list[ProfileRecord]) -> None:
+    import hashlib
+
+    luke = member("use_l", [("email", "luke@force.com"), ("user_id", "u7")])
+    out = io.StringIO()
+    n = export_audience_csv([luke, *profiles], "vip", "single_column", None, out, id_type="email")
+    assert n == 5, "one row per email of each member"
+    assert rows(out.getvalue()) == [
+        ["email"],
+        [LUKE_SHA256],  # SHA-256 of the id, upper-case hex, as in Segment's sample file
+        *[
+            [hashlib.sha256(e.encode()).hexdigest().upper()]
+            for e in ("a@x.io", "a2@x.io", "a3@x.io")
+        ],
+        [hashlib.sha256(b"b@x.io").hexdigest().upper()],
+    ]
+
+
+def test_single_column_raw_and_members_without_that_id(profiles: list[ProfileRecord]) -> None:
+    out = io.StringIO()
+    n = export_audience_csv(
+        profiles, "vip", "single_column", None, out, id_type="user_id", hashed=False
+    )
+    assert n == 1, "use_b has no user_id: no row"
+    assert rows(out.getvalue()) == [["user_id"], ["u1"]]
+
+
+def test_single_column_needs_one_id_type_and_no_traits(profiles: list[ProfileRecord]) -> None:
+    with pytest.raises(ValueError, match="single_column needs id_type"):
+        export_audience_csv(profiles, "vip", "single_column", None, io.StringIO())
+    with pytest.raises(ValueError, match="single_column has no trait columns"):
+        export_audience_csv(
+            profiles, "vip", "single_column", ["plan"], io.StringIO(), id_type="email"
+        )
+    with pytest.raises(ValueError, match="id_type is only for single_column"):
+        export_audience_csv(profiles, "vip", "formatted", None, io.StringIO(), id_type="email")
+
+
+@pytest.fixture
+def trait_profiles() -> list[ProfileRecord]:
+    a = member(
+        "use_a",
+        [("anonymous_id", "anon_1"), ("email", "luke@x.io"), ("email", "chosen@x.io")],
+        None,
+    )
+    a.computed_traits["orders"] = TraitValue(34, 1)
+    b = member(
+        "use_b", [("anonymous_id", "anon_2"), ("email", "green@x.io"), ("group_id", "g1")], None
+    )
+    b.computed_traits["orders"] = TraitValue(23, 1)
+    c = member("use_c", [("user_id", "u3")], None)
+    c.computed_traits["orders"] = TraitValue(None, 1)  # cleared: no value, no row
+    d = member("use_d", [("user_id", "u4")], None)  # never had one
+    e = member("use_e", [("email", "e@x.io")], None)
+    e.computed_traits["orders"] = TraitValue(["x", {"y": 1}], 1)
+    return [a, b, c, d, e]
+
+
+def test_trait_csv_unformatted(trait_profiles: list[ProfileRecord]) -> None:
+    out = io.StringIO()
+    assert export_trait_csv(trait_profiles, "orders", "unformatted", out) == 3
+    assert rows(out.getvalue()) == [
+        ["key", "value", "external_ids"],
+        ["use_a", "34", '{"anonymous_id":["anon_1"],"email":["luke@x.io","chosen@x.io"]}'],
+        ["use_b", "23", '{"anonymous_id":["anon_2"],"email":["green@x.io"]}'],
+        ["use_e", '["x",{"y":1}]', '{"email":["e@x.io"]}'],
+    ]
+
+
+def test_trait_csv_formatted_indexed_columns(trait_profiles: list[ProfileRecord]) -> None:
+    out = io.StringIO()
+    assert export_trait_csv(trait_profiles, "orders", "formatted", out) == 3
+    ids_a = '{"anonymous_id":["anon_1"],"email":["luke@x.io","chosen@x.io"]}'
+    assert rows(out.getvalue()) == [
+        ["key", "value", "external_ids", "anonymous_id", "email", "email_1"],
+        ["use_a", "34", ids_a, "anon_1", "luke@x.io", "chosen@x.io"],
+        [
+            "use_b",
+            "23",
+            '{"anonymous_id":["anon_2"],"email":["green@x.io"]}',
+            "anon_2",
+            "green@x.io",
+            "",
+        ],
+        ["use_e", '["x",{"y":1}]', '{"email":["e@x.io"]}', "", "e@x.io", ""],
+    ]
+
+
+def test_trait_csv_formatted_extra_rows(trait_profiles: list[ProfileRecord]) -> None:
+    """Segment's third layout: one column per id type, an extra row per extra value with
+    the first three columns repeated."""
+    out = io.StringIO()
+    assert export_trait_csv(trait_profiles, "orders", "formatted_rows", out) == 3
+    ids_a = '{"anonymous_id":["anon_1"],"email":["luke@x.io","chosen@x.io"]}'
+    assert rows(out.getvalue()) == [
+        ["key", "value", "external_ids", "anonymous_id", "email"],
+        ["use_a", "34", ids_a, "anon_1", "luke@x.io"],
+        ["use_a", "34", ids_a, "", "chosen@x.io"],
+        [
+            "use_b",
+            "23",
+            '{"anonymous_id":["anon_2"],"email":["green@x.io"]}',
+            "anon_2",
+            "green@x.io",
+        ],
+        ["use_e", '["x",{"y":1}]', '{"email":["e@x.io"]}', "", "e@x.io"],
+    ]
+
+
+def test_trait_csv_empty_and_bad_format(trait_profiles: list[ProfileRecord]) -> None:
+    out = io.StringIO()
+    assert export_trait_csv(trait_profiles, "nothing", "formatted", out) == 0
+    assert rows(out.getvalue()) == [["key", "value", "external_ids"]]
+    with pytest.raises(ValueError, match="unknown computed-trait CSV format"):
+        export_trait_csv(trait_profiles, "orders", "single_column", io.StringIO())  # type: ignore[arg-type]
