@@ -722,7 +722,7 @@ class CompiledTrait:
             insort(state[1], [ts, c], key=self.order)
         else:
             self._session_add(state[0], ts, c)
-            self._forget_sessions(state[0], now)
+            self._forget_sessions(state[0], now, keep_latest=True)
         return state, True
 
     def _session_add(self, sessions: list[Any], ts: int, c: Any) -> None:
@@ -766,13 +766,17 @@ class CompiledTrait:
         if self.inv is not None:
             s[4] = self.inv.merge(s[4], self.inv.lift(c))
 
-    def _forget_sessions(self, sessions: list[Any], t: int) -> None:
+    def _forget_sessions(self, sessions: list[Any], t: int, keep_latest: bool = False) -> None:
         """Drop the sessions that expired more than `retention` ago: no event the engine
         still accepts can extend them (with `allowed_lateness_ms`), or at least none that
-        arrives less than `gap` after the session it belongs to expired."""
+        arrives less than `gap` after the session it belongs to expired. `keep_latest`: at
+        ingest, whose clock may be far ahead of the event (a backfill reads history in time
+        order at today's clock), the latest session may still be growing; only an
+        evaluation at `t` may judge it."""
         keep = self.gap + self.retention
         if sessions and sessions[0][1] + keep <= t:
-            sessions[:] = [s for s in sessions if s[1] + keep > t]
+            latest = sessions[-1]
+            sessions[:] = [s for s in sessions if s[1] + keep > t or (keep_latest and s is latest)]
 
     def _evaluate_session(self, state: Any, profile: ProfileRecord, t: int) -> tuple[Any, int, Any]:
         """The latest session's value while it is current (`t < last + gap`); due at its

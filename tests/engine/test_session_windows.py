@@ -162,42 +162,9 @@ def test_long_sessions_lose_what_leaves_the_lookback() -> None:
     assert h.value("s") == 4
 
 
-def random_session_events(rng: random.Random, n: int) -> list[tuple[int, dict[str, Any]]]:
-    ts, out = T0, []
-    for _ in range(n):
-        ts += rng.choice([1, 5, 10, 20, 29, 31, 45, 120]) * MIN
-        out.append((ts, {"v": rng.choice(["a", "b", "c", 1, 2, None])}))
-    return out
-
-
 TYPES = ["counter", "sum", "most_frequent", "unique_list", "first", "last", "min", "max"]
-
-
-@pytest.mark.parametrize("seed", range(8))
-def test_a_backfill_gives_the_state_of_live_processing(seed: int) -> None:
-    rng = random.Random(seed)
-    defs = [
-        trait(
-            f"s_{t}",
-            t,
-            "Page Viewed",
-            session="30 minutes",
-            **({} if t == "counter" else {"property": "v"}),
-        )
-        for t in TYPES
-    ]
-    events = random_session_events(rng, 30)
-    live = Harness(defs)
-    for i, (ts, props) in enumerate(events):
-        live.tick(ts)
-        live.send(event("Page Viewed", ts, f"e{i}", props))
-    end = events[-1][0] + rng.choice([MIN, 10 * MIN, 31 * MIN, 2 * H])
-    live.tick(end)
-    backfilled = Harness([])
-    for i, (ts, props) in enumerate(events):
-        backfilled.send(event("Page Viewed", ts, f"e{i}", props))
-    backfilled.redefine(defs, now=end)
-    assert final_state(backfilled) == final_state(live)
+SHORT_AND_LONG = (1, 5, 10, 20, 29, 31, 45, 120)  # minutes between events
+LONG_SESSIONS = (5, 20, 29, 45)
 
 
 def _defs(expires: str) -> list[Any]:
@@ -211,6 +178,35 @@ def _defs(expires: str) -> list[Any]:
         )
         for t in TYPES
     ]
+
+
+def random_session_events(
+    rng: random.Random, n: int, steps: tuple[int, ...]
+) -> list[tuple[int, dict[str, Any]]]:
+    ts, out = T0, []
+    for _ in range(n):
+        ts += rng.choice(steps) * MIN
+        out.append((ts, {"v": rng.choice(["a", "b", "c", 1, 2, None])}))
+    return out
+
+
+@pytest.mark.parametrize("steps", [SHORT_AND_LONG, LONG_SESSIONS], ids=["mixed", "long"])
+@pytest.mark.parametrize("seed", range(8))
+def test_a_backfill_gives_the_state_of_live_processing(seed: int, steps: tuple[int, ...]) -> None:
+    rng = random.Random(seed)
+    defs = _defs("30 minutes")
+    events = random_session_events(rng, 30, steps)
+    live = Harness(defs)
+    for i, (ts, props) in enumerate(events):
+        live.tick(ts)
+        live.send(event("Page Viewed", ts, f"e{i}", props))
+    end = events[-1][0] + rng.choice([MIN, 10 * MIN, 31 * MIN, 2 * H])
+    live.tick(end)
+    backfilled = Harness([])
+    for i, (ts, props) in enumerate(events):
+        backfilled.send(event("Page Viewed", ts, f"e{i}", props))
+    backfilled.redefine(defs, now=end)
+    assert final_state(backfilled) == final_state(live)
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -257,3 +253,20 @@ def test_with_allowed_lateness_any_accepted_arrival_order_counts_as_time_order(s
         ordered.tick(t)
         shuffled.tick(t)
         assert final_state(shuffled) == final_state(ordered)
+
+
+def test_a_backfill_keeps_a_long_current_session_whole() -> None:
+    """Recomputing reads the history in time order at today's clock: a session that
+    started long ago and is still going must come out whole, not from the point where its
+    events stop looking old."""
+    defs = [trait("s", "counter", "Page Viewed", session="30 minutes")]
+    live, backfilled = Harness(defs), Harness([])
+    for i in range(31):  # one every 20 minutes for 10 hours: one session
+        ts = T0 + i * 20 * MIN
+        live.send(event("Page Viewed", ts, f"e{i}"))
+        backfilled.send(event("Page Viewed", ts, f"e{i}"))
+    end = T0 + 600 * MIN + MIN
+    live.tick(end)
+    backfilled.redefine(defs, now=end)
+    assert live.value("s") == 31
+    assert final_state(backfilled) == final_state(live)
