@@ -12,6 +12,14 @@ One RocksDB database holds one partition of the profile-events topic. Its keys, 
 | `c:` | `c:clock`, `c:sweep` | partition clock; backfill epoch and cursor | `state.transaction` |
 | `\\0meta:` | changelog offset, source offset, format | recovery bookkeeping | `state.partition_store` |
 
+The identity stage's database (one, for the single resolution partition):
+
+| prefix | key | value | written by |
+|---|---|---|---|
+| `x:` | `x:<id type>\\0<value>` | canonical profile id | `identity.graph` |
+| `g:` | `g:<profile>` | its identifiers, merge count, creation time | `identity.graph` |
+| `m:` | `m:<merged-away profile>` | the profile it was merged into | `identity.graph` |
+
 Every key except `\\0meta:` is mirrored on the changelog topic; the meta keys describe the
 database itself and are written only in the same `WriteBatch` as the data they describe.
 """
@@ -25,6 +33,10 @@ SEEN = b"d:"
 SIZE = b"s:"
 CLOCK = b"c:clock"
 SWEEP = b"c:sweep"
+
+ID_VALUE = b"x:"
+ID_PROFILE = b"g:"
+ID_MERGED = b"m:"
 
 SEP = b"\x00"
 END = b"\xff"  # above every byte a key continues with: `prefix + END` bounds a prefix scan
