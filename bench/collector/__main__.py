@@ -11,8 +11,9 @@ concurrency, without HTTP or validation:
 
 - **plain producer**: `AIOKafkaProducer.send()` per record then waiting for the batch's
   acknowledgements (acks=all, idempotent) — a service writing to Kafka directly;
-- **batched producer**: the project's `Sender` (one record batch per partition), the
-  collector's own produce path minus HTTP and validation.
+- **collector delivery**: the collector's own produce path (group commit of concurrent
+  requests on the project's `Sender`) in this process, minus HTTP, parsing and
+  validation — what the HTTP layer and validation cost.
 
 The load generator, the collector and the broker share the machine's cores, as they
 would on one host; the figures are for comparing within a run.
@@ -45,18 +46,22 @@ from bench.common import (
     run_id,
     say,
 )
+from engage_stream.collector.delivery import Delivery
 from engage_stream.collector.process import CollectorProcess
 from engage_stream.collector.settings import CollectorSettings
 from engage_stream.config import DAY_MS, Settings
 from engage_stream.kafka_local import broker
 from engage_stream.sample_data import generate
-from engage_stream.stream.producing import OutgoingRecord, Sender
+from engage_stream.stream.producing import OutgoingRecord
 from engage_stream.stream.topics import ensure_topics
 
 BROKER_PORT = 39930
 COLLECTOR_PORT = 39932
 BATCH = 100
 WRITE_KEY = "wk_bench_0001"
+HTTP = "collector, HTTP /v1/batch"
+PLAIN = "plain producer, send() per record"
+DELIVERY = "collector delivery alone, in process"
 
 
 @dataclass
@@ -154,7 +159,7 @@ async def bench_collector(url: str, bodies: list[bytes], clients: int, seconds: 
                 return r.status == 200
 
         await send(0)  # connect and warm up
-        return result("collector HTTP /v1/batch", clients, await drive(clients, seconds, send))
+        return result(HTTP, clients, await drive(clients, seconds, send))
 
 
 async def bench_plain(
@@ -175,31 +180,37 @@ async def bench_plain(
             return True
 
         await send(0)
-        return result(
-            "plain producer send() per record", clients, await drive(clients, seconds, send)
-        )
+        return result(PLAIN, clients, await drive(clients, seconds, send))
     finally:
         await producer.stop()
 
 
-async def bench_sender(
+async def bench_delivery(
     settings: Settings, records: list[list[tuple[bytes, bytes]]], clients: int, seconds: float
 ) -> Result:
-    sender = Sender(settings.broker)
-    await sender.start()
-    assert sender.producer is not None
+    """The collector's own produce path (group commit on the idempotent `Sender`) in this
+    process, without HTTP, parsing or validation."""
+    delivery = Delivery(settings, CollectorSettings())
+    await delivery.start()
     topic = settings.topics.mixed
     try:
-        groups = [[OutgoingRecord(topic, k, v) for k, v in batch] for batch in records]
+        deadline = time.monotonic() + 30
+        while not delivery.available and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        groups = [
+            ([OutgoingRecord(topic, k, v) for k, v in batch], sum(len(v) for _, v in batch))
+            for batch in records
+        ]
 
         async def send(i: int) -> bool:
-            await sender.send_many(groups[i % len(groups)])
+            recs, size = groups[i % len(groups)]
+            await delivery.deliver(recs, size)
             return True
 
         await send(0)
-        return result("batched producer (Sender)", clients, await drive(clients, seconds, send))
+        return result(DELIVERY, clients, await drive(clients, seconds, send))
     finally:
-        await sender.stop()
+        await delivery.stop()
 
 
 def keyed(batch: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
@@ -227,12 +238,12 @@ def print_table(rows: list[Result], cpu: dict[int, float]) -> None:
     print()
     by = {(r.name, r.clients): r for r in rows}
     for clients in sorted({r.clients for r in rows}):
-        http = by.get(("collector HTTP /v1/batch", clients))
+        http = by.get((HTTP, clients))
         if http is None:
             continue
         ratios = [
             f"{http.events_per_s / base.events_per_s:.2f}x {name}"
-            for name in ("plain producer send() per record", "batched producer (Sender)")
+            for name in (PLAIN, DELIVERY)
             if (base := by.get((name, clients))) is not None and base.events_per_s
         ]
         extra = f"; collector CPU {cpu[clients]:.0f} µs/event" if clients in cpu else ""
@@ -269,9 +280,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 if r.events:
                     cpu[clients] = (after - before) / r.events * 1e6
                 rows.append(r)
-                say(f"{clients} clients: plain producer, then batched producer")
+                say(f"{clients} clients: plain producer, then the collector's delivery alone")
                 rows.append(await bench_plain(settings, records, clients, args.seconds))
-                rows.append(await bench_sender(settings, records, clients, args.seconds))
+                rows.append(await bench_delivery(settings, records, clients, args.seconds))
         finally:
             collector.stop()
     print_table(rows, cpu)

@@ -23,6 +23,7 @@ dead-lettered whole so that it can be split and re-sent.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,14 @@ class Call:
     received_at_ms: int
     client_ip: str | None = None
 
+    @functools.cached_property
+    def received_at(self) -> str:
+        return iso_ms(self.received_at_ms)
+
+    @functools.cached_property
+    def source_header(self) -> list[tuple[str, bytes]]:
+        return [(SOURCE_HEADER, self.source_id.encode())]
+
 
 def prepare(kind: str, body: Any, call: Call, topics: Topics) -> Prepared:
     """Records for one request to `/v1/<kind>` (kind is a Segment type or `batch`)."""
@@ -115,9 +124,7 @@ def _prepare_item(
         out.reject(exc.reason)
         return
     key = canonical_profile_id(event).encode()
-    out.records.append(
-        OutgoingRecord(topics.mixed, key, raw, [(SOURCE_HEADER, call.source_id.encode())])
-    )
+    out.records.append(OutgoingRecord(topics.mixed, key, raw, call.source_header))
     out.accepted[event.type] = out.accepted.get(event.type, 0) + 1
 
 
@@ -131,7 +138,7 @@ def _stamped(item: dict[str, Any], shared: Mapping[str, Any], call: Call) -> dic
             msg[name] = {**top, **own} if isinstance(own, dict) else (top if own is None else own)
     if "sentAt" in shared and msg.get("sentAt") is None:
         msg["sentAt"] = shared["sentAt"]
-    msg["receivedAt"] = iso_ms(call.received_at_ms)
+    msg["receivedAt"] = call.received_at
     if msg.get("messageId") in (None, ""):
         msg["messageId"] = "api-" + uuid.uuid4().hex
     context = msg.get("context")
