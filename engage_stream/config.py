@@ -27,6 +27,14 @@ class Topics(BaseModel):
     mixed: str = Field("segment.events", description="one topic carrying any Segment type")
     dead_letter: str = "engage.dlq"
     profile_events: str = Field("engage.profile-events", description="internal, keyed by profile")
+    identity_requests: str = Field(
+        "engage.identity-requests",
+        description="internal, one partition: events that link or introduce identifiers",
+    )
+    identity: str = Field(
+        "engage.identity", description="compacted: identifier -> canonical profile id"
+    )
+    merges: str = Field("engage.merges", description="compacted: merged-away profile -> survivor")
     definitions: str = "engage.definitions"
     changes: str = Field("engage.changes", description="every audience/trait change")
     output_prefix: str = Field("engage.out.", description="+ destination name")
@@ -110,6 +118,10 @@ class Settings(BaseModel):
     @property
     def changelog_topic(self) -> str:
         return f"{self.app_id}-state-changelog"
+
+    @property
+    def identity_changelog_topic(self) -> str:
+        return f"{self.app_id}-identity-changelog"
 
     def env(self) -> dict[str, str]:
         """The environment that makes a child process (a worker) use these settings."""

@@ -41,6 +41,24 @@ dead_lettered = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+identity_resolutions = Counter(
+    "engage_identity_resolutions_total",
+    "Events the identity stage resolved (all), and how many created or merged profiles",
+    ["outcome"],
+    registry=REGISTRY,
+)
+identity_fast_path = Counter(
+    "engage_identity_routed_total",
+    "Events routed by ingest: straight to their profile (known ids) or to the identity stage",
+    ["path"],
+    registry=REGISTRY,
+)
+merges_applied = Counter(
+    "engage_profile_merges_total",
+    "Profiles merged into another on this worker's partitions (moved out / taken in)",
+    ["side"],
+    registry=REGISTRY,
+)
 batch_retries = Counter(
     "engage_batch_retries_total",
     "Batches applied again after their checkpoint failed on the broker or the disk",

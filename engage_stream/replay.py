@@ -23,7 +23,8 @@ import orjson
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.definitions.models import parse_date_ms
-from engage_stream.identity.resolver import canonical_profile_id
+from engage_stream.identity.graph import IdGraph
+from engage_stream.identity.stage import IdentityStage
 from engage_stream.ingest.validate import InvalidEvent, parse_message
 from engage_stream.profiles.stage import TICK_KEY, ProfileStage, StageResult
 from engage_stream.profiles.store import ProfileStore
@@ -57,11 +58,13 @@ class Replay:
     def __init__(self, catalog: Catalog, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self.catalog = catalog
+        self.identity = IdentityStage(self.settings)
         self.stage = ProfileStage(self.settings, catalog)
-        self.db = MemoryStore()
+        self.id_db = MemoryStore()  # the identity stage's database
+        self.db = MemoryStore()  # the profiles stage's (one partition)
         self.clock = 0
         self.sweep = Sweep()
-        self._next_offset = 0
+        self._offsets = {"identity": 0, "profiles": 0}
         self._last = 0  # the latest event time parsed (the clock the next batch reaches)
         self.stats = ReplayStats()
         self.errors: list[str] = []
@@ -71,8 +74,13 @@ class Replay:
         """The replayed profiles (read them; writes would bypass the stage)."""
         return ProfileStore(Transaction(self.db))
 
+    @property
+    def graph(self) -> IdGraph:
+        """The replayed identity graph (read it)."""
+        return IdGraph(Transaction(self.id_db), self.identity.rules)
+
     def run(self, lines: Iterable[bytes], until_ms: int | None = None) -> Iterator[ReplayRecord]:
-        """Events sharing an instant go through the stage in one batch (after one tick at
+        """Events sharing an instant go through the stages in one batch (after one tick at
         that instant), so changes that cancel out within it are netted as the worker nets
         them within a batch."""
         pending: list[InputRecord] = []
@@ -83,22 +91,27 @@ class Replay:
             if rec is None:
                 continue
             if pending and rec.timestamp != pending[-1].timestamp:
-                yield from self._records(self._apply(pending))
+                yield from self._instant(pending)
                 pending = []
-            if not pending:
-                pending.append(self._record(TICK_KEY, None, rec.timestamp))
-            pending.append(self._renumber(rec))
+            pending.append(rec)
         if pending:
-            yield from self._records(self._apply(pending))
+            yield from self._instant(pending)
         if until_ms is not None:
             yield from self.advance(until_ms)
 
     def feed(self, raw: bytes, line: int = 0) -> Iterator[ReplayRecord]:
-        """One line: a tick at its instant, then the event."""
+        """One line: resolved, then a tick at its instant and the event."""
         rec = self._parse(raw, line)
         if rec is not None:
-            tick = self._record(TICK_KEY, None, rec.timestamp)
-            yield from self._records(self._apply([tick, self._renumber(rec)]))
+            yield from self._instant([rec])
+
+    def advance(self, until_ms: int) -> Iterator[ReplayRecord]:
+        """Move the clock to `until_ms`, firing every boundary due on the way."""
+        yield from self._profiles([self._record("profiles", TICK_KEY, None, until_ms)])
+
+    def apply_records(self, records: Sequence[SourceRecord]) -> list[OutgoingRecord]:
+        """`profile-events` records (one partition's, in offset order) through the stage."""
+        return self._apply(records).outputs
 
     def _parse(self, raw: bytes, line: int) -> InputRecord | None:
         try:
@@ -108,27 +121,51 @@ class Replay:
             self.stats.invalid += 1
             self.errors.append(f"line {line}: {exc.reason}: {exc.detail}")
             return None
-        pid = event.profile_id = canonical_profile_id(event)
         self._last = max(self._last, event.timestamp)  # the clock never goes back
-        return InputRecord(
-            self.settings.topics.profile_events, 0, -1, self._last, pid.encode(), event.to_json()
+        return self._record("identity", None, event.to_json(), self._last)
+
+    def _instant(self, requests: list[InputRecord]) -> Iterator[ReplayRecord]:
+        """The identity stage over the instant's events, then the profiles stage over a tick
+        and what it routed, as the worker's two stages would."""
+        at = requests[-1].timestamp
+        tx = Transaction(self.id_db, source_offset=self.id_db.source_offset)
+        resolved = self.identity.apply(tx, requests)
+        tx.prepare()
+        tx.commit(changelog_offset=None)
+        batch = [self._record("profiles", TICK_KEY, None, at)]
+        for rec in resolved.outputs:
+            if rec.topic == self.settings.topics.profile_events:
+                batch.append(self._record("profiles", rec.key, rec.value, at))
+            elif rec.topic == self.settings.topics.dead_letter:
+                self.stats.invalid += 1
+                self.errors.append(f"{rec.key!r}: no usable identifier")
+        yield from self._profiles(batch)
+
+    def _profiles(self, batch: list[InputRecord]) -> Iterator[ReplayRecord]:
+        """A batch through the profiles stage; what it routes back to `profile-events` (a
+        merge's transfer, an event for a merged-away profile) in the batches after it."""
+        internal = self.settings.topics.profile_events
+        while batch:
+            result = self._apply(batch)
+            at = self.clock
+            batch = [
+                self._record("profiles", r.key, r.value, at)
+                for r in result.outputs
+                if r.topic == internal
+            ]
+            yield from self._records(r for r in result.outputs if r.topic != internal)
+
+    def _record(
+        self, stage: str, key: bytes | None, value: bytes | None, timestamp: int
+    ) -> InputRecord:
+        offset = self._offsets[stage]
+        self._offsets[stage] += 1
+        topic = (
+            self.settings.topics.identity_requests
+            if stage == "identity"
+            else self.settings.topics.profile_events
         )
-
-    def _renumber(self, rec: InputRecord) -> InputRecord:
-        return self._record(rec.key or b"", rec.value, rec.timestamp)
-
-    def advance(self, until_ms: int) -> Iterator[ReplayRecord]:
-        """Move the clock to `until_ms`, firing every boundary due on the way."""
-        yield from self._records(self._apply([self._record(TICK_KEY, None, until_ms)]))
-
-    def apply_records(self, records: Sequence[SourceRecord]) -> list[OutgoingRecord]:
-        """`profile-events` records (one partition's, in offset order) through the stage."""
-        return self._apply(records).outputs
-
-    def _record(self, key: bytes, value: bytes | None, timestamp: int) -> InputRecord:
-        offset = self._next_offset
-        self._next_offset += 1
-        return InputRecord(self.settings.topics.profile_events, 0, offset, timestamp, key, value)
+        return InputRecord(topic, 0, offset, timestamp, key, value)
 
     def _apply(self, records: Sequence[SourceRecord]) -> StageResult:
         tx = Transaction(
@@ -143,8 +180,8 @@ class Replay:
         self.stats.changes += len(result.changes)
         return result
 
-    def _records(self, result: StageResult) -> Iterator[ReplayRecord]:
-        for rec in result.outputs:
+    def _records(self, outputs: Iterable[OutgoingRecord]) -> Iterator[ReplayRecord]:
+        for rec in outputs:
             self.stats.records += 1
             yield ReplayRecord(
                 rec.topic, (rec.key or b"").decode(), orjson.loads(rec.value or b"null")

@@ -66,6 +66,11 @@ def catalog(text: str) -> Catalog:
     return Catalog.from_definitions(d for d, _ in defs)
 
 
+def user_of(change: dict[str, Any]) -> str:
+    """The userId of the profile an engage.changes record is about."""
+    return next(x["id"] for x in change["external_ids"] if x["type"] == "user_id")
+
+
 def run(text: str, lines: list[bytes], until: int | None) -> list[dict[str, Any]]:
     replay = Replay(catalog(text))
     return [orjson.loads(r.to_json()) for r in replay.run(lines, until)]
@@ -82,16 +87,17 @@ def test_window_outcome_fires_when_the_clock_passes_the_boundary() -> None:
         if r["topic"] == "engage.changes" and r["value"]["key"] == "cart_abandoners"
     ]
     # u1 entered at the boundary: a day after the add, with no order; u2 ordered in time
-    assert [(r["key"], r["value"]["value"], r["value"]["at"]) for r in entered] == [
-        ("user_id:u1", True, "2026-01-02T10:00:00.000Z")
+    assert [(user_of(r["value"]), r["value"]["value"], r["value"]["at"]) for r in entered] == [
+        ("u1", True, "2026-01-02T10:00:00.000Z")
     ]
+    assert all(r["key"].startswith("use_") for r in entered), "keyed by the canonical profile"
     braze = [r for r in later if r["topic"] == "engage.out.braze"]
     assert {(r["value"]["type"], r["value"].get("event")) for r in braze} >= {
         ("identify", None),
         ("track", "Audience Entered"),
     }
     orders = [r["value"] for r in later if r["value"].get("key") == "orders"]
-    assert [(c["profile_id"], c["value"]) for c in orders] == [("user_id:u2", 1)]
+    assert [(user_of(c), c["value"]) for c in orders] == [("u2", 1)]
 
 
 def test_replay_is_deterministic() -> None:

@@ -215,11 +215,14 @@ class Engine:
         keys: set[str],
         history: Iterable[ProfileEvent],
         now_ms: int,
+        cause: str | None = None,
     ) -> list[Change]:
         """Rebuild the state of `keys` from `history` (time-ordered), evaluate at now and
         emit what differs from the stored membership / value. A key this engine does not
         evaluate (a disabled definition) loses its state and wake-ups and keeps its stored
-        value: nothing reads or sends it until it is evaluated again, from history."""
+        value: nothing reads or sends it until it is evaluated again, from history.
+        `cause`: what the changes carry (default: each definition's `definition:<version>`;
+        a merge passes `merge:<profile>` so its changes have messageIds of their own)."""
         out: list[Change] = []
         ws: dict[str, Any] = {}
         est = profile.engine
@@ -251,7 +254,7 @@ class Engine:
             seeds.update(self._empty_true)
             est[IDENTIFIED] = 1 if identified else 0
         if seeds:
-            self._evaluate(profile, seeds, now_ms, now_ms, None, out, ws, identified)
+            self._evaluate(profile, seeds, now_ms, now_ms, cause, out, ws, identified)
         self._finish(profile, ws)
         return out
 

@@ -61,6 +61,7 @@ class Resolution:
     merged: tuple[str, ...] = ()  # profiles merged into `profile_id` by this event
     added: tuple[IdKey, ...] = ()  # identifiers newly attached to it
     dropped: tuple[IdKey, ...] = ()  # the event's identifiers not used (blocked, limits)
+    moved: tuple[IdKey, ...] = ()  # identifiers of the merged profiles, now pointing here
 
 
 def new_profile_id(seed: str, first: IdKey) -> str:
@@ -90,21 +91,9 @@ class IdGraph:
         return profile_id
 
     # -- resolution -------------------------------------------------------------------
-    def usable(self, ids: Sequence[IdKey]) -> tuple[list[IdKey], list[IdKey]]:
-        """The event's identifiers in priority order, without blocked values or repeats;
-        and the blocked ones."""
-        keep: list[IdKey] = []
-        blocked: list[IdKey] = []
-        for key in ids:
-            if key in keep or key in blocked:
-                continue
-            (blocked if self.rules.is_blocked(key[1]) else keep).append(key)
-        keep.sort(key=lambda k: self.rules.rank(k[0]))
-        return keep, blocked
-
     def resolve(self, ids: Sequence[IdKey], at_ms: int, seed: str) -> Resolution | None:
         """Attach (or merge, or create) for one event; None if it has no usable identifier."""
-        candidates, dropped = self.usable(ids)
+        candidates, dropped = usable(ids, self.rules)
         while candidates:
             owners: dict[str, Identity] = {}
             order: list[str] = []
@@ -159,6 +148,7 @@ class IdGraph:
         pid = survivor.profile_id
         have = survivor.keys()
         added: list[IdKey] = []
+        moved: list[IdKey] = []
 
         def attach(t: str, v: str, when: int) -> None:
             if (t, v) in have or len(survivor.ids) >= self.rules.max_mappings:
@@ -170,6 +160,7 @@ class IdGraph:
         for other in others:
             for t, v, when in other.ids:
                 attach(t, v, when)
+                moved.append((t, v))
             survivor.merges += other.merges + 1
             self.kv.delete(ID_PROFILE + other.profile_id.encode())
             self.kv.put(ID_MERGED + other.profile_id.encode(), pid.encode())
@@ -180,8 +171,26 @@ class IdGraph:
                     added.append((t, v))
         self.kv.put(ID_PROFILE + pid.encode(), survivor.dumps())
         return Resolution(
-            pid, created, tuple(o.profile_id for o in others), tuple(added), tuple(dropped)
+            pid,
+            created,
+            tuple(o.profile_id for o in others),
+            tuple(added),
+            tuple(dropped),
+            tuple(moved),
         )
+
+
+def usable(ids: Sequence[IdKey], rules: IdentityRules) -> tuple[list[IdKey], list[IdKey]]:
+    """An event's identifiers in priority order, without blocked values or repeats; and
+    the blocked ones."""
+    keep: list[IdKey] = []
+    blocked: list[IdKey] = []
+    for key in ids:
+        if key in keep or key in blocked:
+            continue
+        (blocked if rules.is_blocked(key[1]) else keep).append(key)
+    keep.sort(key=lambda k: rules.rank(k[0]))
+    return keep, blocked
 
 
 def _value_key(key: IdKey) -> bytes:

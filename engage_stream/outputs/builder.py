@@ -20,7 +20,7 @@ from engage_stream.outputs.records import (
     destination_backfill_records,
     resync_all,
 )
-from engage_stream.profiles.processor import Outcome
+from engage_stream.profiles.processor import Merged, Outcome
 from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.records import OutgoingRecord
@@ -84,6 +84,30 @@ class RecordBuilder:
                 "event:" + event.message_id,
                 min(event.timestamp, now_ms),
                 self.space_id,
+            ),
+        )
+        return out
+
+    def transfer(self, merged: Merged, source: str, at_ms: int) -> list[OutgoingRecord]:
+        """After a merge: the merged profile's current values to the identifiers it took
+        over, and an exit where the merged-away profile was a member and it is not (a
+        destination is never left believing a merged-away identifier is still a member)."""
+        profile = merged.record
+        if profile is None or not merged.source_ids or not self._active:
+            return []
+        out: list[OutgoingRecord] = []
+        self._append(
+            out,
+            resync_all(
+                profile,
+                self._active,
+                self._versions,
+                merged.source_ids,
+                {ch.key for ch in merged.changes},
+                "merge:" + source,
+                at_ms,
+                self.space_id,
+                merged.source_members,
             ),
         )
         return out

@@ -190,17 +190,26 @@ def resync_records(
     cause: str,
     at_ms: int,
     space_id: str,
+    was_member: bool = False,
 ) -> list[OutputRecord]:
     """Re-send a definition's current value to identifiers just added to the profile
     (reference §3.3, re-sync trigger #2): the destination calls that carry one of them,
     as for a change; no all-changes record, since nothing changed. Members and computed
-    values only: a non-member was never sent anything for that identifier to correct."""
+    values only: a non-member was never sent anything for that identifier to correct —
+    unless `was_member`: the identifiers come from a merged-away profile that was a
+    member, and their destinations must hear that the merged profile is not."""
     audience = isinstance(definition, AudienceDefinition)
     held = (profile.audiences if audience else profile.computed_traits).get(definition.key)
-    if not definition.destinations or held is None or held.value is None:
+    if not definition.destinations:
         return []
-    if audience and held.value is not True:
-        return []
+    if audience:
+        value: Any = held is not None and held.value is True
+        if not value and not was_member:
+            return []
+    else:
+        if held is None or held.value is None:
+            return []
+        value = held.value
     new = {(x.type, x.id) for x in added}
     idents = [
         i
@@ -212,9 +221,9 @@ def resync_records(
     if not idents:
         return []
     mid = message_id(
-        definition.kind, definition.key, version, profile.profile_id, RESYNC + cause, held.value
+        definition.kind, definition.key, version, profile.profile_id, RESYNC + cause, value
     )
-    return _destination_calls(definition, profile, held.value, idents, mid, iso_ms(at_ms), space_id)
+    return _destination_calls(definition, profile, value, idents, mid, iso_ms(at_ms), space_id)
 
 
 RESYNC = "resync:"  # cause prefix of re-sent values
@@ -229,14 +238,18 @@ def resync_all(
     cause: str,
     at_ms: int,
     space_id: str,
+    members: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> list[OutputRecord]:
     """`resync_records` for every definition, except those whose change in the same event
-    already goes to every identifier (`changed` keys)."""
+    already goes to every identifier (`changed` keys); `members`: audiences the added
+    identifiers' merged-away profile was in (they hear an exit if the merged one is not)."""
     out: list[OutputRecord] = []
     for d in definitions:
         if d.destinations and d.key not in changed:
             v = versions.get(d.key, 1)
-            out.extend(resync_records(profile, d, v, added, cause, at_ms, space_id))
+            out.extend(
+                resync_records(profile, d, v, added, cause, at_ms, space_id, d.key in members)
+            )
     return out
 
 

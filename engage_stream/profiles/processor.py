@@ -12,9 +12,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from engage_stream.events import ProfileEvent
 from engage_stream.identity.external_ids import extract_external_ids
-from engage_stream.profiles.record import ExternalId, ProfileRecord, TraitValue
+from engage_stream.profiles.control import MergeRequest, ProfileTransfer
+from engage_stream.profiles.record import ExternalId, Merge, ProfileRecord, TraitValue
 from engage_stream.profiles.store import ProfileStore
 
 
@@ -29,6 +32,7 @@ class EngineLike(Protocol):
         keys: set[str],
         history: Iterable[ProfileEvent],
         now_ms: int,
+        cause: str | None = None,
     ) -> list[Any]: ...
 
     def drop(self, profile: ProfileRecord, keys: set[str]) -> None: ...
@@ -68,6 +72,19 @@ class SweepResult:
     cursor: str | None  # last profile id visited; None when the sweep is complete
     profiles: int
     left: list[str] = field(default_factory=list)  # as `Outcome.left`, for every profile
+
+
+@dataclass
+class Merged:
+    """What taking a merged-away profile in did to the survivor."""
+
+    changes: list[Any] = field(default_factory=list)
+    record: ProfileRecord | None = None  # the survivor as stored after the merge
+    # every identifier of the source (some may have reached the survivor already, with the
+    # event that linked them): what their destinations were told is about the source
+    source_ids: list[ExternalId] = field(default_factory=list)
+    source_members: set[str] = field(default_factory=set)  # audiences the source was in
+    duplicate: bool = False  # this source was merged in before
 
 
 @dataclass
@@ -187,6 +204,68 @@ class ProfileProcessor:
             store.put(record, previous)
         return SweepResult(changes, None, visited, left)
 
+    def merge_out(
+        self, store: ProfileStore, request: MergeRequest
+    ) -> tuple[ProfileTransfer | None, list[str]]:
+        """Take the merged-away profile off this partition: everything stored of it, to be
+        produced to the survivor's partition; and the audiences it leaves (sizes)."""
+        record = store.get(request.source)
+        if record is None:
+            return None, []
+        transfer = ProfileTransfer(
+            source=request.source,
+            target=request.target,
+            message_id=request.message_id,
+            at=request.at,
+            record=orjson.loads(record.dumps()),
+            history=[orjson.loads(e.to_json()) for e in store.history(request.source)],
+            seen=store.seen_entries(request.source),
+        )
+        left = sorted(k for k, m in record.audiences.items() if m.value is True)
+        store.remove(record)
+        return transfer, left
+
+    def merge_in(self, store: ProfileStore, transfer: ProfileTransfer, now_ms: int) -> Merged:
+        """One profile from two: the union of both histories and dedup windows, traits by
+        last update, every identifier, metadata; then every definition evaluated again
+        over the merged history (changes caused by `merge:<source>`)."""
+        target = store.get(transfer.target)
+        if target is None:
+            target = ProfileRecord(profile_id=transfer.target)
+            target.def_versions, target.defs_epoch = dict(self.versions), self.epoch
+        if any(m.source == transfer.source for m in target.merges):
+            return Merged(record=target, duplicate=True)
+        previous_wakeup = target.next_wakeup
+        source = ProfileRecord.loads(orjson.dumps(transfer.record))
+        for mid, arrived in sorted(transfer.seen.items()):
+            if store.seen_at(target.profile_id, mid) is None:
+                store.remember(target.profile_id, mid, arrived, None)
+        cutoff = now_ms - self.settings.history_ms
+        for raw in transfer.history:
+            event = ProfileEvent.model_validate(raw)
+            event.profile_id = target.profile_id
+            if self.settings.history_ms > 0 and event.timestamp >= cutoff:
+                store.append_history(event)
+        for key, tv in source.traits.items():
+            current = target.traits.get(key)
+            if current is None or tv.ts > current.ts:
+                target.traits[key] = tv
+        added = [x for x in source.external_ids if not target.has_external_id(x.type, x.id)]
+        target.external_ids.extend(added)
+        _merge_metadata(target, source)
+        target.merges.extend(source.merges)
+        target.merges.append(Merge(transfer.source, transfer.at, transfer.message_id))
+        changes: list[Any] = []
+        if self.engine is not None:
+            history = store.history(target.profile_id, max(0, cutoff))
+            changes = self.engine.recompute(
+                target, set(self.versions), history, now_ms, cause=f"merge:{transfer.source}"
+            )
+        target.def_versions, target.defs_epoch = dict(self.versions), self.epoch
+        store.put(target, previous_wakeup)
+        members = {k for k, m in source.audiences.items() if m.value is True}
+        return Merged(changes, target, list(source.external_ids), members)
+
     def _sync_definitions(
         self, store: ProfileStore, record: ProfileRecord, now_ms: int, left: list[str]
     ) -> list[Any]:
@@ -259,3 +338,12 @@ def _apply_metadata(record: ProfileRecord, event: ProfileEvent, created: bool) -
     md.updated_at = max(md.updated_at, event.received_at)
     md.last_message_id = event.message_id
     md.event_count += 1
+
+
+def _merge_metadata(target: ProfileRecord, source: ProfileRecord) -> None:
+    t, s = target.metadata, source.metadata
+    if s.created_at and (not t.created_at or s.created_at < t.created_at):
+        t.created_at, t.first_message_id = s.created_at, s.first_message_id
+    if s.updated_at > t.updated_at:
+        t.updated_at, t.last_message_id = s.updated_at, s.last_message_id
+    t.event_count += s.event_count

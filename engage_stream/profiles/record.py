@@ -57,6 +57,15 @@ class Metadata:
 
 
 @dataclass
+class Merge:
+    """A profile merged into this one (the merge audit the Profile API lists)."""
+
+    source: str  # the merged-away profile id
+    at: int  # event time (ms) of the event that linked them
+    message_id: str  # that event
+
+
+@dataclass
 class ProfileRecord:
     profile_id: str
     traits: dict[str, TraitValue] = field(default_factory=dict)
@@ -68,6 +77,7 @@ class ProfileRecord:
     next_wakeup: int | None = None
     def_versions: dict[str, int] = field(default_factory=dict)  # definitions state reflects
     defs_epoch: str = ""  # fingerprint of def_versions, for a cheap "up to date?" check
+    merges: list[Merge] = field(default_factory=list)
 
     def dumps(self) -> bytes:
         return orjson.dumps(self)
@@ -87,6 +97,7 @@ class ProfileRecord:
             "next_wakeup": d["next_wakeup"],
             "def_versions": d["def_versions"],
             "defs_epoch": d["defs_epoch"],
+            "merges": [_adopt(Merge, m) for m in d["merges"]],
         }
         return record
 

@@ -38,10 +38,11 @@ from engage_stream.engine.engine import Engine
 from engage_stream.events import ProfileEvent
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.outputs.builder import RecordBuilder
-from engage_stream.profiles import sizes
+from engage_stream.profiles import control, sizes
 from engage_stream.profiles.processor import ProfileProcessor, definitions_epoch
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.records import OutgoingRecord, SourceRecord
+from engage_stream.state.keys import REDIRECT
 from engage_stream.state.partition_store import StorageError
 from engage_stream.state.transaction import Sweep, Transaction
 
@@ -81,6 +82,7 @@ class StageResult:
     failed: int = 0  # records dead-lettered
     timers_fired: int = 0  # changes fired by clock ticks
     backfilled: int = 0  # profiles the backfill chunk visited
+    forwarded: int = 0  # events for a merged-away profile, sent on to its survivor
     cancelled: int = 0  # changes dropped because another undid them at the same instant
     _slots: list[_Slot] = field(default_factory=list, repr=False)
 
@@ -187,6 +189,8 @@ class ProfileStage:
             try:
                 if rec.key == TICK_KEY:
                     self._tick(tx, store, out, left)
+                elif rec.value is not None and rec.value[:1] == b"\x00":
+                    self._control(tx, store, rec.value, out, left)
                 else:
                     self._event(tx, store, rec, out, left, wall)
             except StorageError:
@@ -252,6 +256,12 @@ class ProfileStage:
         if rec.value is None:
             raise ValueError("a profile event without a value")
         event = ProfileEvent.from_json(rec.value)
+        moved = tx.get(REDIRECT + event.profile_id.encode())
+        if moved is not None:  # merged away: the event belongs to the survivor now
+            event.profile_id = moved.decode()
+            out.add([self._profile_event(event.profile_id, event.to_json())])
+            out.forwarded += 1
+            return
         outcome = self.processor.apply(store, event, tx.clock)
         if outcome.duplicate:
             out.duplicates += 1
@@ -263,6 +273,46 @@ class ProfileStage:
             out.emit(outcome.changes, self.builder.changes(outcome.changes, store, outcome.record))
         if outcome.added_ids:
             out.add(self.builder.resync(event, outcome, tx.clock))
+
+    def _control(
+        self,
+        tx: Transaction,
+        store: ProfileStore,
+        value: bytes,
+        out: StageResult,
+        left: list[str],
+    ) -> None:
+        """A merge's two halves (`profiles.control`): on the merged-away profile's partition
+        it leaves (state produced to the survivor, a redirect left behind), on the
+        survivor's it is taken in and everything evaluated again."""
+        record = control.parse(value)
+        if isinstance(record, control.MergeRequest):
+            key = REDIRECT + record.source.encode()
+            if tx.get(key) is not None:
+                return  # merged already (a re-delivered request)
+            transfer, gone = self.processor.merge_out(store, record)
+            left.extend(gone)
+            tx.put(key, record.target.encode())
+            if transfer is not None:
+                out.add([self._profile_event(record.target, transfer.to_value())])
+            metrics.merges_applied.labels("out").inc()
+        elif isinstance(record, control.ProfileTransfer):
+            moved = tx.get(REDIRECT + record.target.encode())
+            if moved is not None:  # the survivor was merged on meanwhile: follow it
+                record.target = moved.decode()
+                out.add([self._profile_event(record.target, record.to_value())])
+                return
+            merged = self.processor.merge_in(store, record, tx.clock)
+            if merged.duplicate:
+                return
+            out.emit(merged.changes, self.builder.changes(merged.changes, store, merged.record))
+            out.add(self.builder.transfer(merged, record.source, min(record.at, tx.clock)))
+            metrics.merges_applied.labels("in").inc()
+        else:
+            raise ValueError("an unknown control record on profile-events")
+
+    def _profile_event(self, profile_id: str, value: bytes) -> OutgoingRecord:
+        return OutgoingRecord(self.settings.topics.profile_events, profile_id.encode(), value)
 
     def _backfill(
         self,

@@ -238,6 +238,25 @@ class ProfileStore:
             books.inline = {}  # nothing left in `d:` keys: quiet again
         return len(gone)
 
+    def seen_entries(self, profile_id: str) -> dict[str, int]:
+        """The whole dedup window of a profile: messageId -> arrival ms."""
+        books = self._books_for(profile_id)
+        if books.inline is not None:
+            return dict(books.inline)
+        prefix = SEEN + profile_id.encode() + SEP
+        return {k[len(prefix) :].decode(): int(v) for k, v in self.kv.range(prefix, prefix + _END)}
+
+    def remove(self, record: ProfileRecord) -> None:
+        """Delete a profile with everything stored under it (a merge moved it elsewhere)."""
+        pid = record.profile_id.encode()
+        for prefix in (HISTORY + pid + SEP, SEEN + pid + SEP):
+            for k in [k for k, _ in self.kv.range(prefix, prefix + _END)]:
+                self.kv.delete(k)
+        if record.next_wakeup is not None:
+            self.kv.delete(WAKEUP + _ts(record.next_wakeup) + SEP + pid)
+        self.kv.delete(PROFILE + pid)
+        self._books.pop(record.profile_id, None)
+
     # -- wake-ups -------------------------------------------------------------------
     def due(self, now_ms: int) -> list[str]:
         """Profiles whose next time-driven change is due at or before now, earliest first."""

@@ -9,6 +9,7 @@ One RocksDB database holds one partition of the profile-events topic. Its keys, 
 | `t:` | `t:<due ms, 13 digits>\\0<profile>` | empty (the wake-up index) | `profiles.store` |
 | `d:` | `d:<profile>\\0<messageId>` | arrival ms (dedup window, busy profiles) | `profiles.store` |
 | `s:` | `s:<audience>` | member count in this partition | `profiles.sizes` |
+| `r:` | `r:<merged-away profile>` | the profile it was merged into (events are forwarded) | `profiles.stage` |
 | `c:` | `c:clock`, `c:sweep` | partition clock; backfill epoch and cursor | `state.transaction` |
 | `\\0meta:` | changelog offset, source offset, format | recovery bookkeeping | `state.partition_store` |
 
@@ -31,6 +32,7 @@ HISTORY = b"h:"
 WAKEUP = b"t:"
 SEEN = b"d:"
 SIZE = b"s:"
+REDIRECT = b"r:"
 CLOCK = b"c:clock"
 SWEEP = b"c:sweep"
 

@@ -31,8 +31,13 @@ def topic_specs(
     changelog = {**compact, "max.message.bytes": str(MAX_RECORD_BYTES)}
     specs: dict[str, tuple[int, dict[str, str]]] = {name: (n, {}) for name in t.inputs()}
     specs[t.dead_letter] = (n, {})
-    specs[t.profile_events] = (n, {})
+    # a merge moves a whole profile (its history) to the survivor's partition as one record
+    specs[t.profile_events] = (n, {"max.message.bytes": str(MAX_RECORD_BYTES)})
     specs[settings.changelog_topic] = (n, changelog)
+    specs[t.identity_requests] = (1, {})  # the one writer of the identity graph
+    specs[settings.identity_changelog_topic] = (1, changelog)
+    specs[t.identity] = (n, compact)
+    specs[t.merges] = (n, compact)
     specs[t.definitions] = (1, compact)
     specs[t.changes] = (n, {})
     for d in destinations or []:
