@@ -171,6 +171,14 @@ class Collector:
             status = err.status
             metrics.labelled(metrics.request_errors, err.code).inc()
             return _json(err.body(), err.status, err.headers)
+        except Exception:
+            # A bug, not the request: say so in JSON (SDKs retry a 500 a bounded number of
+            # times) and keep serving.
+            log.exception("collector: unexpected error handling /v1/%s", kind)
+            status = 500
+            metrics.labelled(metrics.request_errors, "internal_error").inc()
+            err = CollectorError(500, "internal_error", "Unexpected error; see the collector log.")
+            return _json(err.body(), 500)
         finally:
             metrics.labelled(metrics.requests, kind, str(status), source_id).inc()
             metrics.labelled(metrics.request_seconds, kind).observe(time.perf_counter() - started)

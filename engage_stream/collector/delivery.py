@@ -111,7 +111,9 @@ class Delivery:
         self._closing = True
         self._wakeup.set()
         deadline = time.monotonic() + self.config.produce_timeout_s
-        while (self._queue or self.inflight_bytes) and time.monotonic() < deadline:
+        while (
+            (self._queue or self.inflight_bytes) and self.available and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.02)
         for task in self._tasks:
             task.cancel()
@@ -126,7 +128,17 @@ class Delivery:
                     )
                 )
         self._queue.clear()
-        await self.sender.stop()
+        # An idempotent producer's stop waits until every batch is acknowledged, which is
+        # forever while Kafka is away; those batches' requests were answered 503 (or get
+        # it now), so their SDKs still hold the events and will send them again.
+        try:
+            await asyncio.wait_for(self.sender.stop(), self.config.produce_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "stopped without Kafka's acknowledgement of %d bytes (answered 503: retried "
+                "by their senders)",
+                self.inflight_bytes,
+            )
 
     def _set_available(self, up: bool, reason: str = "") -> None:
         if up != self.available:

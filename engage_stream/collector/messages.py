@@ -34,7 +34,7 @@ import orjson
 from engage_stream.collector.body import MAX_BATCH_EVENTS, MAX_EVENT_BYTES
 from engage_stream.collector.errors import CollectorError
 from engage_stream.config import Topics
-from engage_stream.identity.resolver import canonical_profile_id
+from engage_stream.identity.resolver import input_key
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
 from engage_stream.stream.producing import OutgoingRecord
@@ -123,7 +123,7 @@ def _prepare_item(
         out.records.append(_dead_letter(raw, _key_of(item), exc.reason, exc.detail, call, topics))
         out.reject(exc.reason)
         return
-    key = canonical_profile_id(event).encode()
+    key = input_key(event).encode()
     out.records.append(OutgoingRecord(topics.mixed, key, raw, call.source_header))
     out.accepted[event.type] = out.accepted.get(event.type, 0) + 1
 

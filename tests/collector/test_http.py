@@ -279,3 +279,22 @@ def test_options_without_origin_is_not_an_error(path: str) -> None:
             assert resp.status == 204
 
     run(test)
+
+
+def test_an_unexpected_error_is_a_json_500_and_the_server_keeps_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import engage_stream.collector.app as app_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    async def test(c: Collector, http: aiohttp.ClientSession) -> None:
+        monkeypatch.setattr(app_module, "prepare", broken)
+        status, body, _ = await post(http, "/v1/track")
+        assert (status, body["code"], body["success"]) == (500, "internal_error", False)
+        monkeypatch.undo()
+        status, _, _ = await post(http, "/v1/track")
+        assert status == 503, "still serving (Kafka is down here)"
+
+    run(test)

@@ -6,10 +6,7 @@ A broker of its own, so stopping it disturbs no other test."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,25 +19,11 @@ from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
 from tests.collector.conftest import collector_config, stack_settings
 from tests.collector.helpers import post, topic_records, wait_events
-from tests.conftest import BROKER_PORT
 from tests.stream.helpers import wait_for
 
 pytestmark = pytest.mark.broker
 
 KEY = "wk_python_7f3a"
-
-
-@pytest.fixture
-def own_broker() -> Iterator[broker.BrokerConfig]:
-    port = BROKER_PORT + 30
-    data = Path(tempfile.mkdtemp(prefix="engage-test-outage-kafka-"))
-    cfg = broker.BrokerConfig(port=port, controller_port=port + 1, data_dir=data)
-    broker.start(cfg)
-    try:
-        yield cfg
-    finally:
-        broker.stop(cfg)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def track_all(client: Client, user: str, first: int, n: int) -> list[str]:
