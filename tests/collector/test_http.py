@@ -298,3 +298,23 @@ def test_an_unexpected_error_is_a_json_500_and_the_server_keeps_serving(
         assert status == 503, "still serving (Kafka is down here)"
 
     run(test)
+
+
+def test_run_serves_until_its_task_is_cancelled_then_stops() -> None:
+    """How a host program (the worker's Faust app) runs it: a task, cancelled at shutdown."""
+
+    async def main() -> None:
+        settings = Settings(broker=f"127.0.0.1:{_closed_port()}")
+        collector = Collector(settings, CollectorSettings(port=0, write_keys="wk1=web"))
+        task = asyncio.create_task(collector.run())
+        while collector.port is None:
+            await asyncio.sleep(0.01)
+        async with aiohttp.ClientSession(collector.url) as http, http.get("/health") as resp:
+            assert resp.status == 503  # serving; Kafka is not there
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", collector.port)
+
+    asyncio.run(main())
