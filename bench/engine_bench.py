@@ -48,7 +48,7 @@ import orjson
 
 from bench.workload import Workload, WorkloadSpec
 from engage_stream.events import ProfileEvent
-from engage_stream.identity.resolver import canonical_profile_id
+from engage_stream.identity.resolver import input_key
 from engage_stream.ingest.validate import parse_message
 from engage_stream.profiles.processor import (
     ProcessorSettings,
@@ -87,7 +87,7 @@ def _ingest(raws: list[tuple[bytes, int]]) -> list[bytes]:
     out = []
     for raw, received in raws:
         ev = parse_message(raw, received)
-        ev.profile_id = canonical_profile_id(ev)
+        ev.profile_id = input_key(ev)
         out.append(ev.to_json())
     return out
 

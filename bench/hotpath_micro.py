@@ -28,7 +28,7 @@ from sortedcontainers import SortedDict
 from bench.workload import Workload, WorkloadSpec
 from engage_stream import metrics
 from engage_stream.events import ProfileEvent
-from engage_stream.identity.resolver import canonical_profile_id
+from engage_stream.identity.resolver import input_key
 from engage_stream.ingest.validate import parse_message, parse_object
 from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
 from engage_stream.profiles.store import ProfileStore
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(raws)
     events = [parse_message(r, 0) for r in raws]
     for e in events:
-        e.profile_id = canonical_profile_id(e)
+        e.profile_id = input_key(e)
     internal = [e.to_json() for e in events]
     keys = [e.profile_id.encode() for e in events]
     rows: list[tuple[str, Callable[[], Any], Callable[[], Any], int]] = []

@@ -16,7 +16,7 @@ Stages (the same workload events throughout, µs per event):
   with the clock fixed (draining a backlog: nothing ages out, as in the e2e run);
 - `profile_steady`: the same with the clock following event time, 30-day history and 24 h
   dedup window, so history and dedup entries age out all the time (a long-running worker);
-- `profiles_stage`: `ProfileBatches.handle` (stage + checkpoint) over a
+- `profiles_stage`: `StageBatches.handle` (stage + checkpoint) over a
   `PartitionStore` — decode, apply, metrics, changelog records, the local batch;
 - `changelog/event`: changelog records the checkpoints produced per event (not µs).
 
@@ -92,7 +92,7 @@ def child(events: int, profiles: int, repeat: int) -> dict[str, Any]:
     from bench.workload import Workload, WorkloadSpec
     from engage_stream.config import Settings
     from engage_stream.events import ProfileEvent
-    from engage_stream.identity.resolver import canonical_profile_id
+    from engage_stream.identity.resolver import input_key
     from engage_stream.ingest.validate import parse_message
     from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
     from engage_stream.profiles.stage import ProfileStage
@@ -104,7 +104,7 @@ def child(events: int, profiles: int, repeat: int) -> dict[str, Any]:
     from engage_stream.state.transaction import Transaction
     from engage_stream.stream.ingest_stage import IngestStage
     from engage_stream.stream.partitions import PartitionManager
-    from engage_stream.stream.profile_batches import ProfileBatches
+    from engage_stream.stream.stage_batches import StageBatches
 
     wl = Workload(WorkloadSpec(profiles=profiles, events=events, seed=7))
     now = int(time.time() * 1000)
@@ -117,7 +117,7 @@ def child(events: int, profiles: int, repeat: int) -> dict[str, Any]:
         out = []
         for raw in raws:
             ev = parse_message(raw, now)
-            ev.profile_id = canonical_profile_id(ev)
+            ev.profile_id = input_key(ev)
             out.append(ev.to_json())
         return out
 
@@ -177,8 +177,8 @@ def child(events: int, profiles: int, repeat: int) -> dict[str, Any]:
         sink = _Sink()
         pm = PartitionManager(settings)
         pm.open[0] = PartitionState(0, PartitionStore(pm.path(0)))
-        batches = ProfileBatches(settings, ProfileStage(settings), pm, sink, Committable())
-        batches.definitions_ready.set()
+        batches = StageBatches(ProfileStage(settings), pm, sink, Committable())
+        batches.ready.set()
         tp = TopicPartition(settings.topics.profile_events, 0)
         recs = [
             ConsumerRecord(tp.topic, 0, i, now, 0, b"k", raw, None, 1, len(raw), ())

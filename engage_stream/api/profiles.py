@@ -8,6 +8,7 @@ raises `ApiError`), so it is unit-testable without a web server. The web view
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -16,7 +17,6 @@ from pydantic import BaseModel, Field
 
 from engage_stream.api.errors import ApiError
 from engage_stream.events import ProfileEvent
-from engage_stream.identity.resolver import profile_id_for_lookup
 from engage_stream.profiles.record import ProfileRecord, TraitValue
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.timestamps import iso_ms as iso
@@ -31,15 +31,22 @@ def not_found() -> ApiError:
     return ApiError(404, "not_found", "Profile was not found.")
 
 
-def profile_id_of(space_id: str, space: str, collection: str, identifier: str) -> str:
+def profile_id_of(
+    space_id: str,
+    space: str,
+    collection: str,
+    identifier: str,
+    resolve: Callable[[str, str], str | None],
+) -> str:
     """The canonical profile id a request path names (`<type>:<value>` in the users
-    collection of this space); a 404 for anything else."""
+    collection of this space, any identifier type: `user_id`, `email`, `ios.idfa`, a
+    custom one), resolved by `resolve` (the identity map); a 404 for anything else."""
     if space != space_id:
         raise ApiError(404, "not_found", f"Space {space!r} was not found.")
     if collection != "users":
         raise not_found()
     id_type, _, value = identifier.partition(":")
-    profile_id = profile_id_for_lookup(id_type, value)
+    profile_id = resolve(id_type.lower(), value) if value else None
     if profile_id is None:
         raise not_found()
     return profile_id

@@ -57,6 +57,10 @@ class WorkerState(Protocol):
         once it has started)."""
         ...
 
+    def resolve(self, id_type: str, value: str) -> str | None:
+        """The canonical profile an identifier belongs to (the identity map), if known."""
+        ...
+
     async def partition_of(self, profile_id: str) -> int:
         """The profile-events partition that holds this profile."""
         ...
@@ -115,6 +119,9 @@ class WorkerSource:
 
     def accepting(self) -> bool:
         return self._worker.producer.ready
+
+    def resolve(self, id_type: str, value: str) -> str | None:
+        return self._worker.replica.lookup(id_type, value)
 
     async def partition_of(self, profile_id: str) -> int:
         w = self._worker

@@ -87,7 +87,9 @@ class Profiles(ApiView):
         ctx = self.ctx
         try:
             self.authorize(request)
-            profile_id = profile_api.profile_id_of(ctx.space_id, space, collection, identifier)
+            profile_id = profile_api.profile_id_of(
+                ctx.space_id, space, collection, identifier, ctx.state.resolve
+            )
             if not ctx.state.accepting():
                 raise ApiError(503, "service_unavailable", "The worker is starting; retry shortly.")
             partition = await ctx.state.partition_of(profile_id)

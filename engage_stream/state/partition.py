@@ -12,8 +12,9 @@ from engage_stream.state.transaction import Sweep, Transaction, read_clock, read
 
 
 class PartitionState:
-    def __init__(self, partition: int, store: PartitionStore) -> None:
+    def __init__(self, partition: int, store: PartitionStore, reported: bool = True) -> None:
         self.partition = partition
+        self.reported = reported  # exports the engage_state_* gauges of its partition
         self.store = store
         self.clock = read_clock(store)
         self.sweep: Sweep = read_sweep(store)
@@ -65,10 +66,14 @@ class PartitionState:
         self._report()
 
     def _report(self) -> None:
+        if not self.reported:
+            return
         metrics.state_profiles.labels(str(self.partition)).set(self.profiles or 0)
 
     def forget_metrics(self) -> None:
         """A partition that moved to another worker is reported there, not here."""
+        if not self.reported:
+            return
         for gauge in (metrics.state_profiles, metrics.state_keys, metrics.state_bytes):
             with contextlib.suppress(KeyError):  # never reported
                 gauge.remove(str(self.partition))

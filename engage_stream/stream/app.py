@@ -16,7 +16,6 @@ import faust
 
 from engage_stream.api import routes as api_routes
 from engage_stream.config import Settings
-from engage_stream.stream import definitions_topic
 from engage_stream.stream.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -48,17 +47,7 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
             logging.getLogger(name).setLevel(max(logging.WARNING, logging.root.level))
         await worker.producer.start()
         try:
-            loops = []
-            if "ingest" in worker.roles:
-                loops.append(worker.ingest.run())
-            if "profiles" in worker.roles:
-                loops.append(
-                    definitions_topic.watch(
-                        settings, worker.on_definitions, worker.definitions_ready
-                    )
-                )
-                loops.append(worker.profiles.run())
-            await asyncio.gather(*loops)
+            await asyncio.gather(*worker.loops())
         except Exception as exc:
             # A stage that stops is a dead worker: say why and exit, so the supervisor
             # restarts it (its state is safe: nothing past the last checkpoint was committed).
@@ -66,7 +55,7 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
             await app.crash(exc)
         finally:
             await worker.producer.stop()
-            worker.partitions.close()
+            worker.close()
 
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:

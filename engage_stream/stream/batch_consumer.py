@@ -114,6 +114,8 @@ class BatchLoop:
                     finally:
                         self._idle.set()
                     self._batch_seconds.observe(time.perf_counter() - started)
+                    for recs in batch.values():
+                        metrics.batch_records.observe(len(recs))
                 if self.offsets and time.monotonic() - self._last_commit >= self.commit_interval_s:
                     await self.commit()
         finally:

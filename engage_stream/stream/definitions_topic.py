@@ -19,12 +19,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as SyncTopicPartition
 from pydantic import BaseModel, Field
 
 from engage_stream.config import Settings
+from engage_stream.stream import compacted
 
 log = logging.getLogger(__name__)
 
@@ -168,46 +168,15 @@ OnChange = Callable[[dict[bytes, DefinitionRecord]], Awaitable[None] | None]
 async def watch(settings: Settings, on_change: OnChange, ready: asyncio.Event) -> None:
     """Follow the definitions topic forever; call `on_change` with the definitions in force
     (`live`) once caught up at start (then set `ready`) and after every later change."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker, enable_auto_commit=False, auto_offset_reset="earliest"
+    current: dict[bytes, DefinitionRecord] = {}
+    await compacted.follow(
+        settings,
+        settings.topics.definitions,
+        lambda key, value: _apply(current, key, value),
+        ready,
+        on_caught_up=lambda: _notify(on_change, current),
+        on_changed=lambda: _notify(on_change, current),
     )
-    await consumer.start()
-    try:
-        parts = None
-        while not parts:
-            # `consumer.topics()` fetches metadata but does not keep it: ask the client
-            cluster = await consumer._client.fetch_all_metadata()
-            parts = cluster.partitions_for_topic(settings.topics.definitions)
-            if not parts:
-                log.warning("waiting for topic %s to exist", settings.topics.definitions)
-                await asyncio.sleep(0.5)
-        tps = [TopicPartition(settings.topics.definitions, p) for p in parts]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        current: dict[bytes, DefinitionRecord] = {}
-        caught_up = all(e == 0 for e in ends.values())
-        if caught_up:
-            await _notify(on_change, current)
-            ready.set()
-        while True:
-            batches = await consumer.getmany(timeout_ms=500)
-            changed = False
-            for batch in batches.values():
-                for rec in batch:
-                    try:
-                        _apply(current, rec.key, rec.value)
-                        changed = True
-                    except ValueError as exc:  # never crash on a bad definition record
-                        log.error("ignoring invalid definition record %r: %s", rec.key, exc)
-            if not caught_up and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
-                caught_up = True
-                await _notify(on_change, current)
-                ready.set()
-            elif caught_up and changed:
-                await _notify(on_change, current)
-    finally:
-        await consumer.stop()
 
 
 async def _notify(on_change: OnChange, current: dict[bytes, DefinitionRecord]) -> None:

@@ -1,10 +1,16 @@
-"""Ingest: input records → validated, normalised, keyed by profile → profile-events (or DLQ)."""
+"""Ingest: input records → validated, normalised → routed by identity (or DLQ).
+
+An event whose identifiers the identity replica already knows, all on one profile, goes
+straight to `profile-events` keyed by that profile; any other goes to the identity stage
+(`identity-requests`), the one place identifiers are linked (`identity.replica`)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from engage_stream import metrics
 from engage_stream.config import Settings
-from engage_stream.identity.resolver import canonical_profile_id
+from engage_stream.identity.replica import IdentityReplica
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
 from engage_stream.records import OutgoingRecord
@@ -13,19 +19,31 @@ from engage_stream.stream.batch_consumer import Batch
 
 
 class IngestStage:
-    def __init__(self, settings: Settings, producer: Producer, offsets: Committable) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: Producer,
+        offsets: Committable,
+        replica: IdentityReplica,
+        replica_ready: asyncio.Event,
+    ) -> None:
         self.settings = settings
         self.topics = settings.topics
         self.producer = producer
         self.offsets = offsets
+        self.replica = replica
+        self.replica_ready = replica_ready
 
     async def handle(self, batch: Batch) -> None:
         """A checkpoint without state: the batch counts as done (its offsets committable)
         once everything it produced is acknowledged."""
+        await self.replica_ready.wait()  # routing needs the identity map as it stands
         out: list[OutgoingRecord] = []
         accepted: dict[str, int] = {}
         rejected: dict[str, int] = {}
         profile_events = self.topics.profile_events
+        identity = self.topics.identity_requests
+        fast = slow = 0
         for recs in batch.values():
             for rec in recs:
                 try:
@@ -48,8 +66,14 @@ class IngestStage:
                     )
                     rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
                     continue
-                pid = event.profile_id = canonical_profile_id(event)
-                out.append(OutgoingRecord(profile_events, pid.encode(), event.to_json()))
+                pid = self.replica.route(event)
+                if pid is None:
+                    out.append(OutgoingRecord(identity, rec.key, event.to_json()))
+                    slow += 1
+                else:
+                    event.profile_id = pid
+                    out.append(OutgoingRecord(profile_events, pid.encode(), event.to_json()))
+                    fast += 1
                 accepted[event.type] = accepted.get(event.type, 0) + 1
         checkpoint = Checkpoint(self.producer, self.settings.changelog_topic, self.offsets)
         checkpoint.add_outputs(out)
@@ -57,6 +81,8 @@ class IngestStage:
             checkpoint.consumed(tp, recs[-1].offset)
         await checkpoint.commit()
         # Counted once the batch is acknowledged (a failed batch is consumed again).
+        metrics.identity_fast_path.labels("known").inc(fast)
+        metrics.identity_fast_path.labels("identity_stage").inc(slow)
         for kind, n in accepted.items():
             metrics.labelled(metrics.events_consumed, kind).inc(n)
         for reason, n in rejected.items():

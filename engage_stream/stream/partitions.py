@@ -42,9 +42,25 @@ class PartitionManager:
     when nothing started it (tests, the Profile API before the first rebalance).
     """
 
-    def __init__(self, settings: Settings, recover_on_assign: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        recover_on_assign: bool = True,
+        *,
+        source_topic: str | None = None,
+        changelog_topic: str | None = None,
+        group_id: str | None = None,
+        name: str = "state",
+    ) -> None:
+        """Defaults: the profiles stage's (`profile-events`, its changelog, the app's
+        group); the identity stage passes its own."""
         self.settings = settings
-        self.root = settings.data_dir / settings.app_id / "state"
+        self.source_topic = source_topic or settings.topics.profile_events
+        self.changelog_topic = changelog_topic or settings.changelog_topic
+        self.group_id = group_id or settings.app_id
+        self.root = settings.data_dir / settings.app_id / name
+        # the per-partition state gauges describe profile-events partitions only
+        self.reported = self.source_topic == settings.topics.profile_events
         self.open: dict[int, PartitionState] = {}
         self.recover_on_assign = recover_on_assign
         self._owned: set[int] = set()
@@ -73,7 +89,7 @@ class PartitionManager:
             ps = self.open.get(partition)
             if ps is None:
                 store = PartitionStore(self.path(partition), self.settings.rocksdb)
-                ps = PartitionState(partition, store)
+                ps = PartitionState(partition, store, reported=self.reported)
                 ps.needs_catch_up = True  # until `_recover` completes, even if it fails
                 self.open[partition] = ps
             if ps.needs_catch_up:
@@ -122,13 +138,13 @@ class PartitionManager:
     async def _committed(self, partition: int) -> int | None:
         """The group's committed offset for the partition (retrying while the broker is
         still electing the group coordinator, as on a fresh cluster)."""
-        tp = TopicPartition(self.settings.topics.profile_events, partition)
+        tp = TopicPartition(self.source_topic, partition)
         for attempt in range(20):
             admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.broker)
             await admin.start()
             try:
                 offsets = await admin.list_consumer_group_offsets(
-                    self.settings.app_id, partitions=[tp]
+                    self.group_id, partitions=[tp]
                 )
             except KafkaError as exc:
                 if not exc.retriable or attempt == 19:
@@ -145,7 +161,7 @@ class PartitionManager:
         started = time.perf_counter()
         committed = await self._committed(ps.partition)
         resume = resume_from(committed, ps.store.source_offset)
-        tp = TopicPartition(self.settings.changelog_topic, ps.partition)
+        tp = TopicPartition(self.changelog_topic, ps.partition)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.broker,
             enable_auto_commit=False,

@@ -9,26 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from engage_stream import metrics
 from engage_stream.api import audiences as audience_api
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
+from engage_stream.identity.replica import IdentityReplica
+from engage_stream.identity.rules import IdentityRules
+from engage_stream.identity.stage import IdentityStage
 from engage_stream.profiles import sizes as audience_sizes
 from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.retention import lookback_problem
-from engage_stream.profiles.stage import TICK_KEY, ProfileStage, build_engine
+from engage_stream.profiles.stage import (
+    PROCESSING_FAILED,
+    TICK_KEY,
+    ProfileStage,
+    StageResult,
+    build_engine,
+)
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.checkpoint import Committable
 from engage_stream.state.transaction import Sweep, Transaction
-from engage_stream.stream import definitions_topic
+from engage_stream.stream import compacted, definitions_topic
 from engage_stream.stream.batch_consumer import BatchLoop
 from engage_stream.stream.ingest_stage import IngestStage
 from engage_stream.stream.partitions import READY, PartitionManager
 from engage_stream.stream.producing import OutgoingRecord, Sender
-from engage_stream.stream.profile_batches import ProfileBatches
 from engage_stream.stream.routing import OwnerDirectory, client_id_for
+from engage_stream.stream.stage_batches import StageBatches
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +53,34 @@ class Worker:
         self.producer = Sender(settings.broker, settings.producer)
         self.partitions = PartitionManager(settings)
         self.stage = ProfileStage(settings)
-        ingest_offsets, profile_offsets = Committable(), Committable()
-        self.batches = ProfileBatches(
-            settings, self.stage, self.partitions, self.producer, profile_offsets
+        ingest_offsets, identity_offsets, profile_offsets = (
+            Committable(),
+            Committable(),
+            Committable(),
         )
-        self.definitions_ready = self.batches.definitions_ready
+        self.batches = StageBatches(
+            self.stage, self.partitions, self.producer, profile_offsets, count=_count_profiles
+        )
+        self.definitions_ready = self.batches.ready
+        # identity: the graph's one writer (whoever is assigned its single partition), and
+        # every worker's replica of its id -> profile map, which ingest routes by
+        self.identity_rules = IdentityRules()
+        self.replica = IdentityReplica(self.identity_rules)
+        self.replica_ready = asyncio.Event()
+        self.identity_partitions = PartitionManager(
+            settings,
+            source_topic=settings.topics.identity_requests,
+            changelog_topic=settings.identity_changelog_topic,
+            group_id=f"{settings.app_id}-identity",
+            name="identity",
+        )
+        self.identity_batches = StageBatches(
+            IdentityStage(settings, self.identity_rules),
+            self.identity_partitions,
+            self.producer,
+            identity_offsets,
+        )
+        self.identity_batches.ready.set()
         self.catalog = Catalog()
         self.active: set[str] = set()
         self.owners = OwnerDirectory(
@@ -65,9 +98,26 @@ class Worker:
         self.ingest = BatchLoop(
             group_id=f"{settings.app_id}-ingest",
             topics=settings.topics.inputs(),
-            handler=IngestStage(settings, self.producer, ingest_offsets).handle,
+            handler=IngestStage(
+                settings, self.producer, ingest_offsets, self.replica, self.replica_ready
+            ).handle,
             offsets=ingest_offsets,
             stage="ingest",
+            **common,
+        )
+        self.identity = BatchLoop(
+            group_id=f"{settings.app_id}-identity",
+            topics=[settings.topics.identity_requests],
+            handler=self.identity_batches.handle,
+            offsets=identity_offsets,
+            on_assigned=lambda tps: self.identity_partitions.mark_rebalanced(
+                tp.partition for tp in tps
+            ),
+            on_revoked=lambda tps: self.identity_partitions.mark_rebalanced(
+                self.identity.owned(settings.topics.identity_requests)
+                - {tp.partition for tp in tps}
+            ),
+            stage="identity",
             **common,
         )
         self.profiles = BatchLoop(
@@ -80,6 +130,28 @@ class Worker:
             stage="profiles",
             **common,
         )
+
+    def loops(self) -> list[Coroutine[Any, Any, None]]:
+        """What this worker runs, by role: the identity replica always (ingest routes by it,
+        the Profile API resolves identifiers with it); ingest with the identity stage; the
+        definitions and the profiles stage."""
+        out: list[Coroutine[Any, Any, None]] = [
+            compacted.follow(
+                self.settings, self.settings.topics.identity, self.replica.apply, self.replica_ready
+            )
+        ]
+        if "ingest" in self.roles:
+            out += [self.ingest.run(), self.identity.run()]
+        if "profiles" in self.roles:
+            out.append(
+                definitions_topic.watch(self.settings, self.on_definitions, self.definitions_ready)
+            )
+            out.append(self.profiles.run())
+        return out
+
+    def close(self) -> None:
+        self.partitions.close()
+        self.identity_partitions.close()
 
     def owned(self) -> set[int]:
         return self.profiles.owned(self.settings.topics.profile_events)
@@ -188,3 +260,14 @@ class Worker:
             metrics.state_keys.labels(str(p)).set(ps.store.estimated_keys())
             metrics.state_bytes.labels(str(p)).set(ps.store.disk_bytes())
         self._export_metrics()
+
+
+def _count_profiles(partition: int, result: StageResult) -> None:
+    """The profiles stage's counters, once its checkpoint is durable (a failed batch is
+    applied again)."""
+    metrics.events_processed.labels(str(partition)).inc(result.processed)
+    metrics.duplicates_dropped.inc(result.duplicates)
+    metrics.records_already_applied.inc(result.skipped)
+    metrics.timers_fired.inc(result.timers_fired)
+    if result.failed:
+        metrics.labelled(metrics.dead_lettered, PROCESSING_FAILED).inc(result.failed)

@@ -122,15 +122,22 @@ def test_errors(
     assert exc.value.body()["error"]["message"]
 
 
-def test_the_path_names_a_profile_of_this_space() -> None:
-    assert profile_id_of("s", "s", "users", "user_id:u1") == "user_id:u1"
-    assert profile_id_of("s", "s", "users", "anonymous_id:a1") == "anonymous_id:a1"
+def test_the_path_names_a_profile_of_this_space_by_any_identifier() -> None:
+    known = {("user_id", "u1"): "use_1", ("email", "u1@x.io"): "use_1", ("ios.idfa", "F"): "use_2"}
+
+    def resolve(id_type: str, value: str) -> str | None:
+        return known.get((id_type, value))
+
+    assert profile_id_of("s", "s", "users", "user_id:u1", resolve) == "use_1"
+    assert profile_id_of("s", "s", "users", "email:u1@x.io", resolve) == "use_1"
+    assert profile_id_of("s", "s", "users", "ios.idfa:F", resolve) == "use_2"
     for space, collection, identifier in (
         ("other", "users", "user_id:u1"),
         ("s", "accounts", "user_id:u1"),
         ("s", "users", "nonsense:u1"),
-        ("s", "users", "email:u1@x.io"),  # not resolvable before identity resolution
+        ("s", "users", "email:"),
+        ("s", "users", "email:nobody@x.io"),
     ):
         with pytest.raises(ApiError) as exc:
-            profile_id_of("s", space, collection, identifier)
+            profile_id_of("s", space, collection, identifier, resolve)
         assert (exc.value.status, exc.value.code) == (404, "not_found")

@@ -66,6 +66,10 @@ class LocalState:
     def accepting(self) -> bool:
         return self.started
 
+    def resolve(self, id_type: str, value: str) -> str | None:
+        """Profiles here are named by their user id (`user_id:<u>`)."""
+        return f"{id_type}:{value}" if id_type in ("user_id", "anonymous_id") else None
+
     async def partition_of(self, profile_id: str) -> int:
         return partition_for(profile_id.encode(), PARTITIONS)
 

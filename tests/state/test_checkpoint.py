@@ -1,7 +1,7 @@
 """The checkpoint on the real broker: a crash after any of its steps loses nothing and
 applies nothing twice.
 
-Each run drives the worker's own profiles path in process — `ProfileBatches` (stage +
+Each run drives the worker's own profiles path in process — `StageBatches` (stage +
 checkpoint) over RocksDB, the real producer, recovery from the real changelog topic, and the
 consumer group's committed offset — over the same `profile-events` records. A crash is
 injected after a numbered checkpoint step (`Checkpoint.faults`); the "restarted worker"
@@ -36,7 +36,7 @@ from engage_stream.state.keys import PROFILE
 from engage_stream.state.transaction import Transaction
 from engage_stream.stream.partitions import PartitionManager
 from engage_stream.stream.producing import Sender
-from engage_stream.stream.profile_batches import ProfileBatches
+from engage_stream.stream.stage_batches import StageBatches
 from engage_stream.stream.topics import ensure_topics
 
 pytestmark = pytest.mark.broker
@@ -170,12 +170,12 @@ async def _run(
         if crash_after is not None and batch_no == crash_at_batch and step == crash_after:
             raise Crash(f"crash after step {step.name}")
 
-    def worker() -> tuple[PartitionManager, ProfileBatches, Committable]:
+    def worker() -> tuple[PartitionManager, StageBatches, Committable]:
         pm = PartitionManager(settings)
         offsets = Committable()
         stage = ProfileStage(settings, catalog)
-        batches = ProfileBatches(settings, stage, pm, sender, offsets, faults)
-        batches.definitions_ready.set()
+        batches = StageBatches(stage, pm, sender, offsets, faults=faults)
+        batches.ready.set()
         return pm, batches, offsets
 
     try:

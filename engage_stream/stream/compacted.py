@@ -1,0 +1,76 @@
+"""Following a compacted topic from its beginning, forever: the definitions and the
+identity map are both state every worker rebuilds this way."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from engage_stream.config import Settings
+
+log = logging.getLogger(__name__)
+
+OnRecord = Callable[[bytes | None, bytes | None], None]
+
+
+async def follow(
+    settings: Settings,
+    topic: str,
+    on_record: OnRecord,
+    ready: asyncio.Event,
+    on_caught_up: Callable[[], Awaitable[None] | None] | None = None,
+    on_changed: Callable[[], Awaitable[None] | None] | None = None,
+) -> None:
+    """Apply every record of `topic` (all partitions) with `on_record`; once everything
+    that existed at start is applied, call `on_caught_up` and set `ready`; after that,
+    `on_changed` after every poll that applied something. A record `on_record` rejects
+    (ValueError) is logged and skipped: bad state on a topic never stops a worker."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        parts = None
+        while not parts:
+            # `consumer.topics()` fetches metadata but does not keep it: ask the client
+            cluster = await consumer._client.fetch_all_metadata()
+            parts = cluster.partitions_for_topic(topic)
+            if not parts:
+                log.warning("waiting for topic %s to exist", topic)
+                await asyncio.sleep(0.5)
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        caught_up = all(e == 0 for e in ends.values())
+        if caught_up:
+            await _call(on_caught_up)
+            ready.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            changed = False
+            for batch in batches.values():
+                for rec in batch:
+                    try:
+                        on_record(rec.key, rec.value)
+                        changed = True
+                    except ValueError as exc:
+                        log.error("%s: ignoring invalid record %r: %s", topic, rec.key, exc)
+            if not caught_up and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                caught_up = True
+                await _call(on_caught_up)
+                ready.set()
+            elif caught_up and changed:
+                await _call(on_changed)
+    finally:
+        await consumer.stop()
+
+
+async def _call(fn: Callable[[], Awaitable[None] | None] | None) -> None:
+    if fn is not None:
+        result = fn()
+        if result is not None:
+            await result
