@@ -53,8 +53,24 @@ def audience_references(defn: AnyDefinition) -> set[str]:
 @dataclass(frozen=True, slots=True)
 class Entry:
     definition: AnyDefinition
-    version: int
+    version: int  # as published by `apply`
     created_at: int
+    # the version whose evaluation this one shares: an edit of only the name, description
+    # or destinations keeps it (no recompute, same messageIds); 0 = `version`
+    evaluated: int = 0
+
+    @property
+    def evaluated_version(self) -> int:
+        return self.evaluated or self.version
+
+
+# Fields an edit may change without changing any membership or value.
+COSMETIC_FIELDS = frozenset({"name", "description", "destinations"})
+
+
+def evaluation_body(body: dict[str, Any]) -> dict[str, Any]:
+    """What decides a definition's results: its body without the cosmetic fields."""
+    return {k: v for k, v in body.items() if k not in COSMETIC_FIELDS}
 
 
 @dataclass
@@ -68,14 +84,15 @@ class Catalog:
         return cls({d.key: Entry(d, 1, created_at) for d in definitions})
 
     @classmethod
-    def from_records(cls, records: Iterable[tuple[str, int, int, dict[str, Any]]]) -> Catalog:
-        """(key, version, created_at, body) as read from the definitions topic; created_at
-        is when version 1 was applied (`include_history: false` counts events from then).
+    def from_records(cls, records: Iterable[tuple[Any, ...]]) -> Catalog:
+        """(key, version, created_at, body[, evaluated version]) as read from the
+        definitions topic; created_at is when version 1 was applied (`include_history:
+        false` counts events from then).
         Keys are one namespace across kinds: should an audience and a computed trait share
         one anyway, the one created first is used, whatever order they are read in."""
-        chosen: dict[str, tuple[int, int, dict[str, Any]]] = {}
-        for key, version, created_at, body in records:
-            rec = (version, created_at, body)
+        chosen: dict[str, tuple[int, int, dict[str, Any], int]] = {}
+        for key, version, created_at, body, *rest in records:
+            rec = (version, created_at, body, rest[0] if rest else 0)
             other = chosen.get(key)
             if other is not None:
                 first, second = sorted((other, rec), key=lambda r: (r[1], _kind(r[2])))
@@ -89,9 +106,9 @@ class Catalog:
                 rec = first
             chosen[key] = rec
         cat = cls()
-        for key, (version, created_at, body) in chosen.items():
+        for key, (version, created_at, body, evaluated) in chosen.items():
             try:
-                cat.entries[key] = Entry(parse_body(body), version, created_at)
+                cat.entries[key] = Entry(parse_body(body), version, created_at, evaluated)
             except ValidationError as exc:
                 cat.failed[key] = f"invalid definition body: {exc.errors()[0]['msg']}"
                 cat.failed_versions[key] = version
@@ -139,7 +156,7 @@ class Catalog:
         inactive = self.inactive()
         wanted = set(keys) if keys is not None else set(self.entries)
         out = {
-            k: -e.version if k in inactive else e.version
+            k: -e.evaluated_version if k in inactive else e.evaluated_version
             for k, e in self.entries.items()
             if k in wanted or k in inactive
         }

@@ -24,6 +24,7 @@ from kafka import TopicPartition as SyncTopicPartition
 from pydantic import BaseModel, Field
 
 from engage_stream.config import Settings
+from engage_stream.definitions.catalog import evaluation_body
 from engage_stream.stream import compacted
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ class DefinitionRecord(BaseModel):
     )
     body: dict[str, Any] = Field(default_factory=dict)
     deleted: bool = False  # a deletion marker: keeps the last version, body empty
+    evaluated_version: int = Field(
+        0,
+        description="the version whose evaluation this one shares (an edit of only the "
+        "name, description or destinations is not recomputed); 0 = version",
+    )
 
     def to_value(self) -> bytes:
         return orjson.dumps(self.model_dump())
@@ -121,7 +127,8 @@ def plan(
 ) -> Plan:
     """What `apply` must write: new keys at version 1, changed bodies at version + 1, a
     re-created key at its deleted version + 1 (created anew); with `prune`, a deletion
-    marker for every live key not wanted."""
+    marker for every live key not wanted. An edit of only cosmetic fields keeps the
+    evaluated version of the one it replaces."""
     out = Plan()
     seen: set[bytes] = set()
     for kind, key, body in wanted:
@@ -132,11 +139,14 @@ def plan(
             out.unchanged.append(k.decode())
             continue
         version = old.version + 1 if old is not None else 1
+        evaluated = version
         if old is None or old.deleted:
             out.created.append(k.decode())
             created = now_ms
         else:
             created = old.created_at or old.applied_at
+            if evaluation_body(old.body) == evaluation_body(body):
+                evaluated = old.evaluated_version or old.version  # nothing to recompute
         out.publish.append(
             DefinitionRecord(
                 key=key,
@@ -145,6 +155,7 @@ def plan(
                 applied_at=now_ms,
                 created_at=created,
                 body=body,
+                evaluated_version=evaluated,
             )
         )
     if prune:

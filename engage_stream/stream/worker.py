@@ -172,7 +172,7 @@ class Worker:
         from engage_stream.stream.topics import ensure_topics
 
         catalog = Catalog.from_records(
-            (r.key, r.version, r.created_at or r.applied_at, r.body)
+            (r.key, r.version, r.created_at or r.applied_at, r.body, r.evaluated_version)
             for r in current.values()
             if r.kind in ("audience", "computed_trait")
         )
