@@ -223,3 +223,48 @@ def test_a_new_identifier_gets_the_current_values_re_sent() -> None:
     assert run(RESYNC_DEFS, lines, None) == out
     # the same identifier again re-sends nothing
     assert not [r for r in out if r["value"].get("timestamp") == "2026-01-01T12:00:00.000Z"]
+
+
+LOGINS = """
+kind: audience
+key: logged_in_since_launch
+include_history: false
+conditions:
+  - event: Login
+destinations: [{name: crm}]
+"""
+
+
+def test_cli_backtests_include_history_false_from_an_applied_at(tmp_path: Path) -> None:
+    """Replay takes the creation instant: only events received after it count."""
+    defs = tmp_path / "defs.yaml"
+    defs.write_text(LOGINS)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(
+        msg("u1", "Login", "2026-01-01T10:00:00Z", "l1")
+        + b"\n"
+        + msg("u2", "Login", "2026-01-03T10:00:00Z", "l2")
+        + b"\n"
+    )
+
+    def members(*extra: str) -> set[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "engage_stream", "replay", "--definitions", str(defs)]
+            + ["--events", str(events), *extra],
+            capture_output=True,
+            check=True,
+            cwd=ROOT,
+        )
+        records = [orjson.loads(line) for line in proc.stdout.splitlines()]
+        return {user_of(r["value"]) for r in records if r["topic"] == "engage.changes"}
+
+    assert members() == {"u1", "u2"}, "created at the start of the file by default"
+    assert members("--applied-at", "2026-01-02T00:00:00Z") == {"u2"}
+    assert members("--applied-at", "logged_in_since_launch=2026-01-04T00:00:00Z") == set()
+    bad = subprocess.run(
+        [sys.executable, "-m", "engage_stream", "replay", "--definitions", str(defs)]
+        + ["--events", str(events), "--applied-at", "nope=2026-01-04T00:00:00Z"],
+        capture_output=True,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and b"no definition 'nope'" in bad.stderr

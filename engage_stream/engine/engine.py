@@ -149,6 +149,13 @@ class Engine:
             for n, v in zip(nodes, self._version, strict=True)
         ]
         self._gated = tuple(r for r, n in enumerate(nodes) if not n.include_anonymous)
+        # `include_history: false`: rank -> creation instant; only events *received* from
+        # then on reach the definition (reference §1.1), whatever their own timestamps
+        self._arrival_cut = {
+            r: applied_at[n.key]
+            for r, n in enumerate(nodes)
+            if self._definitions[n.key].include_history is None and applied_at.get(n.key, 0) > 0
+        }
         self._empty_true = self._members_when_empty()
         self.late_events = 0
 
@@ -180,6 +187,12 @@ class Engine:
                 self.late_events += 1
             else:
                 ingest = self._listeners.get(name, event.properties)
+                cut = self._arrival_cut
+                if cut and ingest[0]:
+                    arrived = event.received_at
+                    kept = tuple(r for r in ingest[0] if arrived >= cut.get(r, 0))
+                    if len(kept) != len(ingest[0]):
+                        ingest = (kept, frozenset(kept))
         if event.type == "identify":
             by_key = self._by_key
             for k in event.traits:
@@ -242,8 +255,9 @@ class Engine:
             for r in ranks:
                 node = self._nodes[r]
                 st: Any = None
+                since = self._arrival_cut.get(r, 0)
                 for e in events:
-                    if e.event in node.events:
+                    if e.event in node.events and e.received_at >= since:
                         st, _ = node.ingest(
                             st, e.event, e.properties, e.timestamp, e.message_id, now_ms
                         )

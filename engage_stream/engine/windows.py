@@ -18,7 +18,9 @@ order does not matter).
 - lookback (include_history: {days: N}): an event leaves at the end of its hour + N days;
   Segment's lookbacks are precise to the hour (reference §1.1), which also lets computed
   traits keep one aggregate per hour instead of one entry per event.
-- include_history false: `since` = the definition's applied_at; no lookback.
+- include_history false: no lookback, and no cut on the event's own time: what counts is
+  the events *received* after the definition was created, which the engine decides before
+  an event reaches the window (`Engine._arrival_cut`).
 - events with `ts > now` (clock skew, imports) count from `ts` on: they "enter" later.
 
 Relative-date event filters (`delivery_at within_next 3 days`) hold only at some instants
@@ -106,7 +108,7 @@ class Window:
         elif between is not None:
             a, b = between.start.ms, between.end.ms + 1
         if history is None:
-            return cls(a, b, INF, applied_at)
+            return cls(a, b, INF, NO_SINCE)
         return cls(a, b, history.ms, NO_SINCE)
 
     @property

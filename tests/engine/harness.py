@@ -44,12 +44,13 @@ def event(
     anon: str | None = None,
     traits: Mapping[str, Any] | None = None,
     profile: str | None = None,
+    received: int | None = None,
 ) -> ProfileEvent:
     return ProfileEvent(
         message_id=mid,
         type=kind,
         timestamp=ts,
-        received_at=ts,
+        received_at=ts if received is None else received,
         profile_id=profile or (f"user_id:{user}" if user else f"anonymous_id:{anon}"),
         event=name,
         user_id=user,

@@ -268,6 +268,26 @@ def test_without_history_events_before_applied_at_are_ignored() -> None:
     assert h.wakeup() is None, "no window, no lookback: membership never expires"
 
 
+def test_without_history_what_counts_is_arrival_after_creation() -> None:
+    """Segment counts the events *received* after the audience was created (issue: a late
+    event, timed before creation but arriving after, was left out; an import timed after
+    creation but received before it was counted)."""
+    applied = T0 + DAY
+    defs = [audience("aud", [{"event": "Login", "count": ">= 2"}], include_history=False)]
+    h = Harness(defs, applied_at={"aud": applied})
+    h.track("Login", applied - 3600_000, received=applied + 60_000, now=applied + 60_000)
+    h.track("Login", applied + 120_000, received=applied - 1, now=applied + 120_000)
+    assert not h.member(), "one received after creation, one before"
+    h.track("Login", applied - 7200_000, received=applied + 180_000, now=applied + 180_000)
+    assert h.member(), "two received after creation, whatever their timestamps"
+    windowed = [
+        audience("w", [{"event": "Login", "within": "7 days"}], include_history=False)
+    ]
+    w = Harness(windowed, applied_at={"w": applied})
+    w.track("Login", applied - 10 * DAY, received=applied + 1, now=applied + 1)
+    assert not w.member(), "the window still reads the event's own time"
+
+
 def test_without_history_a_backfill_skips_events_before_applied_at() -> None:
     h = Harness([])
     h.track("Login", T0)
