@@ -16,7 +16,12 @@ from typing import Any
 from engage_stream.api.errors import ApiError
 from engage_stream.definitions.catalog import Catalog, Status
 from engage_stream.definitions.models import AudienceDefinition
-from engage_stream.outputs.csv_export import Format, export_audience_csv
+from engage_stream.outputs.csv_export import (
+    Format,
+    TraitFormat,
+    export_audience_csv,
+    export_trait_csv,
+)
 from engage_stream.profiles.record import ProfileRecord
 
 STATUSES: tuple[Status, ...] = ("Preparing", "Computing", "Live", "Disabled", "Failed")
@@ -94,32 +99,62 @@ def one_body(
     return summary(catalog, status, sizes, key)
 
 
-_FORMATS: dict[str, Format] = {"formatted": "formatted", "unformatted": "unformatted"}
+_FORMATS: tuple[Format, ...] = ("formatted", "unformatted", "single_column")
+_TRAIT_FORMATS: tuple[TraitFormat, ...] = ("unformatted", "formatted", "formatted_rows")
 
 
 @dataclass(frozen=True, slots=True)
 class MembersExport:
-    """A checked members export request (reference §7 CSV formats)."""
+    """A checked export request (reference §7 CSV formats): an audience's members, or the
+    profiles holding a computed trait's value."""
 
     key: str
-    fmt: Format
+    fmt: str
     traits: list[str] | None
+    trait: bool = False  # a computed-trait export
+    id_type: str | None = None  # single_column: the identifier type written
+    hashed: bool = True  # single_column: SHA-256 of each value, as Segment's file
 
 
 def members_export(catalog: Catalog, key: str, params: Mapping[str, str]) -> MembersExport:
     """Checked before any worker is asked for members: a bad request costs no fan-out."""
-    if catalog.get(key) is None:
+    defn = catalog.get(key)
+    if defn is None:
         raise ApiError(404, "not_found", f"Audience {key!r} was not found.")
-    fmt = _FORMATS.get(params.get("format", "formatted"))
-    if fmt is None:
-        raise ApiError(400, "validation_error", "format must be formatted or unformatted")
     traits = [t for t in params.get("traits", "").split(",") if t] or None
-    return MembersExport(key, fmt, traits)
+    if defn.kind == "computed_trait":
+        fmt = params.get("format", "unformatted")
+        if fmt not in _TRAIT_FORMATS:
+            raise ApiError(
+                400, "validation_error", f"format must be one of {', '.join(_TRAIT_FORMATS)}"
+            )
+        return MembersExport(key, fmt, traits, trait=True)
+    fmt = params.get("format", "formatted")
+    if fmt not in _FORMATS:
+        raise ApiError(400, "validation_error", f"format must be one of {', '.join(_FORMATS)}")
+    if fmt != "single_column":
+        return MembersExport(key, fmt, traits)
+    id_type = params.get("id_type", "")
+    if not id_type:
+        raise ApiError(400, "validation_error", "single_column needs id_type (e.g. email)")
+    hashed = params.get("hashed", "true").lower() not in ("false", "0", "no")
+    return MembersExport(key, fmt, None, id_type=id_type, hashed=hashed)
 
 
 def members_csv(export: MembersExport, members: Iterable[ProfileRecord]) -> bytes:
     """One row per member in profile id order, whichever worker each came from."""
     buf = io.StringIO()
     ordered = sorted(members, key=lambda r: r.profile_id)
-    export_audience_csv(ordered, export.key, export.fmt, export.traits, buf)
+    if export.trait:
+        export_trait_csv(ordered, export.key, export.fmt, buf)  # type: ignore[arg-type]
+    else:
+        export_audience_csv(
+            ordered,
+            export.key,
+            export.fmt,  # type: ignore[arg-type]
+            export.traits,
+            buf,
+            id_type=export.id_type,
+            hashed=export.hashed,
+        )
     return buf.getvalue().encode()

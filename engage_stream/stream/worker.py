@@ -231,13 +231,18 @@ class Worker:
         return sizes
 
     async def local_members(self, key: str) -> list[ProfileRecord]:
-        """Members of an audience in the partitions this worker owns."""
+        """Members of an audience — or profiles with a value of a computed trait — in the
+        partitions this worker owns."""
         out = []
         for p in sorted(self.owned()):
             store = ProfileStore(Transaction((await self.partitions.get(p)).store))
             for pid in store.profile_ids():
                 rec = store.get(pid)
-                if rec is not None and (m := rec.audiences.get(key)) is not None and m.value:
+                if rec is None:
+                    continue
+                if (m := rec.audiences.get(key)) is not None and m.value is True:
+                    out.append(rec)
+                elif (t := rec.computed_traits.get(key)) is not None and t.value is not None:
                     out.append(rec)
         return out
 

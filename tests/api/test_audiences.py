@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from engage_stream.api import audiences as api
 from engage_stream.api.errors import ApiError
 from engage_stream.definitions.catalog import Catalog, definition_body
+from engage_stream.definitions.models import AudienceDefinition, ComputedTraitDefinition
+from engage_stream.profiles.record import ExternalId, ProfileRecord, TraitValue
 
 AUDIENCE = {
     "kind": "audience",
@@ -90,3 +94,47 @@ def test_definition_body_round_trips_and_leaves_defaults_out() -> None:
     body = definition_body(defn)
     assert "include_anonymous" not in body and body["kind"] == "audience"
     assert Catalog.from_records([("buyers", 1, 0, body)]).get("buyers") == defn
+
+
+def _export_catalog() -> Catalog:
+    return Catalog.from_definitions(
+        [
+            AudienceDefinition.model_validate({"key": "vip", "conditions": [{"event": "X"}]}),
+            ComputedTraitDefinition.model_validate({"key": "n", "type": "counter", "event": "X"}),
+        ]
+    )
+
+
+def _profile(pid: str, email: str) -> ProfileRecord:
+    p = ProfileRecord(profile_id=pid, external_ids=[ExternalId("email", email)])
+    p.audiences["vip"] = TraitValue(True, 1)
+    p.computed_traits["n"] = TraitValue(3, 1)
+    return p
+
+
+def test_members_export_single_column_hashed_and_trait_csv() -> None:
+    catalog = _export_catalog()
+    one = api.members_export(catalog, "vip", {"format": "single_column", "id_type": "email"})
+    body = api.members_csv(one, [_profile("use_2", "b@x.io"), _profile("use_1", "a@x.io")])
+    lines = body.decode().splitlines()
+    assert lines[0] == "email"
+    assert lines[1:] == [
+        hashlib.sha256(e.encode()).hexdigest().upper() for e in ("a@x.io", "b@x.io")
+    ]
+    raw = api.members_export(
+        catalog, "vip", {"format": "single_column", "id_type": "email", "hashed": "false"}
+    )
+    assert api.members_csv(raw, [_profile("use_1", "a@x.io")]).decode().splitlines()[1] == (
+        "a@x.io"
+    )
+    trait = api.members_export(catalog, "n", {})
+    rows = api.members_csv(trait, [_profile("use_1", "a@x.io")]).decode().splitlines()
+    assert rows[0].startswith("key,value") and rows[1].startswith("use_1,3")
+    for key, params in (
+        ("vip", {"format": "single_column"}),
+        ("vip", {"format": "formatted_rows"}),
+        ("n", {"format": "single_column"}),
+    ):
+        with pytest.raises(ApiError) as exc:
+            api.members_export(catalog, key, params)
+        assert exc.value.status == 400
