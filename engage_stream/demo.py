@@ -424,7 +424,7 @@ def _live_phase(
 
     def changed(u: str, what: str) -> bool:
         return feed.wait_for(
-            lambda c: c["key"] == key and c["profile_id"] == f"user_id:{u}" and describe(c) == what,
+            lambda c: c["key"] == key and _is_user(c, u) and describe(c) == what,
             timeout=max(1.0, window_ms / 1000 + 60 - (time.monotonic() - t0)),
         )
 
@@ -441,6 +441,13 @@ def _live_phase(
     )
     printer.live = False
     return True
+
+
+def _is_user(change: dict[str, Any], user_id: str) -> bool:
+    """Whether a change is about this userId: by the change's external ids (profile ids
+    are opaque once identity resolution assigns them)."""
+    ids = {(x.get("type"), x.get("id")) for x in change.get("external_ids") or []}
+    return ("user_id", user_id) in ids or change.get("profile_id") == f"user_id:{user_id}"
 
 
 def _busiest_user(sample: list[bytes]) -> str:
