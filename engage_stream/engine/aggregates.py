@@ -8,9 +8,7 @@ Storage, by window (see windows.py for when an event counts):
   about half the cost of one small list per event. The entries that already count are a
   prefix (`k` of them); invertible aggregates (counter, sum, avg, most_frequent,
   unique_*) keep a running total of that prefix, adding an entry when it starts to count
-  and subtracting it when it leaves, so an evaluation never re-reads the window. (State
-  of earlier versions — `[[[ts, contribution], ...], total, k]`, or no `first` — is
-  converted when read);
+  and subtracting it when it leaves, so an evaluation never re-reads the window;
 - *bucketed* (no explicit window: the hour-precise lookback, or nothing): one
   `[hour, partial]` per hour with events (a single bucket when nothing ever leaves),
   plus `pending` events whose time is not reached yet, plus the running total — a 90-day
@@ -411,9 +409,8 @@ class CompiledTrait:
         return self.inv.zero() if self.inv is not None else None
 
     def _current(self, state: Any) -> list[Any]:
-        """Any stored state in the current layout: none yet, just `first` (an int: an
-        empty window), or earlier versions' (column-wise, with `first` the oldest kept
-        event's enter time: what counted before it has left)."""
+        """Stored state in its full layout: none yet, or just `first` (an int: an empty
+        window), expanded."""
         marks = [state] if self.marks else []
         if state is None or type(state) is int:
             if self.mode == "session":
@@ -423,17 +420,6 @@ class CompiledTrait:
             if self.mode == "bucketed":
                 return [[], [], self._zero(), *marks]
             return [[], *marks]
-        if self.mode == "exact" and len(state) == 3:  # `[[[ts, c], ...], total, k]`
-            entries, total, k = state
-            values = None if self.agg == "counter" else [e[1] for e in entries]
-            state = [[e[0] for e in entries], values, total, k]
-        if len(state) < self.width:
-            if self.mode == "exact":
-                state.append(state[0][0] + self.a if state[0] else None)
-            elif self.mode == "bucketed":
-                state.append(0 if state[0] else state[1][0][0] if state[1] else None)
-            else:
-                state.append(state[0][0][0] + self.a if state[0] else None)
         return state
 
     def _partial(self, ts: int, c: Any) -> Partial:

@@ -139,12 +139,3 @@ def test_a_backfill_gives_the_live_value() -> None:
     live.track("E", T0 + MIN, {"v": "3"})
     live.tick(T0 + 5 * DAY)
     assert {k: live.value(k) for k in "nsa"} == {k: h.value(k) for k in "nsa"}
-
-
-def test_state_of_earlier_versions_without_first_is_read() -> None:
-    h = Harness([trait("n", "counter", "E", within="1 day")])
-    h.track("E", T0)
-    record = h.record()
-    record.engine["n"] = f"[[{T0}],null,1,1]"  # no `first`
-    h.store.put(record, record.next_wakeup)
-    assert [c.value for c in h.tick(T0 + DAY)] == [0]

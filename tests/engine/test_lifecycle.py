@@ -169,22 +169,3 @@ def test_state_is_stored_as_compact_json_strings() -> None:
     assert Engine.state(h.record(), "n") == [[T0], None, 1, 1, T0], (
         "times, no values, total, k, first"
     )
-
-
-def test_exact_trait_state_of_earlier_versions_is_read() -> None:
-    """Exact-window state was once one `[ts, contribution]` per event: still understood."""
-    defs = [
-        trait("n", "counter", "Login", within="1 day"),
-        trait("top", "most_frequent", "Login", property="v", within="1 day", min_frequency=1),
-    ]
-    h = Harness(defs)
-    h.track("Login", T0, {"v": "a"})
-    record = h.record()
-    record.engine["n"] = f"[[[{T0},1]],1,1]"
-    record.engine["top"] = f'[[[{T0},"a"]],{{"a":1}},1]'
-    h.store.put(record, record.next_wakeup)
-    h.track("Login", T0 + H, {"v": "b"})
-    h.track("Login", T0 + 2 * H, {"v": "b"})
-    assert h.value("n") == 3 and h.value("top") == "b"
-    assert Engine.state(h.record(), "n") == [[T0, T0 + H, T0 + 2 * H], None, 3, 3, T0]
-    assert [c.value for c in h.tick(T0 + DAY)] == [2]
