@@ -240,9 +240,12 @@ class Worker:
                 rec = store.get(pid)
                 if rec is None:
                     continue
-                if (m := rec.audiences.get(key)) is not None and m.value is True:
-                    out.append(rec)
-                elif (t := rec.computed_traits.get(key)) is not None and t.value is not None:
+                if (
+                    (m := rec.audiences.get(key)) is not None
+                    and m.value is True
+                    or (t := rec.computed_traits.get(key)) is not None
+                    and t.value is not None
+                ):
                     out.append(rec)
         return out
 
