@@ -195,6 +195,25 @@ def external_ids(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
     return {"data": data, "cursor": q.cursor(has_more, next_token).model_dump(exclude_none=True)}
 
 
+def merges(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
+    """The profiles merged into this one (beyond Segment, which shows this only in its
+    warehouse tables), in `id_graph_updates` shape, oldest first."""
+    start = _untoken_position(q.next)[0] if q.next else 0
+    page = record.merges[start : start + q.limit]
+    has_more = start + q.limit < len(record.merges)
+    data = [
+        {
+            "segment_id": m.source,
+            "canonical_segment_id": record.profile_id,
+            "triggering_event_id": m.message_id,
+            "timestamp": iso(m.at),
+        }
+        for m in page
+    ]
+    next_token = _token(str(start + q.limit)) if has_more else ""
+    return {"data": data, "cursor": q.cursor(has_more, next_token).model_dump(exclude_none=True)}
+
+
 def metadata(record: ProfileRecord) -> dict[str, Any]:
     md = record.metadata
     return {
@@ -272,7 +291,7 @@ def handle(
     params: dict[str, str],
     now_ms: int,
 ) -> dict[str, Any]:
-    if section not in ("traits", "external_ids", "events", "metadata"):
+    if section not in ("traits", "external_ids", "events", "metadata", "merges"):
         raise ApiError(404, "not_found", f"Unknown resource {section!r}.")
     record = store.get(profile_id) if profile_id else None
     if record is None:
@@ -285,4 +304,6 @@ def handle(
         return external_ids(record, q)
     if section == "metadata":
         return metadata(record)
+    if section == "merges":
+        return merges(record, q)
     return events(store, record, q, now_ms)

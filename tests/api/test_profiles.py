@@ -141,3 +141,26 @@ def test_the_path_names_a_profile_of_this_space_by_any_identifier() -> None:
         with pytest.raises(ApiError) as exc:
             profile_id_of("s", space, collection, identifier, resolve)
         assert (exc.value.status, exc.value.code) == (404, "not_found")
+
+
+def test_merges_lists_the_profiles_merged_in_oldest_first() -> None:
+    from engage_stream.profiles.record import Merge, ProfileRecord
+    from engage_stream.profiles.store import ProfileStore
+    from engage_stream.state.memory import MemoryKV
+
+    store = ProfileStore(MemoryKV())
+    rec = ProfileRecord(profile_id="use_1")
+    rec.merges = [Merge("use_a", 1_700_000_000_000, "m1"), Merge("use_b", 1_700_000_001_000, "m2")]
+    store.put(rec, None)
+    body = handle(store, "use_1", "merges", "/p", {"limit": "1"}, 0)
+    assert body["data"] == [
+        {
+            "segment_id": "use_a",
+            "canonical_segment_id": "use_1",
+            "triggering_event_id": "m1",
+            "timestamp": "2023-11-14T22:13:20.000Z",
+        }
+    ]
+    assert body["cursor"]["has_more"]
+    more = handle(store, "use_1", "merges", "/p", {"next": body["cursor"]["next"]}, 0)
+    assert [m["segment_id"] for m in more["data"]] == ["use_b"]
