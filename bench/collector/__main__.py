@@ -214,7 +214,7 @@ async def bench_delivery(
 
 
 def keyed(batch: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
-    """(key, value) as the collector writes them: keyed by canonical profile id."""
+    """(key, value) as the collector writes them: keyed by userId, else anonymousId."""
     out = []
     for e in batch:
         pid = f"user_id:{e['userId']}" if e.get("userId") else f"anonymous_id:{e['anonymousId']}"

@@ -13,9 +13,10 @@ What Segment's tracking API does to a call before anything downstream sees it (r
 
 Then every item is judged by the ingest stage's own `parse_message` on the exact bytes
 that will be forwarded, so the collector and the worker can never disagree: a valid item
-goes to the mixed input topic keyed by its canonical profile id (one topic and one key
-per profile keep that profile's events in order across types, and ingest re-keys by the
-same id), an invalid one to the dead-letter topic with the ingest reason. An event over
+goes to the mixed input topic keyed by `identity.resolver.input_key` (`user_id:<userId>`,
+else `anonymous_id:<anonymousId>`: one topic and one key per identifier keep a person's
+events in order across types), an invalid one to the dead-letter topic with the ingest
+reason. An event over
 32 KB fails the whole request with 400, as Segment answers; a batch of more than 2,500
 events is answered 200 and not processed (Segment's documented behaviour), its body
 dead-lettered whole so that it can be split and re-sent.

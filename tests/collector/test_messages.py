@@ -51,7 +51,7 @@ def test_single_call_endpoint_names_the_type_and_server_stamps() -> None:
     assert "writeKey" not in msg
     assert out.accepted == {"track": 1} and out.rejected == {} and out.events == 1
     [rec] = out.records
-    assert rec.key == b"user_id:u1", "keyed by the canonical profile id, as ingest re-keys"
+    assert rec.key == b"user_id:u1", "keyed by identifier: one person's events in order"
     assert rec.headers == [(SOURCE_HEADER, b"web")]
     assert b"wk-secret" not in (rec.value or b"")
 
