@@ -29,6 +29,7 @@ class ProfileEvent(BaseModel):
     anonymous_id: str | None = None
     group_id: str | None = None
     previous_id: str | None = None
+    source_id: str | None = Field(default=None, description="the write key's source (collector)")
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
@@ -73,6 +74,7 @@ class ProfileEvent(BaseModel):
                 "anonymous_id": get("anonymous_id"),
                 "group_id": get("group_id"),
                 "previous_id": get("previous_id"),
+                "source_id": get("source_id"),
                 "properties": get("properties") or {},
                 "traits": get("traits") or {},
                 "context": get("context") or {},
@@ -94,7 +96,7 @@ class ProfileEvent(BaseModel):
 _new = object.__new__
 _setattr = object.__setattr__
 _FIELDS = frozenset(ProfileEvent.model_fields)
-_OPTIONAL = ("event", "user_id", "anonymous_id", "group_id", "previous_id")
+_OPTIONAL = ("event", "user_id", "anonymous_id", "group_id", "previous_id", "source_id")
 _MAPPINGS = ("properties", "traits", "context")
 if {"message_id", "type", "timestamp", "received_at", "profile_id", *_OPTIONAL, *_MAPPINGS} != (
     _FIELDS

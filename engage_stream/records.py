@@ -12,6 +12,9 @@ from typing import Protocol
 
 Headers = list[tuple[str, bytes]]
 
+# On input records: the source (write key) an event came in through; the collector sets it.
+SOURCE_ID_HEADER = "engage.source_id"
+
 
 class SourceRecord(Protocol):
     """One consumed record: where it came from and what it holds."""

@@ -32,10 +32,17 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, log_path: Path, loglevel: str = "warning") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        loglevel: str = "warning",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
         self.loglevel = loglevel
+        self.env = env or {}  # added to the worker's environment (e.g. ENGAGE_COLLECTOR_*)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,7 +50,7 @@ class WorkerProcess:
         return f"http://{self.settings.web_host}:{self.settings.web_port}"
 
     def start(self, timeout: float = 60.0, extra_args: list[str] | None = None) -> None:
-        env = {**os.environ, **self.settings.env(), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.settings.env(), **self.env, "PYTHONUNBUFFERED": "1"}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(

@@ -240,7 +240,7 @@ def _event_item(record: ProfileRecord, e: ProfileEvent) -> dict[str, Any]:
         "context": e.context,
         "type": e.type,
         "message_id": e.message_id,
-        "source_id": "",
+        "source_id": e.source_id or "",
         "timestamp": iso(e.timestamp),
         "properties": e.properties,
         "event": e.event,

@@ -38,10 +38,11 @@ from engage_stream.config import Topics
 from engage_stream.identity.resolver import input_key
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
+from engage_stream.records import SOURCE_ID_HEADER
 from engage_stream.stream.producing import OutgoingRecord
 from engage_stream.timestamps import iso_ms
 
-SOURCE_HEADER = "engage.source_id"
+SOURCE_HEADER = SOURCE_ID_HEADER
 """On every record the collector writes: the source (write key) it came from."""
 
 BATCH_TOO_LARGE = "batch_too_large"

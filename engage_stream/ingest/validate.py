@@ -330,6 +330,7 @@ def _fast_event(obj: dict[str, Any], received_at_ms: int, raw: bytes) -> Profile
             "anonymous_id": anonymous_id,
             "group_id": group_id,
             "previous_id": previous_id,
+            "source_id": None,
             "properties": properties,
             "traits": traits,
             "context": context,

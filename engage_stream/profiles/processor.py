@@ -324,6 +324,7 @@ def _apply_external_ids(record: ProfileRecord, event: ProfileEvent) -> list[Exte
                 collection=collection,
                 created_at=event.received_at,
                 first_message_id=event.message_id,
+                source_id=event.source_id or "",
             )
             record.external_ids.append(x)
             added.append(x)
@@ -335,8 +336,11 @@ def _apply_metadata(record: ProfileRecord, event: ProfileEvent, created: bool) -
     if created:
         md.created_at = event.received_at
         md.first_message_id = event.message_id
+        md.first_source_id = event.source_id or ""
     md.updated_at = max(md.updated_at, event.received_at)
     md.last_message_id = event.message_id
+    if event.source_id:
+        md.last_source_id = event.source_id
     md.event_count += 1
 
 

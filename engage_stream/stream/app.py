@@ -15,6 +15,8 @@ import logging
 import faust
 
 from engage_stream.api import routes as api_routes
+from engage_stream.collector.app import Collector
+from engage_stream.collector.settings import CollectorSettings
 from engage_stream.config import Settings
 from engage_stream.stream.worker import Worker
 
@@ -38,6 +40,14 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
     )
     worker = Worker(settings, roles or {"ingest", "profiles"})
     app.engage_worker = worker  # type: ignore[attr-defined]
+
+    collector_config = CollectorSettings.from_env()
+    if collector_config.in_worker:  # ENGAGE_COLLECTOR_IN_WORKER=true: one process for the demo
+        collector = Collector(settings, collector_config)
+
+        @app.task
+        async def run_collector() -> None:
+            await collector.run()  # serves on its own port until the app stops
 
     @app.task
     async def run_stages() -> None:

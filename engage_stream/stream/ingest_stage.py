@@ -7,13 +7,14 @@ straight to `profile-events` keyed by that profile; any other goes to the identi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 from engage_stream import metrics
 from engage_stream.config import Settings
 from engage_stream.identity.replica import IdentityReplica
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
-from engage_stream.records import OutgoingRecord
+from engage_stream.records import SOURCE_ID_HEADER, OutgoingRecord
 from engage_stream.state.checkpoint import Checkpoint, Committable, Producer
 from engage_stream.stream.batch_consumer import Batch
 
@@ -50,6 +51,8 @@ class IngestStage:
                     if rec.value is None:
                         raise InvalidEvent(Reason.MALFORMED_JSON, "record has no value")
                     event = parse_message(rec.value, rec.timestamp)
+                    if rec.headers:
+                        event.source_id = _source_of(rec.headers)
                 except InvalidEvent as exc:
                     dl = DeadLetter(
                         reason=exc.reason,
@@ -87,3 +90,10 @@ class IngestStage:
             metrics.labelled(metrics.events_consumed, kind).inc(n)
         for reason, n in rejected.items():
             metrics.labelled(metrics.dead_lettered, reason).inc(n)
+
+
+def _source_of(headers: Iterable[tuple[str, bytes]]) -> str | None:
+    for k, v in headers:
+        if k == SOURCE_ID_HEADER:
+            return v.decode() or None
+    return None

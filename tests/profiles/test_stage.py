@@ -311,3 +311,18 @@ def test_a_destination_added_to_an_audience_gets_its_current_members() -> None:
     part.run([_record(5, TICK_KEY, None, T0 + 8 * 86_400_000 + 1)])
     back = part.run([_event(8 * 86_400_000 + 10, "a", "Product Viewed", mid="again")])
     assert _topics(back) == ["engage.out.crm"], "nothing further to a removed destination"
+
+
+def test_the_source_an_event_came_through_is_on_the_profile() -> None:
+    from engage_stream.stream.ingest_stage import _source_of
+
+    assert _source_of([("engage.source_id", b"web"), ("x", b"y")]) == "web"
+    assert _source_of([("x", b"y")]) is None
+    part = Partition(ProfileStage(Settings(), _catalog(VIEWERS)))
+    part.run(
+        [_event(0, "a", "Product Viewed", source_id="web"), _event(1, "a", "X", source_id="ios")]
+    )
+    a = part.profile("a")
+    assert a is not None
+    assert (a.metadata.first_source_id, a.metadata.last_source_id) == ("web", "ios")
+    assert {x.source_id for x in a.external_ids} == {"web"}

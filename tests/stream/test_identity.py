@@ -139,3 +139,44 @@ def test_anonymous_devices_merge_into_one_person_across_partitions_and_a_kill(
     for rec in _read(s1, s1.topics.output("crm")):
         mid = orjson.loads(rec.value)["messageId"]
         assert bodies.setdefault(mid, rec.value) == rec.value
+
+
+def test_the_worker_runs_the_collector_and_keeps_the_source(
+    worker_settings: Settings, tmp_path: Path
+) -> None:
+    """ENGAGE_COLLECTOR_IN_WORKER: one process takes HTTP events (Segment's Tracking API)
+    and the profile records the write key's source."""
+    import base64
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ensure_topics(worker_settings)
+    env = {
+        "ENGAGE_COLLECTOR_IN_WORKER": "true",
+        "ENGAGE_COLLECTOR_PORT": str(port),
+        "ENGAGE_COLLECTOR_WRITE_KEYS": "wk-test=web-source",
+    }
+    w = WorkerProcess(worker_settings, tmp_path / "w.log", env=env)
+    w.start(timeout=90)
+    try:
+        body = orjson.dumps(
+            {"userId": "http-1", "event": "Signed Up", "messageId": "h1", "timestamp": now_iso()}
+        )
+        auth = base64.b64encode(b"wk-test:").decode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/track",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200 and orjson.loads(resp.read()) == {"success": True}
+        metadata = wait_for(
+            lambda: (r := w.profile("user_id:http-1", "metadata"))[0] == 200 and r[1],
+            what="the HTTP event on the profile",
+        )
+        assert metadata["metadata"]["first_source_id"] == "web-source"
+    finally:
+        w.stop()
