@@ -30,6 +30,10 @@ class ProfileEvent(BaseModel):
     group_id: str | None = None
     previous_id: str | None = None
     source_id: str | None = Field(default=None, description="the write key's source (collector)")
+    linked_profile: str | None = Field(
+        default=None,
+        description="internal: the user a group call forwarded to its account came from",
+    )
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
@@ -75,6 +79,7 @@ class ProfileEvent(BaseModel):
                 "group_id": get("group_id"),
                 "previous_id": get("previous_id"),
                 "source_id": get("source_id"),
+                "linked_profile": get("linked_profile"),
                 "properties": get("properties") or {},
                 "traits": get("traits") or {},
                 "context": get("context") or {},
@@ -96,7 +101,15 @@ class ProfileEvent(BaseModel):
 _new = object.__new__
 _setattr = object.__setattr__
 _FIELDS = frozenset(ProfileEvent.model_fields)
-_OPTIONAL = ("event", "user_id", "anonymous_id", "group_id", "previous_id", "source_id")
+_OPTIONAL = (
+    "event",
+    "user_id",
+    "anonymous_id",
+    "group_id",
+    "previous_id",
+    "source_id",
+    "linked_profile",
+)
 _MAPPINGS = ("properties", "traits", "context")
 if {"message_id", "type", "timestamp", "received_at", "profile_id", *_OPTIONAL, *_MAPPINGS} != (
     _FIELDS

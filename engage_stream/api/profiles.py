@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from engage_stream.api.errors import ApiError
 from engage_stream.events import ProfileEvent
-from engage_stream.profiles.record import ProfileRecord, TraitValue
+from engage_stream.profiles.record import ACCOUNT_PREFIX, ProfileRecord, TraitValue, is_account
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.timestamps import iso_ms as iso
 
@@ -43,9 +43,13 @@ def profile_id_of(
     custom one), resolved by `resolve` (the identity map); a 404 for anything else."""
     if space != space_id:
         raise ApiError(404, "not_found", f"Space {space!r} was not found.")
+    id_type, _, value = identifier.partition(":")
+    if collection == "accounts":  # accounts are keyed by their group id
+        if id_type.lower() != "group_id" or not value:
+            raise not_found()
+        return ACCOUNT_PREFIX + value
     if collection != "users":
         raise not_found()
-    id_type, _, value = identifier.partition(":")
     profile_id = resolve(id_type.lower(), value) if value else None
     if profile_id is None:
         raise not_found()
@@ -214,6 +218,50 @@ def merges(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
     return {"data": data, "cursor": q.cursor(has_more, next_token).model_dump(exclude_none=True)}
 
 
+LINKS_LIMIT = 20
+
+
+def links(record: ProfileRecord) -> dict[str, Any]:
+    """Users ↔ accounts (reference §7 `/links`): a user's accounts, or an account's users."""
+    if is_account(record.profile_id):
+        data = [
+            {
+                "to_collection": "users",
+                "external_ids": [
+                    {
+                        "id": v,
+                        "type": t,
+                        "source_id": "",
+                        "collection": "users",
+                        "created_at": iso(link.created_at),
+                        "encoding": "none",
+                    }
+                    for t, v in link.external_ids
+                ],
+            }
+            for link in record.links[:LINKS_LIMIT]
+        ]
+    else:
+        data = [
+            {
+                "to_collection": "accounts",
+                "external_ids": [
+                    {
+                        "id": x.id,
+                        "type": x.type,
+                        "source_id": x.source_id,
+                        "collection": "accounts",
+                        "created_at": iso(x.created_at),
+                        "encoding": x.encoding,
+                    }
+                ],
+            }
+            for x in record.external_ids
+            if x.collection == "accounts"
+        ][:LINKS_LIMIT]
+    return {"data": data}
+
+
 def metadata(record: ProfileRecord) -> dict[str, Any]:
     md = record.metadata
     return {
@@ -291,7 +339,7 @@ def handle(
     params: dict[str, str],
     now_ms: int,
 ) -> dict[str, Any]:
-    if section not in ("traits", "external_ids", "events", "metadata", "merges"):
+    if section not in ("traits", "external_ids", "events", "metadata", "merges", "links"):
         raise ApiError(404, "not_found", f"Unknown resource {section!r}.")
     record = store.get(profile_id) if profile_id else None
     if record is None:
@@ -306,4 +354,6 @@ def handle(
         return metadata(record)
     if section == "merges":
         return merges(record, q)
+    if section == "links":
+        return links(record)
     return events(store, record, q, now_ms)

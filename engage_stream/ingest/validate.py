@@ -331,6 +331,7 @@ def _fast_event(obj: dict[str, Any], received_at_ms: int, raw: bytes) -> Profile
             "group_id": group_id,
             "previous_id": previous_id,
             "source_id": None,
+            "linked_profile": None,
             "properties": properties,
             "traits": traits,
             "context": context,

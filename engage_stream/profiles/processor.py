@@ -17,7 +17,15 @@ import orjson
 from engage_stream.events import ProfileEvent
 from engage_stream.identity.external_ids import extract_external_ids
 from engage_stream.profiles.control import MergeRequest, ProfileTransfer
-from engage_stream.profiles.record import ExternalId, Merge, ProfileRecord, TraitValue
+from engage_stream.profiles.record import (
+    ACCOUNT_PREFIX,
+    ExternalId,
+    Link,
+    Merge,
+    ProfileRecord,
+    TraitValue,
+    is_account,
+)
 from engage_stream.profiles.store import ProfileStore
 
 
@@ -137,6 +145,42 @@ class ProfileProcessor:
         store.put(record, previous_wakeup)
         return Outcome(False, changes, added if not created else [], record, left)
 
+    def apply_account(self, store: ProfileStore, event: ProfileEvent, now_ms: int) -> Outcome:
+        """A group call forwarded to its account (`group_id:<id>`): the account's traits
+        (last by event time), its identifier, the user it links, metadata, history."""
+        record = store.get(event.profile_id)
+        created = record is None
+        if record is None:
+            record = ProfileRecord(profile_id=event.profile_id)
+        if self._is_duplicate(store, event, now_ms):
+            return Outcome(duplicate=True)
+        if self.settings.history_ms > 0:
+            cutoff = now_ms - self.settings.history_ms
+            if event.timestamp >= cutoff:
+                store.append_history(event)
+            if not created:
+                store.prune_history(record.profile_id, cutoff)
+        _apply_traits(record, event)
+        gid = event.group_id or event.profile_id[len(ACCOUNT_PREFIX) :]
+        if not record.has_external_id("group_id", gid):
+            record.external_ids.append(
+                ExternalId(
+                    "group_id",
+                    gid,
+                    "accounts",
+                    event.received_at,
+                    event.message_id,
+                    event.source_id or "",
+                )
+            )
+        user = event.linked_profile
+        if user and all(x.profile_id != user for x in record.links):
+            ids = [[t, v] for t, v, c in extract_external_ids(event) if c == "users"]
+            record.links.append(Link(user, ids, event.received_at))
+        _apply_metadata(record, event, created)
+        store.put(record, record.next_wakeup)
+        return Outcome(False, [], [], record)
+
     def advance(
         self, store: ProfileStore, now_ms: int, on_error: ProfileErrorHandler | None = None
     ) -> Advanced:
@@ -189,6 +233,8 @@ class ProfileProcessor:
                 return SweepResult(changes, cursor, visited, left)
             visited += 1
             cursor = pid
+            if is_account(pid):
+                continue  # user-level definitions are not evaluated on accounts
             record = store.get(pid)
             if record is None or record.defs_epoch == self.epoch:
                 continue

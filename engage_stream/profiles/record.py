@@ -66,6 +66,23 @@ class Merge:
 
 
 @dataclass
+class Link:
+    """An account's user (reference §6 "Group & accounts"): its profile and the identifiers
+    it was linked by, for the Profile API's `/links`."""
+
+    profile_id: str
+    external_ids: list[list[str]] = field(default_factory=list)  # [type, id]
+    created_at: int = 0
+
+
+ACCOUNT_PREFIX = "group_id:"  # accounts are profiles keyed by their group id
+
+
+def is_account(profile_id: str) -> bool:
+    return profile_id.startswith(ACCOUNT_PREFIX)
+
+
+@dataclass
 class ProfileRecord:
     profile_id: str
     traits: dict[str, TraitValue] = field(default_factory=dict)
@@ -78,6 +95,7 @@ class ProfileRecord:
     def_versions: dict[str, int] = field(default_factory=dict)  # definitions state reflects
     defs_epoch: str = ""  # fingerprint of def_versions, for a cheap "up to date?" check
     merges: list[Merge] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)  # accounts: their users
 
     def dumps(self) -> bytes:
         return orjson.dumps(self)
@@ -98,6 +116,7 @@ class ProfileRecord:
             "def_versions": d["def_versions"],
             "defs_epoch": d["defs_epoch"],
             "merges": [_adopt(Merge, m) for m in d["merges"]],
+            "links": [_adopt(Link, x) for x in d["links"]],
         }
         return record
 

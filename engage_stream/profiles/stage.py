@@ -40,6 +40,7 @@ from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.outputs.builder import RecordBuilder
 from engage_stream.profiles import control, sizes
 from engage_stream.profiles.processor import ProfileProcessor, definitions_epoch
+from engage_stream.profiles.record import ACCOUNT_PREFIX, is_account
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.records import OutgoingRecord, SourceRecord
 from engage_stream.state.keys import REDIRECT
@@ -262,7 +263,21 @@ class ProfileStage:
             out.add([self._profile_event(event.profile_id, event.to_json())])
             out.forwarded += 1
             return
+        if is_account(event.profile_id):
+            outcome = self.processor.apply_account(store, event, tx.clock)
+            out.duplicates += outcome.duplicate
+            out.processed += not outcome.duplicate
+            return
         outcome = self.processor.apply(store, event, tx.clock)
+        if event.type == "group" and event.group_id and not outcome.duplicate:
+            # the account is a profile of its own, on its own partition
+            account = event.model_copy(
+                update={
+                    "profile_id": ACCOUNT_PREFIX + event.group_id,
+                    "linked_profile": event.profile_id,
+                }
+            )
+            out.add([self._profile_event(account.profile_id, account.to_json())])
         if outcome.duplicate:
             out.duplicates += 1
             return
