@@ -24,6 +24,7 @@ from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.definitions.models import parse_date_ms
 from engage_stream.identity.graph import IdGraph
+from engage_stream.identity.rules import IdentityRules
 from engage_stream.identity.stage import IdentityStage
 from engage_stream.ingest.validate import InvalidEvent, parse_message
 from engage_stream.profiles.stage import TICK_KEY, ProfileStage, StageResult
@@ -55,10 +56,15 @@ class ReplayStats:
 
 
 class Replay:
-    def __init__(self, catalog: Catalog, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings | None = None,
+        rules: IdentityRules | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self.catalog = catalog
-        self.identity = IdentityStage(self.settings)
+        self.identity = IdentityStage(self.settings, rules or IdentityRules.from_env())
         self.stage = ProfileStage(self.settings, catalog)
         self.id_db = MemoryStore()  # the identity stage's database
         self.db = MemoryStore()  # the profiles stage's (one partition)

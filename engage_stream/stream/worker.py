@@ -64,7 +64,7 @@ class Worker:
         self.definitions_ready = self.batches.ready
         # identity: the graph's one writer (whoever is assigned its single partition), and
         # every worker's replica of its id -> profile map, which ingest routes by
-        self.identity_rules = IdentityRules()
+        self.identity_rules = IdentityRules.from_env()
         self.replica = IdentityReplica(self.identity_rules)
         self.replica_ready = asyncio.Event()
         self.identity_partitions = PartitionManager(

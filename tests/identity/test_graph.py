@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from engage_stream.identity.graph import IdGraph
 from engage_stream.identity.rules import IdentityRules, Limit
 from engage_stream.state.memory import MemoryKV
@@ -106,3 +108,21 @@ def test_merges_and_mappings_are_bounded() -> None:
     ident = g.identity(a.profile_id)
     assert ident is not None and len(ident.ids) == 3, "no more identifiers kept"
     assert g.lookup("ios.id", "d4") is None
+
+
+def test_rules_from_the_environment() -> None:
+    rules = IdentityRules.from_env(
+        {
+            "ENGAGE_IDENTITY_LIMITS": "email=2,ios.id=3/7d",
+            "ENGAGE_IDENTITY_PRIORITY": "user_id,phone,email",
+            "ENGAGE_IDENTITY_MERGE_ON_ALIAS": "true",
+            "ENGAGE_IDENTITY_BLOCKED": "^test$",
+        }
+    )
+    assert rules.limit("user_id") == Limit(1) and rules.limit("email") == Limit(2)
+    assert rules.limit("ios.id") == Limit(3, 7 * DAY) and rules.limit("x") == Limit(5)
+    assert rules.rank("phone") < rules.rank("email") < rules.rank("anonymous_id")
+    assert rules.merge_on_alias and rules.is_blocked("TEST") and not rules.is_blocked("null")
+    assert IdentityRules.from_env({}) == IdentityRules()
+    with pytest.raises(ValueError, match="5/7d"):
+        IdentityRules.from_env({"ENGAGE_IDENTITY_LIMITS": "email=five"})

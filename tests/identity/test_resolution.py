@@ -177,3 +177,25 @@ def test_a_shuffled_arrival_order_gives_the_same_people_and_memberships() -> Non
         shuffled = lines[:]
         rng.shuffle(shuffled)
         assert final(shuffled) == want
+
+
+def test_alias_links_profiles_only_when_opted_in() -> None:
+    from engage_stream.identity.rules import IdentityRules
+
+    lines = [
+        view("2026-01-01T10:00:00Z", "v1", anonymousId="old-anon"),
+        msg("alias", "2026-01-01T10:01:00Z", "al1", userId="u9", previousId="old-anon"),
+        view("2026-01-01T10:02:00Z", "v2", userId="u9"),
+    ]
+    default = replay()
+    run(default, lines)
+    assert default.graph.lookup("user_id", "u9") != default.graph.lookup("anonymous_id", "old-anon")
+    defs, _ = parse_text(DEFINITIONS, "t.yaml")
+    opted = Replay(
+        Catalog.from_definitions(d for d, _ in defs), rules=IdentityRules(merge_on_alias=True)
+    )
+    run(opted, lines)
+    pid = opted.graph.lookup("user_id", "u9")
+    assert pid is not None and pid == opted.graph.lookup("anonymous_id", "old-anon")
+    profile = opted.profiles.get(pid)
+    assert profile is not None and profile.computed_traits["view_count"].value == 2
