@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engage_stream.definitions.loader import collect_items, load_definitions
-from engage_stream.journeys.models import JourneyDefinition, step_key
+from engage_stream.definitions.loader import definition_files, load_definitions
+from engage_stream.definitions.problems import DefinitionErrors
+from engage_stream.journeys.loading import load_journeys
+from engage_stream.journeys.models import step_key
 from tests.journeys.helpers import journey, v2
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "topologies" / "journeys"
@@ -130,33 +132,38 @@ def test_step_keys_stable_and_shaped() -> None:
 
 
 def test_examples_load() -> None:
-    files = sorted(EXAMPLES.glob("*.yaml"))
-    assert {f.stem for f in files} >= {
-        "abandoned_cart",
-        "trial_to_paid",
-        "onboarding_welcome",
-        "win_back",
-    }
-    import yaml
-
-    for f in files:
-        JourneyDefinition.model_validate(yaml.safe_load(f.read_text()))
+    journeys = {j.key: j for j in load_journeys(EXAMPLES)}
+    assert set(journeys) >= {"abandoned_cart", "trial_to_paid", "onboarding_welcome", "win_back"}
+    assert journeys["trial_to_paid"].event_triggered
+    assert not journeys["abandoned_cart"].event_triggered
 
 
-def test_loader_accepts_journeys_without_applying_them() -> None:
-    items, problems = collect_items(EXAMPLES)
-    assert problems == [] and items == []
-    load_definitions(EXAMPLES.parent)  # the whole topologies/ tree validates
+def test_examples_reference_existing_audiences() -> None:
+    audiences = {d.key for d in load_definitions(EXAMPLES.parent)}
+    for j in load_journeys(EXAMPLES):
+        if j.entry.audience is not None:
+            assert j.entry.audience in audiences, j.key
 
 
-def test_loader_reports_journey_problems_with_lines(tmp_path: Path) -> None:
-    f = tmp_path / "j.yaml"
+def test_definitions_loader_does_not_read_journey_files() -> None:
+    assert not any(f.suffix == ".journey" for f in definition_files(EXAMPLES.parent))
+
+
+def test_journey_problems_have_lines(tmp_path: Path) -> None:
+    f = tmp_path / "j.journey"
     f.write_text(
         "kind: journey\nkey: bad\nentry: {audience: aud}\nsteps:\n"
         "  - type: wait\n    key: w\n    duration: 1 minute\n"
         "  - type: send_message\n    key: s\n    channel: fax\n    template: t\n"
     )
-    _, problems = collect_items(f)
-    text = [str(p) for p in problems]
+    with pytest.raises(DefinitionErrors) as e:
+        load_journeys(tmp_path)
+    text = [str(p) for p in e.value.problems]
     assert f"{f}:7: bad.steps[0].duration: out of range: between 5 minutes and 182 days" in text
     assert any(t.startswith(f"{f}:10: bad.steps[1].channel:") for t in text), text
+    f.write_text(
+        "kind: journey\nkey: g\nentry: {audience: aud}\nsteps:\n"
+        "  - {type: goto, key: a, target: nope}\n"
+    )
+    with pytest.raises(DefinitionErrors, match="no step with key 'nope'"):
+        load_journeys(f)
