@@ -57,10 +57,10 @@ def retention_problems(items: Sequence[Item], settings: Settings) -> list[Proble
 
 def engine_problems(definitions: Sequence[AnyDefinition], where: str) -> list[Problem]:
     """The engine compiles every definition: anything it cannot evaluate fails here."""
-    from engage_stream.engine.engine import Engine
+    from engage_stream.profiles.stage import build_engine
 
     try:
-        Engine(list(definitions))
+        build_engine(Catalog.from_definitions(definitions), Settings())
     except Exception as exc:
         return [Problem(where, "", None, f"definitions rejected by the engine: {exc}")]
     return []

@@ -410,26 +410,56 @@ class GroupCondition(_Row):
     negate: bool = False
 
 
+class UsersCondition(_Row):
+    """Account audiences: user-level rows wrapped by any / all / none of the account's users
+    (reference §1.7): each user is evaluated on their own events and traits."""
+
+    users: Literal["any", "all", "none"] = Field(
+        description="any: at least one user matches; all: every user; none: no user"
+    )
+    conditions: list[Condition] = Field(min_length=1, max_length=50)
+
+
 def condition_kind(data: Any) -> str | None:
     """Which condition model a row is (by its leading field), so errors name one model."""
     if isinstance(data, BaseModel):
         data = data.model_dump()
     if isinstance(data, dict):
-        for field_name in ("event", "trait", "audience", "group"):
+        for field_name in ("event", "trait", "audience", "group", "users"):
             if field_name in data:
                 return field_name
     return None
+
+
+def _check_rows(rows: list[Any], account: bool, top: bool) -> None:
+    """`users:` rows only in account audiences, and there every event row inside one (an
+    account has no events of its own)."""
+    for row in rows:
+        if isinstance(row, UsersCondition):
+            if not account:
+                raise ValueError(
+                    "users: any|all|none rows belong in a collection: accounts audience"
+                )
+            _check_rows(row.conditions, False, top=False)
+        elif isinstance(row, GroupCondition):
+            _check_rows(row.group, account, top)
+        elif account and isinstance(row, EventCondition):
+            raise ValueError(
+                f"event {row.event!r} in an account audience: wrap user-level rows in "
+                "`users: any|all|none` (or use an account-level computed trait)"
+            )
 
 
 Condition = Annotated[
     Annotated[EventCondition, Tag("event")]
     | Annotated[TraitCondition, Tag("trait")]
     | Annotated[AudienceCondition, Tag("audience")]
-    | Annotated[GroupCondition, Tag("group")],
+    | Annotated[GroupCondition, Tag("group")]
+    | Annotated[UsersCondition, Tag("users")],
     Discriminator(
         condition_kind,
         custom_error_type="condition_kind",
-        custom_error_message="a condition row needs one of: event, trait, audience, group",
+        custom_error_message="a condition row needs one of: event, trait, audience, group, users",
     ),
 ]
 
@@ -495,6 +525,11 @@ class _Definition(_Strict):
         description="consider events before the definition was applied (lookback); "
         "false = only events after",
     )
+    collection: Literal["users", "accounts"] = Field(
+        "users",
+        description="accounts: evaluated per account (group_id) over its traits and the "
+        "events of all its users (reference §1.7)",
+    )
 
     @field_validator("include_history", mode="before")
     @classmethod
@@ -515,6 +550,11 @@ class AudienceDefinition(_Definition):
     kind: Literal["audience"] = "audience"
     conditions: list[Condition] = Field(min_length=1, max_length=50)
     destinations: list[AudienceDestination] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _collection_rows(self) -> AudienceDefinition:
+        _check_rows(self.conditions, self.collection == "accounts", top=True)
+        return self
 
     @property
     def computation_class(self) -> str:

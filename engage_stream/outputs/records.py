@@ -172,7 +172,11 @@ def build_records(
             None, view.key, _change_value(change, view, timestamp, space_id), change.message_id
         )
     ]
-    if definition.destinations:
+    if definition.destinations and definition.collection == "accounts":
+        records.extend(
+            _group_calls(definition, profile, change.value, change.message_id, timestamp, space_id)
+        )
+    elif definition.destinations:
         idents = view.identities(definition.include_anonymous)
         records.extend(
             _destination_calls(
@@ -180,6 +184,45 @@ def build_records(
             )
         )
     return records
+
+
+def _group_calls(
+    definition: AnyDefinition,
+    profile: ProfileRecord,
+    value: Any,
+    message_id: str,
+    timestamp: str,
+    space_id: str,
+) -> list[OutputRecord]:
+    """An account-level change (reference §3.2): one Group call per destination, the
+    account's group id with `traits.<key>` (audiences: true / false)."""
+    group_id = next((x.id for x in profile.external_ids if x.type == "group_id"), None)
+    if group_id is None:
+        return []
+    audience = isinstance(definition, AudienceDefinition)
+    personas = {
+        "computation_class": "audience" if audience else "trait",
+        "computation_id": definition.computation_id(definition.computation_prefix),
+        "computation_key": definition.key,
+        "namespace": space_id,
+        "space_id": space_id,
+    }
+    v = value is True if audience else value
+    out: list[OutputRecord] = []
+    dests = definition.destinations
+    for n, dest in enumerate(dests):
+        mid = message_id if len(dests) == 1 else f"{message_id}-{n}"
+        payload = {
+            "type": "group",
+            "groupId": group_id,
+            "messageId": mid,
+            "timestamp": timestamp,
+            "traits": {definition.key: v},
+            "context": {"personas": personas},
+            "integrations": {"All": False, dest.name: True},
+        }
+        out.append(OutputRecord(dest.name, profile.profile_id.encode(), orjson.dumps(payload), mid))
+    return out
 
 
 def resync_records(
@@ -365,5 +408,7 @@ def destination_backfill_records(
     only = definition.model_copy(update={"destinations": added})
     idents = identities(profile, definition.include_anonymous)
     cause = DESTINATION + ",".join(sorted(d.name for d in added))
-    mid = message_id(definition.kind, definition.key, version, profile.profile_id, cause, held.value)
+    mid = message_id(
+        definition.kind, definition.key, version, profile.profile_id, cause, held.value
+    )
     return _destination_calls(only, profile, held.value, idents, mid, iso_ms(held.ts), space_id)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 MERGE_REQUEST = b"\x00merge:"
 PROFILE_TRANSFER = b"\x00transfer:"
+ACCOUNT_FLAGS = b"\x00flags:"
 
 
 class MergeRequest(BaseModel):
@@ -46,10 +47,28 @@ class ProfileTransfer(BaseModel):
         return PROFILE_TRANSFER + orjson.dumps(self.model_dump())
 
 
-def parse(value: bytes) -> MergeRequest | ProfileTransfer | None:
+class AccountFlags(BaseModel):
+    """A user's memberships of the hidden audiences its accounts' audiences read
+    (`profiles.accounts`), keyed by the account: sent when one changes and when the user
+    joins the account."""
+
+    account: str
+    user: str
+    flags: dict[str, bool]
+    times: dict[str, int] = Field(default_factory=dict, description="when each last changed")
+    at: int = Field(description="event time (ms) of what changed them")
+    cause: str
+
+    def to_value(self) -> bytes:
+        return ACCOUNT_FLAGS + orjson.dumps(self.model_dump())
+
+
+def parse(value: bytes) -> MergeRequest | ProfileTransfer | AccountFlags | None:
     """The control record a value holds, or None for an event."""
     if value.startswith(MERGE_REQUEST):
         return MergeRequest.model_validate_json(value[len(MERGE_REQUEST) :])
     if value.startswith(PROFILE_TRANSFER):
         return ProfileTransfer.model_validate_json(value[len(PROFILE_TRANSFER) :])
+    if value.startswith(ACCOUNT_FLAGS):
+        return AccountFlags.model_validate_json(value[len(ACCOUNT_FLAGS) :])
     return None

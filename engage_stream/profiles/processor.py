@@ -16,7 +16,8 @@ import orjson
 
 from engage_stream.events import ProfileEvent
 from engage_stream.identity.external_ids import extract_external_ids
-from engage_stream.profiles.control import MergeRequest, ProfileTransfer
+from engage_stream.profiles.accounts import flag_traits
+from engage_stream.profiles.control import AccountFlags, MergeRequest, ProfileTransfer
 from engage_stream.profiles.record import (
     ACCOUNT_PREFIX,
     ExternalId,
@@ -109,8 +110,13 @@ class ProfileProcessor:
         engine: EngineLike | None,
         settings: ProcessorSettings,
         versions: Mapping[str, int] | None = None,
+        accounts: bool = False,
     ) -> None:
         self.settings = settings
+        # which profiles this processor evaluates: users, or accounts (`group_id:<id>`)
+        self.accounts = accounts
+        # accounts: hidden audience key -> (account audience, any|all|none)
+        self.flags: Mapping[str, tuple[str, str]] = {}
         self.set_engine(engine, versions or {})
 
     def set_engine(self, engine: EngineLike | None, versions: Mapping[str, int]) -> None:
@@ -151,15 +157,24 @@ class ProfileProcessor:
         record = store.get(event.profile_id)
         created = record is None
         if record is None:
-            record = ProfileRecord(profile_id=event.profile_id)
+            record = self._new(event.profile_id)
+        previous_wakeup = record.next_wakeup
         if self._is_duplicate(store, event, now_ms):
             return Outcome(duplicate=True)
+        left: list[str] = []
+        changes = self._sync_definitions(store, record, now_ms, left)
         if self.settings.history_ms > 0:
             cutoff = now_ms - self.settings.history_ms
             if event.timestamp >= cutoff:
                 store.append_history(event)
             if not created:
                 store.prune_history(record.profile_id, cutoff)
+        if event.type != "group":  # a user's event, for the account's computed traits
+            _apply_metadata(record, event, created)
+            if self.engine is not None:
+                changes.extend(self.engine.on_event(record, event, now_ms))
+            store.put(record, previous_wakeup)
+            return Outcome(False, changes, [], record, left)
         _apply_traits(record, event)
         gid = event.group_id or event.profile_id[len(ACCOUNT_PREFIX) :]
         if not record.has_external_id("group_id", gid):
@@ -178,8 +193,61 @@ class ProfileProcessor:
             ids = [[t, v] for t, v, c in extract_external_ids(event) if c == "users"]
             record.links.append(Link(user, ids, event.received_at))
         _apply_metadata(record, event, created)
-        store.put(record, record.next_wakeup)
-        return Outcome(False, [], [], record)
+        traits = dict(event.traits)
+        # a new user: `all` (and what reads it) moves now
+        traits.update({k: v for k, (v, _) in self._set_flags(record, event.timestamp).items()})
+        if self.engine is not None:
+            # a trait change, as the engine knows one: dependents are re-evaluated
+            as_traits = event.model_copy(update={"type": "identify", "traits": traits})
+            changes.extend(self.engine.on_event(record, as_traits, now_ms))
+        store.put(record, previous_wakeup)
+        return Outcome(False, changes, [], record, left)
+
+    def account_flags(self, store: ProfileStore, msg: AccountFlags, now_ms: int) -> Outcome:
+        """A user's hidden memberships reached its account: the any / all / none traits
+        move, and the account audiences reading them are evaluated."""
+        record = store.get(msg.account) or self._new(msg.account)
+        previous_wakeup = record.next_wakeup
+        left: list[str] = []
+        changes = self._sync_definitions(store, record, now_ms, left)
+        record.user_flags[msg.user] = {
+            k: [v, msg.times.get(k, msg.at)] for k, v in msg.flags.items()
+        }
+        moved = self._set_flags(record, msg.at)
+        by_time: dict[int, dict[str, bool]] = {}
+        for k, (v, at) in moved.items():
+            by_time.setdefault(at, {})[k] = v
+        if self.engine is not None:
+            for at in sorted(by_time):  # each flag moves at its own instant, in time order
+                event = ProfileEvent(
+                    message_id=f"flags:{msg.user}:{msg.cause}:{at}",
+                    type="identify",
+                    timestamp=at,
+                    received_at=at,
+                    profile_id=msg.account,
+                    traits=by_time[at],
+                )
+                changes.extend(self.engine.on_event(record, event, now_ms))
+        store.put(record, previous_wakeup)
+        return Outcome(False, changes, [], record, left)
+
+    def _set_flags(self, record: ProfileRecord, at: int) -> dict[str, tuple[bool, int]]:
+        """The account's any / all / none traits from its users' hidden memberships; the
+        ones that changed, each with when (`at` when no user's change dates it)."""
+        moved: dict[str, tuple[bool, int]] = {}
+        users = len(record.links) or len(record.user_flags)
+        for k, (v, when) in flag_traits(self.flags, record.user_flags, users).items():
+            current = record.traits.get(k)
+            if current is None or current.value != v:
+                when = when or at
+                record.traits[k] = TraitValue(v, when, "")
+                moved[k] = (v, when)
+        return moved
+
+    def _new(self, profile_id: str) -> ProfileRecord:
+        record = ProfileRecord(profile_id=profile_id)
+        record.def_versions, record.defs_epoch = dict(self.versions), self.epoch
+        return record
 
     def advance(
         self, store: ProfileStore, now_ms: int, on_error: ProfileErrorHandler | None = None
@@ -190,6 +258,8 @@ class ProfileProcessor:
         on (nothing of it is written before its evaluation succeeded); None re-raises."""
         out = Advanced()
         for pid in store.due(now_ms):
+            if is_account(pid) != self.accounts:
+                continue  # the other collection's processor fires it
             record = store.get(pid)
             if record is None or record.next_wakeup is None or record.next_wakeup > now_ms:
                 continue
@@ -233,8 +303,8 @@ class ProfileProcessor:
                 return SweepResult(changes, cursor, visited, left)
             visited += 1
             cursor = pid
-            if is_account(pid):
-                continue  # user-level definitions are not evaluated on accounts
+            if is_account(pid) != self.accounts:
+                continue  # the other collection's processor sweeps it
             record = store.get(pid)
             if record is None or record.defs_epoch == self.epoch:
                 continue

@@ -96,6 +96,9 @@ class ProfileRecord:
     defs_epoch: str = ""  # fingerprint of def_versions, for a cheap "up to date?" check
     merges: list[Merge] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)  # accounts: their users
+    # accounts: each user's memberships of the hidden audiences (`profiles.accounts`), and
+    # under "$at" when they last changed
+    user_flags: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
         return orjson.dumps(self)
@@ -117,6 +120,7 @@ class ProfileRecord:
             "defs_epoch": d["defs_epoch"],
             "merges": [_adopt(Merge, m) for m in d["merges"]],
             "links": [_adopt(Link, x) for x in d["links"]],
+            "user_flags": d["user_flags"],
         }
         return record
 

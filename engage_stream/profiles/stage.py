@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from engage_stream import metrics
 from engage_stream.config import Settings
@@ -38,9 +39,9 @@ from engage_stream.engine.engine import Engine
 from engage_stream.events import ProfileEvent
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.outputs.builder import RecordBuilder
-from engage_stream.profiles import control, sizes
+from engage_stream.profiles import accounts, control, sizes
 from engage_stream.profiles.processor import ProfileProcessor, definitions_epoch
-from engage_stream.profiles.record import ACCOUNT_PREFIX, is_account
+from engage_stream.profiles.record import ACCOUNT_PREFIX, ProfileRecord, is_account
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.records import OutgoingRecord, SourceRecord
 from engage_stream.state.keys import REDIRECT
@@ -53,14 +54,38 @@ TICK_KEY = b"\x00tick"  # the key of a clock tick on profile-events (no value)
 PROCESSING_FAILED = "processing_failed"  # dead-letter reason of the profiles stage
 
 
-def build_engine(catalog: Catalog, settings: Settings) -> Engine:
-    """The engine for a catalog's active definitions (raises if it rejects them)."""
-    active = catalog.active()
-    return Engine(
-        active,
-        versions=catalog.versions({d.key for d in active}),
-        applied_at=catalog.created_at(),
-        settings=settings.engine_settings(),
+@dataclass(frozen=True)
+class Engines:
+    """A catalog's engines: one for users (with the hidden audiences account audiences
+    read), one for accounts (`profiles.accounts`)."""
+
+    split: accounts.Split
+    users: Engine
+    accounts: Engine
+    user_versions: dict[str, int]
+    account_versions: dict[str, int]
+
+
+def build_engine(catalog: Catalog, settings: Settings) -> Engines:
+    """The engines for a catalog's active definitions (raises if one rejects them)."""
+    parts = accounts.split(catalog)
+    versions = catalog.versions({d.key for d in catalog.active()})
+    user_versions = parts.versions(versions, users=True)
+    account_versions = parts.versions(versions, users=False)
+    created = catalog.created_at()
+    applied = {**created, **{k: created.get(parent, 0) for k, (parent, _) in parts.flags.items()}}
+
+    def engine(definitions: list[Any], versions: dict[str, int]) -> Engine:
+        return Engine(
+            definitions, versions=versions, applied_at=applied, settings=settings.engine_settings()
+        )
+
+    return Engines(
+        parts,
+        engine(parts.users, user_versions),
+        engine(parts.accounts, account_versions),
+        user_versions,
+        account_versions,
     )
 
 
@@ -133,6 +158,8 @@ class ProfileStage:
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
         self.settings = settings
         self.processor = ProfileProcessor(None, settings.processor_settings())
+        self.accounts = ProfileProcessor(None, settings.processor_settings(), accounts=True)
+        self._account_events: set[str] = set()
         self.catalog = Catalog()
         self.builder = RecordBuilder.empty(settings)
         self._backfill_keys: set[str] = set()
@@ -147,21 +174,28 @@ class ProfileStage:
         where their values go (a destination added to a definition is a new epoch too)."""
         return self._epoch
 
-    def use(self, catalog: Catalog, engine: Engine | None = None) -> None:
+    def use(self, catalog: Catalog, engines: Engines | None = None) -> None:
         """Evaluate this catalog from the next batch on: every partition backfills the added
-        and edited definitions over its profiles' history. `engine`: built for it already
-        (`build_engine`); raises (and keeps the current set) if the engine rejects it."""
-        engine = engine or build_engine(catalog, self.settings)
+        and edited definitions over its profiles' history. `engines`: built for it already
+        (`build_engine`); raises (and keeps the current set) if an engine rejects it."""
+        engines = engines or build_engine(catalog, self.settings)
         keys = {d.key for d in catalog.active()}
         versions = catalog.versions(keys)
-        old = self.processor.versions
-        self.processor.set_engine(engine, versions)
+        old = {**self.processor.versions, **self.accounts.versions}
+        self.processor.set_engine(engines.users, engines.user_versions)
+        self.accounts.set_engine(engines.accounts, engines.account_versions)
+        self.accounts.flags = engines.split.flags
+        self._account_events = engines.split.account_events
         self.catalog = catalog
         self.builder = RecordBuilder(catalog, self.settings)
         self._backfill_keys = {k for k, v in versions.items() if old.get(k) != v}
         self._destinations = self.builder.destinations()
         self._epoch = definitions_epoch(
-            {**versions, **{f"{k}>{','.join(d)}": 0 for k, d in self._destinations.items()}}
+            {
+                **engines.user_versions,
+                **{f"accounts:{k}": v for k, v in engines.account_versions.items()},
+                **{f"{k}>{','.join(d)}": 0 for k, d in self._destinations.items()},
+            }
         )
 
     def computing(self, sweeps: Iterable[Sweep]) -> set[str]:
@@ -238,12 +272,14 @@ class ProfileStage:
         self, tx: Transaction, store: ProfileStore, out: StageResult, left: list[str]
     ) -> None:
         started = time.perf_counter()
-        fired = self.processor.advance(store, tx.clock, self._on_profile_error)
+        for processor in (self.processor, self.accounts):
+            fired = processor.advance(store, tx.clock, self._on_profile_error)
+            left.extend(fired.left)
+            if fired.changes:
+                out.timers_fired += len(fired.changes)
+                out.emit(fired.changes, self.builder.changes(fired.changes, store))
+                self._to_accounts(store, fired.changes, out, f"timer:{tx.clock}")
         metrics.timer_sweep_seconds.observe(time.perf_counter() - started)
-        left.extend(fired.left)
-        if fired.changes:
-            out.timers_fired += len(fired.changes)
-            out.emit(fired.changes, self.builder.changes(fired.changes, store))
 
     def _event(
         self,
@@ -264,20 +300,18 @@ class ProfileStage:
             out.forwarded += 1
             return
         if is_account(event.profile_id):
-            outcome = self.processor.apply_account(store, event, tx.clock)
+            outcome = self.accounts.apply_account(store, event, tx.clock)
             out.duplicates += outcome.duplicate
             out.processed += not outcome.duplicate
+            left.extend(outcome.left)
+            if outcome.changes:
+                out.emit(
+                    outcome.changes, self.builder.changes(outcome.changes, store, outcome.record)
+                )
             return
         outcome = self.processor.apply(store, event, tx.clock)
-        if event.type == "group" and event.group_id and not outcome.duplicate:
-            # the account is a profile of its own, on its own partition
-            account = event.model_copy(
-                update={
-                    "profile_id": ACCOUNT_PREFIX + event.group_id,
-                    "linked_profile": event.profile_id,
-                }
-            )
-            out.add([self._profile_event(account.profile_id, account.to_json())])
+        if not outcome.duplicate and outcome.record is not None:
+            self._forward_to_accounts(event, outcome, out)
         if outcome.duplicate:
             out.duplicates += 1
             return
@@ -288,6 +322,64 @@ class ProfileStage:
             out.emit(outcome.changes, self.builder.changes(outcome.changes, store, outcome.record))
         if outcome.added_ids:
             out.add(self.builder.resync(event, outcome, tx.clock))
+
+    def _forward_to_accounts(self, event: ProfileEvent, outcome: Any, out: StageResult) -> None:
+        """What a user's accounts need of its event: a group call (the account's traits
+        and the link, with the user's hidden memberships), and the events account computed
+        traits read; and the hidden memberships whenever they moved."""
+        record = outcome.record
+        joined = event.group_id if event.type == "group" else None
+        if joined:
+            account = event.model_copy(
+                update={"profile_id": ACCOUNT_PREFIX + joined, "linked_profile": record.profile_id}
+            )
+            out.add([self._profile_event(account.profile_id, account.to_json())])
+        if event.event is not None and event.event in self._account_events:
+            for gid in _accounts_of(record):
+                copy = event.model_copy(
+                    update={"profile_id": ACCOUNT_PREFIX + gid, "linked_profile": record.profile_id}
+                )
+                out.add([self._profile_event(copy.profile_id, copy.to_json())])
+        moved = any(accounts.is_hidden(ch.key) for ch in outcome.changes)
+        if (moved or joined) and self.accounts.flags:
+            only = None if moved else {joined}
+            self._send_flags(record, out, event.timestamp, "event:" + event.message_id, only)
+
+    def _to_accounts(
+        self, store: ProfileStore, changes: list[Change], out: StageResult, cause: str
+    ) -> None:
+        """Hidden memberships moved by time or a backfill: tell the users' accounts."""
+        if not self.accounts.flags:
+            return
+        for pid in sorted({ch.profile_id for ch in changes if accounts.is_hidden(ch.key)}):
+            record = store.get(pid)
+            if record is not None:
+                at = max(ch.at for ch in changes if ch.profile_id == pid)
+                self._send_flags(record, out, at, cause, None)
+
+    def _send_flags(
+        self,
+        record: ProfileRecord,
+        out: StageResult,
+        at: int,
+        cause: str,
+        only: set[str] | None,
+    ) -> None:
+        hidden = {k: m for k, m in record.audiences.items() if accounts.is_hidden(k)}
+        flags = {k: m.value is True for k, m in hidden.items()}
+        times = {k: m.ts for k, m in hidden.items()}
+        for gid in _accounts_of(record):
+            if only is not None and gid not in only:
+                continue
+            msg = control.AccountFlags(
+                account=ACCOUNT_PREFIX + gid,
+                user=record.profile_id,
+                flags=flags,
+                times=times,
+                at=at,
+                cause=cause,
+            )
+            out.add([self._profile_event(msg.account, msg.to_value())])
 
     def _control(
         self,
@@ -323,6 +415,13 @@ class ProfileStage:
             out.emit(merged.changes, self.builder.changes(merged.changes, store, merged.record))
             out.add(self.builder.transfer(merged, record.source, min(record.at, tx.clock)))
             metrics.merges_applied.labels("in").inc()
+        elif isinstance(record, control.AccountFlags):
+            outcome = self.accounts.account_flags(store, record, tx.clock)
+            left.extend(outcome.left)
+            if outcome.changes:
+                out.emit(
+                    outcome.changes, self.builder.changes(outcome.changes, store, outcome.record)
+                )
         else:
             raise ValueError("an unknown control record on profile-events")
 
@@ -343,6 +442,12 @@ class ProfileStage:
         result = self.processor.sweep(
             store, tx.clock, sweep.cursor, self.settings.backfill_chunk, self._on_profile_error
         )
+        # the accounts among the same profile ids (both visit the same ids, in key order)
+        of_accounts = self.accounts.sweep(
+            store, tx.clock, sweep.cursor, self.settings.backfill_chunk, self._on_profile_error
+        )
+        result.changes.extend(of_accounts.changes)
+        result.left.extend(of_accounts.left)
         added = {
             k: new
             for k, dests in self._destinations.items()
@@ -360,6 +465,7 @@ class ProfileStage:
         left.extend(result.left)
         if result.changes:
             out.emit(result.changes, self.builder.changes(result.changes, store))
+            self._to_accounts(store, result.changes, out, f"definition:{self.epoch}")
         if result.cursor is None:
             tx.sweep = Sweep(self.epoch, None, done=True, sent=dict(self._destinations))
             metrics.backfill_pending.labels(str(partition)).set(0)
@@ -381,3 +487,7 @@ class ProfileStage:
             raise exc
         metrics.labelled(metrics.processing_errors, "profiles").inc()
         log.error("profile %s: evaluation failed: %s", profile_id, exc, exc_info=exc)
+
+
+def _accounts_of(record: ProfileRecord) -> list[str]:
+    return [x.id for x in record.external_ids if x.collection == "accounts"]

@@ -61,3 +61,95 @@ def test_group_calls_keep_an_account_with_its_traits_and_users() -> None:
     assert traits["traits"]["plan"] == "pro"
     user = r.profiles.get(u1)
     assert user is not None and "plan" not in user.traits, "group traits are the account's"
+
+
+ACCOUNT_DEFS = """
+- kind: audience
+  key: active_accounts
+  collection: accounts
+  conditions:
+    - users: any
+      conditions:
+        - event: Login
+          within: 30 days
+  destinations: [{name: crm}]
+- kind: audience
+  key: all_onboarded
+  collection: accounts
+  conditions:
+    - users: all
+      conditions:
+        - trait: onboarded
+          operator: equals
+          value: true
+- kind: audience
+  key: dormant_pro_accounts
+  collection: accounts
+  conditions:
+    - trait: plan
+      operator: equals
+      value: pro
+    - users: none
+      conditions:
+        - event: Login
+          within: 14 days
+- kind: computed_trait
+  key: account_logins
+  collection: accounts
+  type: counter
+  event: Login
+"""
+
+
+def track(user: str, event: str, ts: str, mid: str) -> bytes:
+    return orjson.dumps(
+        {"type": "track", "userId": user, "event": event, "timestamp": ts, "messageId": mid}
+    )
+
+
+def identify(user: str, ts: str, mid: str, **traits: Any) -> bytes:
+    return orjson.dumps(
+        {"type": "identify", "userId": user, "traits": traits, "timestamp": ts, "messageId": mid}
+    )
+
+
+def test_account_audiences_over_any_all_none_of_their_users() -> None:
+    from engage_stream.definitions.loader import parse_text
+
+    defs, problems = parse_text(ACCOUNT_DEFS, "accounts.yaml")
+    assert not problems, problems
+    r = Replay(Catalog.from_definitions(d for d, _ in defs))
+    out = [
+        orjson.loads(x.to_json())
+        for x in r.run(
+            [
+                group("u1", "acme", "2026-01-01T10:00:00Z", "g1", plan="pro"),
+                group("u2", "acme", "2026-01-01T10:01:00Z", "g2"),
+                identify("u1", "2026-01-01T10:02:00Z", "i1", onboarded=True),
+                track("u2", "Login", "2026-01-01T11:00:00Z", "l1"),
+                track("u1", "Login", "2026-01-01T11:05:00Z", "l2"),
+                identify("u2", "2026-01-01T12:00:00Z", "i2", onboarded=True),
+            ],
+            until_ms=1767225600000 + 40 * 86_400_000,  # 2026-01-01 + 40 days
+        )
+    ]
+    changes = [
+        (x["value"]["key"], x["value"]["value"], x["value"]["at"][:16])
+        for x in out
+        if x["topic"] == "engage.changes" and x["key"] == "group_id:acme"
+    ]
+    assert ("dormant_pro_accounts", True, "2026-01-01T10:00") in changes, "pro, nobody logged in"
+    assert ("active_accounts", True, "2026-01-01T11:00") in changes, "a user logged in"
+    assert ("dormant_pro_accounts", False, "2026-01-01T11:00") in changes
+    assert ("all_onboarded", True, "2026-01-01T12:00") in changes, "the second user too"
+    assert ("active_accounts", False, "2026-01-31T11:05") in changes, "the last login left"
+    assert ("dormant_pro_accounts", True, "2026-01-15T11:05") in changes, "14 days after it"
+    account = r.profiles.get("group_id:acme")
+    assert account is not None and account.computed_traits["account_logins"].value == 2
+    groups = [x["value"] for x in out if x["topic"] == "engage.out.crm"]
+    assert [(g["type"], g["groupId"], g["traits"]) for g in groups] == [
+        ("group", "acme", {"active_accounts": True}),
+        ("group", "acme", {"active_accounts": False}),
+    ]
+    users = [r.profiles.get(r.graph.lookup("user_id", u) or "") for u in ("u1", "u2")]
+    assert all(u is not None and "active_accounts" not in u.audiences for u in users)

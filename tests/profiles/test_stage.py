@@ -19,11 +19,19 @@ from engage_stream.definitions.catalog import Catalog
 from engage_stream.definitions.loader import parse_text
 from engage_stream.definitions.models import AudienceDefinition
 from engage_stream.engine.changes import Change
+from engage_stream.engine.engine import Engine
 from engage_stream.events import ProfileEvent
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.profiles import sizes
+from engage_stream.profiles.accounts import Split
 from engage_stream.profiles.record import ProfileRecord
-from engage_stream.profiles.stage import PROCESSING_FAILED, TICK_KEY, ProfileStage, StageResult
+from engage_stream.profiles.stage import (
+    PROCESSING_FAILED,
+    TICK_KEY,
+    Engines,
+    ProfileStage,
+    StageResult,
+)
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.records import InputRecord
 from engage_stream.state.memory import MemoryStore
@@ -100,7 +108,7 @@ class FragileEngine:
 def _fragile() -> tuple[Partition, FragileEngine]:
     stage = ProfileStage(Settings())
     engine = FragileEngine()
-    stage.use(Catalog(), engine)  # type: ignore[arg-type]
+    stage.use(Catalog(), Engines(Split(), engine, Engine([]), {}, {}))  # type: ignore[arg-type]
     return Partition(stage), engine
 
 
