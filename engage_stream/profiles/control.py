@@ -58,6 +58,9 @@ class AccountFlags(BaseModel):
     times: dict[str, int] = Field(default_factory=dict, description="when each last changed")
     at: int = Field(description="event time (ms) of what changed them")
     cause: str
+    replaces: list[str] = Field(
+        default_factory=list, description="profiles merged into `user`: no longer its users"
+    )
 
     def to_value(self) -> bytes:
         return ACCOUNT_FLAGS + orjson.dumps(self.model_dump())

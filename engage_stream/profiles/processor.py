@@ -210,6 +210,17 @@ class ProfileProcessor:
         previous_wakeup = record.next_wakeup
         left: list[str] = []
         changes = self._sync_definitions(store, record, now_ms, left)
+        for gone in msg.replaces:  # merged into `user`: one person, counted once
+            record.user_flags.pop(gone, None)
+            for link in record.links:
+                if link.profile_id == gone:
+                    link.profile_id = msg.user
+        unique: dict[str, Link] = {}
+        for link in record.links:
+            unique.setdefault(link.profile_id, link)
+        record.links = list(unique.values())
+            x for x in record.links if not (x.profile_id in seen or seen.add(x.profile_id))
+        ]
         record.user_flags[msg.user] = {
             k: [v, msg.times.get(k, msg.at)] for k, v in msg.flags.items()
         }

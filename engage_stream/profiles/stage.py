@@ -364,6 +364,7 @@ class ProfileStage:
         at: int,
         cause: str,
         only: set[str] | None,
+        replaces: list[str] | None = None,
     ) -> None:
         hidden = {k: m for k, m in record.audiences.items() if accounts.is_hidden(k)}
         flags = {k: m.value is True for k, m in hidden.items()}
@@ -378,6 +379,7 @@ class ProfileStage:
                 times=times,
                 at=at,
                 cause=cause,
+                replaces=replaces or [],
             )
             out.add([self._profile_event(msg.account, msg.to_value())])
 
@@ -414,6 +416,15 @@ class ProfileStage:
                 return
             out.emit(merged.changes, self.builder.changes(merged.changes, store, merged.record))
             out.add(self.builder.transfer(merged, record.source, min(record.at, tx.clock)))
+            if merged.record is not None and self.accounts.flags:
+                self._send_flags(
+                    merged.record,
+                    out,
+                    min(record.at, tx.clock),
+                    f"merge:{record.source}",
+                    None,
+                    replaces=[record.source],
+                )
             metrics.merges_applied.labels("in").inc()
         elif isinstance(record, control.AccountFlags):
             outcome = self.accounts.account_flags(store, record, tx.clock)

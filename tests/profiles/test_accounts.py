@@ -153,3 +153,45 @@ def test_account_audiences_over_any_all_none_of_their_users() -> None:
     ]
     users = [r.profiles.get(r.graph.lookup("user_id", u) or "") for u in ("u1", "u2")]
     assert all(u is not None and "active_accounts" not in u.audiences for u in users)
+
+
+def test_a_user_merged_into_another_counts_once_in_the_account() -> None:
+    from engage_stream.definitions.loader import parse_text
+
+    defs, problems = parse_text(ACCOUNT_DEFS, "accounts.yaml")
+    assert not problems
+    r = Replay(Catalog.from_definitions(d for d, _ in defs))
+    anon = orjson.dumps(
+        {
+            "type": "group",
+            "anonymousId": "a1",
+            "groupId": "acme",
+            "traits": {},
+            "timestamp": "2026-01-01T10:00:00Z",
+            "messageId": "g-a",
+        }
+    )
+    list(
+        r.run(
+            [
+                anon,
+                group("u1", "acme", "2026-01-01T10:01:00Z", "g1"),
+                identify("u1", "2026-01-01T10:02:00Z", "i1", onboarded=True),
+                orjson.dumps(
+                    {
+                        "type": "identify",
+                        "anonymousId": "a1",
+                        "userId": "u1",
+                        "timestamp": "2026-01-01T10:03:00Z",
+                        "messageId": "login",
+                    }
+                ),
+            ]
+        )
+    )
+    account = r.profiles.get("group_id:acme")
+    assert account is not None
+    survivor = r.graph.lookup("user_id", "u1")
+    assert [x.profile_id for x in account.links] == [survivor]
+    assert list(account.user_flags) == [survivor]
+    assert account.audiences["all_onboarded"].value is True, "the one person is onboarded"
