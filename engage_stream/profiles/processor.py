@@ -219,8 +219,6 @@ class ProfileProcessor:
         for link in record.links:
             unique.setdefault(link.profile_id, link)
         record.links = list(unique.values())
-            x for x in record.links if not (x.profile_id in seen or seen.add(x.profile_id))
-        ]
         record.user_flags[msg.user] = {
             k: [v, msg.times.get(k, msg.at)] for k, v in msg.flags.items()
         }
