@@ -180,3 +180,71 @@ def test_the_worker_runs_the_collector_and_keeps_the_source(
         assert metadata["metadata"]["first_source_id"] == "web-source"
     finally:
         w.stop()
+
+
+ACCOUNTS = """
+- kind: audience
+  key: active_accounts
+  collection: accounts
+  conditions:
+    - users: any
+      conditions:
+        - event: Signed In
+          within: 30 days
+  destinations: [{name: crm}]
+"""
+
+
+def test_an_account_audience_follows_its_users_on_the_worker(worker) -> None:  # type: ignore[no-untyped-def]
+    s = worker.settings
+    defs, problems = parse_text(ACCOUNTS, "accounts.yaml")
+    assert not problems
+    apply_definitions(s, [d for d, _ in defs])
+    calls = [
+        {
+            "type": "group",
+            "userId": u,
+            "groupId": "acme",
+            "traits": {"plan": "pro"},
+            "timestamp": now_iso(-20),
+            "messageId": f"{u}-group",
+        }
+        for u in ("w1", "w2", "w3")
+    ]
+    calls.append(
+        {
+            "type": "track",
+            "userId": "w3",
+            "event": "Signed In",
+            "timestamp": now_iso(-10),
+            "messageId": "w3-in",
+        }
+    )
+    produce(s, calls)
+
+    def account() -> Any:
+        status, body = worker.request(
+            f"/v1/spaces/{s.space_id}/collections/accounts/profiles/group_id:acme/traits",
+            token=s.api_token,
+        )
+        return body["traits"] if status == 200 else None
+
+    traits = wait_for(
+        lambda: (t := account()) is not None and t.get("active_accounts") is True and t,
+        timeout=60,
+        what="the account in its audience",
+    )
+    assert traits["plan"] == "pro"
+    status, links = worker.request(
+        f"/v1/spaces/{s.space_id}/collections/accounts/profiles/group_id:acme/links",
+        token=s.api_token,
+    )
+    assert status == 200 and sorted(d["external_ids"][0]["id"] for d in links["data"]) == [
+        "w1",
+        "w2",
+        "w3",
+    ]
+    crm = [orjson.loads(r.value) for r in _read(s, s.topics.output("crm"))]
+    assert [(c["type"], c["groupId"], c["traits"]) for c in crm] == [
+        ("group", "acme", {"active_accounts": True})
+    ]
