@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +257,15 @@ def test_restart_loses_nothing_and_applies_nothing_twice(
         assert processed(w2) == (len(batch1) if not wait_commit and delete_local else 0)
         # Uncommitted input is re-ingested (at-least-once); those copies must be dropped by
         # messageId, never applied again.
-        assert w2.metric("engage_duplicates_dropped_total") == (0 if wait_commit else len(batch1))
+        # (they take two hops now — ingest, then the identity stage or straight to the
+        # profiles stage — so wait for them rather than read the counter once)
+        dropped = 0 if wait_commit else len(batch1)
+        wait_for(
+            lambda: w2.metric("engage_duplicates_dropped_total") >= dropped,
+            what="re-ingested copies dropped by messageId",
+        )
+        time.sleep(3 * s.tick_interval_s)  # and no more than those
+        assert w2.metric("engage_duplicates_dropped_total") == dropped
         # The restarted worker carries on: new events apply exactly once on top.
         produce(
             s,
