@@ -20,6 +20,7 @@ from engage_stream.identity.replica import IdentityReplica
 from engage_stream.identity.rules import IdentityRules
 from engage_stream.identity.stage import IdentityStage
 from engage_stream.profiles import sizes as audience_sizes
+from engage_stream.profiles.accounts import is_hidden
 from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.retention import lookback_problem
 from engage_stream.profiles.stage import (
@@ -227,7 +228,8 @@ class Worker:
             if ps is None:
                 continue
             for k, n in audience_sizes.read(ps.store).items():
-                sizes[k] = sizes.get(k, 0) + n
+                if not is_hidden(k):  # account audiences' per-user parts are internal
+                    sizes[k] = sizes.get(k, 0) + n
         return sizes
 
     async def local_members(self, key: str) -> list[ProfileRecord]:
