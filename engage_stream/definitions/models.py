@@ -469,6 +469,11 @@ class _Destination(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$", description="output topic suffix")
     identify: bool = True
     track: bool = False
+    users: bool = Field(
+        False,
+        description="account-level definitions: also an Identify for each user of the "
+        "account (reference §3.2), besides the account's Group call",
+    )
 
     @model_validator(mode="after")
     def _some_call(self) -> _Destination:
@@ -554,6 +559,8 @@ class AudienceDefinition(_Definition):
     @model_validator(mode="after")
     def _collection_rows(self) -> AudienceDefinition:
         _check_rows(self.conditions, self.collection == "accounts", top=True)
+        if self.collection == "users" and any(d.users for d in self.destinations):
+            raise ValueError("destinations' `users: true` is for collection: accounts audiences")
         return self
 
     @property

@@ -208,20 +208,32 @@ def _group_calls(
         "space_id": space_id,
     }
     v = value is True if audience else value
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for dest in definition.destinations:
+        calls.append((dest.name, {"type": "group", "groupId": group_id}))
+        if dest.users:  # and each user of the account, by the ids it was linked with
+            for link in profile.links:
+                ids = dict(reversed([(t, i) for t, i in link.external_ids]))
+                user: dict[str, Any] = {"type": "identify"}
+                if "user_id" in ids:
+                    user["userId"] = ids["user_id"]
+                elif "anonymous_id" in ids:
+                    user["anonymousId"] = ids["anonymous_id"]
+                else:
+                    continue
+                calls.append((dest.name, user))
     out: list[OutputRecord] = []
-    dests = definition.destinations
-    for n, dest in enumerate(dests):
-        mid = message_id if len(dests) == 1 else f"{message_id}-{n}"
+    for n, (dest_name, call) in enumerate(calls):
+        mid = message_id if len(calls) == 1 else f"{message_id}-{n}"
         payload = {
-            "type": "group",
-            "groupId": group_id,
+            **call,
             "messageId": mid,
             "timestamp": timestamp,
             "traits": {definition.key: v},
-            "context": {"personas": personas},
-            "integrations": {"All": False, dest.name: True},
+            "context": {"personas": personas, "groupId": group_id},
+            "integrations": {"All": False, dest_name: True},
         }
-        out.append(OutputRecord(dest.name, profile.profile_id.encode(), orjson.dumps(payload), mid))
+        out.append(OutputRecord(dest_name, profile.profile_id.encode(), orjson.dumps(payload), mid))
     return out
 
 

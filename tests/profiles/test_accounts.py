@@ -195,3 +195,39 @@ def test_a_user_merged_into_another_counts_once_in_the_account() -> None:
     assert [x.profile_id for x in account.links] == [survivor]
     assert list(account.user_flags) == [survivor]
     assert account.audiences["all_onboarded"].value is True, "the one person is onboarded"
+
+
+def test_an_account_audience_can_also_identify_each_user() -> None:
+    from engage_stream.definitions.loader import parse_text
+
+    text = """
+kind: audience
+key: pro_accounts
+collection: accounts
+conditions:
+  - trait: plan
+    operator: equals
+    value: pro
+destinations: [{name: crm, users: true}]
+"""
+    defs, problems = parse_text(text, "a.yaml")
+    assert not problems
+    r = Replay(Catalog.from_definitions(d for d, _ in defs))
+    out = [
+        orjson.loads(x.to_json())["value"]
+        for x in r.run(
+            [
+                group("u1", "acme", "2026-01-01T10:00:00Z", "g1"),
+                group("u2", "acme", "2026-01-01T10:01:00Z", "g2", plan="pro"),
+            ]
+        )
+        if x.topic == "engage.out.crm"
+    ]
+    assert [(c["type"], c.get("groupId"), c.get("userId"), c["traits"]) for c in out] == [
+        ("group", "acme", None, {"pro_accounts": True}),
+        ("identify", None, "u1", {"pro_accounts": True}),
+        ("identify", None, "u2", {"pro_accounts": True}),
+    ]
+    assert len({c["messageId"] for c in out}) == 3
+    bad, problems = parse_text(text.replace("collection: accounts\n", ""), "b.yaml")
+    assert problems and "collection: accounts" in problems[0].message
