@@ -78,10 +78,20 @@ def _summary(definitions: list[AnyDefinition]) -> str:
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from engage_stream.journeys.loading import journey_files, load_journeys
+
     definitions = load_checked(args.path, settings)
+    journeys = []
+    if journey_files(args.path):  # `*.journey` (not yet applied: issue #12's next part)
+        try:
+            journeys = load_journeys(args.path)
+        except DefinitionErrors as errs:
+            _report(errs.problems, args.path)
+            return 1
     if definitions is None:
         return 1
-    print(f"{args.path}: OK — {_summary(definitions)}")
+    more = f", {len(journeys)} journey(s)" if journeys else ""
+    print(f"{args.path}: OK — {_summary(definitions)}{more}")
     return 0
 
 

@@ -179,3 +179,18 @@ def test_cmd_apply_reports_every_problem_and_publishes_nothing(
     (tmp_path / "b.yaml").write_text("kind: audience\nkey: fans\nconditions: [{event: X}]\n")
     assert commands.cmd_apply(args, Settings()) == 0
     assert [r.key for p in published for r in p.publish] == ["fans"]
+
+
+def test_validate_checks_journey_files_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(__file__).resolve().parent.parent / "topologies"
+    (tmp_path / "a.yaml").write_text((root / "audiences" / "cart_abandoners.yaml").read_text())
+    (tmp_path / "j.journey").write_text("kind: journey\nkey: bad\nname: x\nsteps: []\n")
+    args = argparse.Namespace(path=str(tmp_path))
+    assert commands.cmd_validate(args, Settings()) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'j.journey'}:4: bad.steps:" in err
+    args = argparse.Namespace(path=str(root))
+    assert commands.cmd_validate(args, Settings()) == 0
+    assert "4 journey(s)" in capsys.readouterr().out
