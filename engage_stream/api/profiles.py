@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from engage_stream.api.errors import ApiError
 from engage_stream.events import ProfileEvent
+from engage_stream.profiles.accounts import is_hidden
 from engage_stream.profiles.record import ACCOUNT_PREFIX, ProfileRecord, TraitValue, is_account
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.timestamps import iso_ms as iso
@@ -158,7 +159,9 @@ def _trait_entries(record: ProfileRecord, trait_class: str | None) -> dict[str, 
 
 def traits(record: ProfileRecord, q: ProfileQuery) -> dict[str, Any]:
     entries = _trait_entries(record, q.trait_class)
-    keys = sorted(k for k in entries if not q.include or k in q.include)
+    keys = sorted(
+        k for k in entries if (not q.include or k in q.include) and not is_hidden(k)
+    )  # hidden: the per-user parts and account flags of account audiences
     after = _untoken(q.next) if q.next else None
     if after is not None:
         keys = [k for k in keys if k > after]

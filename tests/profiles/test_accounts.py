@@ -231,3 +231,25 @@ destinations: [{name: crm, users: true}]
     assert len({c["messageId"] for c in out}) == 3
     bad, problems = parse_text(text.replace("collection: accounts\n", ""), "b.yaml")
     assert problems and "collection: accounts" in problems[0].message
+
+
+def test_the_profile_api_does_not_show_the_hidden_parts() -> None:
+    from engage_stream.definitions.loader import parse_text
+
+    defs, _ = parse_text(ACCOUNT_DEFS, "accounts.yaml")
+    r = Replay(Catalog.from_definitions(d for d, _ in defs))
+    list(
+        r.run(
+            [
+                group("u1", "acme", "2026-01-01T10:00:00Z", "g1", plan="pro"),
+                track("u1", "Login", "2026-01-01T11:00:00Z", "l1"),
+            ]
+        )
+    )
+    u1 = r.graph.lookup("user_id", "u1") or ""
+    user = r.profiles.get(u1)
+    assert user is not None and any(k.startswith("__acct__") for k in user.audiences)
+    for pid in (u1, "group_id:acme"):
+        shown = handle(r.profiles, pid, "traits", "/p", {"limit": "200"}, 0)["traits"]
+        assert not [k for k in shown if k.startswith("__acct__")]
+    assert handle(r.profiles, "group_id:acme", "traits", "/p", {}, 0)["traits"]["active_accounts"]
