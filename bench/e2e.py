@@ -368,7 +368,7 @@ async def _paced(
                 for tp, recs in batch.items():
                     for r in recs:
                         if tp.topic == changes:
-                            change_recs.append((r.key or b"", r.timestamp))
+                            change_recs.append((_change_profile(r.key, r.value), r.timestamp))
                         elif r.value is not None and r.key and r.key.startswith(b"h:"):
                             mid = r.key.rsplit(b"\x00", 1)[1].decode()
                             if mid.startswith(prefix):
@@ -417,6 +417,18 @@ async def _paced(
         await producer.stop()
         await consumer.stop()
     return n, sent, applied, change_recs, by_profile
+
+
+def _change_profile(key: bytes | None, value: bytes | None) -> bytes:
+    """The bench's name of the profile an `engage.changes` record is about: `user_id:<its
+    userId>` (the record key is the worker's opaque `use_…` id since identity resolution),
+    else the key."""
+    if value:
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+            for x in orjson.loads(value).get("external_ids") or ():
+                if x.get("type") == "user_id" and x.get("id"):
+                    return f"user_id:{x['id']}".encode()
+    return key or b""
 
 
 def measure_latency(

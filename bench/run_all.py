@@ -6,9 +6,9 @@
 Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka) and runs the
 sections that need it (produce, baselines, worker, profile, history, scale) one after the
 other: never two workers at once, as the machine has two cores and the broker needs one.
-Then it stops the broker, runs the sections without Kafka (duckdb, inprocess), prints a
-table and writes everything to var/bench/results-<timestamp>.json. A failing section is
-recorded and the rest still run.
+Then it stops the broker, runs the sections without Kafka (duckdb, inprocess, identity),
+prints a table and writes everything to var/bench/results-<timestamp>.json. A failing
+section is recorded and the rest still run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from typing import Any
 
 import orjson
 
-from bench import baseline_duckdb, baseline_faust, e2e, engine_bench, profile_worker
+from bench import (
+    baseline_duckdb,
+    baseline_faust,
+    e2e,
+    engine_bench,
+    identity_bench,
+    profile_worker,
+)
 from bench.common import (
     BENCH_DIR,
     bench_broker,
@@ -207,6 +214,17 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
             results,
             "inprocess",
             lambda: engine_bench.run(sizes.inprocess_events, min(sizes.profiles, 20_000)),
+            timings,
+        )
+    if "identity" not in skip:
+        say("identity resolution: ingest routing + identity stage vs keyed by input_key")
+        n = sizes.inprocess_events
+        section(
+            results,
+            "identity",
+            lambda: identity_bench.run(
+                n, min(sizes.profiles, 20_000), replay_events=n // 5, repeat=1 if quick else 3
+            ),
             timings,
         )
     results["comparisons"] = comparisons(results)
@@ -440,6 +458,10 @@ def report(r: dict[str, Any]) -> str:
             L.append(f"  {k2:20s} {v:8.1f} µs/event  ({1e6 / v:,.0f}/s)")
         L.append(f"  engine: {inproc['engine']}")
         L.append("")
+    ident = r.get("identity")
+    if isinstance(ident, dict) and "workloads" in ident:
+        L.append(identity_bench.report(ident))
+        L.append("")
     prof = r.get("profile")
     if isinstance(prof, dict):
         L.append(profile_worker.format_profile(prof) if "error" not in prof else str(prof))
@@ -460,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--skip",
         default="",
-        help="comma-separated sections to skip: baselines,profile,history,scale,duckdb,inprocess",
+        help="comma-separated sections to skip: "
+        "baselines,profile,history,scale,duckdb,inprocess,identity",
     )
     p.add_argument("--from-json", type=Path, help="only print the table of a results file")
     args = p.parse_args(argv)

@@ -14,6 +14,18 @@ so identity resolution never merges two bench profiles and the state has exactly
 profiles the workload names. Who sends an event: half the events pick a profile uniformly
 (every profile shows up), half by a heavy-tailed activity weight (a few very active users).
 
+`anonymous_first=True` (`--anonymous-first`) is traffic for identity resolution instead:
+every person starts anonymous on one device (anonymousId only, browsing: page, Product
+Viewed, Product Added); `identify_fraction` of them (40 %) mean to identify, and do so on a
+device (an identify with anonymousId + userId + email) at one of its events after the
+first, each with chance IDENTIFY_CHANCE — so ~30 % of the persons seen identify (the others
+of the 40 % visit once only, or not often enough) — and from then on that device sends
+the whole mix with both ids (orders, group calls, re-identifies). Of those,
+`second_device_fraction` also use a second device (its own anonymousId, ~40 % of their
+events), which browses anonymously until it identifies with the same userId — the identity
+graph then merges that device's anonymous profile into the user's. Same persons, weights
+and seed as the default population; the default workload's bytes do not change.
+
     python -m bench.workload --profiles 100000 --events 1000000 --out var/bench/events.jsonl
     python -m bench.workload --events 200000 --kafka 127.0.0.1:39900 --topic-suffix=-b1
 """
@@ -49,6 +61,11 @@ N_ACCOUNTS = 500
 
 # Cumulative shares of the traffic mix (page, viewed, added, identify, order, group).
 MIX = (0.60, 0.75, 0.85, 0.92, 0.98, 1.0)
+# Anonymous-first traffic: chance that an anonymous device of a person who identifies does
+# so at one of its events after the first; share of a two-device person's events on the
+# second device.
+IDENTIFY_CHANCE = 0.5
+SECOND_DEVICE_SHARE = 0.4
 
 
 class Record(NamedTuple):
@@ -69,6 +86,10 @@ class WorkloadSpec:
     end_ms: int | None = None  # default: now, floored to the hour
     seed: int = 7
     known_fraction: float = 0.7
+    # Identity-resolution traffic (module docstring); False keeps the default workload.
+    anonymous_first: bool = False
+    identify_fraction: float = 0.4  # persons who mean to identify (~30 % of the seen do)
+    second_device_fraction: float = 0.2  # of those: also a second device that identifies
 
     @property
     def total_events(self) -> int:
@@ -83,7 +104,9 @@ class WorkloadSpec:
 class Population:
     """The fixed set of profiles: ids, keys, input partitions and activity weights."""
 
-    def __init__(self, profiles: int, seed: int, known_fraction: float) -> None:
+    def __init__(
+        self, profiles: int, seed: int, known_fraction: float, second_device_fraction: float = 0.0
+    ) -> None:
         rng = random.Random(f"population-{seed}")
         self.size = profiles
         self.known = [rng.random() < known_fraction for _ in range(profiles)]
@@ -99,15 +122,21 @@ class Population:
         self.country = [rng.choice(COUNTRIES) for _ in range(profiles)]
         self.age = [rng.randint(18, 75) for _ in range(profiles)]
         self.account = [f"acct_{rng.randrange(N_ACCOUNTS):04d}" for _ in range(profiles)]
+        # Anonymous-first traffic only: who of the known also identifies a second device.
+        self.second: list[bool] = [False] * profiles
+        if second_device_fraction > 0:
+            drng = random.Random(f"devices-{seed}")
+            self.second = [known and drng.random() < second_device_fraction for known in self.known]
 
-    def anonymous_id(self, u: int) -> str:
-        return f"anon-{u:07d}"
+    def anonymous_id(self, u: int, device: int = 0) -> str:
+        return f"anon-{u:07d}" if device == 0 else f"anon-{u:07d}-d{device}"
 
     def user_id(self, u: int) -> str | None:
         return f"user-{u:07d}" if self.known[u] else None
 
     def profile_id(self, u: int) -> str:
-        """The canonical profile id the worker's identity stage assigns to this profile."""
+        """The bench's name for this profile: `user_id:<userId>`, else `anonymous_id:<…>`
+        (the Profile API answers by either; the worker's own ids are opaque `use_…`)."""
         uid = self.user_id(u)
         return f"user_id:{uid}" if uid else f"anonymous_id:{self.anonymous_id(u)}"
 
@@ -126,7 +155,12 @@ class Workload:
     def __init__(self, spec: WorkloadSpec) -> None:
         self.spec = spec
         self.end_ms = spec.resolved_end_ms()
-        self.population = Population(spec.profiles, spec.seed, spec.known_fraction)
+        if spec.anonymous_first:
+            self.population = Population(
+                spec.profiles, spec.seed, spec.identify_fraction, spec.second_device_fraction
+            )
+        else:
+            self.population = Population(spec.profiles, spec.seed, spec.known_fraction)
         prng = random.Random(f"products-{spec.seed}")
         self.products = [
             {
@@ -150,6 +184,9 @@ class Workload:
         ]
 
     def records(self) -> Iterator[Record]:
+        if self.spec.anonymous_first:
+            yield from self._anonymous_first()
+            return
         spec = self.spec
         rng = random.Random(f"events-{spec.seed}-x{spec.history_multiplier}")
         total = spec.total_events
@@ -171,14 +208,56 @@ class Workload:
             body["context"] = self._ctx[u & 3]
             yield Record(kind, pop.key(u), orjson.dumps(body), u)
 
+    def _anonymous_first(self) -> Iterator[Record]:
+        """Anonymous-first sessions (module docstring). Each device is unseen, then
+        anonymous (browsing), then identified; a person destined to identify does so on a
+        device with chance IDENTIFY_CHANCE at each of its events after its first."""
+        spec = self.spec
+        rng = random.Random(f"anonymous-first-{spec.seed}-x{spec.history_multiplier}")
+        total = spec.total_events
+        span = int(spec.days * DAY_MS)
+        start = self.end_ms - span
+        step = span / max(1, total)
+        prefix = f"a{spec.seed}x{spec.history_multiplier}-"
+        pop = self.population
+        state = [bytearray(pop.size), bytearray(pop.size)]  # per device: 0 new, 1 anon, 2 known
+        for i in range(total):
+            ts = int(start + (i + rng.random()) * step)
+            u = pop.pick(rng)
+            device = 1 if pop.second[u] and rng.random() < SECOND_DEVICE_SHARE else 0
+            seen = state[device]
+            uid = pop.user_id(u)  # None: never identifies
+            if seen[u] == 2:
+                kind, body = self._body(rng, u, i, identified=True)
+            elif seen[u] == 1 and uid is not None and rng.random() < IDENTIFY_CHANCE:
+                kind, body = "identify", self._identify(rng, u, i)
+                seen[u] = 2
+            else:
+                kind, body = self._body(rng, u, i, identified=False)  # browsing only
+                seen[u] = 1
+            anon = pop.anonymous_id(u, device)
+            body["anonymousId"] = anon
+            if seen[u] == 2:
+                body["userId"] = uid
+            body["messageId"] = f"{prefix}{i:010d}"
+            body["timestamp"] = iso_ms(ts)
+            body["context"] = self._ctx[(u + device) & 3]
+            key = uid if seen[u] == 2 else anon  # as `engage-stream produce` keys
+            yield Record(kind, key.encode(), orjson.dumps(body), u)  # type: ignore[union-attr]
+
     def lines(self) -> Iterator[bytes]:
         for rec in self.records():
             yield rec.value
 
-    def _body(self, rng: random.Random, u: int, i: int) -> tuple[str, dict[str, Any]]:
+    def _body(
+        self, rng: random.Random, u: int, i: int, identified: bool | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """One event's body; only identified senders (default: the known) go past browsing."""
         r = rng.random()
         pop = self.population
-        if r >= MIX[2] and not pop.known[u]:
+        if identified is None:
+            identified = pop.known[u]
+        if r >= MIX[2] and not identified:
             r = rng.random() * MIX[2]  # anonymous visitors only browse
         if r < MIX[0]:
             page = PAGES[int(r * 13.33) % len(PAGES)]
@@ -207,16 +286,7 @@ class Workload:
                 "properties": {**p, "quantity": 1 + (i % 3), "cart_id": f"cart-{u}"},
             }
         if r < MIX[3]:
-            return "identify", {
-                "type": "identify",
-                "traits": {
-                    "email": pop.email[u],
-                    "plan": pop.plan[u] if rng.random() < 0.9 else PLANS[i % 3],
-                    "name": f"User {u}",
-                    "country": pop.country[u],
-                    "age": pop.age[u],
-                },
-            }
+            return "identify", self._identify(rng, u, i)
         if r < MIX[4]:
             items = [self.products[rng.randrange(N_PRODUCTS)] for _ in range(1 + (i % 3))]
             revenue = round(sum(p["price"] for p in items), 2)
@@ -244,6 +314,19 @@ class Workload:
                 "industry": INDUSTRIES[int(acct[5:]) % len(INDUSTRIES)],
                 "employees": 10 + (int(acct[5:]) * 37) % 5000,
                 "plan": PLANS[int(acct[5:]) % 3],
+            },
+        }
+
+    def _identify(self, rng: random.Random, u: int, i: int) -> dict[str, Any]:
+        pop = self.population
+        return {
+            "type": "identify",
+            "traits": {
+                "email": pop.email[u],
+                "plan": pop.plan[u] if rng.random() < 0.9 else PLANS[i % 3],
+                "name": f"User {u}",
+                "country": pop.country[u],
+                "age": pop.age[u],
             },
         }
 
@@ -366,14 +449,14 @@ async def produce_async(
     producer = BatchProducer(settings.broker)
     await producer.start()
     started = time.perf_counter()
-    parts: dict[int, int] = {}
+    parts: dict[bytes, int] = {}
     topics = {k: topic_for(settings, k) for k in ("track", "identify", "group", "page", "screen")}
     try:
         await producer.wait_for_leaders(list(topics.values()), settings.partitions)
         for rec in records:
-            p = parts.get(rec.profile)
+            p = parts.get(rec.key)
             if p is None:
-                p = parts[rec.profile] = partition_for(rec.key, settings.partitions)
+                p = parts[rec.key] = partition_for(rec.key, settings.partitions)
             await producer.add(topics[rec.kind], p, rec.key, rec.value)
             if progress_every and producer.sent % progress_every == 0:
                 rate = producer.sent / (time.perf_counter() - started)
@@ -401,6 +484,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=float, default=WorkloadSpec.days)
     p.add_argument("--seed", type=int, default=WorkloadSpec.seed)
     p.add_argument("--end-ms", type=int, help="newest event time (default: now, to the hour)")
+    p.add_argument(
+        "--anonymous-first",
+        action="store_true",
+        help="identity-resolution traffic: anonymous browsing first, some identify (docstring)",
+    )
+    p.add_argument("--identify-fraction", type=float, default=WorkloadSpec.identify_fraction)
+    p.add_argument(
+        "--second-device-fraction", type=float, default=WorkloadSpec.second_device_fraction
+    )
     p.add_argument("--out", type=Path, help="write JSON lines here")
     p.add_argument("--kafka", help="produce into this broker's input topics instead")
     p.add_argument("--topic-suffix", default="", help="as Topics.with_suffix (isolated runs)")
@@ -412,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
         history_multiplier=args.history_multiplier,
         days=args.days,
         seed=args.seed,
+        anonymous_first=args.anonymous_first,
+        identify_fraction=args.identify_fraction,
+        second_device_fraction=args.second_device_fraction,
     )
     spec = replace(spec, end_ms=args.end_ms if args.end_ms is not None else spec.resolved_end_ms())
     if args.kafka:
