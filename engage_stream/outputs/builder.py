@@ -21,7 +21,7 @@ from engage_stream.outputs.records import (
     resync_all,
 )
 from engage_stream.profiles.processor import Merged, Outcome
-from engage_stream.profiles.record import ProfileRecord
+from engage_stream.profiles.record import ExternalId, ProfileRecord
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.records import OutgoingRecord
 
@@ -69,54 +69,59 @@ class RecordBuilder:
 
     def resync(self, event: ProfileEvent, outcome: Outcome, now_ms: int) -> list[OutgoingRecord]:
         """Current values re-sent to the identifiers the event added (reference §3.3)."""
-        profile = outcome.record
-        if profile is None or not outcome.added_ids or not self._active:
-            return []
-        out: list[OutgoingRecord] = []
-        self._append(
-            out,
-            resync_all(
-                profile,
-                self._active,
-                self._versions,
-                outcome.added_ids,
-                {ch.key for ch in outcome.changes},
-                "event:" + event.message_id,
-                min(event.timestamp, now_ms),
-                self.space_id,
-            ),
+        return self._resync(
+            outcome.record,
+            outcome.added_ids,
+            outcome.changes,
+            "event:" + event.message_id,
+            min(event.timestamp, now_ms),
         )
-        return out
 
     def transfer(self, merged: Merged, source: str, at_ms: int) -> list[OutgoingRecord]:
         """After a merge: the merged profile's current values to the identifiers it took
         over, and an exit where the merged-away profile was a member and it is not (a
         destination is never left believing a merged-away identifier is still a member)."""
-        profile = merged.record
-        if profile is None or not merged.source_ids or not self._active:
+        return self._resync(
+            merged.record,
+            merged.source_ids,
+            merged.changes,
+            "merge:" + source,
+            at_ms,
+            merged.source_members,
+        )
+
+    def _resync(
+        self,
+        profile: ProfileRecord | None,
+        ids: list[ExternalId],
+        changes: list[Change],
+        cause: str,
+        at_ms: int,
+        members: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> list[OutgoingRecord]:
+        if profile is None or not ids or not self._active:
             return []
         out: list[OutgoingRecord] = []
+        changed = {ch.key for ch in changes}
         self._append(
             out,
             resync_all(
                 profile,
                 self._active,
                 self._versions,
-                merged.source_ids,
-                {ch.key for ch in merged.changes},
-                "merge:" + source,
+                ids,
+                changed,
+                cause,
                 at_ms,
                 self.space_id,
-                merged.source_members,
+                members,
             ),
         )
         return out
 
     def destinations(self) -> dict[str, tuple[str, ...]]:
         """Each active definition's destinations (what a partition's values must reach)."""
-        return {
-            d.key: tuple(sorted(x.name for x in d.destinations)) for d in self.catalog.active()
-        }
+        return {d.key: tuple(sorted(x.name for x in d.destinations)) for d in self.catalog.active()}
 
     def backfill_destinations(
         self, profile: ProfileRecord, added: dict[str, set[str]]

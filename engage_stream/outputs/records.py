@@ -186,6 +186,17 @@ def build_records(
     return records
 
 
+def _personas(definition: AnyDefinition, audience: bool, space_id: str) -> dict[str, Any]:
+    """`context.personas` of every call a computation sends (reference §3.2)."""
+    return {
+        "computation_class": "audience" if audience else "trait",
+        "computation_id": definition.computation_id(definition.computation_prefix),
+        "computation_key": definition.key,
+        "namespace": space_id,
+        "space_id": space_id,
+    }
+
+
 def _group_calls(
     definition: AnyDefinition,
     profile: ProfileRecord,
@@ -200,13 +211,7 @@ def _group_calls(
     if group_id is None:
         return []
     audience = isinstance(definition, AudienceDefinition)
-    personas = {
-        "computation_class": "audience" if audience else "trait",
-        "computation_id": definition.computation_id(definition.computation_prefix),
-        "computation_key": definition.key,
-        "namespace": space_id,
-        "space_id": space_id,
-    }
+    personas = _personas(definition, audience, space_id)
     v = value is True if audience else value
     calls: list[tuple[str, dict[str, Any]]] = []
     for dest in definition.destinations:
@@ -332,13 +337,7 @@ def _destination_calls(
                 event = dest.track_event  # type: ignore[union-attr]
             calls.append((dest.name, "track", event))
 
-    personas = {
-        "computation_class": "audience" if audience else "trait",
-        "computation_id": definition.computation_id(definition.computation_prefix),
-        "computation_key": definition.key,
-        "namespace": space_id,
-        "space_id": space_id,
-    }
+    personas = _personas(definition, audience, space_id)
     if audience:
         value = value is True
     id_field = "audience_key" if audience else "trait_key"

@@ -126,22 +126,10 @@ class ProfileProcessor:
         self.epoch = definitions_epoch(self.versions)
 
     def apply(self, store: ProfileStore, event: ProfileEvent, now_ms: int) -> Outcome:
-        record = store.get(event.profile_id)
-        created = record is None
-        if record is None:
-            record = ProfileRecord(profile_id=event.profile_id)
-            record.def_versions, record.defs_epoch = dict(self.versions), self.epoch
-        previous_wakeup = record.next_wakeup
-        if self._is_duplicate(store, event, now_ms):
+        opened = self._open(store, event, now_ms)
+        if opened is None:
             return Outcome(duplicate=True)
-        left: list[str] = []
-        changes = self._sync_definitions(store, record, now_ms, left)
-        if self.settings.history_ms > 0:
-            cutoff = now_ms - self.settings.history_ms
-            if event.timestamp >= cutoff:
-                store.append_history(event)
-            if not created:
-                store.prune_history(record.profile_id, cutoff)
+        record, created, previous_wakeup, changes, left = opened
         if event.type == "identify":
             _apply_traits(record, event)
         added = _apply_external_ids(record, event)
@@ -154,21 +142,10 @@ class ProfileProcessor:
     def apply_account(self, store: ProfileStore, event: ProfileEvent, now_ms: int) -> Outcome:
         """A group call forwarded to its account (`group_id:<id>`): the account's traits
         (last by event time), its identifier, the user it links, metadata, history."""
-        record = store.get(event.profile_id)
-        created = record is None
-        if record is None:
-            record = self._new(event.profile_id)
-        previous_wakeup = record.next_wakeup
-        if self._is_duplicate(store, event, now_ms):
+        opened = self._open(store, event, now_ms)
+        if opened is None:
             return Outcome(duplicate=True)
-        left: list[str] = []
-        changes = self._sync_definitions(store, record, now_ms, left)
-        if self.settings.history_ms > 0:
-            cutoff = now_ms - self.settings.history_ms
-            if event.timestamp >= cutoff:
-                store.append_history(event)
-            if not created:
-                store.prune_history(record.profile_id, cutoff)
+        record, created, previous_wakeup, changes, left = opened
         if event.type != "group":  # a user's event, for the account's computed traits
             _apply_metadata(record, event, created)
             if self.engine is not None:
@@ -252,6 +229,30 @@ class ProfileProcessor:
                 record.traits[k] = TraitValue(v, when, "")
                 moved[k] = (v, when)
         return moved
+
+    def _open(
+        self, store: ProfileStore, event: ProfileEvent, now_ms: int
+    ) -> tuple[ProfileRecord, bool, int | None, list[Any], list[str]] | None:
+        """The steps every event takes first: load (or create) its profile, dedup (None:
+        a duplicate), bring it to the current definitions, keep the event in its history.
+        The profile, whether created, its previous wake-up, changes so far, memberships
+        left by deleted definitions."""
+        record = store.get(event.profile_id)
+        created = record is None
+        if record is None:
+            record = self._new(event.profile_id)
+        previous_wakeup = record.next_wakeup
+        if self._is_duplicate(store, event, now_ms):
+            return None
+        left: list[str] = []
+        changes = self._sync_definitions(store, record, now_ms, left)
+        if self.settings.history_ms > 0:
+            cutoff = now_ms - self.settings.history_ms
+            if event.timestamp >= cutoff:
+                store.append_history(event)
+            if not created:
+                store.prune_history(record.profile_id, cutoff)
+        return record, created, previous_wakeup, changes, left
 
     def _new(self, profile_id: str) -> ProfileRecord:
         record = ProfileRecord(profile_id=profile_id)
