@@ -147,12 +147,10 @@ def test_the_worker_runs_the_collector_and_keeps_the_source(
     """ENGAGE_COLLECTOR_IN_WORKER: one process takes HTTP events (Segment's Tracking API)
     and the profile records the write key's source."""
     import base64
-    import socket
     import urllib.request
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    # beside the test's own web port (a random free port could be another test's next one)
+    port = worker_settings.web_port + 1000
     ensure_topics(worker_settings)
     env = {
         "ENGAGE_COLLECTOR_IN_WORKER": "true",
