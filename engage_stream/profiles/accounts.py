@@ -27,6 +27,9 @@ from engage_stream.definitions.models import (
 )
 
 HIDDEN = "__acct__"  # key prefix of the hidden user audiences and the account flag traits
+# On a user's event as its accounts see it: the user's profile id, so an account computed
+# trait can count distinct users (`unique_count` of `$user`: active users).
+USER_PROPERTY = "$user"
 
 
 def is_hidden(key: str) -> bool:

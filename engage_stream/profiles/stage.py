@@ -335,9 +335,15 @@ class ProfileStage:
             )
             out.add([self._profile_event(account.profile_id, account.to_json())])
         if event.event is not None and event.event in self._account_events:
+            # `$user`: which user it was, so an account trait can count distinct users
+            props = {**event.properties, accounts.USER_PROPERTY: record.profile_id}
             for gid in _accounts_of(record):
                 copy = event.model_copy(
-                    update={"profile_id": ACCOUNT_PREFIX + gid, "linked_profile": record.profile_id}
+                    update={
+                        "profile_id": ACCOUNT_PREFIX + gid,
+                        "linked_profile": record.profile_id,
+                        "properties": props,
+                    }
                 )
                 out.add([self._profile_event(copy.profile_id, copy.to_json())])
         moved = any(accounts.is_hidden(ch.key) for ch in outcome.changes)

@@ -253,3 +253,41 @@ def test_the_profile_api_does_not_show_the_hidden_parts() -> None:
         shown = handle(r.profiles, pid, "traits", "/p", {"limit": "200"}, 0)["traits"]
         assert not [k for k in shown if k.startswith("__acct__")]
     assert handle(r.profiles, "group_id:acme", "traits", "/p", {}, 0)["traits"]["active_accounts"]
+
+
+def test_an_account_trait_counts_its_active_users() -> None:
+    from engage_stream.definitions.loader import parse_text
+
+    text = """
+- kind: computed_trait
+  key: active_users_30d
+  collection: accounts
+  type: unique_count
+  event: Signed In
+  property: $user
+  within: 30 days
+- kind: audience
+  key: three_active
+  collection: accounts
+  conditions:
+    - trait: active_users_30d
+      operator: at_least
+      value: 3
+"""
+    defs, problems = parse_text(text, "a.yaml")
+    assert not problems, problems
+    r = Replay(Catalog.from_definitions(d for d, _ in defs))
+    lines = [group(u, "acme", "2026-01-01T10:00:00Z", f"g-{u}") for u in ("a", "b", "c")]
+    lines += [track("a", "Signed In", "2026-01-02T10:00:00Z", "s1")]
+    lines += [track("a", "Signed In", "2026-01-03T10:00:00Z", "s2")]
+    lines += [track("b", "Signed In", "2026-01-04T10:00:00Z", "s3")]
+    list(r.run(lines))
+    account = r.profiles.get("group_id:acme")
+    assert account is not None and account.computed_traits["active_users_30d"].value == 2
+    assert "three_active" not in account.audiences or not account.audiences["three_active"].value
+    list(r.run([track("c", "Signed In", "2026-01-05T10:00:00Z", "s4")]))
+    account = r.profiles.get("group_id:acme")
+    assert account is not None and account.audiences["three_active"].value is True
+    list(r.run([], until_ms=1767225600000 + 34 * 86_400_000))  # a's logins age out
+    account = r.profiles.get("group_id:acme")
+    assert account is not None and account.audiences["three_active"].value is False
