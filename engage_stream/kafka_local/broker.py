@@ -248,6 +248,15 @@ def status(cfg: BrokerConfig) -> str:
     return "stopped"
 
 
+def new_cluster_id() -> str:
+    """A random Kafka cluster id (url-safe base64 of a UUID) that StorageTool cannot take
+    for an option: one in 64 starts with `-`, and `-t -4gf…` fails to parse."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def start(cfg: BrokerConfig, timeout: float = 90.0) -> None:
     """Start the broker unless one is already reachable on the port; wait until it serves."""
     if is_reachable(port=cfg.port):
@@ -268,7 +277,7 @@ def start(cfg: BrokerConfig, timeout: float = 90.0) -> None:
         classpath,
     ]
     if not (cfg.data_dir / "logs" / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         subprocess.run(
             [
                 *java,

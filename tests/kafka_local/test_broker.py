@@ -104,3 +104,14 @@ def test_real_broker_stops_gracefully(tmp_path: Path) -> None:
         outcome = broker.stop(cfg)
     assert outcome is Stopped.TERMINATED
     assert broker.status(cfg) == "stopped"
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    """One random id in 64 started with `-` and the broker failed to format its storage."""
+    import base64
+
+    from engage_stream.kafka_local.broker import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids)
