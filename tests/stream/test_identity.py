@@ -101,6 +101,7 @@ def test_anonymous_devices_merge_into_one_person_across_partitions_and_a_kill(
         a.kill()  # mid-way: merges in flight between partitions
         a = WorkerProcess(s1, tmp_path / "a2.log")
         a.start(timeout=90)
+        merged = 0
         for u in users:
             person = wait_for(
                 lambda u=u: (
@@ -117,7 +118,11 @@ def test_anonymous_devices_merge_into_one_person_across_partitions_and_a_kill(
             }
             assert len({orjson.dumps(m) for m in ids.values()}) == 1, "every id, one profile"
             status, merges = b.profile(f"user_id:{u}", "merges")
-            assert status == 200 and len(merges["data"]) == 1
+            # one merge — or none, when the login from the second device was resolved
+            # before that device's first view (they are on different input partitions)
+            assert status == 200 and len(merges["data"]) <= 1
+            merged += len(merges["data"])
+        assert merged >= 1, "merges across partitions happened"
     finally:
         a.stop()
         b.stop()
