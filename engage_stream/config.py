@@ -37,6 +37,8 @@ class Topics(BaseModel):
     merges: str = Field("engage.merges", description="compacted: merged-away profile -> survivor")
     definitions: str = "engage.definitions"
     changes: str = Field("engage.changes", description="every audience/trait change")
+    journeys: str = Field("engage.journeys", description="every journey step, send, exit")
+    messages: str = Field("engage.messages", description="email / SMS send requests")
     output_prefix: str = Field("engage.out.", description="+ destination name")
 
     def inputs(self) -> list[str]:

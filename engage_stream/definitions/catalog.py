@@ -22,6 +22,7 @@ from engage_stream.definitions.models import (
     ComputedTraitDefinition,
     Definition,
 )
+from engage_stream.journeys.catalog import JourneyCatalog
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,9 @@ class Entry:
         return self.evaluated or self.version
 
 
-# Fields an edit may change without changing any membership or value.
-COSMETIC_FIELDS = frozenset({"name", "description", "destinations"})
+# Fields an edit may change without changing any membership or value (a journey's
+# `status`: pausing or resuming keeps its version and its running instances).
+COSMETIC_FIELDS = frozenset({"name", "description", "destinations", "status"})
 
 
 def evaluation_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +80,7 @@ class Catalog:
     entries: dict[str, Entry] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # key -> why its body is unusable
     failed_versions: dict[str, int] = field(default_factory=dict)  # key -> unusable version
+    journeys: JourneyCatalog = field(default_factory=JourneyCatalog)
 
     @classmethod
     def from_definitions(cls, definitions: Iterable[AnyDefinition], created_at: int = 0) -> Catalog:

@@ -18,7 +18,6 @@ depend on when or how often the clock ticks. The input itself is then taken at
 State (plain JSON, one value per profile and journey; `new_state()` is the empty one):
 
     {"clock": ms | null,          last instant processed
-     "seen": bool,                evaluated once (historical entry is decided then)
      "entries": int,              instances ever started (ordinal of the next one - 1)
      "ended_at": ms | null,       when the last instance ended (v1 re-entry)
      "reentry_at": ms | null,     v1 `reentry.after`: when to re-check membership
@@ -78,7 +77,6 @@ def new_state() -> dict[str, Any]:
     return {
         "v": STATE_VERSION,
         "clock": None,
-        "seen": False,
         "entries": 0,
         "ended_at": None,
         "reentry_at": None,
@@ -394,9 +392,10 @@ class JourneyMachine:
         profile: JourneyProfile,
         change: Change,
         capacity: int | None = None,
+        entering: bool = True,
     ) -> Result:
         profile = profile.with_change(change)
-        run = _Run(self.j, state, profile, capacity)
+        run = _Run(self.j, state, profile, capacity, entering)
         at = run.advance_to(change.at)
         cause = f"{change.kind}:{change.key}:{change.cause}"
         entry = self.j.entry
@@ -419,8 +418,9 @@ class JourneyMachine:
         profile: JourneyProfile,
         event: ProfileEvent,
         capacity: int | None = None,
+        entering: bool = True,
     ) -> Result:
-        run = _Run(self.j, state, profile, capacity)
+        run = _Run(self.j, state, profile, capacity, entering)
         at = run.advance_to(event.timestamp)
         cause = f"event:{event.message_id}"
         if event.event is not None:
@@ -436,9 +436,46 @@ class JourneyMachine:
         profile: JourneyProfile,
         now: int,
         capacity: int | None = None,
+        entering: bool = True,
     ) -> Result:
-        run = _Run(self.j, state, profile, capacity)
+        run = _Run(self.j, state, profile, capacity, entering)
         at = run.advance_to(now)
+        return run.finish(at)
+
+    def on_publish(
+        self,
+        state: Mapping[str, Any] | None,
+        profile: JourneyProfile,
+        now: int,
+        capacity: int | None = None,
+    ) -> Result:
+        """This version reaches a profile that existed when it was published (the stage's
+        sweep, once per profile and version): with `use_historical_data` a member of the
+        entry audience enters now — the entry step alone looks at the past (§4.1)."""
+        run = _Run(self.j, state, profile, capacity, True)
+        at = run.advance_to(now)
+        entry = self.j.entry
+        if (
+            isinstance(entry, AudienceEntry)
+            and entry.use_historical_data
+            and profile.audiences.get(entry.audience)
+        ):
+            run.try_enter_v1(at, f"historical:{self.j.version}")
+        return run.finish(at)
+
+    def on_archive(
+        self,
+        state: Mapping[str, Any] | None,
+        profile: JourneyProfile,
+        now: int,
+        reason: str = "archived",
+    ) -> Result:
+        """End every instance (`instance_exited` with `reason`): the journey or this
+        version was archived or deleted. Pending instants up to `now` fire first."""
+        run = _Run(self.j, state, profile, None, False)
+        at = run.advance_to(now)
+        for inst in list(run.st["instances"]):
+            run._end(inst, at, f"{reason}:{self.j.version}", "instance_exited", reason)
         return run.finish(at)
 
 
@@ -446,6 +483,25 @@ def next_wakeup(state: Mapping[str, Any]) -> int | None:
     """The earliest pending instant of a state (what the profile's wake-up index holds)."""
     due = [d for d, _ in _pending(state)]
     return min(due) if due else None
+
+
+def merge_states(target: Mapping[str, Any] | None, source: Mapping[str, Any]) -> dict[str, Any]:
+    """One profile's state of a journey from two merged profiles': both sides' instances
+    (each keeps its id, its place and its pending instants), the entries of both (re-entry
+    rules see the person's whole past), the later exit. The later clock: time never goes
+    back for an instance."""
+    a = orjson.loads(orjson.dumps(target)) if target else new_state()
+    b = orjson.loads(orjson.dumps(source))
+    ids = {i["id"] for i in a["instances"]}
+    a["instances"].extend(i for i in b["instances"] if i["id"] not in ids)
+    a["instances"].sort(key=lambda i: (i["entered"], i["id"]))
+    a["entries"] += b["entries"]
+    for k in ("clock", "ended_at"):
+        vals = [v for v in (a.get(k), b.get(k)) if v is not None]
+        a[k] = max(vals) if vals else None
+    pending = [v for v in (a.get("reentry_at"), b.get("reentry_at")) if v is not None]
+    a["reentry_at"] = max(pending) if pending else None
+    return a
 
 
 def active_instances(state: Mapping[str, Any] | None) -> int:
@@ -476,8 +532,11 @@ class _Run:
         state: Mapping[str, Any] | None,
         profile: JourneyProfile,
         capacity: int | None,
+        entering: bool = True,
     ):
         self.j = j
+        # False: paused, draining or archived — running instances go on, no one enters
+        self.entering = entering
         # a deep copy through JSON: the caller's state is never modified, and a state
         # that is not plain JSON fails here rather than when it is stored
         self.st: dict[str, Any] = orjson.loads(orjson.dumps(state)) if state else new_state()
@@ -534,21 +593,12 @@ class _Run:
         st = self.st
         clock = st.get("clock")
         st["clock"] = at if clock is None else max(clock, at)
-        entry = self.j.entry
-        if not st.get("seen"):
-            st["seen"] = True
-            if (
-                isinstance(entry, AudienceEntry)
-                and entry.use_historical_data
-                and self.p.audiences.get(entry.audience)
-            ):
-                self.try_enter_v1(at, f"historical:{at}")
         return Result(st, self.out, next_wakeup(st))
 
     # -- entry ------------------------------------------------------------------------------
     def try_enter_v1(self, at: int, cause: str) -> None:
         st = self.st
-        if st["instances"]:
+        if not self.entering or st["instances"]:
             return  # one instance at a time in a classic journey
         if st["entries"] > 0:
             mode = self.j.definition.reentry
@@ -562,7 +612,7 @@ class _Run:
 
     def try_enter_v2(self, event: ProfileEvent, at: int, cause: str) -> None:
         entry = self.j.entry
-        if not isinstance(entry, EventEntry) or event.event != entry.event:
+        if not self.entering or not isinstance(entry, EventEntry) or event.event != entry.event:
             return
         assert self.j.entry_match is not None
         if not self.j.entry_match(event.properties, at):
@@ -705,6 +755,9 @@ class _Run:
         self, inst: dict[str, Any], at: int, cause: str, kind: OutputType, reason: str
     ) -> None:
         st = self.st
+        for tok in inst["tokens"]:  # still waiting somewhere: it leaves that step too
+            self._exited(inst, tok["step"], at, cause, "exit", tok["loops"])
+        inst["tokens"] = []
         st["instances"].remove(inst)
         self.out.append(
             InstanceRecord(type=kind, reason=reason, **self._base(kind, inst["id"], "", at, cause))
@@ -1021,6 +1074,7 @@ __all__ = [
     "Result",
     "StepRecord",
     "active_instances",
+    "merge_states",
     "new_state",
     "next_wakeup",
 ]

@@ -469,7 +469,17 @@ class JourneyDefinition(_Strict):
     key: str = Field(pattern=KEY_PATTERN, description="immutable; snake_case")
     name: str = Field("", max_length=MAX_NAME)
     description: str = ""
-    enabled: bool = True
+    status: Literal["live", "paused", "archived"] = Field(
+        "live",
+        description="live: profiles enter; paused: no new entries (those who qualify "
+        "meanwhile are not queued), running instances go on; archived: every instance ends",
+    )
+    on_new_version: Literal["drain", "archive"] = Field(
+        "drain",
+        description="what publishing this version does to instances of the previous one: "
+        "drain (they finish on it; a profile enters this version once it has left) or "
+        "archive (they end)",
+    )
     entry: Entry
     exit: ExitSettings = Field(default_factory=ExitSettings)
     reentry: Reentry = Field(default_factory=Reentry)

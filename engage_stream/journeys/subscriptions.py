@@ -104,6 +104,16 @@ def apply_subscriptions(current: Mapping[str, Any], event: ProfileEvent) -> Subs
     return out
 
 
+def merge_subscriptions(target: Mapping[str, Any], source: Mapping[str, Any]) -> Subscriptions:
+    """Two merged profiles' states: the survivor's where both have a vector (its own opt-in
+    or opt-out stands), the merged-away profile's vectors added, groups united likewise."""
+    out: Subscriptions = {k: {**v, "groups": dict(v.get("groups", {}))} for k, v in source.items()}
+    for k, v in target.items():
+        groups = {**out.get(k, {}).get("groups", {}), **v.get("groups", {})}
+        out[k] = {**v, "groups": groups}
+    return out
+
+
 def state_of(
     subscriptions: Mapping[str, Any], channel: str, address: str, group: str | None = None
 ) -> State:

@@ -2,7 +2,8 @@
 
 Pure and storage-agnostic — the worker runs it over a RocksDB transaction, `replay` over
 memory — so the live stream and an offline backtest take exactly the same path:
-dedup → history → custom traits → external ids → metadata → engine → wake-up index.
+dedup → history → custom traits → external ids → metadata → engine → journeys → wake-up
+index. Journeys (`journeys.runner`, users only) see the changes the engine just made.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import orjson
 
 from engage_stream.events import ProfileEvent
 from engage_stream.identity.external_ids import extract_external_ids
+from engage_stream.journeys.machine import JourneyOutput, merge_states
+from engage_stream.journeys.runner import JourneyRunner
+from engage_stream.journeys.subscriptions import apply_subscriptions, merge_subscriptions
 from engage_stream.profiles.accounts import flag_traits
 from engage_stream.profiles.control import AccountFlags, MergeRequest, ProfileTransfer
 from engage_stream.profiles.record import (
@@ -67,6 +71,7 @@ class Outcome:
     # audiences the profile was a member of whose definitions were deleted (no change is
     # emitted for those; the partition's audience sizes still count them out)
     left: list[str] = field(default_factory=list)
+    journeys: list[JourneyOutput] = field(default_factory=list)
 
 
 def definitions_epoch(versions: Mapping[str, int]) -> str:
@@ -81,6 +86,7 @@ class SweepResult:
     cursor: str | None  # last profile id visited; None when the sweep is complete
     profiles: int
     left: list[str] = field(default_factory=list)  # as `Outcome.left`, for every profile
+    journeys: list[JourneyOutput] = field(default_factory=list)
 
 
 @dataclass
@@ -94,6 +100,7 @@ class Merged:
     source_ids: list[ExternalId] = field(default_factory=list)
     source_members: set[str] = field(default_factory=set)  # audiences the source was in
     duplicate: bool = False  # this source was merged in before
+    journeys: list[JourneyOutput] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +109,7 @@ class Advanced:
 
     changes: list[Any] = field(default_factory=list)
     left: list[str] = field(default_factory=list)  # as `Outcome.left`, for every profile
+    journeys: list[JourneyOutput] = field(default_factory=list)
 
 
 class ProfileProcessor:
@@ -117,6 +125,7 @@ class ProfileProcessor:
         self.accounts = accounts
         # accounts: hidden audience key -> (account audience, any|all|none)
         self.flags: Mapping[str, tuple[str, str]] = {}
+        self.journeys: JourneyRunner | None = None  # users only
         self.set_engine(engine, versions or {})
 
     def set_engine(self, engine: EngineLike | None, versions: Mapping[str, int]) -> None:
@@ -132,12 +141,15 @@ class ProfileProcessor:
         record, created, previous_wakeup, changes, left = opened
         if event.type == "identify":
             _apply_traits(record, event)
+            if "messaging_subscriptions" in event.context:
+                record.subscriptions = apply_subscriptions(record.subscriptions, event)
         added = _apply_external_ids(record, event)
         _apply_metadata(record, event, created)
         if self.engine is not None:
             changes.extend(self.engine.on_event(record, event, now_ms))
+        journeys = self.journeys.on_event(record, event, changes, now_ms) if self.journeys else []
         store.put(record, previous_wakeup)
-        return Outcome(False, changes, added if not created else [], record, left)
+        return Outcome(False, changes, added if not created else [], record, left, journeys)
 
     def apply_account(self, store: ProfileStore, event: ProfileEvent, now_ms: int) -> Outcome:
         """A group call forwarded to its account (`group_id:<id>`): the account's traits
@@ -184,7 +196,7 @@ class ProfileProcessor:
         """A user's hidden memberships reached its account: the any / all / none traits
         move, and the account audiences reading them are evaluated."""
         record = store.get(msg.account) or self._new(msg.account)
-        previous_wakeup = record.next_wakeup
+        previous_wakeup = record.wakeup
         left: list[str] = []
         changes = self._sync_definitions(store, record, now_ms, left)
         for gone in msg.replaces:  # merged into `user`: one person, counted once
@@ -241,7 +253,7 @@ class ProfileProcessor:
         created = record is None
         if record is None:
             record = self._new(event.profile_id)
-        previous_wakeup = record.next_wakeup
+        previous_wakeup = record.wakeup
         if self._is_duplicate(store, event, now_ms):
             return None
         left: list[str] = []
@@ -271,9 +283,10 @@ class ProfileProcessor:
             if is_account(pid) != self.accounts:
                 continue  # the other collection's processor fires it
             record = store.get(pid)
-            if record is None or record.next_wakeup is None or record.next_wakeup > now_ms:
+            if record is None or record.wakeup is None or record.wakeup > now_ms:
                 continue
-            previous = record.next_wakeup
+            previous = record.wakeup
+            journeys: list[JourneyOutput] = []
             try:
                 mine = self._sync_definitions(store, record, now_ms, out.left)
                 if self.engine is not None and record.next_wakeup is not None:
@@ -281,6 +294,8 @@ class ProfileProcessor:
                         mine.extend(self.engine.on_time(record, now_ms))
                 else:
                     record.next_wakeup = None
+                if self.journeys:
+                    journeys = self.journeys.on_changes(record, mine, now_ms)
             except Exception as exc:
                 if on_error is None:
                     raise
@@ -288,7 +303,10 @@ class ProfileProcessor:
                 continue
             if record.next_wakeup is not None and record.next_wakeup <= now_ms:
                 record.next_wakeup = None  # an engine must move its wake-up past now
+            if record.journey_wakeup is not None and record.journey_wakeup <= now_ms:
+                record.journey_wakeup = None  # (the machine fires everything due)
             out.changes.extend(mine)
+            out.journeys.extend(journeys)
             store.put(record, previous)
         return out
 
@@ -299,36 +317,44 @@ class ProfileProcessor:
         after: str | None,
         max_profiles: int,
         on_error: ProfileErrorHandler | None = None,
+        publish: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> SweepResult:
         """Bring up to `max_profiles` stored profiles (ids after `after`) to the current
         definitions: added or edited definitions are evaluated over each profile's history
-        (backfill), deleted ones dropped. Resumable by cursor; idempotent. `on_error` as in
+        (backfill), deleted ones dropped; journeys in `publish` (a version the profiles have
+        not seen) reach each profile. Resumable by cursor; idempotent. `on_error` as in
         `advance` (a skipped profile is brought up to date when it is next touched)."""
         changes: list[Any] = []
+        journeys: list[JourneyOutput] = []
         left: list[str] = []
         visited = 0
         cursor: str | None = None
         for pid in store.profile_ids(after=after):
             if visited == max_profiles:
-                return SweepResult(changes, cursor, visited, left)
+                return SweepResult(changes, cursor, visited, left, journeys)
             visited += 1
             cursor = pid
             if is_account(pid) != self.accounts:
                 continue  # the other collection's processor sweeps it
             record = store.get(pid)
-            if record is None or record.defs_epoch == self.epoch:
+            publishing = bool(publish) and self.journeys is not None
+            if record is None or (record.defs_epoch == self.epoch and not publishing):
                 continue
-            previous = record.next_wakeup
+            previous = record.wakeup
+            mine_journeys: list[JourneyOutput] = []
             try:
                 mine = self._sync_definitions(store, record, now_ms, left)
+                if self.journeys:
+                    mine_journeys = self.journeys.on_publish(record, mine, now_ms, publish)
             except Exception as exc:
                 if on_error is None:
                     raise
                 on_error(pid, exc)
                 continue
             changes.extend(mine)
+            journeys.extend(mine_journeys)
             store.put(record, previous)
-        return SweepResult(changes, None, visited, left)
+        return SweepResult(changes, None, visited, left, journeys)
 
     def merge_out(
         self, store: ProfileStore, request: MergeRequest
@@ -361,7 +387,7 @@ class ProfileProcessor:
             target.def_versions, target.defs_epoch = dict(self.versions), self.epoch
         if any(m.source == transfer.source for m in target.merges):
             return Merged(record=target, duplicate=True)
-        previous_wakeup = target.next_wakeup
+        previous_wakeup = target.wakeup
         source = ProfileRecord.loads(orjson.dumps(transfer.record))
         for mid, arrived in sorted(transfer.seen.items()):
             if store.seen_at(target.profile_id, mid) is None:
@@ -388,9 +414,16 @@ class ProfileProcessor:
                 target, set(self.versions), history, now_ms, cause=f"merge:{transfer.source}"
             )
         target.def_versions, target.defs_epoch = dict(self.versions), self.epoch
+        # the merged profile carries both sides' journey instances and subscriptions
+        for key, per in source.journeys.items():
+            mine = target.journeys.setdefault(key, {})
+            for version, state in per.items():
+                mine[version] = merge_states(mine.get(version), state)
+        target.subscriptions = merge_subscriptions(target.subscriptions, source.subscriptions)
+        journeys = self.journeys.on_changes(target, changes, now_ms) if self.journeys else []
         store.put(target, previous_wakeup)
         members = {k for k, m in source.audiences.items() if m.value is True}
-        return Merged(changes, target, list(source.external_ids), members)
+        return Merged(changes, target, list(source.external_ids), members, journeys=journeys)
 
     def _sync_definitions(
         self, store: ProfileStore, record: ProfileRecord, now_ms: int, left: list[str]

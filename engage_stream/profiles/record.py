@@ -14,9 +14,10 @@ only.
 
 Ownership: the profile processor maintains `traits`, `external_ids` and `metadata`; the
 engine maintains `computed_traits`, `audiences`, `engine` (its opaque per-definition
-state, JSON-serialisable) and `next_wakeup` (when its next time-driven change is due). `def_versions` / `defs_epoch` record which definition versions the
-engine state was computed for, so a changed definition is recomputed from history before
-the profile is next touched.
+state, JSON-serialisable) and `next_wakeup` (when its next time-driven change is due);
+the journey runner `journeys` and `journey_wakeup`. `def_versions` / `defs_epoch` record
+which definition versions the engine state was computed for, so a changed definition is
+recomputed from history before the profile is next touched.
 """
 
 from __future__ import annotations
@@ -99,6 +100,21 @@ class ProfileRecord:
     # accounts: each user's memberships of the hidden audiences (`profiles.accounts`), and
     # under "$at" when they last changed
     user_flags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the journey runner's: journey key -> {version: machine state} (`journeys.runner`),
+    # and the earliest instant one of them waits for
+    journeys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    journey_wakeup: int | None = None
+    # subscription states per contact vector (`journeys.subscriptions`)
+    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def wakeup(self) -> int | None:
+        """The profile's entry in the wake-up index: the engine's or a journey's instant,
+        whichever comes first."""
+        a, b = self.next_wakeup, self.journey_wakeup
+        if a is None:
+            return b
+        return a if b is None or a <= b else b
 
     def dumps(self) -> bytes:
         return orjson.dumps(self)
@@ -121,6 +137,9 @@ class ProfileRecord:
             "merges": [_adopt(Merge, m) for m in d["merges"]],
             "links": [_adopt(Link, x) for x in d["links"]],
             "user_flags": d["user_flags"],
+            "journeys": d.get("journeys", {}),
+            "journey_wakeup": d.get("journey_wakeup"),
+            "subscriptions": d.get("subscriptions", {}),
         }
         return record
 

@@ -20,7 +20,13 @@ Per batch, in order:
    definition followed in the same batch by one back to the previous value at the same
    `at` (an event exactly on a window boundary, a funnel child on its deadline, two events
    sharing a timestamp) sends nothing; the value simply stays.
-5. Audience sizes move by the batch's remaining entries and exits, in the same transaction.
+5. Audience sizes move by the batch's remaining entries and exits, and journey counts by
+   its journey outputs, in the same transaction.
+
+Journeys (`journeys.runner`) run inside the profile processor, on the changes the engine
+made for the same input, so their outputs come out right after those changes' records;
+their records (`outputs.journey_records`) are never netted: an instance that entered
+stays entered.
 """
 
 from __future__ import annotations
@@ -38,7 +44,11 @@ from engage_stream.engine.changes import Change
 from engage_stream.engine.engine import Engine
 from engage_stream.events import ProfileEvent
 from engage_stream.ingest.dead_letter import DeadLetter
+from engage_stream.journeys import counts as journey_counts
+from engage_stream.journeys.machine import JourneyOutput
+from engage_stream.journeys.runner import JourneyRunner
 from engage_stream.outputs.builder import RecordBuilder
+from engage_stream.outputs.journey_records import journey_records
 from engage_stream.profiles import accounts, control, sizes
 from engage_stream.profiles.processor import ProfileProcessor, definitions_epoch
 from engage_stream.profiles.record import ACCOUNT_PREFIX, ProfileRecord, is_account
@@ -110,6 +120,7 @@ class StageResult:
     backfilled: int = 0  # profiles the backfill chunk visited
     forwarded: int = 0  # events for a merged-away profile, sent on to its survivor
     cancelled: int = 0  # changes dropped because another undid them at the same instant
+    journeys: list[JourneyOutput] = field(default_factory=list)  # in batch order
     _slots: list[_Slot] = field(default_factory=list, repr=False)
 
     def emit(self, changes: list[Change], records: list[list[OutgoingRecord]]) -> None:
@@ -164,6 +175,7 @@ class ProfileStage:
         self.builder = RecordBuilder.empty(settings)
         self._backfill_keys: set[str] = set()
         self._destinations: dict[str, tuple[str, ...]] = {}
+        self._journeys: dict[str, int] = {}  # journey key -> version profiles must see
         self._epoch = self.processor.epoch
         if catalog is not None:
             self.use(catalog)
@@ -186,6 +198,8 @@ class ProfileStage:
         self.accounts.set_engine(engines.accounts, engines.account_versions)
         self.accounts.flags = engines.split.flags
         self._account_events = engines.split.account_events
+        self.processor.journeys = JourneyRunner(catalog.journeys) if catalog.journeys else None
+        self._journeys = {e.key: e.version for e in catalog.journeys}
         self.catalog = catalog
         self.builder = RecordBuilder(catalog, self.settings)
         self._backfill_keys = {k for k, v in versions.items() if old.get(k) != v}
@@ -195,6 +209,7 @@ class ProfileStage:
                 **engines.user_versions,
                 **{f"accounts:{k}": v for k, v in engines.account_versions.items()},
                 **{f"{k}>{','.join(d)}": 0 for k, d in self._destinations.items()},
+                **catalog.journeys.epoch_parts(),
             }
         )
 
@@ -219,7 +234,7 @@ class ProfileStage:
                 continue
             tx.clock = max(tx.clock, rec.timestamp)
             tx.source_offset = rec.offset
-            n_slots, n_left = len(out._slots), len(left)
+            n_slots, n_left, n_journeys = len(out._slots), len(left), len(out.journeys)
             tx.savepoint()
             try:
                 if rec.key == TICK_KEY:
@@ -236,7 +251,7 @@ class ProfileStage:
                 # goes on.
                 tx.rollback()
                 store.forget_cached()
-                del out._slots[n_slots:], left[n_left:]
+                del out._slots[n_slots:], left[n_left:], out.journeys[n_journeys:]
                 detail = f"{type(exc).__name__}: {exc}"[:1000]
                 log.error(
                     "partition %d offset %d: processing failed, dead-lettered: %s",
@@ -266,7 +281,14 @@ class ProfileStage:
             metrics.labelled(metrics.changes_emitted, kind, key).inc(n)
         out.size_moves = sizes.deltas(out.changes, left)
         sizes.apply(tx, out.size_moves)
+        if out.journeys:
+            journey_counts.apply(tx, journey_counts.deltas(out.journeys))
         return out
+
+    def _journeyed(self, out: StageResult, outputs: list[JourneyOutput]) -> None:
+        if outputs:
+            out.journeys.extend(outputs)
+            out.add(journey_records(outputs, self.settings))
 
     def _tick(
         self, tx: Transaction, store: ProfileStore, out: StageResult, left: list[str]
@@ -279,6 +301,7 @@ class ProfileStage:
                 out.timers_fired += len(fired.changes)
                 out.emit(fired.changes, self.builder.changes(fired.changes, store))
                 self._to_accounts(store, fired.changes, out, f"timer:{tx.clock}")
+            self._journeyed(out, fired.journeys)
         metrics.timer_sweep_seconds.observe(time.perf_counter() - started)
 
     def _event(
@@ -320,6 +343,7 @@ class ProfileStage:
         left.extend(outcome.left)
         if outcome.changes:
             out.emit(outcome.changes, self.builder.changes(outcome.changes, store, outcome.record))
+        self._journeyed(out, outcome.journeys)
         if outcome.added_ids:
             out.add(self.builder.resync(event, outcome, tx.clock))
 
@@ -421,6 +445,7 @@ class ProfileStage:
             if merged.duplicate:
                 return
             out.emit(merged.changes, self.builder.changes(merged.changes, store, merged.record))
+            self._journeyed(out, merged.journeys)
             out.add(self.builder.transfer(merged, record.source, min(record.at, tx.clock)))
             if merged.record is not None and self.accounts.flags:
                 self._send_flags(
@@ -455,9 +480,19 @@ class ProfileStage:
     ) -> None:
         """One bounded chunk of the backfill after a definitions change (in the batch's
         transaction, so its outputs and state commit together)."""
-        sweep = tx.sweep if tx.sweep.epoch == self.epoch else Sweep(self.epoch, sent=tx.sweep.sent)
+        sweep = (
+            tx.sweep
+            if tx.sweep.epoch == self.epoch
+            else Sweep(self.epoch, sent=tx.sweep.sent, journeys=tx.sweep.journeys)
+        )
+        publish = {k for k, v in self._journeys.items() if sweep.journeys.get(k) != v}
         result = self.processor.sweep(
-            store, tx.clock, sweep.cursor, self.settings.backfill_chunk, self._on_profile_error
+            store,
+            tx.clock,
+            sweep.cursor,
+            self.settings.backfill_chunk,
+            self._on_profile_error,
+            publish,
         )
         # the accounts among the same profile ids (both visit the same ids, in key order)
         of_accounts = self.accounts.sweep(
@@ -483,12 +518,21 @@ class ProfileStage:
         if result.changes:
             out.emit(result.changes, self.builder.changes(result.changes, store))
             self._to_accounts(store, result.changes, out, f"definition:{self.epoch}")
+        self._journeyed(out, result.journeys)
         if result.cursor is None:
-            tx.sweep = Sweep(self.epoch, None, done=True, sent=dict(self._destinations))
+            tx.sweep = Sweep(
+                self.epoch,
+                None,
+                done=True,
+                sent=dict(self._destinations),
+                journeys=dict(self._journeys),
+            )
             metrics.backfill_pending.labels(str(partition)).set(0)
             log.info("partition %d: definitions %s applied to every profile", partition, self.epoch)
         else:
-            tx.sweep = Sweep(self.epoch, result.cursor, done=False, sent=sweep.sent)
+            tx.sweep = Sweep(
+                self.epoch, result.cursor, done=False, sent=sweep.sent, journeys=sweep.journeys
+            )
             metrics.backfill_pending.labels(str(partition)).set(1)
             log.info(
                 "partition %d: backfill in progress, at profile %s (%d changes in this chunk)",

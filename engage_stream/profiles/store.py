@@ -113,6 +113,7 @@ class ProfileStore:
         return ProfileRecord.loads(body)  # type: ignore[arg-type]
 
     def put(self, record: ProfileRecord, previous_wakeup: int | None) -> None:
+        """Store the record; `previous_wakeup`: its `wakeup` as loaded (the index entry)."""
         pid_s = record.profile_id
         pid = pid_s.encode()
         books = self._books.pop(pid_s, None)
@@ -120,11 +121,12 @@ class ProfileStore:
             raw = self.kv.get(PROFILE + pid)
             books = _split(raw)[0] if raw is not None else _new_books()
         self.kv.put(PROFILE + pid, books.header() + record.dumps())
-        if previous_wakeup != record.next_wakeup:
+        wakeup = record.wakeup
+        if previous_wakeup != wakeup:
             if previous_wakeup is not None:
                 self.kv.delete(WAKEUP + _ts(previous_wakeup) + SEP + pid)
-            if record.next_wakeup is not None:
-                self.kv.put(WAKEUP + _ts(record.next_wakeup) + SEP + pid, b"")
+            if wakeup is not None:
+                self.kv.put(WAKEUP + _ts(wakeup) + SEP + pid, b"")
 
     def profile_ids(self, after: str | None = None) -> Iterator[str]:
         """Stored profile ids in key order, optionally only those after `after`."""
@@ -252,8 +254,8 @@ class ProfileStore:
         for prefix in (HISTORY + pid + SEP, SEEN + pid + SEP):
             for k in [k for k, _ in self.kv.range(prefix, prefix + _END)]:
                 self.kv.delete(k)
-        if record.next_wakeup is not None:
-            self.kv.delete(WAKEUP + _ts(record.next_wakeup) + SEP + pid)
+        if record.wakeup is not None:
+            self.kv.delete(WAKEUP + _ts(record.wakeup) + SEP + pid)
         self.kv.delete(PROFILE + pid)
         self._books.pop(record.profile_id, None)
 

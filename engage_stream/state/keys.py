@@ -10,6 +10,7 @@ One RocksDB database holds one partition of the profile-events topic. Its keys, 
 | `d:` | `d:<profile>\\0<messageId>` | arrival ms (dedup window, busy profiles) | `profiles.store` |
 | `s:` | `s:<audience>` | member count in this partition | `profiles.sizes` |
 | `r:` | `r:<merged-away profile>` | the profile it was merged into (events are forwarded) | `profiles.stage` |
+| `j:` | `j:<journey>\\0<count name>` | journey counts in this partition | `journeys.counts` |
 | `c:` | `c:clock`, `c:sweep` | partition clock; backfill epoch and cursor | `state.transaction` |
 | `\\0meta:` | changelog offset, source offset, format | recovery bookkeeping | `state.partition_store` |
 
@@ -33,6 +34,7 @@ WAKEUP = b"t:"
 SEEN = b"d:"
 SIZE = b"s:"
 REDIRECT = b"r:"
+JOURNEY_COUNT = b"j:"
 CLOCK = b"c:clock"
 SWEEP = b"c:sweep"
 

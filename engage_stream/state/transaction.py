@@ -76,22 +76,25 @@ class Sweep:
     """Backfill progress of one partition: the definitions epoch being (or fully) applied to
     every stored profile, the last profile visited while it is not done, and `sent`: the
     destinations (per definition key) every profile's current values had reached when the
-    last sweep finished — a destination added since gets them in the next sweep."""
+    last sweep finished — a destination added since gets them in the next sweep; likewise
+    `journeys`, the journey versions every profile had been shown (historical entry)."""
 
     epoch: str | None = None
     cursor: str | None = None
     done: bool = False
     sent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    journeys: Mapping[str, int] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
-        return orjson.dumps([self.epoch, self.cursor, self.done, self.sent])
+        return orjson.dumps([self.epoch, self.cursor, self.done, self.sent, self.journeys])
 
     @classmethod
     def loads(cls, raw: bytes | None) -> Sweep:
         if raw is None:
             return cls()
-        epoch, cursor, done, sent = orjson.loads(raw)
-        return cls(epoch, cursor, bool(done), {k: tuple(v) for k, v in sent.items()})
+        epoch, cursor, done, sent, *rest = orjson.loads(raw)
+        journeys = rest[0] if rest else {}
+        return cls(epoch, cursor, bool(done), {k: tuple(v) for k, v in sent.items()}, journeys)
 
 
 def read_clock(store: Store) -> int:

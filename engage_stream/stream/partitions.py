@@ -143,9 +143,7 @@ class PartitionManager:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.broker)
             await admin.start()
             try:
-                offsets = await admin.list_consumer_group_offsets(
-                    self.group_id, partitions=[tp]
-                )
+                offsets = await admin.list_consumer_group_offsets(self.group_id, partitions=[tp])
             except KafkaError as exc:
                 if not exc.retriable or attempt == 19:
                     raise

@@ -40,6 +40,8 @@ def topic_specs(
     specs[t.merges] = (n, compact)
     specs[t.definitions] = (1, compact)
     specs[t.changes] = (n, {})
+    specs[t.journeys] = (n, {})
+    specs[t.messages] = (n, {})
     for d in destinations or []:
         specs[t.output(d)] = (n, {})
     return specs

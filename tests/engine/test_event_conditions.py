@@ -280,9 +280,7 @@ def test_without_history_what_counts_is_arrival_after_creation() -> None:
     assert not h.member(), "one received after creation, one before"
     h.track("Login", applied - 7200_000, received=applied + 180_000, now=applied + 180_000)
     assert h.member(), "two received after creation, whatever their timestamps"
-    windowed = [
-        audience("w", [{"event": "Login", "within": "7 days"}], include_history=False)
-    ]
+    windowed = [audience("w", [{"event": "Login", "within": "7 days"}], include_history=False)]
     w = Harness(windowed, applied_at={"w": applied})
     w.track("Login", applied - 10 * DAY, received=applied + 1, now=applied + 1)
     assert not w.member(), "the window still reads the event's own time"

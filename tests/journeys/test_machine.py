@@ -340,7 +340,9 @@ def test_exit_event_during_a_delay() -> None:
     d.event(event("Trial Started", T0 + 1, trial_id="b"))
     assert d.state is not None and len(d.state["instances"]) == 2
     r = d.event(event("Cancelled", T0 + DAY, trial_id="a", why="price"))
-    assert [o.type for o in r.outputs] == ["destination_send", "instance_exited"]
+    # the exit send, the wait left (branch exit: the step counts stay right), the exit
+    assert [o.type for o in r.outputs] == ["destination_send", "step_exited", "instance_exited"]
+    assert isinstance(r.outputs[1], StepRecord) and r.outputs[1].branch == "exit"
     send = r.outputs[0]
     assert isinstance(send, DestinationSend)
     props = send.calls[0]["properties"]
@@ -356,7 +358,10 @@ def test_exit_after_n_days_overrides_a_wait() -> None:
     d = Driver(j)
     assert d.change(joined()).next_wakeup == T0 + 2 * DAY
     r = d.wake()
-    assert [(o.type, o.reason) for o in r.outputs] == [("instance_exited", "exit_after")]
+    assert [(o.type, getattr(o, "reason", "")) for o in r.outputs] == [
+        ("step_exited", ""),
+        ("instance_exited", "exit_after"),
+    ]
 
 
 def test_v2_reentry_every_time_routes_same_identifier() -> None:
@@ -414,12 +419,14 @@ def test_v1_no_reentry_by_default_and_historical_data() -> None:
     assert d.change(joined(at=T0 + 2 * DAY)).outputs == []
     member = profile(audiences={"aud": True})
     # already a member at publish: enters only with use_historical_data
-    assert JourneyMachine(j).on_clock(None, member, T0).outputs == []
+    assert JourneyMachine(j).on_publish(None, member, T0).outputs == []
     jh = journey(
         [{"type": "wait", "key": "w", "duration": "1 hour"}],
         entry={"audience": "aud", "use_historical_data": True},
     )
-    assert JourneyMachine(jh).on_clock(None, member, T0).outputs[0].type == "instance_entered"
+    assert JourneyMachine(jh).on_publish(None, member, T0).outputs[0].type == "instance_entered"
+    # only when the version is published: a later evaluation of a member is not an entry
+    assert JourneyMachine(jh).on_clock(None, member, T0).outputs == []
 
 
 def test_max_concurrent_instances() -> None:

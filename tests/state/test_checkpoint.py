@@ -234,6 +234,7 @@ async def _read_all(settings: Settings, topic: str) -> list[bytes]:
         out: list[bytes] = []
         for tp in tps:
             await consumer.seek_to_beginning(tp)
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < ends[tp] for tp in tps])
 

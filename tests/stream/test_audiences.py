@@ -193,8 +193,7 @@ def test_definition_applied_after_events_backfills_then_edits_and_deletes(
         apply_definitions(s, definitions(BIG_SPENDERS))
         wait_for(
             lambda: (
-                {user_of(c) for c in changes.poll() if c["key"] == "big_spenders"}
-                == {"s1", "s3"}
+                {user_of(c) for c in changes.poll() if c["key"] == "big_spenders"} == {"s1", "s3"}
             ),
             what="backfilled entries",
         )
