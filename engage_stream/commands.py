@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,9 +20,12 @@ from engage_stream.definitions.catalog import (
     parse_body,
 )
 from engage_stream.definitions.checks import Item, check_items
-from engage_stream.definitions.loader import collect_items, ordered, union
+from engage_stream.definitions.loader import collect_items, definition_files, ordered, union
 from engage_stream.definitions.models import parse_date_ms
 from engage_stream.definitions.problems import DefinitionErrors, Problem, Source
+from engage_stream.journeys.catalog import JourneyCatalog
+from engage_stream.journeys.loading import collect_journeys, journey_files, journey_problems
+from engage_stream.journeys.models import MAX_VERSIONS, JourneyDefinition
 from engage_stream.stream import definitions_topic
 from engage_stream.stream.definitions_topic import DefinitionRecord
 from engage_stream.stream.topics import ensure_topics
@@ -77,18 +81,31 @@ def _summary(definitions: list[AnyDefinition]) -> str:
     return f"{n_aud} audience(s), {len(definitions) - n_aud} computed trait(s)"
 
 
-def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from engage_stream.journeys.loading import journey_files, load_journeys
+def load_checked_journeys(
+    path: str, definitions: Sequence[AnyDefinition]
+) -> list[JourneyDefinition] | None:
+    """The `*.journey` files under `path`, each problem printed (None if there were any);
+    the audiences they read must be among `definitions`."""
+    found, problems = collect_journeys(path)
+    audiences = {d.key for d in definitions if d.kind == "audience"}
+    problems = [*problems, *journey_problems(found, audiences)]
+    if problems:
+        _report(problems, path)
+        return None
+    return [j for j, _ in found]
 
-    definitions = load_checked(args.path, settings)
-    journeys = []
-    if journey_files(args.path):  # `*.journey` (not yet applied: issue #12's next part)
-        try:
-            journeys = load_journeys(args.path)
-        except DefinitionErrors as errs:
-            _report(errs.problems, args.path)
-            return 1
+
+def has_definitions(path: str) -> bool:
+    """Audience / trait YAML under `path` (a path of journeys alone needs none)."""
+    return bool(definition_files(path)) or not journey_files(path)
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    definitions = load_checked(args.path, settings) if has_definitions(args.path) else []
     if definitions is None:
+        return 1
+    journeys = load_checked_journeys(args.path, definitions) if journey_files(args.path) else []
+    if journeys is None:
         return 1
     more = f", {len(journeys)} journey(s)" if journeys else ""
     print(f"{args.path}: OK — {_summary(definitions)}{more}")
@@ -120,20 +137,62 @@ def plan_apply(
     now_ms: int,
     topic: str = "engage.definitions",
     where: str = "<apply>",
+    journeys: Sequence[tuple[JourneyDefinition, Source]] = (),
 ) -> tuple[definitions_topic.Plan, list[Problem]]:
-    """What applying `items` over the `existing` topic records publishes, and the problems
-    of what is in force afterwards: the topic's definitions that the items neither replace
-    nor (with `prune`) delete, plus the items. Pure, so it is tested without a broker."""
+    """What applying `items` (and `journeys`) over the `existing` topic records publishes,
+    and the problems of what is in force afterwards: the topic's definitions that the
+    items neither replace nor (with `prune`) delete, plus the items; every journey in
+    force must find the audiences it reads. Pure, so it is tested without a broker."""
     current = {rec.topic_key: rec for rec in existing}
     after = union([] if prune else in_force_items(current.values(), topic), items)
     problems = check_items(after)
     if not problems and all(i.definition is not None for i in items):
         problems = engine_problems([i.definition for i in after if i.definition], where)
-    wanted = [i.definition for i in items if i.definition is not None]
-    plan = definitions_topic.plan(
-        current, ((d.kind, d.key, definition_body(d)) for d in wanted), prune, now_ms
-    )
+    audiences = {i.key for i in after if i.kind == "audience"}
+    named = {j.key for j, _ in journeys}
+    in_force_journeys = [] if prune else in_force_journey_items(current.values(), topic, named)
+    problems += journey_problems([*in_force_journeys, *journeys], audiences)
+    wanted: list[tuple[Any, str, dict[str, Any]]] = [
+        (d.kind, d.key, definition_body(d)) for i in items if (d := i.definition) is not None
+    ]
+    wanted += [("journey", j.key, journey_body(j)) for j, _ in journeys]
+    plan = definitions_topic.plan(current, wanted, prune, now_ms)
+    by_key = {j.key: src for j, src in journeys}
+    for rec in plan.publish:
+        old = current.get(rec.topic_key)
+        if rec.kind != "journey" or old is None or old.deleted:
+            continue
+        if rec.evaluated_version == rec.version and len(old.history) + 2 > MAX_VERSIONS:
+            problems.append(
+                by_key[rec.key].problem(
+                    ("key",),
+                    f"at most {MAX_VERSIONS} versions of a journey: publish this one under "
+                    "a new key (a clone)",
+                )
+            )
     return plan, problems
+
+
+def journey_body(j: JourneyDefinition) -> dict[str, Any]:
+    """The canonical body published for a journey (defaults left out, as for definitions)."""
+    return j.model_dump(mode="json", exclude_defaults=True) | {"kind": "journey"}
+
+
+def in_force_journey_items(
+    records: Iterable[DefinitionRecord], topic: str, replaced: set[str]
+) -> list[tuple[JourneyDefinition, Source]]:
+    """The journeys live on the topic that an apply keeps (for the cross-checks)."""
+    out: list[tuple[JourneyDefinition, Source]] = []
+    for rec in records:
+        if rec.deleted or rec.kind != "journey" or rec.key in replaced:
+            continue
+        try:
+            out.append(
+                (JourneyDefinition.model_validate(rec.body), Source(f"topic {topic}", rec.key))
+            )
+        except ValidationError:
+            continue
+    return out
 
 
 def apply_definitions(
@@ -151,6 +210,7 @@ def apply_items(
     dry_run: bool = False,
     problems: Sequence[Problem] = (),
     path: str | None = None,
+    journeys: Sequence[tuple[JourneyDefinition, Source]] = (),
 ) -> definitions_topic.Plan:
     """Publish what changed, versioned as `definitions_topic.plan` says (a re-created key
     continues after its deleted version); deleted keys (with `prune`) as deletion markers.
@@ -165,11 +225,13 @@ def apply_items(
         now_ms=int(time.time() * 1000),
         topic=settings.topics.definitions,
         where=path or "<apply>",
+        journeys=journeys,
     )
     every = [*problems, *more, *retention_problems(items, settings)]
     if every:
         raise DefinitionErrors(ordered(every, path) if path else every)
     destinations = {x.name for i in items if i.definition for x in i.definition.destinations}
+    destinations |= set(JourneyCatalog.from_definitions(j for j, _ in journeys).destinations())
     ensure_topics(settings, sorted(destinations))
     if not dry_run:
         definitions_topic.publish(settings, plan)
@@ -177,11 +239,20 @@ def apply_items(
 
 
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
-    items, problems = collect_items(args.path)
+    items, problems = collect_items(args.path) if has_definitions(args.path) else ([], [])
+    journeys, journey_errors = collect_journeys(args.path)
     try:
-        if not items:
-            raise DefinitionErrors(problems)
-        plan = apply_items(settings, items, args.prune, args.dry_run, problems, args.path)
+        if not items and not journeys:
+            raise DefinitionErrors([*problems, *journey_errors])
+        plan = apply_items(
+            settings,
+            items,
+            args.prune,
+            args.dry_run,
+            [*problems, *journey_errors],
+            args.path,
+            journeys,
+        )
     except DefinitionErrors as errs:
         _report(errs.problems, args.path)
         return 1
@@ -211,8 +282,11 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from engage_stream.replay import Replay
 
-    definitions = load_checked(args.definitions)
+    definitions = load_checked(args.definitions) if has_definitions(args.definitions) else []
     if definitions is None:
+        return 1
+    journeys = load_checked_journeys(args.definitions, definitions)
+    if journeys is None:
         return 1
     until = None
     if args.until:
@@ -225,7 +299,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         print(applied, file=sys.stderr)
         return 2
     catalog = Catalog(
-        {d.key: Entry(d, 1, applied.get(d.key, applied.get("", 0))) for d in definitions}
+        {d.key: Entry(d, 1, applied.get(d.key, applied.get("", 0))) for d in definitions},
+        journeys=JourneyCatalog.from_definitions(journeys, applied.get("", 0)),
     )
     replay = Replay(catalog, settings)
     out = sys.stdout.buffer
@@ -241,6 +316,36 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         f"{s.changes} changes, {s.records} records",
         file=sys.stderr,
     )
+    return 0
+
+
+JOURNEY_ACTIONS = {"pause": "paused", "resume": "live", "archive": "archived"}
+
+
+def cmd_journey(args: argparse.Namespace, settings: Settings) -> int:
+    """Pause entry, resume or archive a published journey: a new record with the status
+    changed — the same evaluated version, so running instances go on (or, archived, end)."""
+    current = definitions_topic.read_all(settings)
+    rec = current.get(definitions_topic.record_key("journey", args.key))
+    if rec is None or rec.deleted:
+        print(f"no journey {args.key!r} on {settings.topics.definitions}", file=sys.stderr)
+        return 1
+    status = JOURNEY_ACTIONS[args.action]
+    was = rec.body.get("status", "live")
+    if was == "archived" and status != "archived":
+        print(f"journey {args.key!r} is archived: it cannot be resumed", file=sys.stderr)
+        return 1
+    body = {**rec.body, "status": status}
+    if status == "live":
+        del body["status"]  # the default is left out of published bodies
+    plan = definitions_topic.plan(
+        current, [("journey", args.key, body)], False, int(time.time() * 1000)
+    )
+    if not plan.publish:
+        print(f"journey {args.key}: already {status}")
+        return 0
+    definitions_topic.publish(settings, plan)
+    print(f"journey {args.key}: {was} -> {status} (version {plan.publish[0].evaluated_version})")
     return 0
 
 
@@ -292,3 +397,8 @@ def register(sub: argparse._SubParsersAction, settings_of) -> None:  # type: ign
         "false only events received after it count (default: the start of the file)",
     )
     r.set_defaults(func=run(cmd_replay))
+
+    j = sub.add_parser("journey", help="pause entry, resume or archive a published journey")
+    j.add_argument("action", choices=sorted(JOURNEY_ACTIONS))
+    j.add_argument("key")
+    j.set_defaults(func=run(cmd_journey))

@@ -30,8 +30,6 @@ from engage_stream.journeys.models import (
 
 log = logging.getLogger(__name__)
 
-MAX_VERSIONS = 25  # reference §4.1: up to 25 versions of a journey
-
 
 @dataclass(frozen=True)
 class JourneyEntry:

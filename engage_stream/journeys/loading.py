@@ -1,14 +1,15 @@
 """Loading `kind: journey` YAML with file:line problems, like the definitions loader.
 
-Journey files end in `.journey` (YAML inside) so that the definitions loader — which reads
-every `*.yaml` under `topologies/` for `validate`, `apply` and the demo, and whose tests
-require each such file to hold audiences / traits matching the definitions JSON Schema —
-does not see them until journeys are wired into the profiles stage. `load_journeys`
-reads them (a file, or a directory recursively) and reports every problem at once.
+Journey files end in `.journey` (YAML inside): the definitions loader reads every `*.yaml`
+under a path as audiences and computed traits, these are read beside them by `validate`,
+`apply` and `replay` on the same path. `load_journeys` reads them (a file, or a directory
+recursively) and reports every problem at once; `journey_problems` checks what a journey
+refers to (audiences, traits) against the definitions in force with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,31 +37,57 @@ def journey_files(path: Path | str) -> list[Path]:
 
 def load_journeys(path: Path | str) -> list[JourneyDefinition]:
     """Every journey under `path`; raises `DefinitionErrors` with every problem."""
-    out: list[JourneyDefinition] = []
+    found, problems = collect_journeys(path)
+    if problems:
+        raise DefinitionErrors(problems)
+    return [j for j, _ in found]
+
+
+def collect_journeys(
+    path: Path | str,
+) -> tuple[list[tuple[JourneyDefinition, Source]], list[Problem]]:
+    """The valid journeys under `path` with where each was written, and every problem
+    (none found is not one: a path may hold only audiences)."""
+    p = Path(path)
+    out: list[tuple[JourneyDefinition, Source]] = []
     problems: list[Problem] = []
-    for f in journey_files(path):
-        found, probs = parse_journeys(f.read_text(encoding="utf-8"), str(f))
+    if not p.exists():
+        return [], []
+    for f in journey_files(p):
+        if f.suffix != SUFFIX:
+            continue
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            problems.append(Problem(str(f), "", None, f"cannot read: {e}"))
+            continue
+        found, probs = parse_journey_items(text, str(f))
         out.extend(found)
         problems.extend(probs)
     seen: set[str] = set()
-    for j in out:
+    for j, src in out:
         if j.key in seen:
-            problems.append(Problem(str(path), j.key, None, f"duplicate journey key '{j.key}'"))
+            problems.append(src.problem(("key",), f"duplicate journey key '{j.key}'"))
         seen.add(j.key)
-    if problems:
-        raise DefinitionErrors(problems)
-    return out
+    return out, problems
 
 
 def parse_journeys(
     text: str, file: str = "<string>"
 ) -> tuple[list[JourneyDefinition], list[Problem]]:
     """The valid journeys of one YAML text (a mapping, a list, or `---` documents)."""
+    found, problems = parse_journey_items(text, file)
+    return [j for j, _ in found], problems
+
+
+def parse_journey_items(
+    text: str, file: str = "<string>"
+) -> tuple[list[tuple[JourneyDefinition, Source]], list[Problem]]:
     try:
         documents = _compose(text)
     except yaml.YAMLError as e:
         return [], [Problem(file, "", None, f"YAML error: {e}")]
-    out: list[JourneyDefinition] = []
+    out: list[tuple[JourneyDefinition, Source]] = []
     problems: list[Problem] = []
     for node, data in documents:
         problems.extend(_duplicate_fields(node, file))
@@ -82,7 +109,7 @@ def parse_journeys(
             defn, probs = validate_journey(item, item_node, src)
             problems.extend(probs)
             if defn is not None:
-                out.append(defn)
+                out.append((defn, src))
     return out, problems
 
 
@@ -121,3 +148,34 @@ def journey_path(loc: tuple[Any, ...]) -> Path_:
         if tags is not None and nxt in tags:
             i += 1  # the tag pydantic adds after a tagged-union item
     return tuple(path)
+
+
+def journey_problems(
+    journeys: Sequence[tuple[JourneyDefinition, Source]],
+    audiences: set[str],
+) -> list[Problem]:
+    """A journey reading an audience that is not defined (in the files or in force) never
+    moves anyone: an error, with where it is read. (Trait conditions may read custom
+    traits, which need no definition.)"""
+    out: list[Problem] = []
+    for j, src in journeys:
+        entry = j.entry
+        audience = getattr(entry, "audience", None)
+        if audience and audience not in audiences:
+            out.append(src.problem(("entry", "audience"), f"no audience '{audience}'"))
+        for i, step in enumerate(j.steps):
+            for path, row in _condition_rows(step):
+                key = getattr(row, "audience", None)
+                if isinstance(key, str) and key not in audiences:
+                    out.append(src.problem(("steps", i, *path), f"no audience '{key}'"))
+    return out
+
+
+def _condition_rows(step: object) -> list[tuple[tuple[str | int, ...], object]]:
+    rows: list[tuple[tuple[str | int, ...], object]] = []
+    for n, row in enumerate(getattr(step, "condition", None) or []):
+        rows.append((("condition", n, "audience"), row))
+    for b, branch in enumerate(getattr(step, "branches", None) or []):
+        for n, row in enumerate(getattr(branch, "condition", None) or []):
+            rows.append((("branches", b, "condition", n, "audience"), row))
+    return rows

@@ -902,7 +902,14 @@ class _Run:
                 }
             )
         else:
-            personas = {"computation_class": "audience", "computation_key": key}
+            personas = {
+                "computation_class": "audience",
+                "computation_id": key,
+                "computation_key": key,
+            }
+            # the email travels as audience outputs carry it (reference §3.3)
+            email = self.p.identifier("email")
+            with_email = {"email": email} if email else {}
             if step.identify:
                 calls.append(
                     {
@@ -910,7 +917,7 @@ class _Run:
                         **ids,
                         "timestamp": iso_ms(at),
                         "messageId": "personas_" + _hash(mid, "identify"),
-                        "traits": {key: "true", **traits},
+                        "traits": {key: "true", **with_email, **traits},
                         "context": {"personas": personas},
                     }
                 )
@@ -923,7 +930,10 @@ class _Run:
                         "timestamp": iso_ms(at),
                         "messageId": "personas_" + _hash(mid, "track"),
                         "properties": {key: "true", "audience_key": key, **traits},
-                        "context": {"personas": personas},
+                        "context": {
+                            "personas": personas,
+                            **({"traits": with_email} if email else {}),
+                        },
                     }
                 )
         self.out.append(

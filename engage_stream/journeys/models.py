@@ -40,6 +40,7 @@ MIN_WAIT_MS = 5 * 60_000  # reference §4.2: delay / hold 5 minutes ..
 MAX_WAIT_MS = 182 * 86_400_000  # .. 182 days
 MAX_INSTANCE_MS = 365 * 86_400_000  # an in-progress instance lives at most 365 days
 MAX_CONCURRENT_INSTANCES = 25  # per profile (across journeys)
+MAX_VERSIONS = 25  # of one journey (reference §4.1)
 MAX_HOLD_BRANCHES = 9
 MAX_HOLD_LOOPS = 100
 MAX_EXIT_EVENTS = 10

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import evaluation_body
+from engage_stream.journeys.models import MAX_VERSIONS
 from engage_stream.stream import compacted
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ class DefinitionRecord(BaseModel):
         0,
         description="the version whose evaluation this one shares (an edit of only the "
         "name, description or destinations is not recomputed); 0 = version",
+    )
+    history: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="journeys: the earlier evaluated versions, newest first, as "
+        "{version, body} — profiles may still be in instances of them (drain)",
     )
 
     def to_value(self) -> bytes:
@@ -140,13 +146,18 @@ def plan(
             continue
         version = old.version + 1 if old is not None else 1
         evaluated = version
+        history: list[dict[str, Any]] = []
         if old is None or old.deleted:
             out.created.append(k.decode())
             created = now_ms
         else:
             created = old.created_at or old.applied_at
+            before = old.evaluated_version or old.version
             if evaluation_body(old.body) == evaluation_body(body):
-                evaluated = old.evaluated_version or old.version  # nothing to recompute
+                evaluated = before  # nothing to recompute
+            history = list(old.history)
+            if kind == "journey" and evaluated != before:
+                history = [{"version": before, "body": old.body}, *history][: MAX_VERSIONS - 1]
         out.publish.append(
             DefinitionRecord(
                 key=key,
@@ -156,6 +167,7 @@ def plan(
                 created_at=created,
                 body=body,
                 evaluated_version=evaluated,
+                history=history,
             )
         )
     if prune:

@@ -19,6 +19,7 @@ from engage_stream.definitions.catalog import Catalog
 from engage_stream.identity.replica import IdentityReplica
 from engage_stream.identity.rules import IdentityRules
 from engage_stream.identity.stage import IdentityStage
+from engage_stream.journeys.catalog import JourneyCatalog
 from engage_stream.profiles import sizes as audience_sizes
 from engage_stream.profiles.accounts import is_hidden
 from engage_stream.profiles.record import ProfileRecord
@@ -177,6 +178,13 @@ class Worker:
             for r in current.values()
             if r.kind in ("audience", "computed_trait")
         )
+        catalog.journeys = JourneyCatalog.from_records(
+            (r.key, r.evaluated_version or r.version, r.applied_at, r.body, r.history)
+            for r in current.values()
+            if r.kind == "journey"
+        )
+        for key, why in catalog.journeys.failed.items():
+            log.error("journey %s not run: %s", key, why)
         for entry in catalog:
             why = lookback_problem(entry.definition, self.settings)
             if why is not None:  # applied where more history is kept: never undercount here
@@ -192,16 +200,24 @@ class Worker:
                 catalog.failed[k] = f"rejected by the engine: {exc}"
             self.catalog = catalog
             return
-        if catalog.destinations():
+        destinations = sorted({*catalog.destinations(), *catalog.journeys.destinations()})
+        if destinations:
             await asyncio.get_running_loop().run_in_executor(
-                None, ensure_topics, self.settings, catalog.destinations()
+                None, ensure_topics, self.settings, destinations
             )
         self.catalog, self.active = catalog, keys
         self.stage.use(catalog, engine)
         self.definitions_ready.set()
         for kind in ("audience", "computed_trait"):
             metrics.definitions_active.labels(kind).set(sum(1 for d in active if d.kind == kind))
-        log.info("definitions applied: %d active of %d", len(keys), len(catalog.entries))
+        live_journeys = sum(1 for e in catalog.journeys if e.status == "live")
+        metrics.definitions_active.labels("journey").set(live_journeys)
+        log.info(
+            "definitions applied: %d active of %d, %d journey(s) live",
+            len(keys),
+            len(catalog.entries),
+            live_journeys,
+        )
 
     def ready(self) -> bool:
         """Definitions loaded and every owned partition recovered (profiles role)."""
