@@ -81,9 +81,16 @@ def test_v1_destination_payloads() -> None:
     assert identify["userId"] == "u1"
     assert identify["context"]["personas"] == {
         "computation_class": "audience",
+        "computation_id": key,
         "computation_key": key,
     }
     assert track["event"] == "Audience Entered" and track["properties"][key] == "true"
+    # the email travels as in audience outputs: traits.email / context.traits.email
+    with_email = profile(user_id="u1", external_ids=(("email", "a@x.com"),))
+    d2 = Driver(d.m.j.definition, with_email)
+    send2 = next(o for o in d2.change(joined()).outputs if isinstance(o, DestinationSend))
+    assert send2.calls[0]["traits"]["email"] == "a@x.com"
+    assert send2.calls[1]["context"]["traits"] == {"email": "a@x.com"}
 
 
 def test_v2_destination_track_carries_context_and_metadata() -> None:
