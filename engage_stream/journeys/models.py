@@ -22,6 +22,7 @@ reused here.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
@@ -52,9 +53,23 @@ MAX_NAME = 73
 STEP_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
+MIN_WAIT_ENV = "ENGAGE_JOURNEY_MIN_WAIT_MS"
+
+
+def min_wait_ms() -> int:
+    """The shortest wait or hold accepted: 5 minutes, as Segment; `ENGAGE_JOURNEY_MIN_WAIT_MS`
+    lowers it for demos and tests that watch a delay pass in seconds (`duration: {minutes:
+    0.25}`). Read at validation time, so the worker validating a published body needs it
+    too."""
+    raw = os.environ.get(MIN_WAIT_ENV)
+    return int(raw) if raw and raw.isdigit() else MIN_WAIT_MS
+
+
 def _wait_range(d: Duration) -> Duration:
-    if not MIN_WAIT_MS <= d.ms <= MAX_WAIT_MS:
-        raise ValueError("out of range: between 5 minutes and 182 days")
+    low = min_wait_ms()
+    if not low <= d.ms <= MAX_WAIT_MS:
+        shortest = "5 minutes" if low == MIN_WAIT_MS else f"{low} ms ({MIN_WAIT_ENV})"
+        raise ValueError(f"out of range: between {shortest} and 182 days")
     return d
 
 

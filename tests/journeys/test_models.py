@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from engage_stream.definitions.loader import definition_files, load_definitions
 from engage_stream.definitions.problems import DefinitionErrors
 from engage_stream.journeys.loading import load_journeys
-from engage_stream.journeys.models import step_key
+from engage_stream.journeys.models import JourneyDefinition, step_key
 from tests.journeys.helpers import journey, v2
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "topologies" / "journeys"
@@ -167,3 +167,16 @@ def test_journey_problems_have_lines(tmp_path: Path) -> None:
     )
     with pytest.raises(DefinitionErrors, match="no step with key 'nope'"):
         load_journeys(f)
+
+
+def test_min_wait_is_five_minutes_unless_lowered_for_demos(monkeypatch: Any) -> None:
+    body = {
+        "kind": "journey",
+        "key": "j",
+        "entry": {"audience": "aud"},
+        "steps": [{"type": "wait", "key": "w", "duration": {"minutes": 0.25}}],
+    }
+    with pytest.raises(ValidationError, match="between 5 minutes and 182 days"):
+        JourneyDefinition.model_validate(body)
+    monkeypatch.setenv("ENGAGE_JOURNEY_MIN_WAIT_MS", "1000")
+    assert JourneyDefinition.model_validate(body).steps[0].duration.ms == 15_000  # type: ignore[union-attr]
