@@ -318,11 +318,13 @@ class ProfileProcessor:
         max_profiles: int,
         on_error: ProfileErrorHandler | None = None,
         publish: set[str] = frozenset(),  # type: ignore[assignment]
+        revisit: bool = False,
     ) -> SweepResult:
         """Bring up to `max_profiles` stored profiles (ids after `after`) to the current
         definitions: added or edited definitions are evaluated over each profile's history
         (backfill), deleted ones dropped; journeys in `publish` (a version the profiles have
-        not seen) reach each profile. Resumable by cursor; idempotent. `on_error` as in
+        not seen) reach each profile, and with `revisit` (journeys edited: paused, archived,
+        deleted) every profile's journey states are brought in line. Resumable by cursor; idempotent. `on_error` as in
         `advance` (a skipped profile is brought up to date when it is next touched)."""
         changes: list[Any] = []
         journeys: list[JourneyOutput] = []
@@ -337,7 +339,7 @@ class ProfileProcessor:
             if is_account(pid) != self.accounts:
                 continue  # the other collection's processor sweeps it
             record = store.get(pid)
-            publishing = bool(publish) and self.journeys is not None
+            publishing = (bool(publish) or revisit) and self.journeys is not None
             if record is None or (record.defs_epoch == self.epoch and not publishing):
                 continue
             previous = record.wakeup

@@ -175,7 +175,8 @@ class ProfileStage:
         self.builder = RecordBuilder.empty(settings)
         self._backfill_keys: set[str] = set()
         self._destinations: dict[str, tuple[str, ...]] = {}
-        self._journeys: dict[str, int] = {}  # journey key -> version profiles must see
+        # journey key -> [version, status]: what every profile must have been shown
+        self._journeys: dict[str, list[Any]] = {}
         self._epoch = self.processor.epoch
         if catalog is not None:
             self.use(catalog)
@@ -199,7 +200,7 @@ class ProfileStage:
         self.accounts.flags = engines.split.flags
         self._account_events = engines.split.account_events
         self.processor.journeys = JourneyRunner(catalog.journeys) if catalog.journeys else None
-        self._journeys = {e.key: e.version for e in catalog.journeys}
+        self._journeys = {e.key: [e.version, e.status] for e in catalog.journeys}
         self.catalog = catalog
         self.builder = RecordBuilder(catalog, self.settings)
         self._backfill_keys = {k for k, v in versions.items() if old.get(k) != v}
@@ -485,7 +486,10 @@ class ProfileStage:
             if tx.sweep.epoch == self.epoch
             else Sweep(self.epoch, sent=tx.sweep.sent, journeys=tx.sweep.journeys)
         )
-        publish = {k for k, v in self._journeys.items() if sweep.journeys.get(k) != v}
+        # a version not yet shown to every profile (historical entry); any journey edit
+        # (status, deletion) visits every profile too, so archived instances end now
+        shown = sweep.journeys
+        publish = {k for k, (v, _) in self._journeys.items() if (shown.get(k) or [None])[0] != v}
         result = self.processor.sweep(
             store,
             tx.clock,
@@ -493,6 +497,7 @@ class ProfileStage:
             self.settings.backfill_chunk,
             self._on_profile_error,
             publish,
+            revisit=dict(shown) != self._journeys,
         )
         # the accounts among the same profile ids (both visit the same ids, in key order)
         of_accounts = self.accounts.sweep(

@@ -32,7 +32,7 @@ import enum
 from bisect import bisect_left, insort
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -83,7 +83,7 @@ class Sweep:
     cursor: str | None = None
     done: bool = False
     sent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    journeys: Mapping[str, int] = field(default_factory=dict)
+    journeys: Mapping[str, list[Any]] = field(default_factory=dict)  # key -> [version, status]
 
     def dumps(self) -> bytes:
         return orjson.dumps([self.epoch, self.cursor, self.done, self.sent, self.journeys])
