@@ -6,9 +6,11 @@ durations as `"7 days"`, `between: [30 days, 90 days]`, `count: ">= 2"` or `coun
 `include_history: true|false|<days>`, `session: "1 hour"`, and operator aliases (`>=`, `one_of`, ...). `kind` is
 required, as the loader requires it.
 
-`schemas/definitions.schema.json` is this schema, written by `engage-stream schema`
-(`write_schema`); a test fails when the committed file is out of date. To use it in VS
-Code with the YAML extension, start a file with:
+`schemas/definitions.schema.json` is this schema, and `schemas/journey.schema.json` the
+one of `*.journey` files (`journey_json_schema`, with the same widening and the re-entry
+shorthand `reentry: "30 days"`), both written by `engage-stream schema` (`write_schema`);
+a test fails when a committed file is out of date. To use one in VS Code with the YAML
+extension, start a file with:
 
     # yaml-language-server: $schema=../schemas/definitions.schema.json
 """
@@ -24,6 +26,8 @@ from engage_stream.definitions.models import OP_ALIASES, DefinitionFile, Op
 
 SCHEMA_FILE = "definitions.schema.json"
 SCHEMA_ID = "urn:engage-stream:schemas:definitions"
+JOURNEY_SCHEMA_FILE = "journey.schema.json"
+JOURNEY_SCHEMA_ID = "urn:engage-stream:schemas:journey"
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(minute|hour|day|week)s?\s*$"
 COUNT_PATTERN = r"^\s*(>=|<=|!=|=|>|<)\s*\d+\s*$"
 
@@ -49,7 +53,57 @@ def json_schema() -> dict[str, Any]:
         required = defs[name].setdefault("required", [])
         if "kind" not in required:
             required.insert(0, "kind")
+    _widen(defs)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "engage-stream definitions file",
+        "description": "Audiences and computed traits for engage-stream (a real-time Segment "
+        "Engage): one definition (a mapping with `kind: audience` or `kind: computed_trait`) "
+        "or a list of them. Files live under topologies/ and are applied with "
+        "`engage-stream apply topologies/`.",
+        "anyOf": [
+            {"$ref": "#/$defs/Definition"},
+            {"type": "array", "items": {"$ref": "#/$defs/Definition"}},
+        ],
+        "$defs": defs,
+    }
 
+
+def journey_json_schema() -> dict[str, Any]:
+    """The schema of one `*.journey` file: a journey mapping or a list of them."""
+    from engage_stream.journeys.models import JourneyDefinition
+
+    base = JourneyDefinition.model_json_schema(ref_template="#/$defs/{model}")
+    defs: dict[str, Any] = copy.deepcopy(base.pop("$defs"))
+    defs["JourneyDefinition"] = base
+    base.setdefault("required", []).insert(0, "kind")
+    _widen(defs)
+    reentry = defs["Reentry"]
+    defs["Reentry"] = {
+        "description": reentry.pop("description", ""),
+        "anyOf": [
+            reentry,
+            {"type": "string", "enum": ["never", "once", "every_time"]},
+            {"type": "string", "pattern": DURATION_PATTERN, "description": "after this long"},
+        ],
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": JOURNEY_SCHEMA_ID,
+        "title": "engage-stream journey file",
+        "description": "Journeys for engage-stream: one journey (a mapping with `kind: journey`) "
+        "or a list of them, in `*.journey` files (YAML) applied with `engage-stream apply`.",
+        "anyOf": [
+            {"$ref": "#/$defs/JourneyDefinition"},
+            {"type": "array", "items": {"$ref": "#/$defs/JourneyDefinition"}},
+        ],
+        "$defs": defs,
+    }
+
+
+def _widen(defs: dict[str, Any]) -> None:
+    """The shorthands the models' `mode="before"` validators accept, where present."""
     duration = defs["Duration"]
     defs["Duration"] = {
         "description": duration.pop("description", ""),
@@ -62,6 +116,9 @@ def json_schema() -> dict[str, Any]:
             duration,
         ],
     }
+    if "Between" not in defs:  # a journey file: durations and operators only
+        _widen_ops(defs)
+        return
     between = defs["Between"]
     defs["Between"] = {
         "description": between.pop("description", "") + " Shorthand: `[30 days, 90 days]`.",
@@ -100,6 +157,12 @@ def json_schema() -> dict[str, Any]:
             {"type": "number", "exclusiveMinimum": 0, "maximum": 1095},
         ],
     }
+    _widen_ops(defs)
+
+
+def _widen_ops(defs: dict[str, Any]) -> None:
+    if "Op" not in defs:
+        return
     canonical = [op.value for op in Op]
     aliases = sorted(set(OP_ALIASES) | {c.replace("_", " ") for c in canonical if "_" in c})
     defs["Op"] = {
@@ -113,31 +176,20 @@ def json_schema() -> dict[str, Any]:
             },
         ],
     }
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "engage-stream definitions file",
-        "description": "Audiences and computed traits for engage-stream (a real-time Segment "
-        "Engage): one definition (a mapping with `kind: audience` or `kind: computed_trait`) "
-        "or a list of them. Files live under topologies/ and are applied with "
-        "`engage-stream apply topologies/`.",
-        "anyOf": [
-            {"$ref": "#/$defs/Definition"},
-            {"type": "array", "items": {"$ref": "#/$defs/Definition"}},
-        ],
-        "$defs": defs,
-    }
 
 
-def render_schema() -> str:
-    """The exact text of `schemas/definitions.schema.json`."""
-    return json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+def render_schema(journeys: bool = False) -> str:
+    """The exact text of `schemas/definitions.schema.json` (or `journey.schema.json`)."""
+    schema = journey_json_schema() if journeys else json_schema()
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def write_schema(directory: Path | str) -> Path:
-    """Write `<directory>/definitions.schema.json`; returns its path."""
+    """Write `<directory>/definitions.schema.json` and `journey.schema.json`; returns the
+    first's path."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    (d / JOURNEY_SCHEMA_FILE).write_text(render_schema(journeys=True), encoding="utf-8")
     path = d / SCHEMA_FILE
     path.write_text(render_schema(), encoding="utf-8")
     return path

@@ -100,3 +100,32 @@ def test_schema_knows_session_windows_and_as_string() -> None:
         {**base, "as_string": "yes"},
     ):
         assert list(validator.iter_errors(bad)), bad
+
+
+def test_committed_journey_schema_is_up_to_date_and_fits_the_examples() -> None:
+    from engage_stream.definitions.schema_export import JOURNEY_SCHEMA_FILE, journey_json_schema
+
+    committed = ROOT / "schemas" / JOURNEY_SCHEMA_FILE
+    assert committed.read_text(encoding="utf-8") == render_schema(journeys=True), (
+        "schemas/journey.schema.json differs from the journey models: run `engage-stream schema`"
+    )
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(journey_json_schema())
+    files = sorted((ROOT / "topologies").rglob("*.journey"))
+    assert files
+    for f in files:
+        for doc in yaml.safe_load_all(f.read_text()):
+            errors = list(validator.iter_errors(doc))
+            assert not errors, f"{f}: {errors[0].message}"
+    typo = {
+        "kind": "journey",
+        "key": "j",
+        "entry": {"audience": "a"},
+        "reentry": "30 days",
+        "steps": [{"type": "wait", "key": "w", "duraton": "1 day"}],
+    }
+    assert list(validator.iter_errors(typo))  # the misspelt field is refused
+    typo["steps"] = [{"type": "wait", "key": "w", "duration": "1 day"}]
+    assert not list(validator.iter_errors(typo))  # and the shorthands accepted
