@@ -194,3 +194,89 @@ def test_validate_checks_journey_files_too(
     args = argparse.Namespace(path=str(root))
     assert commands.cmd_validate(args, Settings()) == 0
     assert "4 journey(s)" in capsys.readouterr().out
+
+
+def journeys(text: str) -> list[tuple[object, object]]:
+    from engage_stream.journeys.loading import parse_journey_items
+
+    found, problems = parse_journey_items(textwrap.dedent(text).lstrip("\n"), "j.journey")
+    assert not problems, problems
+    return found  # type: ignore[return-value]
+
+
+CART_JOURNEY = """
+kind: journey
+key: cart
+entry: {audience: a}
+steps:
+  - {type: wait, key: w, duration: 1 day}
+"""
+
+
+def apply_journey(
+    existing: list[DefinitionRecord], text: str, now: int = 2 * T
+) -> tuple[Plan, list[str]]:
+    plan, problems = plan_apply(
+        existing,
+        [],
+        prune=False,
+        now_ms=now,
+        journeys=journeys(text),  # type: ignore[arg-type]
+    )
+    return plan, [str(p) for p in problems]
+
+
+def test_a_journey_is_published_with_versions_and_keeps_its_earlier_bodies() -> None:
+    topic = [audience_rec("a")]
+    plan, problems = apply_journey(topic, CART_JOURNEY)
+    assert problems == []
+    (v1,) = plan.publish
+    assert (v1.kind, v1.key, v1.version, v1.history) == ("journey", "cart", 1, [])
+    # pausing is not a new evaluated version: instances go on
+    plan, _ = apply_journey([*topic, v1], CART_JOURNEY + "status: paused\n")
+    (paused,) = plan.publish
+    assert (paused.version, paused.evaluated_version, paused.history) == (2, 1, [])
+    # a step edit is: the body it replaces is kept for the instances that drain on it
+    plan, _ = apply_journey([*topic, paused], CART_JOURNEY.replace("1 day", "2 days"))
+    (v3,) = plan.publish
+    assert (v3.version, v3.evaluated_version) == (3, 3)
+    assert v3.history == [{"version": 1, "body": paused.body}]
+
+
+def test_a_journey_reading_an_unknown_audience_is_refused_with_its_location() -> None:
+    plan, problems = apply_journey([], CART_JOURNEY)
+    assert problems == ["j.journey:3: cart.entry.audience: no audience 'a'"]
+    # an audience on the topic or in the same apply will do
+    assert apply_journey([audience_rec("a")], CART_JOURNEY)[1] == []
+
+
+def test_at_most_25_versions_of_a_journey() -> None:
+    topic: list[DefinitionRecord] = [audience_rec("a")]
+    current = None
+    for n in range(1, 26):
+        plan, problems = apply_journey(
+            topic + ([current] if current else []), CART_JOURNEY.replace("1 day", f"{n} days")
+        )
+        assert problems == [], n
+        current = plan.publish[0]
+    assert current is not None and current.version == 25 and len(current.history) == 24
+    _, problems = apply_journey([*topic, current], CART_JOURNEY.replace("1 day", "99 days"))
+    assert problems and "at most 25 versions" in problems[0]
+
+
+def test_pruning_the_audience_a_journey_reads_is_refused() -> None:
+    plan, _ = apply_journey([audience_rec("a")], CART_JOURNEY)
+    topic = [audience_rec("a"), audience_rec("b"), *plan.publish]
+    found = items("kind: audience\nkey: b\nconditions: [{event: X}]\n")
+    # pruning to `b` and the journey: `a` would go, and the journey reads it
+    _, problems = plan_apply(
+        topic,
+        found,
+        prune=True,
+        now_ms=3 * T,
+        journeys=journeys(CART_JOURNEY),  # type: ignore[arg-type]
+    )
+    assert [str(p) for p in problems] == ["j.journey:3: cart.entry.audience: no audience 'a'"]
+    # pruning to `b` alone takes the journey too: nothing left reads `a`
+    plan, problems = plan_apply(topic, found, prune=True, now_ms=3 * T)
+    assert problems == [] and {r.key for r in plan.delete} == {"a", "cart"}
