@@ -32,7 +32,6 @@ send steps already sent (a path join reaching one again sends once).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -68,6 +67,7 @@ from engage_stream.journeys.models import (
     step_key,
 )
 from engage_stream.journeys.subscriptions import allowed, state_of
+from engage_stream.messaging.templates import render, trait_value
 from engage_stream.timestamps import iso_ms
 
 STATE_VERSION = 1
@@ -239,11 +239,6 @@ def compile_filters(filters: Sequence[PropertyFilter]) -> PropsMatch:
     return match
 
 
-def _trait_value(traits: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    v = traits.get(path[0])
-    return get_path(v, path[1:]) if len(path) > 1 else v
-
-
 def _compile_row(row: Any) -> CondEval:
     if isinstance(row, AudienceCondition):
         key, member = row.audience, row.member
@@ -253,11 +248,9 @@ def _compile_row(row: Any) -> CondEval:
         if row.value_from is not None and row.value_from.trait is not None:
             dyn = compile_dynamic(row.operator)
             ref = split_path(row.value_from.trait)
-            return lambda p, ctx, now: dyn(
-                _trait_value(p.traits, path), _trait_value(p.traits, ref)
-            )
+            return lambda p, ctx, now: dyn(trait_value(p.traits, path), trait_value(p.traits, ref))
         pred = compile_static(row.operator, row.value)
-        return lambda p, ctx, now: pred(_trait_value(p.traits, path), now)
+        return lambda p, ctx, now: pred(trait_value(p.traits, path), now)
     if isinstance(row, ContextCondition):
         name, match = row.context_event, compile_filters(row.where)
 
@@ -306,7 +299,6 @@ def _hash(*parts: Any) -> str:
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
-_VAR = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 RANDOM_BUCKETS = 10_000
 
 
@@ -1035,32 +1027,9 @@ class _Run:
         )
 
     def _render(self, template: str, inst: dict[str, Any]) -> str:
-        """`{{traits.<path>}}`, `{{context.<event or alias>.<path>}}`, `{{profile_id}}`,
-        `{{journey}}`; a missing value renders as empty text."""
-
-        def value(m: re.Match[str]) -> str:
-            expr = m.group(1)
-            v: Any = None
-            if expr == "profile_id":
-                v = self.p.profile_id
-            elif expr == "journey":
-                v = self.j.key
-            elif expr.startswith("traits."):
-                v = _trait_value(self.p.traits, split_path(expr[7:]))
-            elif expr.startswith("context."):
-                rest = expr[8:]
-                for name in sorted(inst["ctx"], key=len, reverse=True):
-                    if rest == name:
-                        v = inst["ctx"][name]
-                        break
-                    if rest.startswith(name + "."):
-                        v = get_path(inst["ctx"][name], split_path(rest[len(name) + 1 :]))
-                        break
-            if v is None:
-                return ""
-            return v if isinstance(v, str) else orjson.dumps(v).decode()
-
-        return _VAR.sub(value, template)
+        return render(
+            template, self.p.traits, self.p.profile_id, inst["ctx"], {"journey": self.j.key}
+        )
 
 
 def _token(step: str, since: int, due: int | None) -> dict[str, Any]:

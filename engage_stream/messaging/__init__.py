@@ -1,0 +1,1 @@
+"""What journeys and broadcasts share on the way to `engage.messages`: template variables."""
