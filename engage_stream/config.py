@@ -39,6 +39,10 @@ class Topics(BaseModel):
     changes: str = Field("engage.changes", description="every audience/trait change")
     journeys: str = Field("engage.journeys", description="every journey step, send, exit")
     messages: str = Field("engage.messages", description="email / SMS send requests")
+    broadcast_progress: str = Field(
+        "engage.broadcast-progress",
+        description="compacted: each partition's progress of each broadcast send",
+    )
     output_prefix: str = Field("engage.out.", description="+ destination name")
 
     def inputs(self) -> list[str]:
@@ -91,6 +95,12 @@ class Settings(BaseModel):
         "events older than the clock minus this",
     )
     commit_interval_s: float = Field(1.0, description="how often consumed offsets are committed")
+    broadcast_rate: float = Field(
+        1000.0,
+        gt=0,
+        description="messages per second a broadcast sends across every worker, unless it "
+        "sets its own rate",
+    )
     topics: Topics = Field(default_factory=Topics)
     # Tuning of the parts below, each a frozen dataclass with commented defaults; from the
     # environment as ENGAGE_<PART>_<FIELD>, e.g. ENGAGE_CONSUMER_SESSION_TIMEOUT_MS.

@@ -7,9 +7,9 @@
   Segment calls the machine built, with `integrations` naming that destination and the
   space in `context.personas`, as audience outputs are (`outputs.records`);
 - a message request → `engage.messages`, keyed by profile id, for a messaging connector:
-  `{message_id, idempotency_key, channel, template, recipient, group, variables, journey,
-  version, step, instance_id, profile_id, at, at_iso}`. A connector sends each
-  idempotency key at most once: a replay or a recovered batch repeats the same key.
+  a `messaging.requests.MessageSendRequest` with `source: journey` (and the journey,
+  version, step and instance). A connector sends each idempotency key at most once: a
+  replay or a recovered batch repeats the same key.
 
 Every record carries its messageId in the `engage.message_id` header.
 """
@@ -22,6 +22,7 @@ import orjson
 
 from engage_stream.config import Settings
 from engage_stream.journeys.machine import DestinationSend, JourneyOutput, MessageRequest
+from engage_stream.messaging.requests import MessageSendRequest
 from engage_stream.outputs.builder import MESSAGE_ID_HEADER
 from engage_stream.records import OutgoingRecord
 from engage_stream.timestamps import iso_ms
@@ -51,22 +52,23 @@ def journey_records(outputs: Iterable[JourneyOutput], settings: Settings) -> lis
                     mid = [(MESSAGE_ID_HEADER, str(call["messageId"]).encode())]
                     out.append(OutgoingRecord(topics.output(dest), key, orjson.dumps(value), mid))
         elif isinstance(o, MessageRequest):
-            request = {
-                "message_id": o.message_id,
-                "idempotency_key": o.idempotency_key,
-                "channel": o.channel,
-                "template": o.template,
-                "recipient": o.recipient,
-                "group": o.group,
-                "variables": o.variables,
-                "journey": o.journey,
-                "version": o.version,
-                "step": o.step,
-                "instance_id": o.instance_id,
-                "profile_id": o.profile_id,
-                "at": o.at,
-                "at_iso": iso_ms(o.at),
-                "space_id": space,
-            }
-            out.append(OutgoingRecord(topics.messages, key, orjson.dumps(request), header))
+            request = MessageSendRequest(
+                message_id=o.message_id,
+                idempotency_key=o.idempotency_key,
+                source="journey",
+                channel=o.channel,  # type: ignore[arg-type]
+                template=o.template,
+                recipient=o.recipient,
+                group=o.group,
+                variables=o.variables,
+                profile_id=o.profile_id,
+                at=o.at,
+                at_iso=iso_ms(o.at),
+                space_id=space,
+                journey=o.journey,
+                version=o.version,
+                step=o.step,
+                instance_id=o.instance_id,
+            )
+            out.append(OutgoingRecord(topics.messages, key, request.to_value(), header))
     return out

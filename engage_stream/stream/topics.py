@@ -42,6 +42,7 @@ def topic_specs(
     specs[t.changes] = (n, {})
     specs[t.journeys] = (n, {})
     specs[t.messages] = (n, {})
+    specs[t.broadcast_progress] = (1, compact)
     for d in destinations or []:
         specs[t.output(d)] = (n, {})
     return specs
