@@ -205,6 +205,58 @@ definition_status = Gauge(
 )
 
 
+journey_entered = Counter(
+    "engage_journey_entered_total",
+    "Journey instances started on this worker's partitions",
+    ["journey"],
+    registry=REGISTRY,
+)
+journey_completed = Counter(
+    "engage_journey_completed_total",
+    "Journey instances that reached the end of every path",
+    ["journey"],
+    registry=REGISTRY,
+)
+journey_exited = Counter(
+    "engage_journey_exited_total",
+    "Journey instances ended early, by reason (exit_step, exit_event, exit_after, max_age, "
+    "archived)",
+    ["journey", "reason"],
+    registry=REGISTRY,
+)
+journey_entries_skipped = Counter(
+    "engage_journey_entries_skipped_total",
+    "Journey entries not made, by reason (max_instances, missing_identifier)",
+    ["journey", "reason"],
+    registry=REGISTRY,
+)
+journey_steps = Counter(
+    "engage_journey_steps_total",
+    "Times a journey instance entered a step (a hold's loop back enters it again)",
+    ["journey", "step"],
+    registry=REGISTRY,
+)
+journey_messages = Counter(
+    "engage_journey_messages_total",
+    "Send-message steps reached: outcome requested, or skipped_<reason> (the recipient's "
+    "subscription state unsubscribed / did_not_subscribe / none, or no_address)",
+    ["journey", "step", "outcome"],
+    registry=REGISTRY,
+)
+journey_in_step = Gauge(
+    "engage_journey_in_step",
+    "Journey instances waiting in a step now, in the partitions this worker owns",
+    ["journey", "step"],
+    registry=REGISTRY,
+)
+journey_active = Gauge(
+    "engage_journey_active",
+    "Journey instances in progress now, in the partitions this worker owns",
+    ["journey"],
+    registry=REGISTRY,
+)
+
+
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
@@ -217,6 +269,21 @@ def labelled(metric: Any, *values: str) -> Any:
     if child is None:
         child = _children[key] = metric.labels(*values)
     return child
+
+
+_exported: dict[int, set[tuple[str, ...]]] = {}
+
+
+def export(gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
+    """Set a labelled gauge to exactly `values`: the label sets exported last time and absent
+    now are removed, so a step left, a journey deleted or a partition handed to another
+    worker leaves no stale series behind (the counts it is read from drop such keys)."""
+    before = _exported.get(id(gauge), set())
+    for labels in before - values.keys():
+        gauge.remove(*labels)
+    for labels, n in values.items():
+        gauge.labels(*labels).set(n)
+    _exported[id(gauge)] = set(values)
 
 
 def render() -> bytes:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections import Counter
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from engage_stream import metrics
@@ -19,7 +20,9 @@ from engage_stream.definitions.catalog import Catalog
 from engage_stream.identity.replica import IdentityReplica
 from engage_stream.identity.rules import IdentityRules
 from engage_stream.identity.stage import IdentityStage
+from engage_stream.journeys import counts as journey_counts
 from engage_stream.journeys.catalog import JourneyCatalog
+from engage_stream.journeys.machine import InstanceRecord, JourneyOutput, MessageSkipped
 from engage_stream.profiles import sizes as audience_sizes
 from engage_stream.profiles.accounts import is_hidden
 from engage_stream.profiles.record import ProfileRecord
@@ -248,6 +251,15 @@ class Worker:
                     sizes[k] = sizes.get(k, 0) + n
         return sizes
 
+    def local_journey_counts(self) -> journey_counts.Counts:
+        """Journey counts (`journeys.counts`) summed over this worker's partitions."""
+        out: journey_counts.Counts = {}
+        for p in self.owned():
+            ps = self.partitions.open.get(p)
+            if ps is not None:
+                journey_counts.add(out, journey_counts.read(ps.store))
+        return out
+
     async def local_members(self, key: str) -> list[ProfileRecord]:
         """Members of an audience — or profiles with a value of a computed trait — in the
         partitions this worker owns."""
@@ -275,6 +287,7 @@ class Worker:
             kind = e.definition.kind if e is not None else "unknown"
             for s in audience_api.STATUSES:
                 metrics.definition_status.labels(k, kind, s).set(1 if s == status else 0)
+        export_journey_gauges(self.catalog.journeys, self.local_journey_counts())
 
     async def tick(self) -> None:
         """Feed the wall clock into every owned partition so time-driven changes fire."""
@@ -297,3 +310,48 @@ def _count_profiles(partition: int, result: StageResult) -> None:
     metrics.timers_fired.inc(result.timers_fired)
     if result.failed:
         metrics.labelled(metrics.dead_lettered, PROCESSING_FAILED).inc(result.failed)
+    count_journeys(result.journeys)
+
+
+def count_journeys(outputs: Iterable[JourneyOutput]) -> None:
+    """The `engage_journey_*` counters of a batch's journey outputs (called with the other
+    counters, once the batch is durable: a batch applied again is not counted twice)."""
+    n: Counter[tuple[Any, tuple[str, ...]]] = Counter()
+    for o in outputs:
+        j = o.journey
+        if o.type == "instance_entered":
+            n[metrics.journey_entered, (j,)] += 1
+        elif o.type == "instance_completed":
+            n[metrics.journey_completed, (j,)] += 1
+        elif o.type == "instance_exited" and isinstance(o, InstanceRecord):
+            n[metrics.journey_exited, (j, o.reason)] += 1
+        elif o.type == "entry_skipped" and isinstance(o, InstanceRecord):
+            n[metrics.journey_entries_skipped, (j, o.reason)] += 1
+        elif o.type == "step_entered":
+            n[metrics.journey_steps, (j, o.step)] += 1
+        elif o.type == "message_request":
+            n[metrics.journey_messages, (j, o.step, "requested")] += 1
+        elif isinstance(o, MessageSkipped):
+            n[metrics.journey_messages, (j, o.step, f"skipped_{o.reason}")] += 1
+    for (metric, labels), k in n.items():
+        metrics.labelled(metric, *labels).inc(k)
+
+
+def export_journey_gauges(journeys: JourneyCatalog, counts: journey_counts.Counts) -> None:
+    """`engage_journey_in_step` / `_active` from the partitions' counts, for the journeys in
+    force: every step of every version still known (0 when empty, so a dashboard sees the
+    step drain rather than its series vanish). A deleted journey's series go: nothing moves
+    its counts any more."""
+    in_step: dict[tuple[str, ...], float] = {}
+    active: dict[tuple[str, ...], float] = {}
+    for entry in journeys:
+        mine = counts.get(entry.key, {})
+        active[(entry.key,)] = mine.get("active", 0)
+        for defn in entry.versions().values():
+            for step in defn.steps:
+                in_step[entry.key, step.key] = 0
+        for name, k in mine.items():
+            if name.startswith("step:"):
+                in_step[entry.key, name[5:]] = k
+    metrics.export(metrics.journey_in_step, in_step)
+    metrics.export(metrics.journey_active, active)
