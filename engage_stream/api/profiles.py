@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from engage_stream.api.errors import ApiError
 from engage_stream.events import ProfileEvent
+from engage_stream.journeys.catalog import JourneyCatalog
 from engage_stream.profiles.accounts import is_hidden
 from engage_stream.profiles.record import ACCOUNT_PREFIX, ProfileRecord, TraitValue, is_account
 from engage_stream.profiles.store import ProfileStore
@@ -265,6 +266,74 @@ def links(record: ProfileRecord) -> dict[str, Any]:
     return {"data": data}
 
 
+def _iso_or_none(ms: int | None) -> str | None:
+    return iso(ms) if ms is not None else None
+
+
+def _token_row(tok: dict[str, Any], steps: dict[str, Any]) -> dict[str, Any]:
+    """Where an instance waits: a step it is in, since when, until when at most."""
+    s = steps.get(tok["step"])
+    return {
+        "key": tok["step"],
+        "name": (s.name or s.key) if s is not None else None,
+        "type": s.type if s is not None else None,
+        "since": iso(tok["since"]),
+        "due": _iso_or_none(tok.get("due")),
+        "loops": tok.get("loops", 0),
+    }
+
+
+def journeys(record: ProfileRecord, catalog: JourneyCatalog | None) -> dict[str, Any]:
+    """The profile's journey states (beyond Segment, which shows them only in its UI): per
+    journey and version, the instances in progress and where each waits, and how many
+    instances the profile ever started; plus its subscription states, which decide whether
+    a send-message step requests a message. Step names and whether the version is the
+    current one come from `catalog` (a version no longer known shows step keys alone)."""
+    data: list[dict[str, Any]] = []
+    for key in sorted(record.journeys):
+        entry = catalog.entries.get(key) if catalog is not None else None
+        per = record.journeys[key]
+        for v in sorted(per, key=int):
+            state, version = per[v], int(v)
+            defn = entry.versions().get(version) if entry is not None else None
+            steps = {x.key: x for x in defn.steps} if defn is not None else {}
+            data.append(
+                {
+                    "journey": key,
+                    "name": (entry.definition.name or key) if entry is not None else None,
+                    "version": version,
+                    "current": entry is not None and entry.version == version,
+                    "entries": state.get("entries", 0),
+                    "ended_at": _iso_or_none(state.get("ended_at")),
+                    "reentry_at": _iso_or_none(state.get("reentry_at")),
+                    "instances": [
+                        {
+                            "instance_id": inst["id"],
+                            "entered": iso(inst["entered"]),
+                            "expires": _iso_or_none(inst.get("expires")),
+                            "unique_identifier": inst.get("uid"),
+                            "context": inst.get("ctx", {}),
+                            "steps": [_token_row(t, steps) for t in inst["tokens"]],
+                        }
+                        for inst in state.get("instances", [])
+                    ],
+                }
+            )
+    subscriptions = []
+    for vector in sorted(record.subscriptions):
+        channel, _, address = vector.partition(":")
+        sub = record.subscriptions[vector]
+        subscriptions.append(
+            {
+                "channel": channel,
+                "address": address,
+                "status": sub.get("status", "none"),
+                "groups": dict(sorted(sub.get("groups", {}).items())),
+            }
+        )
+    return {"data": data, "subscriptions": subscriptions}
+
+
 def metadata(record: ProfileRecord) -> dict[str, Any]:
     md = record.metadata
     return {
@@ -334,6 +403,9 @@ def events(
     }
 
 
+SECTIONS = ("traits", "external_ids", "events", "metadata", "merges", "links", "journeys")
+
+
 def handle(
     store: ProfileStore,
     profile_id: str | None,
@@ -341,8 +413,10 @@ def handle(
     path: str,
     params: dict[str, str],
     now_ms: int,
+    journey_catalog: JourneyCatalog | None = None,
 ) -> dict[str, Any]:
-    if section not in ("traits", "external_ids", "events", "metadata", "merges", "links"):
+    """`journey_catalog`: the journeys in force, for the `journeys` section's names."""
+    if section not in SECTIONS:
         raise ApiError(404, "not_found", f"Unknown resource {section!r}.")
     record = store.get(profile_id) if profile_id else None
     if record is None:
@@ -359,4 +433,6 @@ def handle(
         return merges(record, q)
     if section == "links":
         return links(record)
+    if section == "journeys":
+        return journeys(record, journey_catalog)
     return events(store, record, q, now_ms)

@@ -1,10 +1,11 @@
 """Answers that need the other workers: a profile request forwarded to the worker that owns
-its partition, and the audiences API's statuses, sizes and members gathered from all.
+its partition, the audiences API's statuses, sizes and members, and the journeys API's
+counts, gathered from all.
 
 Each worker holds the state of the partitions it owns. Workers find each other through the
 profiles consumer group (`WorkerState.owner` / `workers`) and talk over this same web API:
-the public Profile API when forwarding, two internal endpoints (`STATE_PATH`,
-`MEMBERS_PATH`, served by `api.views`) when gathering. Both ends of those two are here.
+the public Profile API when forwarding, internal endpoints (`STATE_PATH`, `MEMBERS_PATH`,
+`JOURNEYS_PATH`, served by `api.views`) when gathering. Both ends of those are here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from engage_stream.api import audiences as audience_api
 from engage_stream.api.auth import basic_authorization
 from engage_stream.api.errors import ApiError
 from engage_stream.api.source import WorkerState
+from engage_stream.journeys.counts import Counts
+from engage_stream.journeys.counts import add as add_counts
 from engage_stream.profiles.record import ProfileRecord
 
 log = logging.getLogger(__name__)
@@ -27,11 +30,17 @@ log = logging.getLogger(__name__)
 ROUTED_HEADER = "X-Engage-Routed"
 STATE_PATH = "/v1/internal/audience-state"
 MEMBERS_PATH = "/v1/internal/audience-members/{key}"
+JOURNEYS_PATH = "/v1/internal/journey-counts"
 
 
 def local_state(state: WorkerState) -> dict[str, Any]:
     """This worker's part of the audiences' state, as `STATE_PATH` answers it."""
     return {"statuses": state.statuses(), "sizes": state.local_sizes()}
+
+
+def local_journeys_body(state: WorkerState) -> bytes:
+    """`JOURNEYS_PATH`'s answer: this worker's journey counts (journey -> name -> n)."""
+    return orjson.dumps(state.local_journey_counts())
 
 
 def local_members_body(members: list[ProfileRecord]) -> bytes:
@@ -100,3 +109,10 @@ class Peers:
         for raw in await self._gather(MEMBERS_PATH.format(key=key)):
             members.extend(ProfileRecord.loads(line) for line in raw.split(b"\n") if line)
         return members
+
+    async def journey_counts(self) -> Counts:
+        """Journey counts (`journeys.counts`) summed over every worker."""
+        counts = self._state.local_journey_counts()
+        for raw in await self._gather(JOURNEYS_PATH):
+            add_counts(counts, orjson.loads(raw))
+        return counts

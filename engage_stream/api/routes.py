@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import faust
 
 from engage_stream.api import views
-from engage_stream.api.proxy import MEMBERS_PATH, STATE_PATH, Peers
+from engage_stream.api.proxy import JOURNEYS_PATH, MEMBERS_PATH, STATE_PATH, Peers
 from engage_stream.api.source import WorkerSource, WorkerState
 
 if TYPE_CHECKING:
@@ -16,9 +16,12 @@ if TYPE_CHECKING:
 ROUTES: tuple[tuple[str, type[views.ApiView]], ...] = (
     (STATE_PATH, views.LocalAudienceState),
     (MEMBERS_PATH, views.LocalMembers),
+    (JOURNEYS_PATH, views.LocalJourneyCounts),
     ("/v1/audiences", views.Audiences),
     ("/v1/audiences/{key}", views.Audience),
     ("/v1/audiences/{key}/members.csv", views.AudienceMembers),
+    ("/v1/journeys", views.Journeys),
+    ("/v1/journeys/{key}", views.Journey),
     ("/metrics", views.Metrics),
     ("/health", views.Health),
     (

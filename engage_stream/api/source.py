@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from engage_stream.definitions.catalog import Catalog
+from engage_stream.journeys.counts import Counts
 from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.transaction import Transaction
@@ -91,6 +92,10 @@ class WorkerState(Protocol):
         """An audience's members in this worker's partitions."""
         ...
 
+    def local_journey_counts(self) -> Counts:
+        """Journey counts over this worker's partitions (a new dict: the caller adds to it)."""
+        ...
+
 
 class WorkerSource:
     """`WorkerState` of a running `Worker`."""
@@ -148,3 +153,6 @@ class WorkerSource:
 
     async def local_members(self, key: str) -> list[ProfileRecord]:
         return await self._worker.local_members(key)
+
+    def local_journey_counts(self) -> Counts:
+        return self._worker.local_journey_counts()

@@ -1,5 +1,5 @@
 """The web API's Faust views: check the request, ask the pure handlers (`api.profiles`,
-`api.audiences`) or the other workers (`api.proxy`), write the response.
+`api.audiences`, `api.journeys`) or the other workers (`api.proxy`), write the response.
 
 Faust creates each view itself, from its class, so what a view reads (`ApiContext`) is
 bound to the class: `routes.serve` registers `ApiView.bound(ctx)`, a subclass per worker.
@@ -19,16 +19,20 @@ from faust.web import Request, Response, View
 
 from engage_stream import metrics
 from engage_stream.api import audiences as audience_api
+from engage_stream.api import journeys as journey_api
 from engage_stream.api import profiles as profile_api
 from engage_stream.api.auth import check_basic_auth
 from engage_stream.api.errors import ApiError
-from engage_stream.api.proxy import Peers, local_members_body, local_state
+from engage_stream.api.proxy import Peers, local_journeys_body, local_members_body, local_state
 from engage_stream.api.source import WorkerState
 from engage_stream.definitions.catalog import Catalog
+from engage_stream.journeys.catalog import JourneyCatalog
+from engage_stream.journeys.counts import Counts
 
 log = logging.getLogger(__name__)
 
 AudiencesBody = Callable[[Catalog, Mapping[str, str], Mapping[str, int]], dict[str, Any]]
+JourneysBody = Callable[[JourneyCatalog, Counts], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,7 @@ class Profiles(ApiView):
                 request.path,
                 dict(request.query),
                 now_ms=max(part.clock, int(time.time() * 1000)),
+                journey_catalog=ctx.state.catalog.journeys,
             )
         except ApiError as err:
             metrics.api_requests.labels(section, str(err.status)).inc()
@@ -153,6 +158,33 @@ class AudienceMembers(ApiView):
         return self.bytes(audience_api.members_csv(export, members), content_type="text/csv")
 
 
+class _JourneysView(ApiView):
+    async def answer(self, request: Request, shape: JourneysBody, key: str = "") -> Response:
+        """The journeys in force with their counts over every worker, shaped by `shape`."""
+        try:
+            self.authorize(request)
+            journeys = self.ctx.state.catalog.journeys
+            if key:
+                journey_api.check_known(journeys, key)
+            body = shape(journeys, await self.ctx.peers.journey_counts())
+        except ApiError as err:
+            return self.error(err)
+        except Exception:
+            log.exception("journeys API request %s failed", request.path)
+            return self.error(ApiError(500, "internal_error", "Internal server error."))
+        return self.json_bytes(body)
+
+
+class Journeys(_JourneysView):
+    async def get(self, request: Request) -> Response:
+        return await self.answer(request, journey_api.list_body)
+
+
+class Journey(_JourneysView):
+    async def get(self, request: Request, key: str) -> Response:
+        return await self.answer(request, partial(journey_api.one_body, key=key), key)
+
+
 class LocalAudienceState(ApiView):
     """This worker's part of another worker's `Peers.audience_state`."""
 
@@ -174,3 +206,14 @@ class LocalMembers(ApiView):
             return self.error(err)
         members = await self.ctx.state.local_members(key)
         return self.bytes(local_members_body(members), content_type="text/plain")
+
+
+class LocalJourneyCounts(ApiView):
+    """This worker's part of another worker's `Peers.journey_counts`."""
+
+    async def get(self, request: Request) -> Response:
+        try:
+            self.authorize(request)
+        except ApiError as err:
+            return self.error(err)
+        return self.bytes(local_journeys_body(self.ctx.state), content_type="application/json")
