@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -22,9 +22,26 @@ from engage_stream.definitions.models import (
     ComputedTraitDefinition,
     Definition,
 )
-from engage_stream.journeys.catalog import JourneyCatalog
+
+if TYPE_CHECKING:
+    from engage_stream.broadcasts.catalog import BroadcastCatalog
+    from engage_stream.journeys.catalog import JourneyCatalog
 
 log = logging.getLogger(__name__)
+
+
+def _journeys() -> JourneyCatalog:
+    # imported here: journeys and broadcasts build on the definition models, which
+    # import this module
+    from engage_stream.journeys.catalog import JourneyCatalog
+
+    return JourneyCatalog()
+
+
+def _broadcasts() -> BroadcastCatalog:
+    from engage_stream.broadcasts.catalog import BroadcastCatalog
+
+    return BroadcastCatalog()
 
 AnyDefinition = AudienceDefinition | ComputedTraitDefinition
 Status = Literal["Preparing", "Computing", "Live", "Disabled", "Failed"]
@@ -66,8 +83,10 @@ class Entry:
 
 
 # Fields an edit may change without changing any membership or value (a journey's
-# `status`: pausing or resuming keeps its version and its running instances).
-COSMETIC_FIELDS = frozenset({"name", "description", "destinations", "status"})
+# `status`: pausing or resuming keeps its version and its running instances; a
+# broadcast's `status`, `schedule` and `rate`: when and how fast, not what or to whom —
+# its idempotency keys stay).
+COSMETIC_FIELDS = frozenset({"name", "description", "destinations", "status", "schedule", "rate"})
 
 
 def evaluation_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +99,8 @@ class Catalog:
     entries: dict[str, Entry] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # key -> why its body is unusable
     failed_versions: dict[str, int] = field(default_factory=dict)  # key -> unusable version
-    journeys: JourneyCatalog = field(default_factory=JourneyCatalog)
+    journeys: JourneyCatalog = field(default_factory=_journeys)
+    broadcasts: BroadcastCatalog = field(default_factory=_broadcasts)
 
     @classmethod
     def from_definitions(cls, definitions: Iterable[AnyDefinition], created_at: int = 0) -> Catalog:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engage_stream import metrics
+from engage_stream.broadcasts.sending import BroadcastSender, Progress
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.engine.changes import Change
@@ -121,6 +122,8 @@ class StageResult:
     forwarded: int = 0  # events for a merged-away profile, sent on to its survivor
     cancelled: int = 0  # changes dropped because another undid them at the same instant
     journeys: list[JourneyOutput] = field(default_factory=list)  # in batch order
+    broadcasts: list[Progress] = field(default_factory=list)  # progress changed by the batch
+    broadcast_requests: dict[str, int] = field(default_factory=dict)  # broadcast -> sent
     _slots: list[_Slot] = field(default_factory=list, repr=False)
 
     def emit(self, changes: list[Change], records: list[list[OutgoingRecord]]) -> None:
@@ -173,6 +176,7 @@ class ProfileStage:
         self._account_events: set[str] = set()
         self.catalog = Catalog()
         self.builder = RecordBuilder.empty(settings)
+        self.broadcasts = BroadcastSender(self.catalog.broadcasts, settings)
         self._backfill_keys: set[str] = set()
         self._destinations: dict[str, tuple[str, ...]] = {}
         # journey key -> [version, status]: what every profile must have been shown
@@ -201,6 +205,7 @@ class ProfileStage:
         self._account_events = engines.split.account_events
         self.processor.journeys = JourneyRunner(catalog.journeys) if catalog.journeys else None
         self._journeys = {e.key: [e.version, e.status] for e in catalog.journeys}
+        self.broadcasts = BroadcastSender(catalog.broadcasts, self.settings)
         self.catalog = catalog
         self.builder = RecordBuilder(catalog, self.settings)
         self._backfill_keys = {k for k, v in versions.items() if old.get(k) != v}
@@ -239,7 +244,7 @@ class ProfileStage:
             tx.savepoint()
             try:
                 if rec.key == TICK_KEY:
-                    self._tick(tx, store, out, left)
+                    self._tick(tx, store, out, left, rec.partition)
                 elif rec.value is not None and rec.value[:1] == b"\x00":
                     self._control(tx, store, rec.value, out, left)
                 else:
@@ -292,7 +297,12 @@ class ProfileStage:
             out.add(journey_records(outputs, self.settings))
 
     def _tick(
-        self, tx: Transaction, store: ProfileStore, out: StageResult, left: list[str]
+        self,
+        tx: Transaction,
+        store: ProfileStore,
+        out: StageResult,
+        left: list[str],
+        partition: int,
     ) -> None:
         started = time.perf_counter()
         for processor in (self.processor, self.accounts):
@@ -303,6 +313,12 @@ class ProfileStage:
                 out.emit(fired.changes, self.builder.changes(fired.changes, store))
                 self._to_accounts(store, fired.changes, out, f"timer:{tx.clock}")
             self._journeyed(out, fired.journeys)
+        if self.broadcasts:  # after the timers: a send sees the memberships as of now
+            sent = self.broadcasts.on_tick(tx, store, tx.clock, partition)
+            out.add(sent.outputs)
+            out.broadcasts.extend(sent.progress)
+            for key, n in sent.requests.items():
+                out.broadcast_requests[key] = out.broadcast_requests.get(key, 0) + n
         metrics.timer_sweep_seconds.observe(time.perf_counter() - started)
 
     def _event(

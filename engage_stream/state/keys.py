@@ -11,6 +11,8 @@ One RocksDB database holds one partition of the profile-events topic. Its keys, 
 | `s:` | `s:<audience>` | member count in this partition | `profiles.sizes` |
 | `r:` | `r:<merged-away profile>` | the profile it was merged into (events are forwarded) | `profiles.stage` |
 | `j:` | `j:<journey>\\0<count name>` | journey counts in this partition | `journeys.counts` |
+| `b:` | `b:<broadcast>` | this partition's progress of the broadcast's send | `broadcasts.sending` |
+| `q:` | `q:<broadcast>\\0<n, 9 digits>` | a queued send request (the snapshot, not sent yet) | `broadcasts.sending` |
 | `c:` | `c:clock`, `c:sweep` | partition clock; backfill epoch and cursor | `state.transaction` |
 | `\\0meta:` | changelog offset, source offset, format | recovery bookkeeping | `state.partition_store` |
 
@@ -35,6 +37,8 @@ SEEN = b"d:"
 SIZE = b"s:"
 REDIRECT = b"r:"
 JOURNEY_COUNT = b"j:"
+BROADCAST = b"b:"
+BROADCAST_QUEUE = b"q:"
 CLOCK = b"c:clock"
 SWEEP = b"c:sweep"
 
