@@ -186,6 +186,16 @@ async def test_journeys_api_errors_are_segment_shaped(
             assert (status, ctype) == (401, "application/json"), path
             assert orjson.loads(raw)["error"]["code"] == "authentication_error"
 
+    def unreadable() -> journey_counts.Counts:
+        raise RuntimeError("disk on fire")
+
+    states[0].local_journey_counts = unreadable  # type: ignore[method-assign]
+    status, body = await get_json(client, urls[0] + "/v1/journeys")
+    assert (status, body) == (
+        500,
+        {"error": {"code": "internal_error", "message": "Internal server error."}},
+    )
+
 
 @in_cluster
 async def test_an_unreachable_worker_leaves_a_gap_not_an_error(
