@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from engage_stream import commands
+from engage_stream.broadcasts import commands as broadcast_commands
 from engage_stream.config import Settings
 
 
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     commands.register(sub, _settings)
+    broadcast_commands.register(sub, _settings)
     return p
 
 

@@ -1,4 +1,7 @@
-"""Definition commands: `validate`, `apply`, `schema`, `replay`."""
+"""Definition commands: `validate`, `apply`, `schema`, `replay`, `journey`.
+
+A path holds audiences and computed traits (`*.yaml`), journeys (`*.journey`) and
+broadcasts (`*.broadcast`); each command reads all three kinds under it."""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engage_stream.broadcasts.catalog import BroadcastCatalog
+from engage_stream.broadcasts.loading import BROADCASTS, broadcast_problems
+from engage_stream.broadcasts.models import BroadcastDefinition
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import (
     AnyDefinition,
@@ -20,6 +26,7 @@ from engage_stream.definitions.catalog import (
     parse_body,
 )
 from engage_stream.definitions.checks import Item, check_items
+from engage_stream.definitions.loader import SUFFIXES as DEFINITION_SUFFIXES
 from engage_stream.definitions.loader import collect_items, definition_files, ordered, union
 from engage_stream.definitions.models import parse_date_ms
 from engage_stream.definitions.problems import DefinitionErrors, Problem, Source
@@ -95,9 +102,25 @@ def load_checked_journeys(
     return [j for j, _ in found]
 
 
+def load_checked_broadcasts(
+    path: str, definitions: Sequence[AnyDefinition]
+) -> list[BroadcastDefinition] | None:
+    """The `*.broadcast` files under `path`, each problem printed (None if any)."""
+    found, problems = BROADCASTS.collect(path)
+    audiences = {d.key for d in definitions if d.kind == "audience"}
+    problems = [*problems, *broadcast_problems(found, audiences)]
+    if problems:
+        _report(problems, path)
+        return None
+    return [b for b, _ in found]
+
+
 def has_definitions(path: str) -> bool:
-    """Audience / trait YAML under `path` (a path of journeys alone needs none)."""
-    return bool(definition_files(path)) or not journey_files(path)
+    """Audience / trait YAML under `path` (a path of only other kinds needs none)."""
+    p = Path(path)
+    if p.is_file():
+        return p.suffix in DEFINITION_SUFFIXES
+    return bool(definition_files(path)) or not (journey_files(path) or BROADCASTS.files(path))
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,7 +130,11 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     journeys = load_checked_journeys(args.path, definitions) if journey_files(args.path) else []
     if journeys is None:
         return 1
+    broadcasts = load_checked_broadcasts(args.path, definitions)
+    if broadcasts is None:
+        return 1
     more = f", {len(journeys)} journey(s)" if journeys else ""
+    more += f", {len(broadcasts)} broadcast(s)" if broadcasts else ""
     print(f"{args.path}: OK — {_summary(definitions)}{more}")
     return 0
 
@@ -138,11 +165,13 @@ def plan_apply(
     topic: str = "engage.definitions",
     where: str = "<apply>",
     journeys: Sequence[tuple[JourneyDefinition, Source]] = (),
+    broadcasts: Sequence[tuple[BroadcastDefinition, Source]] = (),
 ) -> tuple[definitions_topic.Plan, list[Problem]]:
-    """What applying `items` (and `journeys`) over the `existing` topic records publishes,
-    and the problems of what is in force afterwards: the topic's definitions that the
-    items neither replace nor (with `prune`) delete, plus the items; every journey in
-    force must find the audiences it reads. Pure, so it is tested without a broker."""
+    """What applying `items` (and `journeys`, `broadcasts`) over the `existing` topic
+    records publishes, and the problems of what is in force afterwards: the topic's
+    definitions that the items neither replace nor (with `prune`) delete, plus the items;
+    every journey in force and every broadcast applied must find the audiences it reads.
+    Pure, so it is tested without a broker."""
     current = {rec.topic_key: rec for rec in existing}
     after = union([] if prune else in_force_items(current.values(), topic), items)
     problems = check_items(after)
@@ -152,10 +181,12 @@ def plan_apply(
     named = {j.key for j, _ in journeys}
     in_force_journeys = [] if prune else in_force_journey_items(current.values(), topic, named)
     problems += journey_problems([*in_force_journeys, *journeys], audiences)
+    problems += broadcast_problems(broadcasts, audiences)
     wanted: list[tuple[Any, str, dict[str, Any]]] = [
         (d.kind, d.key, definition_body(d)) for i in items if (d := i.definition) is not None
     ]
-    wanted += [("journey", j.key, journey_body(j)) for j, _ in journeys]
+    wanted += [("journey", j.key, document_body(j)) for j, _ in journeys]
+    wanted += [("broadcast", b.key, document_body(b)) for b, _ in broadcasts]
     plan = definitions_topic.plan(current, wanted, prune, now_ms)
     by_key = {j.key: src for j, src in journeys}
     for rec in plan.publish:
@@ -173,9 +204,11 @@ def plan_apply(
     return plan, problems
 
 
-def journey_body(j: JourneyDefinition) -> dict[str, Any]:
-    """The canonical body published for a journey (defaults left out, as for definitions)."""
-    return j.model_dump(mode="json", exclude_defaults=True) | {"kind": "journey"}
+def document_body(doc: JourneyDefinition | BroadcastDefinition) -> dict[str, Any]:
+    """The canonical body published for a journey or a broadcast: every field, defaults
+    included — a step's `type` is a default of its model and the discriminator the worker
+    reads it back by."""
+    return doc.model_dump(mode="json")
 
 
 def in_force_journey_items(
@@ -211,6 +244,7 @@ def apply_items(
     problems: Sequence[Problem] = (),
     path: str | None = None,
     journeys: Sequence[tuple[JourneyDefinition, Source]] = (),
+    broadcasts: Sequence[tuple[BroadcastDefinition, Source]] = (),
 ) -> definitions_topic.Plan:
     """Publish what changed, versioned as `definitions_topic.plan` says (a re-created key
     continues after its deleted version); deleted keys (with `prune`) as deletion markers.
@@ -226,6 +260,7 @@ def apply_items(
         topic=settings.topics.definitions,
         where=path or "<apply>",
         journeys=journeys,
+        broadcasts=broadcasts,
     )
     every = [*problems, *more, *retention_problems(items, settings)]
     if every:
@@ -241,17 +276,19 @@ def apply_items(
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     items, problems = collect_items(args.path) if has_definitions(args.path) else ([], [])
     journeys, journey_errors = collect_journeys(args.path)
+    broadcasts, broadcast_errors = BROADCASTS.collect(args.path)
     try:
-        if not items and not journeys:
-            raise DefinitionErrors([*problems, *journey_errors])
+        if not items and not journeys and not broadcasts:
+            raise DefinitionErrors([*problems, *journey_errors, *broadcast_errors])
         plan = apply_items(
             settings,
             items,
             args.prune,
             args.dry_run,
-            [*problems, *journey_errors],
+            [*problems, *journey_errors, *broadcast_errors],
             args.path,
             journeys,
+            broadcasts,
         )
     except DefinitionErrors as errs:
         _report(errs.problems, args.path)
@@ -286,7 +323,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     if definitions is None:
         return 1
     journeys = load_checked_journeys(args.definitions, definitions)
-    if journeys is None:
+    broadcasts = load_checked_broadcasts(args.definitions, definitions)
+    if journeys is None or broadcasts is None:
         return 1
     until = None
     if args.until:
@@ -301,6 +339,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     catalog = Catalog(
         {d.key: Entry(d, 1, applied.get(d.key, applied.get("", 0))) for d in definitions},
         journeys=JourneyCatalog.from_definitions(journeys, applied.get("", 0)),
+        broadcasts=BroadcastCatalog.from_definitions(broadcasts, applied.get("", 0)),
     )
     replay = Replay(catalog, settings)
     out = sys.stdout.buffer
@@ -336,15 +375,12 @@ def cmd_journey(args: argparse.Namespace, settings: Settings) -> int:
         print(f"journey {args.key!r} is archived: it cannot be resumed", file=sys.stderr)
         return 1
     body = {**rec.body, "status": status}
-    if status == "live":
-        del body["status"]  # the default is left out of published bodies
-    plan = definitions_topic.plan(
-        current, [("journey", args.key, body)], False, int(time.time() * 1000)
+    plan = definitions_topic.revise(
+        settings, current, "journey", args.key, body, int(time.time() * 1000)
     )
     if not plan.publish:
         print(f"journey {args.key}: already {status}")
         return 0
-    definitions_topic.publish(settings, plan)
     print(f"journey {args.key}: {was} -> {status} (version {plan.publish[0].evaluated_version})")
     return 0
 

@@ -232,6 +232,11 @@ def test_a_journey_is_published_with_versions_and_keeps_its_earlier_bodies() -> 
     assert problems == []
     (v1,) = plan.publish
     assert (v1.kind, v1.key, v1.version, v1.history) == ("journey", "cart", 1, [])
+    # what workers read back is the journey itself (a step's `type` is a model default)
+    from engage_stream.journeys.models import JourneyDefinition
+
+    (written, _), *_ = journeys(CART_JOURNEY)
+    assert JourneyDefinition.model_validate(v1.body) == written
     # pausing is not a new evaluated version: instances go on
     plan, _ = apply_journey([*topic, v1], CART_JOURNEY + "status: paused\n")
     (paused,) = plan.publish

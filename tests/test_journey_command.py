@@ -41,7 +41,9 @@ def test_apply_then_pause_resume_archive(
     )
     assert "create    journey:cart -> version 1" in capsys.readouterr().out
     first = _journey_record(s)
-    assert (first.version, first.evaluated_version, first.body.get("status")) == (1, 1, None)
+    assert (first.version, first.evaluated_version, first.body["status"]) == (1, 1, "live")
+    # the published body reads back as the journey, steps and all
+    assert first.body["steps"][0]["type"] == "send_to_destination"
 
     def journey(action: str) -> int:
         return commands.cmd_journey(argparse.Namespace(action=action, key="cart"), s)
@@ -52,7 +54,7 @@ def test_apply_then_pause_resume_archive(
     assert journey("pause") == 0 and "already paused" in capsys.readouterr().out
     assert journey("resume") == 0
     resumed = _journey_record(s)
-    assert "status" not in resumed.body and resumed.evaluated_version == 1
+    assert resumed.body["status"] == "live" and resumed.evaluated_version == 1
     # re-applying the file now is a no-op: the body is the file's again
     assert (
         commands.cmd_apply(argparse.Namespace(path=str(tmp_path), prune=False, dry_run=False), s)

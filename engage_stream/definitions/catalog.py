@@ -43,6 +43,7 @@ def _broadcasts() -> BroadcastCatalog:
 
     return BroadcastCatalog()
 
+
 AnyDefinition = AudienceDefinition | ComputedTraitDefinition
 Status = Literal["Preparing", "Computing", "Live", "Disabled", "Failed"]
 

@@ -7,8 +7,8 @@ changelog, summed across partitions by the API. Names:
   exit-after, the 365-day limit or archiving);
 - `active` — instances in progress now;
 - `step:<step>` — instances in that step now (waiting in it; immediate steps are entered
-  and left within one input, so they count 0 here and in `reached:`);
-- `reached:<step>` — times an instance entered the step, ever;
+  and left within one input, so they count 0 here);
+- `reached:<step>` — times an instance entered the step, ever (immediate steps included);
 - `requested`, `skipped:<reason>` — message requests made, and not made by reason
   (a subscription state or `no_address`).
 """
@@ -61,6 +61,14 @@ def apply(kv: KV, moves: dict[tuple[str, str], int]) -> None:
         if n:
             kv.put(k, str(n).encode())
         else:
+            kv.delete(k)
+
+
+def drop_except(kv: KV, journeys: set[str]) -> None:
+    """Forget the counts of journeys no longer defined (a key re-created later starts
+    from zero, as its instances do)."""
+    for k, _ in list(kv.range(JOURNEY_COUNT, JOURNEY_COUNT + END)):
+        if k[len(JOURNEY_COUNT) :].split(SEP, 1)[0].decode() not in journeys:
             kv.delete(k)
 
 

@@ -497,6 +497,8 @@ class ProfileStage:
     ) -> None:
         """One bounded chunk of the backfill after a definitions change (in the batch's
         transaction, so its outputs and state commit together)."""
+        if tx.sweep.epoch != self.epoch:  # a new set of definitions reaches the partition
+            journey_counts.drop_except(tx, set(self._journeys))
         sweep = (
             tx.sweep
             if tx.sweep.epoch == self.epoch

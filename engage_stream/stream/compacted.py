@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
+from kafka import TopicPartition as SyncTopicPartition
 
 from engage_stream.config import Settings
 
@@ -74,3 +77,32 @@ async def _call(fn: Callable[[], Awaitable[None] | None] | None) -> None:
         result = fn()
         if result is not None:
             await result
+
+
+def read_all(
+    settings: Settings, topic: str, timeout_s: float = 10.0
+) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Every record of `topic` from the beginning to its end at the time of the call, in
+    order per partition (for commands: one read, no consumer group); nothing if the topic
+    does not exist."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.broker,
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        tps = [SyncTopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        if not tps:
+            return
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out reading {topic}")
+            for batch in consumer.poll(timeout_ms=500).values():
+                for rec in batch:
+                    yield rec.key, rec.value
+    finally:
+        consumer.close()

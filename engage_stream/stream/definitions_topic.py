@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer
-from kafka import TopicPartition as SyncTopicPartition
+from kafka import KafkaProducer
 from pydantic import BaseModel, Field
 
 from engage_stream.config import Settings
@@ -74,32 +72,10 @@ def record_key(kind: str, key: str) -> bytes:
 def read_all(settings: Settings, timeout_s: float = 10.0) -> dict[bytes, DefinitionRecord]:
     """The latest record per key, deletion markers included (they hold the last version);
     `live` gives the definitions in force."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.broker,
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout_s * 1000),
-    )
-    try:
-        tps = [
-            SyncTopicPartition(settings.topics.definitions, p)
-            for p in consumer.partitions_for_topic(settings.topics.definitions) or []
-        ]
-        if not tps:
-            return {}
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        current: dict[bytes, DefinitionRecord] = {}
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError("timed out reading the definitions topic")
-            for batch in consumer.poll(timeout_ms=500).values():
-                for rec in batch:
-                    _apply(current, rec.key, rec.value)
-        return current
-    finally:
-        consumer.close()
+    current: dict[bytes, DefinitionRecord] = {}
+    for key, value in compacted.read_all(settings, settings.topics.definitions, timeout_s):
+        _apply(current, key, value)
+    return current
 
 
 def live(current: dict[bytes, DefinitionRecord]) -> dict[bytes, DefinitionRecord]:
@@ -173,6 +149,22 @@ def plan(
     if prune:
         out.delete = [r.deletion(now_ms) for k, r in sorted(live(current).items()) if k not in seen]
     return out
+
+
+def revise(
+    settings: Settings,
+    current: dict[bytes, DefinitionRecord],
+    kind: DefinitionKind,
+    key: str,
+    body: dict[str, Any],
+    now_ms: int,
+) -> Plan:
+    """Publish a new body for one live key (a lifecycle edit: pause, schedule, cancel...);
+    nothing when it is the body already there."""
+    p = plan(current, [(kind, key, body)], False, now_ms)
+    if p.publish:
+        publish(settings, p)
+    return p
 
 
 def publish(settings: Settings, p: Plan) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from engage_stream import metrics
 from engage_stream.api import audiences as audience_api
+from engage_stream.broadcasts.catalog import BroadcastCatalog
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.identity.replica import IdentityReplica
@@ -188,6 +189,11 @@ class Worker:
         )
         for key, why in catalog.journeys.failed.items():
             log.error("journey %s not run: %s", key, why)
+        catalog.broadcasts = BroadcastCatalog.from_records(
+            (r.key, r.evaluated_version or r.version, r.applied_at, r.body)
+            for r in current.values()
+            if r.kind == "broadcast"
+        )
         for entry in catalog:
             why = lookback_problem(entry.definition, self.settings)
             if why is not None:  # applied where more history is kept: never undercount here
