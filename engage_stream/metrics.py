@@ -256,6 +256,32 @@ journey_active = Gauge(
     registry=REGISTRY,
 )
 
+broadcast_messages = Counter(
+    "engage_broadcast_messages_total",
+    "Broadcast send requests produced to engage.messages",
+    ["broadcast"],
+    registry=REGISTRY,
+)
+broadcast_skipped = Counter(
+    "engage_broadcast_skipped_total",
+    "Broadcast contact vectors not sent at the snapshot, by reason (subscription state, "
+    "no_address)",
+    ["broadcast", "reason"],
+    registry=REGISTRY,
+)
+broadcast_recipients = Gauge(
+    "engage_broadcast_recipients",
+    "Requests the latest send of a broadcast queued, in the partitions this worker owns",
+    ["broadcast"],
+    registry=REGISTRY,
+)
+broadcast_sent = Gauge(
+    "engage_broadcast_sent",
+    "Requests of the latest send of a broadcast already produced, in this worker's partitions",
+    ["broadcast"],
+    registry=REGISTRY,
+)
+
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 

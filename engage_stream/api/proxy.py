@@ -1,6 +1,6 @@
 """Answers that need the other workers: a profile request forwarded to the worker that owns
-its partition, the audiences API's statuses, sizes and members, and the journeys API's
-counts, gathered from all.
+its partition, the audiences API's statuses, sizes and members, the journeys API's
+counts, and the broadcasts API's progress and previews, gathered from all.
 
 Each worker holds the state of the partitions it owns. Workers find each other through the
 profiles consumer group (`WorkerState.owner` / `workers`) and talk over this same web API:
@@ -11,6 +11,7 @@ the public Profile API when forwarding, internal endpoints (`STATE_PATH`, `MEMBE
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 import faust
@@ -21,6 +22,8 @@ from engage_stream.api import audiences as audience_api
 from engage_stream.api.auth import basic_authorization
 from engage_stream.api.errors import ApiError
 from engage_stream.api.source import WorkerState
+from engage_stream.broadcasts.recipients import Preview
+from engage_stream.broadcasts.sending import Progress
 from engage_stream.journeys.counts import Counts
 from engage_stream.journeys.counts import add as add_counts
 from engage_stream.profiles.record import ProfileRecord
@@ -31,6 +34,8 @@ ROUTED_HEADER = "X-Engage-Routed"
 STATE_PATH = "/v1/internal/audience-state"
 MEMBERS_PATH = "/v1/internal/audience-members/{key}"
 JOURNEYS_PATH = "/v1/internal/journey-counts"
+BROADCASTS_PATH = "/v1/internal/broadcast-progress"
+PREVIEW_PATH = "/v1/internal/broadcast-preview/{key}"
 
 
 def local_state(state: WorkerState) -> dict[str, Any]:
@@ -41,6 +46,11 @@ def local_state(state: WorkerState) -> dict[str, Any]:
 def local_journeys_body(state: WorkerState) -> bytes:
     """`JOURNEYS_PATH`'s answer: this worker's journey counts (journey -> name -> n)."""
     return orjson.dumps(state.local_journey_counts())
+
+
+def local_broadcasts_body(state: WorkerState) -> bytes:
+    """`BROADCASTS_PATH`'s answer: this worker's partitions' broadcast progress."""
+    return orjson.dumps([asdict(p) for p in state.local_broadcast_progress()])
 
 
 def local_members_body(members: list[ProfileRecord]) -> bytes:
@@ -116,3 +126,18 @@ class Peers:
         for raw in await self._gather(JOURNEYS_PATH):
             add_counts(counts, orjson.loads(raw))
         return counts
+
+    async def broadcast_progress(self) -> list[Progress]:
+        """Every partition's broadcast progress, from every worker."""
+        progress = self._state.local_broadcast_progress()
+        for raw in await self._gather(BROADCASTS_PATH):
+            progress.extend(Progress(**p) for p in orjson.loads(raw))
+        return progress
+
+    async def broadcast_preview(self, key: str, sample: int) -> Preview:
+        """Who would receive broadcast `key` now, over every worker's partitions."""
+        preview = await self._state.local_broadcast_preview(key, sample)
+        path = PREVIEW_PATH.format(key=key) + f"?sample={sample}"
+        for raw in await self._gather(path):
+            preview.add(Preview(**orjson.loads(raw)), sample)
+        return preview

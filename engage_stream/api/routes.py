@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 import faust
 
 from engage_stream.api import views
-from engage_stream.api.proxy import JOURNEYS_PATH, MEMBERS_PATH, STATE_PATH, Peers
+from engage_stream.api.proxy import (
+    BROADCASTS_PATH,
+    JOURNEYS_PATH,
+    MEMBERS_PATH,
+    PREVIEW_PATH,
+    STATE_PATH,
+    Peers,
+)
 from engage_stream.api.source import WorkerSource, WorkerState
 
 if TYPE_CHECKING:
@@ -17,11 +24,17 @@ ROUTES: tuple[tuple[str, type[views.ApiView]], ...] = (
     (STATE_PATH, views.LocalAudienceState),
     (MEMBERS_PATH, views.LocalMembers),
     (JOURNEYS_PATH, views.LocalJourneyCounts),
+    (BROADCASTS_PATH, views.LocalBroadcastProgress),
+    (PREVIEW_PATH, views.LocalBroadcastPreview),
     ("/v1/audiences", views.Audiences),
     ("/v1/audiences/{key}", views.Audience),
     ("/v1/audiences/{key}/members.csv", views.AudienceMembers),
     ("/v1/journeys", views.Journeys),
     ("/v1/journeys/{key}", views.Journey),
+    ("/v1/broadcasts", views.Broadcasts),
+    ("/v1/broadcasts/{key}", views.Broadcast),
+    ("/v1/broadcasts/{key}/preview", views.BroadcastPreview),
+    ("/v1/broadcasts/{key}/{action}", views.BroadcastAction),
     ("/metrics", views.Metrics),
     ("/health", views.Health),
     (

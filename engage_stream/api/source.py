@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from engage_stream.broadcasts.recipients import Preview
+from engage_stream.broadcasts.sending import Progress
+from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.journeys.counts import Counts
 from engage_stream.profiles.record import ProfileRecord
@@ -19,6 +22,7 @@ from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.transaction import Transaction
 
 if TYPE_CHECKING:
+    from engage_stream.stream.definitions_topic import DefinitionRecord
     from engage_stream.stream.worker import Worker
 
 
@@ -96,6 +100,23 @@ class WorkerState(Protocol):
         """Journey counts over this worker's partitions (a new dict: the caller adds to it)."""
         ...
 
+    def local_broadcast_progress(self) -> list[Progress]:
+        """Every broadcast's progress on this worker's partitions."""
+        ...
+
+    async def local_broadcast_preview(self, key: str, sample: int) -> Preview:
+        """Who would receive a broadcast now, in this worker's partitions."""
+        ...
+
+    @property
+    def settings(self) -> Settings:
+        """The worker's settings (partitions, rates, topics: what an edit is published to)."""
+        ...
+
+    def definition_records(self) -> dict[bytes, DefinitionRecord]:
+        """The definitions topic as this worker last read it (what an edit is planned on)."""
+        ...
+
 
 class WorkerSource:
     """`WorkerState` of a running `Worker`."""
@@ -156,3 +177,16 @@ class WorkerSource:
 
     def local_journey_counts(self) -> Counts:
         return self._worker.local_journey_counts()
+
+    def local_broadcast_progress(self) -> list[Progress]:
+        return self._worker.local_broadcast_progress()
+
+    async def local_broadcast_preview(self, key: str, sample: int) -> Preview:
+        return await self._worker.local_broadcast_preview(key, sample)
+
+    @property
+    def settings(self) -> Settings:
+        return self._worker.settings
+
+    def definition_records(self) -> dict[bytes, DefinitionRecord]:
+        return self._worker.definition_records

@@ -7,10 +7,11 @@ bound to the class: `routes.serve` registers `ApiView.bound(ctx)`, a subclass pe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, ClassVar, cast
 
@@ -19,15 +20,23 @@ from faust.web import Request, Response, View
 
 from engage_stream import metrics
 from engage_stream.api import audiences as audience_api
+from engage_stream.api import broadcasts as broadcast_api
 from engage_stream.api import journeys as journey_api
 from engage_stream.api import profiles as profile_api
 from engage_stream.api.auth import check_basic_auth
 from engage_stream.api.errors import ApiError
-from engage_stream.api.proxy import Peers, local_journeys_body, local_members_body, local_state
+from engage_stream.api.proxy import (
+    Peers,
+    local_broadcasts_body,
+    local_journeys_body,
+    local_members_body,
+    local_state,
+)
 from engage_stream.api.source import WorkerState
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.journeys.catalog import JourneyCatalog
 from engage_stream.journeys.counts import Counts
+from engage_stream.stream import definitions_topic
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +192,133 @@ class Journeys(_JourneysView):
 class Journey(_JourneysView):
     async def get(self, request: Request, key: str) -> Response:
         return await self.answer(request, partial(journey_api.one_body, key=key), key)
+
+
+class _BroadcastsView(ApiView):
+    """Broadcasts: read across every worker, edits published to the definitions topic
+    (workers pick them up as they do `apply`'s)."""
+
+    async def guarded(self, request: Request, work: Callable[[], Any]) -> Response:
+        try:
+            self.authorize(request)
+            return self.json_bytes(await work())
+        except ApiError as err:
+            return self.error(err)
+        except Exception:
+            log.exception("broadcasts API request %s failed", request.path)
+            return self.error(ApiError(500, "internal_error", "Internal server error."))
+
+    async def publish(self, plan: Any) -> None:
+        settings = self.ctx.state.settings
+        if plan.publish:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, definitions_topic.publish, settings, plan)
+
+    async def status(self, key: str) -> Any:
+        state = self.ctx.state
+        entry = broadcast_api.entry_of(state.catalog.broadcasts, key)
+        return broadcast_api.status(
+            entry, await self.ctx.peers.broadcast_progress(), state.settings
+        )
+
+
+class Broadcasts(_BroadcastsView):
+    async def get(self, request: Request) -> Response:
+        async def work() -> dict[str, Any]:
+            state = self.ctx.state
+            progress = await self.ctx.peers.broadcast_progress()
+            return broadcast_api.list_body(state.catalog.broadcasts, progress, state.settings)
+
+        return await self.guarded(request, work)
+
+    async def post(self, request: Request) -> Response:
+        async def work() -> dict[str, Any]:
+            state = self.ctx.state
+            try:
+                body = orjson.loads(await request.read())
+            except orjson.JSONDecodeError as exc:
+                raise ApiError(400, "invalid_request", "The body is not JSON.") from exc
+            audiences = {e.definition.key for e in state.catalog if e.definition.kind == "audience"}
+            plan = broadcast_api.create_plan(
+                state.definition_records(), body, audiences, int(time.time() * 1000)
+            )
+            await self.publish(plan)
+            rec = plan.publish[0]
+            return {"key": rec.key, "version": rec.version, "status": rec.body["status"]}
+
+        return await self.guarded(request, work)
+
+
+class Broadcast(_BroadcastsView):
+    async def get(self, request: Request, key: str) -> Response:
+        async def work() -> dict[str, Any]:
+            return (await self.status(key)).model_dump()
+
+        return await self.guarded(request, work)
+
+
+class BroadcastPreview(_BroadcastsView):
+    async def get(self, request: Request, key: str) -> Response:
+        async def work() -> dict[str, Any]:
+            entry = broadcast_api.entry_of(self.ctx.state.catalog.broadcasts, key)
+            try:
+                sample = max(0, min(100, int(request.query.get("sample", 10))))
+            except ValueError as exc:
+                raise ApiError(400, "invalid_request", "sample: a number") from exc
+            preview = await self.ctx.peers.broadcast_preview(key, sample)
+            return broadcast_api.preview_body(entry, preview)
+
+        return await self.guarded(request, work)
+
+
+class BroadcastAction(_BroadcastsView):
+    async def post(self, request: Request, key: str, action: str) -> Response:
+        async def work() -> dict[str, Any]:
+            raw = await request.read()
+            try:
+                body = orjson.loads(raw) if raw.strip() else {}
+            except orjson.JSONDecodeError as exc:
+                raise ApiError(400, "invalid_request", "The body is not JSON.") from exc
+            current = await self.status(key)
+            plan = broadcast_api.action_plan(
+                self.ctx.state.definition_records(),
+                key,
+                action,
+                current,
+                body,
+                int(time.time() * 1000),
+            )
+            await self.publish(plan)
+            new = plan.publish[0].body["status"] if plan.publish else current.status.lower()
+            return {"key": key, "action": action, "status": new}
+
+        return await self.guarded(request, work)
+
+
+class LocalBroadcastProgress(ApiView):
+    """This worker's part of another worker's `Peers.broadcast_progress`."""
+
+    async def get(self, request: Request) -> Response:
+        try:
+            self.authorize(request)
+        except ApiError as err:
+            return self.error(err)
+        return self.bytes(local_broadcasts_body(self.ctx.state), content_type="application/json")
+
+
+class LocalBroadcastPreview(ApiView):
+    """This worker's part of another worker's `Peers.broadcast_preview`."""
+
+    async def get(self, request: Request, key: str) -> Response:
+        try:
+            self.authorize(request)
+            sample = int(request.query.get("sample", 10))
+        except ApiError as err:
+            return self.error(err)
+        except ValueError:
+            return self.error(ApiError(400, "invalid_request", "sample: a number"))
+        preview = await self.ctx.state.local_broadcast_preview(key, sample)
+        return self.json_bytes(asdict(preview))
 
 
 class LocalAudienceState(ApiView):

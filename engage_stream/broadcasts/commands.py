@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
-from engage_stream.broadcasts.catalog import BroadcastCatalog, BroadcastEntry
-from engage_stream.broadcasts.models import BroadcastDefinition, Schedule
+from engage_stream.broadcasts.catalog import BroadcastCatalog
+from engage_stream.broadcasts.lifecycle import Action, revised
+from engage_stream.broadcasts.models import Schedule
 from engage_stream.broadcasts.sending import Progress
 from engage_stream.broadcasts.status import BroadcastStatus, status_of
 from engage_stream.config import Settings
@@ -53,7 +54,7 @@ def status(settings: Settings, key: str) -> BroadcastStatus | None:
     _, rec = found
     entry = BroadcastCatalog.from_records(
         [(rec.key, rec.evaluated_version or rec.version, rec.applied_at, rec.body)]
-    ).entries.get(key)
+    ).entries.get(key)  # (one record, parsed as the workers parse it)
     if entry is None:
         print(f"broadcast {key!r}: its published body is not valid", file=sys.stderr)
         return None
@@ -77,37 +78,28 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             return 1
 
 
-def _revise(settings: Settings, key: str, change: dict[str, Any]) -> int:
+def _act(settings: Settings, key: str, action: Action, schedule: Schedule | None = None) -> int:
     found = _record(settings, key)
-    if found is None:
+    st = status(settings, key)
+    if found is None or st is None:
         return 1
     current, rec = found
-    body = {**rec.body, **change}
     try:
-        BroadcastDefinition.model_validate(body)
+        body = revised(rec.body, action, st.status, schedule)
     except ValueError as exc:
-        print(f"broadcast {key}: {exc}", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
         return 1
     plan = definitions_topic.revise(
         settings, current, "broadcast", key, body, int(time.time() * 1000)
     )
-    what = body.get("status", "draft")
-    if not plan.publish:
-        print(f"broadcast {key}: already {what}")
-    else:
-        print(f"broadcast {key}: {rec.body.get('status', 'draft')} -> {what}")
+    was, now = rec.body.get("status", "draft"), body["status"]
+    print(f"broadcast {key}: {was} -> {now}" if plan.publish else f"broadcast {key}: already {now}")
     return 0
 
 
 def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    st = status(settings, args.key)
-    if st is None:
-        return 1
-    if st.status in ("Sending", "Sent", "Cancelled"):
-        print(f"broadcast {args.key} is {st.status}: it cannot be scheduled", file=sys.stderr)
-        return 1
     if args.now:
-        return _revise(settings, args.key, {"status": "scheduled", "schedule": None})
+        return _act(settings, args.key, "schedule")
     if not (args.at and args.time_zone):
         print("give --at LOCAL-TIME and --tz ZONE, or --now", file=sys.stderr)
         return 2
@@ -116,31 +108,15 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"--at/--tz: {exc}", file=sys.stderr)
         return 2
-    when = {"status": "scheduled", "schedule": schedule.model_dump()}
-    return _revise(settings, args.key, when)
+    return _act(settings, args.key, "schedule", schedule)
 
 
 def cmd_unschedule(args: argparse.Namespace, settings: Settings) -> int:
-    st = status(settings, args.key)
-    if st is None:
-        return 1
-    if st.status != "Scheduled":
-        print(
-            f"broadcast {args.key} is {st.status}: only a scheduled one goes back to draft",
-            file=sys.stderr,
-        )
-        return 1
-    return _revise(settings, args.key, {"status": "draft"})
+    return _act(settings, args.key, "unschedule")
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    st = status(settings, args.key)
-    if st is None:
-        return 1
-    if st.status == "Sent":
-        print(f"broadcast {args.key} was sent already", file=sys.stderr)
-        return 1
-    return _revise(settings, args.key, {"status": "cancelled"})
+    return _act(settings, args.key, "cancel")
 
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
@@ -169,12 +145,6 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
     return 0
-
-
-def entry_of(record: Any) -> BroadcastEntry | None:
-    return BroadcastCatalog.from_records(
-        [(record.key, record.evaluated_version or record.version, record.applied_at, record.body)]
-    ).entries.get(record.key)
 
 
 def register(sub: argparse._SubParsersAction, settings_of) -> None:  # type: ignore[type-arg,no-untyped-def]

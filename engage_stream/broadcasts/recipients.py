@@ -43,6 +43,37 @@ class Snapshot:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
+@dataclass
+class Preview:
+    """A preview's answer: counts and a sample of recipients, summed over partitions."""
+
+    profiles: int = 0
+    recipients: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    sample: list[dict[str, str]] = field(default_factory=list)  # {profile_id, recipient}
+
+    @classmethod
+    def of(cls, snap: Snapshot, sample: int) -> Preview:
+        return cls(
+            snap.profiles,
+            len(snap.requests),
+            dict(snap.skipped),
+            [
+                {"profile_id": r.profile_id, "recipient": r.recipient}
+                for r in snap.requests[:sample]
+            ],
+        )
+
+    def add(self, other: Preview, sample: int | None = None) -> None:
+        self.profiles += other.profiles
+        self.recipients += other.recipients
+        for k, n in other.skipped.items():
+            self.skipped[k] = self.skipped.get(k, 0) + n
+        self.sample.extend(other.sample)
+        if sample is not None:
+            del self.sample[sample:]
+
+
 class Recipients:
     def __init__(self, entry: BroadcastEntry, space_id: str) -> None:
         self.entry = entry

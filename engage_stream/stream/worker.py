@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Coroutine, Iterable
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from engage_stream import metrics
 from engage_stream.api import audiences as audience_api
 from engage_stream.broadcasts.catalog import BroadcastCatalog
+from engage_stream.broadcasts.recipients import Preview, Recipients
+from engage_stream.broadcasts.sending import Progress, read_progress
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.identity.replica import IdentityReplica
@@ -88,6 +91,7 @@ class Worker:
         )
         self.identity_batches.ready.set()
         self.catalog = Catalog()
+        self.definition_records: dict[bytes, definitions_topic.DefinitionRecord] = {}
         self.active: set[str] = set()
         self.owners = OwnerDirectory(
             settings.broker, settings.app_id, settings.topics.profile_events
@@ -177,6 +181,7 @@ class Worker:
         definitions Failed, so one bad apply never stops evaluation."""
         from engage_stream.stream.topics import ensure_topics
 
+        self.definition_records = current  # what an API edit is planned against
         catalog = Catalog.from_records(
             (r.key, r.version, r.created_at or r.applied_at, r.body, r.evaluated_version)
             for r in current.values()
@@ -266,6 +271,32 @@ class Worker:
                 journey_counts.add(out, journey_counts.read(ps.store))
         return out
 
+    def local_broadcast_progress(self) -> list[Progress]:
+        """Every broadcast's progress on this worker's partitions."""
+        out: list[Progress] = []
+        for p in sorted(self.owned()):
+            ps = self.partitions.open.get(p)
+            if ps is not None:
+                out.extend(read_progress(ps.store))
+        return out
+
+    async def local_broadcast_preview(self, key: str, sample: int) -> Preview:
+        """Who would receive broadcast `key` now, in this worker's partitions."""
+        entry = self.catalog.broadcasts.entries.get(key)
+        if entry is None:
+            return Preview()
+        recipients = Recipients(entry, self.settings.space_id)
+        out = Preview()
+        for p in sorted(self.owned()):
+            ps = await self.partitions.get(p)
+            store = ProfileStore(Transaction(ps.store))
+            out.add(
+                Preview.of(
+                    recipients.evaluate(store, max(ps.clock, int(time.time() * 1000))), sample
+                )
+            )
+        return out
+
     async def local_members(self, key: str) -> list[ProfileRecord]:
         """Members of an audience — or profiles with a value of a computed trait — in the
         partitions this worker owns."""
@@ -294,6 +325,13 @@ class Worker:
             for s in audience_api.STATUSES:
                 metrics.definition_status.labels(k, kind, s).set(1 if s == status else 0)
         export_journey_gauges(self.catalog.journeys, self.local_journey_counts())
+        queued: dict[tuple[str, ...], float] = {}
+        sent: dict[tuple[str, ...], float] = {}
+        for prog in self.local_broadcast_progress():
+            queued[(prog.broadcast,)] = queued.get((prog.broadcast,), 0) + prog.total
+            sent[(prog.broadcast,)] = sent.get((prog.broadcast,), 0) + prog.sent
+        metrics.export(metrics.broadcast_recipients, queued)
+        metrics.export(metrics.broadcast_sent, sent)
 
     async def tick(self) -> None:
         """Feed the wall clock into every owned partition so time-driven changes fire."""
@@ -317,6 +355,12 @@ def _count_profiles(partition: int, result: StageResult) -> None:
     if result.failed:
         metrics.labelled(metrics.dead_lettered, PROCESSING_FAILED).inc(result.failed)
     count_journeys(result.journeys)
+    for key, n in result.broadcast_requests.items():
+        metrics.broadcast_messages.labels(key).inc(n)
+    for prog in result.broadcasts:
+        if prog.sent == 0 and prog.phase != "cancelled":  # the snapshot was taken now
+            for reason, n in prog.skipped.items():
+                metrics.broadcast_skipped.labels(prog.broadcast, reason).inc(n)
 
 
 def count_journeys(outputs: Iterable[JourneyOutput]) -> None:
