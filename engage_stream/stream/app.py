@@ -37,6 +37,10 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         topic_allow_declare=False,
         web_enabled=True,
+        # Faust's own consumer group (`<app>-web`) waits this long for a dead member before
+        # it rebalances, and the worker is not up until it has: the data path's timeout,
+        # not Faust's 60 s default, or a restarted worker waits a minute (issue #16)
+        broker_session_timeout=settings.consumer.session_timeout_ms / 1000,
     )
     worker = Worker(settings, roles or {"ingest", "profiles"})
     app.engage_worker = worker  # type: ignore[attr-defined]
