@@ -2,14 +2,24 @@
 
 Every run uses its own topic names, app id and data directory, so it can be repeated on the
 same broker. It stops what it started and exits 0 when everything checked out.
+
+Its live phase also runs one journey (`demo/demo_welcome.journey`, second-scale waits, so
+`ENGAGE_JOURNEY_MIN_WAIT_MS` is lowered for the demo's apply and its worker) while the
+audience window passes: two users enter, wait, branch and reach an email step — one
+subscribed, one without a subscription state — and every record is printed as it arrives
+from engage.journeys, engage.messages and the destination topic.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +28,33 @@ import orjson
 from engage_stream.change_feed import ChangeFeed, describe
 from engage_stream.collector.process import CollectorProcess
 from engage_stream.collector.settings import CollectorSettings
-from engage_stream.commands import apply_definitions, load_checked
+from engage_stream.commands import apply_items, load_checked
 from engage_stream.config import DAY_MS, Settings
+from engage_stream.definitions.checks import Item
+from engage_stream.definitions.problems import Source
+from engage_stream.journeys.catalog import JourneyCatalog
+from engage_stream.journeys.loading import collect_journeys, journey_problems
+from engage_stream.journeys.models import (
+    MIN_WAIT_ENV,
+    HoldUntilStep,
+    JourneyDefinition,
+    SendToDestinationStep,
+    WaitStep,
+    WaitUntilStep,
+    step_key,
+)
 from engage_stream.kafka_local import broker
 from engage_stream.produce import produce_lines
 from engage_stream.sample_data import bad_records, generate, iso, send_with_sdk
 from engage_stream.stream.topics import ensure_topics
-from engage_stream.worker_process import WorkerProcess
+from engage_stream.worker_process import WorkerProcess, wait_until
 
 # The checkout's topologies/ (the demo's default); installed elsewhere, pass --definitions.
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+# The demo's journey: second-scale waits, so beside topologies/ rather than in it, where
+# `validate` / `apply topologies/` keep Segment's 5-minute minimum wait.
+DEMO_JOURNEY = Path(__file__).resolve().parent.parent / "demo" / "demo_welcome.journey"
+DEMO_MIN_WAIT_MS = 1000
 
 
 def _say(msg: str) -> None:
@@ -184,6 +211,9 @@ def run_demo(
     definitions = load_checked(str(topologies))  # before starting anything
     if definitions is None:
         return 1
+    journeys = load_demo_journeys(DEMO_JOURNEY, definitions)
+    if journeys is None:
+        return 1
     run = time.strftime("%Y%m%d-%H%M%S")
     bcfg = broker.BrokerConfig(port=port, controller_port=port + 1, data_dir=kafka_dir)
     settings = settings.model_copy(
@@ -205,7 +235,12 @@ def run_demo(
         )
         broker.start(bcfg)
         started_broker = True
-    worker = WorkerProcess(settings, Path("var/demo") / f"worker-{run}.log")
+    # the worker validates the published journey too: it needs the lowered minimum wait
+    worker = WorkerProcess(
+        settings,
+        Path("var/demo") / f"worker-{run}.log",
+        env={MIN_WAIT_ENV: str(DEMO_MIN_WAIT_MS)},
+    )
     write_key = f"wk_demo_{run.replace('-', '')}"
     keys_file = Path("var/demo") / f"write-keys-{run}.yaml"
     keys_file.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +251,7 @@ def run_demo(
         Path("var/demo") / f"collector-{run}.log",
     )
     sdk: SdkSender | None = None
+    watch: TopicFeed | None = None
     try:
         created = ensure_topics(settings)
         _say(f"topics: {len(created)} created for this run (suffix -demo-{run})")
@@ -230,11 +266,18 @@ def run_demo(
         )
         sdk = SdkSender(collector.url, write_key)
 
-        plan = apply_definitions(settings, definitions)
+        items = [Item.parsed(d, Source(str(topologies), d.key)) for d in definitions]
+        with demo_min_wait():
+            plan = apply_items(settings, items, journeys=journeys)
         _say(
             f"definitions: applied {len(plan.publish)} from {topologies} "
             f"({sum(1 for d in definitions if d.kind == 'audience')} audiences, "
             f"{sum(1 for d in definitions if d.kind == 'computed_trait')} computed traits)"
+            + "".join(
+                f" and journey {j.key} from {DEMO_JOURNEY} ({MIN_WAIT_ENV}={DEMO_MIN_WAIT_MS} "
+                f"for this apply and the worker: it waits {_waits(j)}, not days)"
+                for j, _ in journeys
+            )
         )
         printer = ChangePrinter()
         feed = ChangeFeed(settings, printer)
@@ -303,10 +346,24 @@ def run_demo(
             _say(f"  {key:<30} {', '.join(parts)}")
         _print_audiences(worker)
 
-        if not _live_phase(sdk.send, definitions, feed, printer):
+        journey: JourneyWatch | None = None
+        if journeys:
+            journey = _journey_start(settings, journeys[0][0], sdk.send, worker)
+            if journey is None:
+                _say(worker.log_tail())
+                return 1
+            watch = TopicFeed(settings, journey.topics, journey)
+            watch.start()
+        elif not DEMO_JOURNEY.exists():
+            _say(f"(no demo journey {DEMO_JOURNEY}: journey phase skipped)")
+        triggers = journey.triggers(int(time.time() * 1000)) if journey else []
+        if not _live_phase(sdk.send, definitions, feed, printer, also=triggers):
             _say(worker.log_tail())
             return 1
         feed.stop()
+        if journey is not None and not _journey_finish(journey):
+            _say(worker.log_tail())
+            return 1
 
         reasons = _dead_letter_reasons(settings, len(bad))
         _say(
@@ -335,11 +392,14 @@ def run_demo(
             _say("FAILED: dead-letter records missing")
             return 1
         _say(
-            "\ndemo finished: every event processed, every invalid record dead-lettered with a reason"
+            "\ndemo finished: every event processed, every invalid record dead-lettered with a "
+            "reason" + (", every journey record there" if journeys else "")
         )
         return 0
     finally:
         _say("stopping collector, worker" + (" and broker" if started_broker else ""))
+        if watch is not None:
+            watch.stop()
         if sdk is not None:
             sdk.close()
         collector.stop()
@@ -393,12 +453,16 @@ def _live_phase(
     definitions: list,  # type: ignore[type-arg]
     feed: ChangeFeed,
     printer: ChangePrinter,
+    also: Sequence[dict[str, Any]] = (),
 ) -> bool:
     """A few users act now; the short-window audience lets them in and, with no further
-    input, out again when the window passes."""
+    input, out again when the window passes. `also`: events sent with theirs (the
+    journey's triggers, whose waits pass while the window does)."""
     short = _short_window_audience(definitions)
     if short is None:
         _say("(no audience with a window of at most 5 minutes in topologies/: live phase skipped)")
+        if also:
+            send(list(also))
         return True
     key, event, window_ms = short
     users = [f"live-{i}" for i in range(3)]
@@ -419,7 +483,7 @@ def _live_phase(
         }
         for u in users
     ]
-    send(live)
+    send([*live, *also])
     t0 = time.monotonic()
 
     def changed(u: str, what: str) -> bool:
@@ -470,3 +534,476 @@ def _brief(section: str, body: dict) -> object:  # type: ignore[type-arg]
             for e in body.get("data", [])
         ]
     return body.get("traits") or body.get("data") or body.get("metadata") or body
+
+
+# -- the live journey ----------------------------------------------------------------------------
+@contextmanager
+def demo_min_wait(ms: int = DEMO_MIN_WAIT_MS) -> Iterator[None]:
+    """`ENGAGE_JOURNEY_MIN_WAIT_MS` lowered while the demo loads and applies its journey: the
+    journey models read it when they validate (the worker gets it in its environment).
+    Restored afterwards, so nothing else in this process accepts second-scale waits."""
+    before = os.environ.get(MIN_WAIT_ENV)
+    os.environ[MIN_WAIT_ENV] = str(ms)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MIN_WAIT_ENV, None)
+        else:
+            os.environ[MIN_WAIT_ENV] = before
+
+
+def load_demo_journeys(
+    path: Path,
+    definitions: Sequence[Any],
+) -> list[tuple[JourneyDefinition, Source]] | None:
+    """The demo journey file's journeys, with where each was written (for apply's problems);
+    [] without the file (a package installed without the checkout: the phase is skipped);
+    None with every problem printed."""
+    if not path.exists():
+        return []
+    with demo_min_wait():
+        found, problems = collect_journeys(path)
+    audiences = {d.key for d in definitions if d.kind == "audience"}
+    problems = [*problems, *journey_problems(found, audiences)]
+    problems += [
+        src.problem(("entry",), "the demo sends its journey's trigger: use an `event` entry")
+        for j, src in found
+        if not j.event_triggered
+    ]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return None if problems else found
+
+
+@dataclass(frozen=True)
+class JourneyUser:
+    """One of the demo journey's users: its traits (the split reads `plan`) and whether
+    its email address is subscribed (identify `context.messaging_subscriptions`) — the
+    other one has no subscription state, so its email is not sent."""
+
+    user_id: str
+    first_name: str
+    plan: str
+    subscribed: bool
+
+    @property
+    def email(self) -> str:
+        return f"{self.user_id}@example.com"
+
+    def identify(self, now: int) -> dict[str, Any]:
+        subscriptions = [{"key": self.email, "type": "EMAIL", "status": "SUBSCRIBED"}]
+        return {
+            "type": "identify",
+            "userId": self.user_id,
+            "messageId": f"{self.user_id}-identify-{now}",
+            "timestamp": iso(now),
+            "traits": {"email": self.email, "first_name": self.first_name, "plan": self.plan},
+            "context": {"messaging_subscriptions": subscriptions} if self.subscribed else {},
+        }
+
+    def trigger(self, event: str, now: int) -> dict[str, Any]:
+        return {
+            "type": "track",
+            "event": event,
+            "userId": self.user_id,
+            "messageId": f"{self.user_id}-{event.lower().replace(' ', '-')}-{now}",
+            "timestamp": iso(now),
+            "properties": {"plan": self.plan},
+        }
+
+    def describe(self) -> str:
+        state = (
+            "subscribed (context.messaging_subscriptions)"
+            if self.subscribed
+            else "with no subscription state"
+        )
+        return f"plan {self.plan}, email {self.email} {state}"
+
+
+JOURNEY_USERS = (
+    JourneyUser("journey-1", "Ada", "pro", subscribed=True),
+    JourneyUser("journey-2", "Grace", "free", subscribed=False),
+)
+
+
+@dataclass(frozen=True)
+class Arrived:
+    """A record as it came from the broker: `timestamp` is the broker's (the producer's
+    create time), when the worker produced it."""
+
+    label: str
+    value: dict[str, Any]
+    timestamp: int
+
+
+class TopicFeed:
+    """Follows topics from their start in a background thread (no consumer group, nothing
+    committed) and hands each record's (topic, JSON value, timestamp ms) to `on_record`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Sequence[str],
+        on_record: Callable[[str, dict[str, Any], int], None],
+    ) -> None:
+        self.settings = settings
+        self.topics = list(topics)
+        self.on_record = on_record
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="topic-feed", daemon=True)
+
+    def start(self, timeout: float = 20.0) -> None:
+        self._thread.start()
+        self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.settings.broker,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        try:
+            consumer.poll(timeout_ms=100)
+            self._ready.set()
+            while not self._stop.is_set():
+                for batch in consumer.poll(timeout_ms=300).values():
+                    for rec in batch:
+                        self.on_record(rec.topic, orjson.loads(rec.value), rec.timestamp)
+        finally:
+            consumer.close()
+
+
+def _waits(journey: JourneyDefinition) -> str:
+    return " + ".join(
+        f"{s.duration.ms / 1000:g} s" for s in journey.steps if isinstance(s, WaitStep)
+    )
+
+
+def _clock(ms: int) -> str:
+    return iso(ms)[11:]  # the time of day, UTC: 10:00:16.000Z
+
+
+class JourneyWatch:
+    """The demo journey's records for its users, printed as they arrive (the feed thread
+    calls it) and checked once they are all there: every user entered and finished, each
+    wait left at exactly its due instant (`entered + duration`, cause `timer:<due>`), the
+    subscribed user's email requested on engage.messages, the other one's skipped as having
+    no subscription state, every destination call on its destination's topic."""
+
+    def __init__(
+        self,
+        journey: JourneyDefinition,
+        settings: Settings,
+        users: Mapping[str, JourneyUser],
+        say: Callable[[str], None] = _say,
+    ) -> None:
+        self.journey = journey
+        self.users = dict(users)  # profile id -> user
+        self.by_user_id = {u.user_id: pid for pid, u in self.users.items()}
+        self.say = say
+        t = settings.topics
+        self.labels = {t.journeys: "journeys", t.messages: "messages"}
+        for dest in JourneyCatalog.from_definitions([journey]).destinations():
+            self.labels[t.output(dest)] = f"out.{dest}"
+        self.waits = {s.key: s.duration.ms for s in journey.steps if isinstance(s, WaitStep)}
+        # steps an instance stays in (the others are entered and left at one instant)
+        self.holding = {
+            s.key for s in journey.steps if isinstance(s, WaitStep | WaitUntilStep | HoldUntilStep)
+        }
+        self.step_keys = {
+            step_key(journey.key, s.key, journey.event_triggered)
+            for s in journey.steps
+            if isinstance(s, SendToDestinationStep)
+        }
+        self.records: list[Arrived] = []
+        self._entered: dict[tuple[str, str], int] = {}  # (instance, step) -> entered at
+        self._made: set[str] = set()  # messageIds of the sends and requests printed
+        self._pending: dict[str, list[str]] = {}  # lines waiting for the step that made them
+        self._lock = threading.Lock()
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self.labels)
+
+    def triggers(self, now: int) -> list[dict[str, Any]]:
+        """The events that make the users enter (the journey's trigger event), at `now`."""
+        event = getattr(self.journey.entry, "event", None)
+        if event is None:
+            return []
+        return [u.trigger(event, now) for u in self.users.values()]
+
+    # -- as records arrive -------------------------------------------------------------------
+    def __call__(self, topic: str, value: dict[str, Any], timestamp: int) -> None:
+        label = self.labels.get(topic)
+        user = self._user(label, value) if label else None
+        if label is None or user is None:
+            return
+        with self._lock:
+            self.records.append(Arrived(label, value, timestamp))
+            line = self.line(label, value, timestamp, user)
+            lines = self._in_order(label, value, line)
+        for text in lines:
+            self.say("  " + text)
+
+    def _in_order(self, label: str, value: dict[str, Any], line: str | None) -> list[str]:
+        """The lines to print now: a message or destination record arrives on its own topic,
+        possibly before the engage.journeys record of the step that made it — it is printed
+        right after that one, so the output reads in causal order."""
+        if label == "journeys":
+            made = [value["message_id"]] if value["type"] == "message_request" else []
+            made += [c["messageId"] for c in value.get("calls", ())]
+            self._made.update(made)
+            return [*([line] if line else []), *(t for k in made for t in self._pending.pop(k, []))]
+        if line is None:
+            return []
+        key = value.get("message_id") if label == "messages" else value.get("messageId")
+        if key in self._made:
+            return [line]
+        self._pending.setdefault(str(key), []).append(line)
+        return []
+
+    def flush(self) -> None:
+        """Print what still waits for the step record that made it (none when all arrived)."""
+        with self._lock:
+            left = [t for lines in self._pending.values() for t in lines]
+            self._pending.clear()
+        for text in left:
+            self.say("  " + text + "  (its step record did not arrive)")
+
+    def _user(self, label: str, value: dict[str, Any]) -> JourneyUser | None:
+        if label.startswith("out."):
+            personas = (value.get("context") or {}).get("personas") or {}
+            if personas.get("computation_id") not in self.step_keys:
+                return None  # an audience's or trait's call to the same destination
+            pid = self.by_user_id.get(value.get("userId", ""))
+            return self.users.get(pid) if pid else None
+        if value.get("journey") != self.journey.key:
+            return None
+        return self.users.get(value.get("profile_id", ""))
+
+    def line(
+        self, label: str, value: dict[str, Any], timestamp: int, user: JourneyUser
+    ) -> str | None:
+        """One record as the demo prints it; None for the step_entered / step_exited records
+        of steps left at the instant they are entered (on the topic, not printed). Remembers
+        when each step was entered, for the wait's due instant on its way out."""
+        head = f"[{label:<9}] {user.user_id:<10}"
+        if label == "messages":
+            return (
+                f"{head} {value['channel']} {value.get('template')!r} to {value['recipient']}  "
+                f"variables {orjson.dumps(value.get('variables', {})).decode()}  "
+                f"idempotency_key {value['idempotency_key']}"
+            )
+        if label.startswith("out."):
+            props = orjson.dumps(value.get("properties", {})).decode()
+            return f"{head} {value['type']} {value.get('event')!r}  properties {props}"
+        kind, step, at = value["type"], value.get("step", ""), value["at"]
+        what = f"{head} {kind:<18}"
+        if kind == "instance_entered":
+            trigger = getattr(self.journey.entry, "event", None)
+            by = f"on {trigger!r}" if value["cause"].startswith("event:") else value["cause"]
+            return f"{what} {'':<24} {_clock(at)}  {by}"
+        if kind == "step_entered":
+            self._entered[value["instance_id"], step] = at
+            if step not in self.holding:
+                return None
+            if step in self.waits:
+                due = at + self.waits[step]
+                return (
+                    f"{what} {step:<24} {_clock(at)}  due {_clock(due)} "
+                    f"(+{self.waits[step] / 1000:g} s)"
+                )
+            return f"{what} {step:<24} {_clock(at)}"
+        if kind == "step_exited":
+            branch = value.get("branch", "")
+            if step in self.waits:
+                entered = self._entered.get((value["instance_id"], step))
+                due = None if entered is None else entered + self.waits[step]
+                lag = (timestamp - at) / 1000
+                if at != due:
+                    where = f"NOT at its due instant {_clock(due) if due else '?'}"
+                else:
+                    where = f"its due instant (entered + {self.waits[step] / 1000:g} s)"
+                return (
+                    f"{what} {step:<24} {_clock(at)}  {where}; step fired {lag:.1f} s after "
+                    "its due instant"
+                )
+            if not branch:
+                return None
+            return f"{what} {step + ' -> ' + branch:<24} {_clock(at)}"
+        if kind == "destination_send":
+            dests = ", ".join(value["destinations"])
+            return f"{what} {step + ' -> ' + dests:<24} {_clock(at)}"
+        if kind == "message_request":
+            return f"{what} {step:<24} {_clock(at)}  {value['channel']} to {value['recipient']}"
+        if kind == "message_skipped":
+            return (
+                f"{what} {step:<24} {_clock(at)}  {value['channel']} to {value['recipient']} "
+                f"not sent: subscription state {value['reason']!r}"
+            )
+        reason = f"  ({value['reason']})" if value.get("reason") else ""
+        return f"{what} {'':<24} {_clock(at)}{reason}"
+
+    # -- the checks ----------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """What is missing or wrong so far (nothing: the journey did all it should)."""
+        with self._lock:
+            records = list(self.records)
+        out: list[str] = []
+        for pid, user in self.users.items():
+            mine = [r for r in records if r.label == "journeys" and r.value["profile_id"] == pid]
+            out.extend(f"{user.user_id}: {p}" for p in self._user_problems(user, mine, records))
+        return out
+
+    def _user_problems(
+        self, user: JourneyUser, mine: list[Arrived], records: list[Arrived]
+    ) -> list[str]:
+        """`mine`: the user's engage.journeys records in arrival order; `records`: all."""
+        values = [r.value for r in mine]
+        types = {v["type"] for v in values}
+        if "instance_entered" not in types:
+            return ["no instance_entered"]
+        out: list[str] = []
+        entered = {
+            (v["instance_id"], v["step"]): v["at"] for v in values if v["type"] == "step_entered"
+        }
+        exited = {
+            (r.value["instance_id"], r.value["step"]): r
+            for r in mine
+            if r.value["type"] == "step_exited"
+        }
+        for (iid, step), at in entered.items():
+            if step not in self.waits:
+                continue
+            due = at + self.waits[step]
+            left = exited.get((iid, step))
+            if left is None:
+                out.append(f"still in {step} (due {_clock(due)})")
+            elif left.value["at"] != due or left.value["cause"] != f"timer:{due}":
+                out.append(
+                    f"{step} left at {_clock(left.value['at'])} ({left.value['cause']}), "
+                    f"not at its due instant {_clock(due)}"
+                )
+            elif left.timestamp < due:
+                out.append(
+                    f"{step} fired before its due instant (produced {_clock(left.timestamp)})"
+                )
+        if not {"instance_completed", "instance_exited"} & types:
+            out.append("instance not finished")
+        requests = [v for v in values if v["type"] == "message_request"]
+        skipped = [v for v in values if v["type"] == "message_skipped"]
+        if user.subscribed and (not requests or skipped):
+            out.append("subscribed, but its email was not requested")
+        if not user.subscribed and (requests or not any(v["reason"] == "none" for v in skipped)):
+            out.append("no subscription state, but its email was not skipped as 'none'")
+        sent = {
+            (r.value.get("message_id"), r.value.get("idempotency_key"))
+            for r in records
+            if r.label == "messages"
+        }
+        for v in requests:
+            if (v["message_id"], v["idempotency_key"]) not in sent:
+                out.append(f"message request {v['message_id']} not on engage.messages")
+        calls = {(r.label, r.value.get("messageId")) for r in records if r.label.startswith("out.")}
+        for v in values:
+            if v["type"] != "destination_send":
+                continue
+            for dest in v["destinations"]:
+                for call in v["calls"]:
+                    if (f"out.{dest}", call["messageId"]) not in calls:
+                        out.append(f"{call['type']} {call['messageId']} not on out.{dest}")
+        return out
+
+    def summary(self) -> list[str]:
+        """What the checks found, once they pass."""
+        with self._lock:
+            records = list(self.records)
+        lags = [
+            (r.timestamp - r.value["at"]) / 1000
+            for r in records
+            if r.label == "journeys"
+            and r.value["type"] == "step_exited"
+            and r.value["step"] in self.waits
+        ]
+        per = Counter(r.label for r in records)
+        waits = ", ".join(f"{k} ({ms / 1000:g} s)" for k, ms in self.waits.items())
+        fired = ", ".join(f"{lag:.1f} s" for lag in lags)
+        requested = [u.user_id for u in self.users.values() if u.subscribed]
+        skipped = [u.user_id for u in self.users.values() if not u.subscribed]
+        return [
+            f"  journey {self.journey.key}: {len(self.users)} instances entered and finished; "
+            f"{waits} left at exactly its due instant each time, fired {fired} after it "
+            "(the records' broker timestamps)",
+            f"  email requested for {', '.join(requested)} (subscribed), not sent to "
+            f"{', '.join(skipped)} (no subscription state): "
+            + ", ".join(f"{n} record(s) on {label}" for label, n in sorted(per.items())),
+        ]
+
+
+def _profile_id(worker: WorkerProcess, user_id: str) -> str | None:
+    """The canonical profile of a userId once its events are on the profile
+    (`events[].related.users`): journey records carry profile ids only."""
+    status, body = worker.profile(f"user_id:{user_id}", "events", "limit=1")
+    data = body.get("data") if status == 200 and isinstance(body, dict) else None
+    return data[0]["related"]["users"] if data else None
+
+
+def _journey_start(
+    settings: Settings,
+    journey: JourneyDefinition,
+    send: Callable[[list[dict[str, Any]]], None],
+    worker: WorkerProcess,
+    users: Sequence[JourneyUser] = JOURNEY_USERS,
+) -> JourneyWatch | None:
+    """The journey users' identifies (traits, subscription states) sent and applied: their
+    profile ids known, and what the journey's steps read in place before they enter."""
+    trigger = getattr(journey.entry, "event", None)
+    _say(
+        f"\njourney: {journey.key!r} ({DEMO_JOURNEY.name}, event-triggered on {trigger!r}): "
+        f"{journey.description}"
+    )
+    send([u.identify(int(time.time() * 1000)) for u in users])
+    profiles: dict[str, JourneyUser] = {}
+    for u in users:
+        try:
+            pid = wait_until(
+                lambda u=u: _profile_id(worker, u.user_id), 30, f"{u.user_id}'s profile"
+            )
+        except TimeoutError as exc:
+            _say(f"FAILED: {exc}")
+            return None
+        profiles[pid] = u
+        _say(f"  {u.user_id}: {u.describe()}; profile {pid}")
+    watch = JourneyWatch(journey, settings, profiles)
+    _say(
+        f"  they perform {trigger!r} with the live phase's events; the records as they arrive "
+        f"from {', '.join(watch.labels.values())} (steps left at the instant they are entered "
+        "are on the topic too, not printed):"
+    )
+    return watch
+
+
+def _journey_finish(watch: JourneyWatch) -> bool:
+    """Wait (after the live phase, so usually not at all) until the journey's records are
+    all there; print what was checked, or what is missing."""
+    timeout = sum(watch.waits.values()) / 1000 + 30
+    deadline = time.monotonic() + timeout
+    while watch.problems() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    problems = watch.problems()
+    watch.flush()
+    if problems:
+        _say("FAILED: the journey's records are incomplete: " + "; ".join(problems))
+        return False
+    for line in watch.summary():
+        _say(line)
+    return True
