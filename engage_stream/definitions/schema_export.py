@@ -28,6 +28,8 @@ SCHEMA_FILE = "definitions.schema.json"
 SCHEMA_ID = "urn:engage-stream:schemas:definitions"
 JOURNEY_SCHEMA_FILE = "journey.schema.json"
 JOURNEY_SCHEMA_ID = "urn:engage-stream:schemas:journey"
+BROADCAST_SCHEMA_FILE = "broadcast.schema.json"
+BROADCAST_SCHEMA_ID = "urn:engage-stream:schemas:broadcast"
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(minute|hour|day|week)s?\s*$"
 COUNT_PATTERN = r"^\s*(>=|<=|!=|=|>|<)\s*\d+\s*$"
 
@@ -74,11 +76,14 @@ def journey_json_schema() -> dict[str, Any]:
     """The schema of one `*.journey` file: a journey mapping or a list of them."""
     from engage_stream.journeys.models import JourneyDefinition
 
-    base = JourneyDefinition.model_json_schema(ref_template="#/$defs/{model}")
-    defs: dict[str, Any] = copy.deepcopy(base.pop("$defs"))
-    defs["JourneyDefinition"] = base
-    base.setdefault("required", []).insert(0, "kind")
-    _widen(defs)
+    schema = _document_schema(
+        JourneyDefinition,
+        JOURNEY_SCHEMA_ID,
+        "engage-stream journey file",
+        "Journeys for engage-stream: one journey (a mapping with `kind: journey`) or a list "
+        "of them, in `*.journey` files (YAML) applied with `engage-stream apply`.",
+    )
+    defs = schema["$defs"]
     reentry = defs["Reentry"]
     defs["Reentry"] = {
         "description": reentry.pop("description", ""),
@@ -88,15 +93,38 @@ def journey_json_schema() -> dict[str, Any]:
             {"type": "string", "pattern": DURATION_PATTERN, "description": "after this long"},
         ],
     }
+    return schema
+
+
+def broadcast_json_schema() -> dict[str, Any]:
+    """The schema of one `*.broadcast` file: a broadcast mapping or a list of them."""
+    from engage_stream.broadcasts.models import BroadcastDefinition
+
+    return _document_schema(
+        BroadcastDefinition,
+        BROADCAST_SCHEMA_ID,
+        "engage-stream broadcast file",
+        "Broadcasts for engage-stream: one broadcast (a mapping with `kind: broadcast`) or a "
+        "list of them, in `*.broadcast` files (YAML) published with `engage-stream apply` "
+        "or `engage-stream broadcast create`.",
+    )
+
+
+def _document_schema(model: Any, schema_id: str, title: str, description: str) -> dict[str, Any]:
+    name = model.__name__
+    base = model.model_json_schema(ref_template="#/$defs/{model}")
+    defs: dict[str, Any] = copy.deepcopy(base.pop("$defs", {}))
+    defs[name] = base
+    base.setdefault("required", []).insert(0, "kind")
+    _widen(defs)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": JOURNEY_SCHEMA_ID,
-        "title": "engage-stream journey file",
-        "description": "Journeys for engage-stream: one journey (a mapping with `kind: journey`) "
-        "or a list of them, in `*.journey` files (YAML) applied with `engage-stream apply`.",
+        "$id": schema_id,
+        "title": title,
+        "description": description,
         "anyOf": [
-            {"$ref": "#/$defs/JourneyDefinition"},
-            {"type": "array", "items": {"$ref": "#/$defs/JourneyDefinition"}},
+            {"$ref": f"#/$defs/{name}"},
+            {"type": "array", "items": {"$ref": f"#/$defs/{name}"}},
         ],
         "$defs": defs,
     }
@@ -104,6 +132,9 @@ def journey_json_schema() -> dict[str, Any]:
 
 def _widen(defs: dict[str, Any]) -> None:
     """The shorthands the models' `mode="before"` validators accept, where present."""
+    if "Duration" not in defs:  # a broadcast file: operators only
+        _widen_ops(defs)
+        return
     duration = defs["Duration"]
     defs["Duration"] = {
         "description": duration.pop("description", ""),
@@ -178,18 +209,23 @@ def _widen_ops(defs: dict[str, Any]) -> None:
     }
 
 
-def render_schema(journeys: bool = False) -> str:
-    """The exact text of `schemas/definitions.schema.json` (or `journey.schema.json`)."""
-    schema = journey_json_schema() if journeys else json_schema()
+def render_schema(journeys: bool = False, broadcasts: bool = False) -> str:
+    """The exact text of `schemas/definitions.schema.json` (or `journey.schema.json`,
+    `broadcast.schema.json`)."""
+    if broadcasts:
+        schema = broadcast_json_schema()
+    else:
+        schema = journey_json_schema() if journeys else json_schema()
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def write_schema(directory: Path | str) -> Path:
-    """Write `<directory>/definitions.schema.json` and `journey.schema.json`; returns the
-    first's path."""
+    """Write `<directory>/definitions.schema.json`, `journey.schema.json` and
+    `broadcast.schema.json`; returns the first's path."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     (d / JOURNEY_SCHEMA_FILE).write_text(render_schema(journeys=True), encoding="utf-8")
+    (d / BROADCAST_SCHEMA_FILE).write_text(render_schema(broadcasts=True), encoding="utf-8")
     path = d / SCHEMA_FILE
     path.write_text(render_schema(), encoding="utf-8")
     return path

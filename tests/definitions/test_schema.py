@@ -129,3 +129,24 @@ def test_committed_journey_schema_is_up_to_date_and_fits_the_examples() -> None:
     assert list(validator.iter_errors(typo))  # the misspelt field is refused
     typo["steps"] = [{"type": "wait", "key": "w", "duration": "1 day"}]
     assert not list(validator.iter_errors(typo))  # and the shorthands accepted
+
+
+def test_committed_broadcast_schema_is_up_to_date_and_fits_the_examples() -> None:
+    from engage_stream.definitions.schema_export import (
+        BROADCAST_SCHEMA_FILE,
+        broadcast_json_schema,
+    )
+
+    committed = ROOT / "schemas" / BROADCAST_SCHEMA_FILE
+    assert committed.read_text(encoding="utf-8") == render_schema(broadcasts=True)
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(broadcast_json_schema())
+    files = sorted((ROOT / "topologies").rglob("*.broadcast"))
+    assert files
+    for f in files:
+        for doc in yaml.safe_load_all(f.read_text()):
+            errors = list(validator.iter_errors(doc))
+            assert not errors, f"{f}: {errors[0].message}"
+    assert list(validator.iter_errors({"kind": "broadcast", "key": "b", "chanel": "email"}))
