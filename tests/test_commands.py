@@ -285,3 +285,23 @@ def test_pruning_the_audience_a_journey_reads_is_refused() -> None:
     # pruning to `b` alone takes the journey too: nothing left reads `a`
     plan, problems = plan_apply(topic, found, prune=True, now_ms=3 * T)
     assert problems == [] and {r.key for r in plan.delete} == {"a", "cart"}
+
+
+def test_a_broadcast_is_published_as_a_definitions_record() -> None:
+    from engage_stream.broadcasts.loading import BROADCASTS
+    from engage_stream.broadcasts.models import BroadcastDefinition
+
+    text = "kind: broadcast\nkey: b\nchannel: email\ntemplate: t\nrecipients: [{audience: a}]\n"
+    found, problems = BROADCASTS.parse(text, "b.broadcast")
+    assert problems == []
+    plan, problems = plan_apply(
+        [audience_rec("a")], [], prune=False, now_ms=2 * T, broadcasts=found
+    )
+    assert problems == []
+    (rec,) = plan.publish
+    assert rec.kind == "broadcast"
+    assert BroadcastDefinition.model_validate(rec.body) == found[0][0]
+    _, problems = plan_apply([], [], prune=False, now_ms=2 * T, broadcasts=found)
+    assert [str(p) for p in problems] == [
+        "b.broadcast:5: b.recipients[0].audience: no audience 'a'"
+    ]

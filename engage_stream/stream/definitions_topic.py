@@ -28,7 +28,7 @@ from engage_stream.stream import compacted
 
 log = logging.getLogger(__name__)
 
-DefinitionKind = Literal["audience", "computed_trait", "destination", "journey"]
+DefinitionKind = Literal["audience", "computed_trait", "destination", "journey", "broadcast"]
 
 
 class DefinitionRecord(BaseModel):
