@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from engage_stream.api.auth import basic_authorization
 from engage_stream.broadcasts.catalog import BroadcastCatalog
 from engage_stream.broadcasts.lifecycle import Action, revised
 from engage_stream.broadcasts.models import Schedule
@@ -132,7 +133,7 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     url = (args.api or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
     req = urllib.request.Request(
         f"{url}/v1/broadcasts/{args.key}/preview?sample={args.sample}",
-        headers={"Authorization": f"Bearer {settings.api_token}"},
+        headers={"Authorization": basic_authorization(settings.api_token)},
     )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
