@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from engage_stream.definitions.models import KEY_PATTERN, AudienceCondition, TraitCondition, _Strict
+from engage_stream.journeys.models import field_tag
 
 OPT_OUT = "reply stop to unsubscribe"  # reference §5: an SMS body must carry it
 GSM7 = frozenset(
@@ -30,20 +31,10 @@ GSM7 = frozenset(
 GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")  # two septets each
 
 
-def _row_kind(data: Any) -> str | None:
-    if hasattr(data, "model_dump"):
-        data = data.model_dump()
-    if isinstance(data, dict):
-        for name in ("trait", "audience"):
-            if name in data:
-                return name
-    return None
-
-
 RecipientRow = Annotated[
     Annotated[TraitCondition, Tag("trait")] | Annotated[AudienceCondition, Tag("audience")],
     Discriminator(
-        _row_kind,
+        field_tag("trait", "audience"),
         custom_error_type="condition_kind",
         custom_error_message="a recipient condition needs one of: trait, audience",
     ),

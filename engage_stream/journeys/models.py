@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
@@ -96,14 +97,20 @@ class ContextCondition(_Row):
     _constant = field_validator("where")(_filters_constant)
 
 
-def _journey_condition_kind(data: Any) -> str | None:
-    if hasattr(data, "model_dump"):
-        data = data.model_dump()
-    if isinstance(data, dict):
-        for name in ("trait", "audience", "context_event"):
-            if name in data:
-                return name
-    return None
+def field_tag(*names: str) -> Callable[[Any], str | None]:
+    """A union's tag: the first of `names` present as a field (models keyed by a field,
+    as the audience builder's condition rows are)."""
+
+    def tag(data: Any) -> str | None:
+        if hasattr(data, "model_dump"):
+            data = data.model_dump()
+        if isinstance(data, dict):
+            for name in names:
+                if name in data:
+                    return name
+        return None
+
+    return tag
 
 
 JourneyCondition = Annotated[
@@ -111,7 +118,7 @@ JourneyCondition = Annotated[
     | Annotated[AudienceCondition, Tag("audience")]
     | Annotated[ContextCondition, Tag("context_event")],
     Discriminator(
-        _journey_condition_kind,
+        field_tag("trait", "audience", "context_event"),
         custom_error_type="condition_kind",
         custom_error_message="a journey condition needs one of: trait, audience, context_event",
     ),
@@ -404,18 +411,10 @@ class EventEntry(_Strict):
         return self
 
 
-def _entry_kind(data: Any) -> str | None:
-    if hasattr(data, "model_dump"):
-        data = data.model_dump()
-    if isinstance(data, dict):
-        return "event" if "event" in data else "audience" if "audience" in data else None
-    return None
-
-
 Entry = Annotated[
     Annotated[EventEntry, Tag("event")] | Annotated[AudienceEntry, Tag("audience")],
     Discriminator(
-        _entry_kind,
+        field_tag("event", "audience"),
         custom_error_type="entry_kind",
         custom_error_message="entry needs `audience` (classic) or `event` (event-triggered)",
     ),
