@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 import aiohttp
 import faust
 import orjson
 import pytest
 from aiohttp.test_utils import TestServer
-from pydantic import ValidationError
 
 from engage_stream.api import routes
 from engage_stream.api.source import PartitionRead
@@ -30,23 +29,12 @@ from engage_stream.definitions.catalog import Catalog
 from engage_stream.profiles.stage import ProfileStage
 from engage_stream.state.transaction import Transaction
 from engage_stream.stream import definitions_topic
-from engage_stream.stream.definitions_topic import DefinitionKind, DefinitionRecord
+from engage_stream.stream.definitions_topic import DefinitionRecord
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.timestamps import iso_ms
 from tests.api.journey_scenario import T0, Partition, subscribe, user_on
 from tests.api.test_audiences import AUDIENCE
 from tests.api.test_views import SPACE, TOKEN, LocalState, auth, get
-
-# `definitions_topic.DefinitionKind` has no "broadcast" yet: no broadcast record can be planned
-# or read (`DefinitionRecord` refuses the kind), so nothing here can run until it has. Only
-# that failure is expected; these run as soon as the kind is there (strict: then they must pass).
-PUBLISHABLE = pytest.mark.xfail(
-    "broadcast" not in get_args(DefinitionKind),
-    reason="definitions_topic.DefinitionKind lacks 'broadcast'",
-    raises=ValidationError,
-    strict=True,
-)
-pytestmark = PUBLISHABLE
 
 PARTITIONS = 2
 SEND_LOCAL = "2027-01-15T12:00"  # Europe/Paris, UTC+1 that day: T0 + 3 h

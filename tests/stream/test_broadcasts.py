@@ -26,14 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from pydantic import ValidationError
 
 from engage_stream.broadcasts import commands as bc
 from engage_stream.broadcasts.recipients import idempotency_key
@@ -43,23 +42,12 @@ from engage_stream.commands import cmd_apply
 from engage_stream.config import Settings
 from engage_stream.journeys.subscriptions import vector_key
 from engage_stream.messaging.requests import MessageSendRequest
-from engage_stream.stream.definitions_topic import DefinitionKind
 from engage_stream.stream.producing import partition_for
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
 from tests.stream.helpers import processed, produce, wait_for
 
-# `definitions_topic.DefinitionKind` has no "broadcast" yet: no broadcast record can be planned
-# or read (`DefinitionRecord` refuses the kind), so nothing here can run until it has. Only
-# that failure is expected; these run as soon as the kind is there (strict: then they must pass).
-PUBLISHABLE = pytest.mark.xfail(
-    "broadcast" not in get_args(DefinitionKind),
-    reason="definitions_topic.DefinitionKind lacks 'broadcast'",
-    raises=ValidationError,
-    strict=True,
-)
-
-pytestmark = [pytest.mark.broker, PUBLISHABLE]
+pytestmark = pytest.mark.broker
 
 AUDIENCE = """
 kind: audience
