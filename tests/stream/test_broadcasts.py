@@ -22,7 +22,7 @@ import argparse
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -44,7 +44,7 @@ from engage_stream.journeys.subscriptions import vector_key
 from engage_stream.messaging.requests import MessageSendRequest
 from engage_stream.stream.producing import partition_for
 from engage_stream.stream.topics import ensure_topics
-from engage_stream.worker_process import WorkerProcess
+from engage_stream.worker_process import WorkerProcess, wait_until
 from tests.stream.helpers import processed, produce, wait_for
 
 pytestmark = pytest.mark.broker
@@ -150,14 +150,36 @@ def skipped(others: int) -> dict[str, int]:
 # -- reading topics ----------------------------------------------------------------------
 
 
+_probes: dict[str, KafkaConsumer] = {}
+
+
 def end_offsets(s: Settings, topic: str) -> int:
-    """How many records `topic` holds now (all partitions)."""
-    consumer = KafkaConsumer(bootstrap_servers=s.broker, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return sum(consumer.end_offsets(tps).values()) if tps else 0
-    finally:
+    """How many records `topic` holds now (all partitions). One consumer for the test, not
+    one per call: every new client opens connections, and polling with new ones walks the
+    ephemeral ports, which the workers' web ports are among (a worker then fails to bind)."""
+    consumer = _probes.get(s.broker)
+    if consumer is None:
+        consumer = _probes[s.broker] = KafkaConsumer(
+            bootstrap_servers=s.broker, enable_auto_commit=False
+        )
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    return sum(consumer.end_offsets(tps).values()) if tps else 0
+
+
+@pytest.fixture(autouse=True)
+def _close_probes() -> Iterator[None]:
+    yield
+    for consumer in _probes.values():
         consumer.close()
+    _probes.clear()
+
+
+def poll(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """`wait_for` once a second: for checks that read whole topics (`status`)."""
+    try:
+        return wait_until(check, timeout, what, interval=1.0)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def read(s: Settings, topic: str) -> list[ConsumerRecord]:
@@ -289,7 +311,7 @@ def test_exactly_one_key_per_subscribed_member_across_a_sigkill_mid_send(
         assert taken < SUBSCRIBED, "taken over before the send was over"
         a.start(timeout=90)  # back with its (now stale) local state: the group rebalances
         restarted = end_offsets(s, s.topics.messages)
-        done = wait_for(
+        done = poll(
             lambda: (st := status(s, "spring")).status == "Sent" and st, 120, "the send to finish"
         )
         time.sleep(2 * s.tick_interval_s)  # anything still in flight
@@ -384,7 +406,7 @@ def test_the_throttle_holds_the_rate_over_a_10k_send(
     with cluster(s, tmp_path, 2) as procs:
         load(s, procs, people, "bulk", THROTTLE_RECIPIENTS)
         assert schedule(s, "bulk") == 0
-        done = wait_for(
+        done = poll(
             lambda: (st := status(s, "bulk")).status == "Sent" and st, 120, "the send to finish"
         )
         assert done.rate == THROTTLE_RATE and done.sent == THROTTLE_RECIPIENTS
@@ -442,7 +464,7 @@ def test_a_schedule_fires_at_its_local_instant_and_an_unscheduled_one_never(
         assert lifecycle(s, "unschedule", "later") == 1, "only a scheduled one goes back"
 
         assert end_offsets(s, s.topics.messages) == 0, "nothing before the instant"
-        wait_for(lambda: status(s, "timed").status == "Sent", 60, "timed to be sent")
+        poll(lambda: status(s, "timed").status == "Sent", 60, "timed to be sent")
         assert time.time() * 1000 >= instant
         time.sleep(max(0.0, (later_instant - time.time() * 1000) / 1000) + 3 * s.tick_interval_s)
         records = requests(s)
@@ -468,7 +490,7 @@ def test_cancel_stops_a_send_in_progress(worker_settings: Settings, tmp_path: Pa
             mine = [p for p in bc.read_progress(s) if p.broadcast == "slow"]
             return len(mine) == s.partitions and all(p.phase == "cancelled" for p in mine)
 
-        wait_for(every_partition_cancelled, 30, "every partition to cancel")
+        poll(every_partition_cancelled, 30, "every partition to cancel")
         cancelled = status(s, "slow")  # read after: the progress that says so
         stopped_at = end_offsets(s, s.topics.messages)
         time.sleep(3.0)  # 60 more requests at 20/s, were it still sending
