@@ -16,8 +16,10 @@ import pytest
 from engage_stream.config import Settings
 from engage_stream.kafka_local import broker
 
-BROKER_PORT = int(os.environ.get("ENGAGE_TEST_BROKER_PORT", "39192"))
-_ports = itertools.count(int(os.environ.get("ENGAGE_TEST_WEB_PORT", "39300")))
+# Below Linux's ephemeral range (32768–60999): a port in it can be taken at any moment by
+# an outgoing connection (a Kafka client's), and a worker then fails to bind its web port.
+BROKER_PORT = int(os.environ.get("ENGAGE_TEST_BROKER_PORT", "29192"))
+_ports = itertools.count(int(os.environ.get("ENGAGE_TEST_WEB_PORT", "29300")))
 
 
 @pytest.fixture(scope="session")

@@ -48,19 +48,8 @@ def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]
     w.stop()
 
 
-def _apply(s: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Publish TRIAL as `engage-stream apply` does, with every step's `type` kept: today's
-    `commands.journey_body` leaves it out (a Literal default, dropped by exclude_defaults)
-    and the worker then rejects the body — a no-op once the body keeps it."""
-    body = commands.journey_body
-
-    def typed(j: JourneyDefinition) -> dict[str, Any]:
-        out = body(j)
-        for step, data in zip(j.steps, out["steps"], strict=True):
-            data.setdefault("type", step.type)
-        return out
-
-    monkeypatch.setattr(commands, "journey_body", typed)
+def _apply(s: Settings) -> None:
+    """Publish TRIAL as `engage-stream apply` does."""
     commands.apply_items(s, [], journeys=[(TRIAL, Source("<test>", "trial"))])
 
 
@@ -73,7 +62,7 @@ def test_a_worker_reports_its_journeys_in_the_api_and_metrics(
     worker: WorkerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = worker.settings
-    _apply(s, monkeypatch)
+    _apply(s)
     wait_for(lambda: _journey(worker).get("version") == 1, 60, "the journey in force")
     email = "ada@x.io"
     identify = {
