@@ -49,8 +49,10 @@ def run_id() -> str:
 
 @contextlib.contextmanager
 def bench_broker(port: int = BROKER_PORT, fresh: bool = True) -> Iterator[broker.BrokerConfig]:
-    """A real Apache Kafka broker (KRaft) for this benchmark only; stopped on exit."""
-    data = BENCH_DIR / "kafka"
+    """A real Apache Kafka broker (KRaft) for this benchmark only; stopped on exit. On
+    another port than the default it keeps its data apart (var/bench/kafka-<port>), so two
+    bench brokers never share (or delete) one directory."""
+    data = BENCH_DIR / ("kafka" if port == BROKER_PORT else f"kafka-{port}")
     cfg = broker.BrokerConfig(port=port, controller_port=port + 1, data_dir=data, heap="1g")
     if broker.is_reachable(port=port):
         raise RuntimeError(f"port {port} is busy: stop whatever runs there (another bench run?)")

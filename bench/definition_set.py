@@ -6,6 +6,15 @@ definition format, which `python -m bench.definition_set --write-yaml` writes to
 bench/definitions/*.yaml. Where the engine's language cannot say exactly what the SQL says,
 `to_engine()` uses the closest form and its docstring lists each difference.
 
+With journeys (`python -m bench.definition_set --write-yaml` also writes
+bench/definitions_journeys/): the four example journeys (topologies/journeys/*.journey) read
+two audiences and one trait the set above does not define — `cart_abandoners`,
+`lapsed_visitors` (the conditions of topologies/audiences/, without their destinations) and
+`order_completed_count` (abandoned_cart's split) — so `journey_audiences()` /
+`journey_traits()` add them, and `catalog(journeys=…)` builds the worker's catalog with or
+without the journeys over the same definitions (a with/without ratio then prices the
+journeys alone). They are not part of the DuckDB baseline's SQL.
+
 Semantics (what the SQL computes):
 - Events as the worker sees them: page calls are `Page Viewed` with `page_name`; the
   profile is `user_id:<userId>`, else `anonymous_id:<anonymousId>`.
@@ -19,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Op = Literal[">=", ">", "<", "<=", "=", "!="]
 
@@ -93,7 +102,18 @@ class Combine:
     kind: str = field(default="combine", init=False)
 
 
-Audience = EventCount | EventSum | TraitIs | Funnel | Inactive | Combine
+@dataclass(frozen=True)
+class Lapsed:
+    """Performed `event` between `recent` and `old` days ago, and not within `recent` days."""
+
+    key: str
+    event: str
+    recent: int
+    old: int
+    kind: str = field(default="lapsed", init=False)
+
+
+Audience = EventCount | EventSum | TraitIs | Funnel | Inactive | Combine | Lapsed
 
 TraitKind = Literal[
     "count", "sum", "avg", "min", "max", "last", "first", "most_frequent", "unique_count"
@@ -212,6 +232,22 @@ def computed_traits() -> list[ComputedTrait]:
     ]
 
 
+def journey_audiences() -> list[Audience]:
+    """The audiences the example journeys enter from or wait on (topologies/audiences/:
+    `cart_abandoners` = Product Added within 7 days, then not Order Completed within 1 day
+    — exactly the bench funnel form with FUNNEL_SPAN[7]; `lapsed_visitors`)."""
+    return [
+        Funnel("cart_abandoners", ADD, ORDER, 7),
+        Lapsed("lapsed_visitors", PV, 30, 90),
+    ]
+
+
+def journey_traits() -> list[ComputedTrait]:
+    """abandoned_cart's split reads `order_completed_count` (topologies/ leave it to a
+    custom trait nobody sets; here the count the split means, so both branches are taken)."""
+    return [ComputedTrait("order_completed_count", "count", ORDER, 90)]
+
+
 def describe(d: Audience | ComputedTrait) -> str:
     """One line of plain English per definition (README, reports)."""
 
@@ -228,6 +264,8 @@ def describe(d: Audience | ComputedTrait) -> str:
         return f"performed {d.first!r} within {d.days} d and no {d.then!r} since"
     if isinstance(d, Inactive):
         return f"has an email trait and no event within {d.days} d"
+    if isinstance(d, Lapsed):
+        return f"performed {d.event!r} {d.recent}–{d.old} d ago and not within {d.recent} d"
     if isinstance(d, Combine):
         parts = []
         if d.all:
@@ -301,6 +339,11 @@ def _conditions(a: Audience) -> list[dict[str, object]]:
         ]
         rows += [{"event": e, "performed": False, "within": _days(a.days)} for e in EVENT_NAMES]
         return rows
+    if isinstance(a, Lapsed):
+        return [
+            {"event": a.event, "between": [_days(a.recent), _days(a.old)]},
+            {"event": a.event, "performed": False, "within": _days(a.recent)},
+        ]
     if isinstance(a, Combine):
         rows = [{"audience": k} for k in a.all]
         if a.any:
@@ -314,8 +357,11 @@ def _conditions(a: Audience) -> list[dict[str, object]]:
     raise TypeError(f"unknown audience kind {a!r}")
 
 
-def to_engine() -> list[dict[str, object]]:
-    """The set in the engine's definition format (what bench/definitions/*.yaml hold).
+def to_engine(
+    audience_list: list[Audience] | None = None, trait_list: list[ComputedTrait] | None = None
+) -> list[dict[str, object]]:
+    """The set in the engine's definition format (what bench/definitions/*.yaml hold; with
+    `journey_audiences()` / `journey_traits()`, bench/definitions_journeys/*.yaml).
 
     Everything includes anonymous profiles (as the SQL does) and the 90-day lookback.
     Where the engine's language differs from the SQL, the closest form is used:
@@ -329,7 +375,7 @@ def to_engine() -> list[dict[str, object]]:
       calls have no event name), so it never has members in the engine.
     """
     out: list[dict[str, object]] = []
-    for t in computed_traits():
+    for t in computed_traits() if trait_list is None else trait_list:
         d: dict[str, object] = {
             "kind": "computed_trait",
             "key": t.key,
@@ -343,7 +389,7 @@ def to_engine() -> list[dict[str, object]]:
         if t.kind == "most_frequent":
             d["min_frequency"] = 1
         out.append(d)
-    for a in audiences():
+    for a in audiences() if audience_list is None else audience_list:
         out.append(
             {
                 "kind": "audience",
@@ -355,12 +401,12 @@ def to_engine() -> list[dict[str, object]]:
     return out
 
 
-def write_yaml(folder: Path) -> list[Path]:
-    """bench/definitions/{computed_traits,audiences}.yaml from `to_engine()`."""
+def write_yaml(folder: Path, defs: list[dict[str, object]] | None = None) -> list[Path]:
+    """bench/definitions/{computed_traits,audiences}.yaml from `to_engine()` (or `defs`)."""
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
-    defs = to_engine()
+    defs = to_engine() if defs is None else defs
     files = {
         "computed_traits.yaml": [d for d in defs if d["kind"] == "computed_trait"],
         "audiences.yaml": [d for d in defs if d["kind"] == "audience"],
@@ -374,14 +420,64 @@ def write_yaml(folder: Path) -> list[Path]:
     return written
 
 
+# -- with journeys ---------------------------------------------------------------------------
+HERE = Path(__file__).resolve().parent
+DEFINITIONS_DIR = HERE / "definitions"
+JOURNEY_DEFINITIONS_DIR = HERE / "definitions_journeys"  # journey_audiences + journey_traits
+JOURNEYS_DIR = HERE.parent / "topologies" / "journeys"  # the four example journeys, as is
+
+
+def definition_dirs(journeys: bool) -> list[Path]:
+    """The folders of YAML definitions a bench run evaluates (`journeys`: with the extras
+    the example journeys read)."""
+    return [DEFINITIONS_DIR, JOURNEY_DEFINITIONS_DIR] if journeys else [DEFINITIONS_DIR]
+
+
+def load_set(journey_extras: bool) -> list[Any]:
+    """The bench definitions, parsed (and the journeys' audiences and trait if asked)."""
+    from engage_stream.definitions import load_definitions
+
+    out: list[Any] = []
+    for folder in definition_dirs(journey_extras):
+        out.extend(load_definitions(folder))
+    return out
+
+
+def load_journeys() -> list[Any]:
+    """topologies/journeys/*.journey, validated (the journeys the bench runs)."""
+    from engage_stream.journeys.loading import load_journeys as load
+
+    return load(JOURNEYS_DIR)
+
+
+def catalog(journeys: bool, journey_extras: bool = True) -> Any:
+    """The profiles stage's catalog: the bench set (+ the journeys' audiences and trait
+    when `journey_extras`), with the four example journeys or without them. Every
+    definition at version 1 created at 0, every journey published at 0 (as replay)."""
+    from engage_stream.definitions.catalog import Catalog
+    from engage_stream.journeys.catalog import JourneyCatalog
+
+    cat = Catalog.from_definitions(load_set(journey_extras))
+    if journeys:
+        cat.journeys = JourneyCatalog.from_definitions(load_journeys())
+    return cat
+
+
 if __name__ == "__main__":
     import sys
 
     if "--write-yaml" in sys.argv[1:]:
-        for f in write_yaml(Path(__file__).parent / "definitions"):
+        for f in write_yaml(DEFINITIONS_DIR):
+            print(f"wrote {f}")
+        extras = to_engine(journey_audiences(), journey_traits())
+        for f in write_yaml(JOURNEY_DEFINITIONS_DIR, extras):
             print(f"wrote {f}")
         sys.exit(0)
     for a in audiences():
         print(f"audience        {a.key:28s} {a.kind:9s} {describe(a)}")
     for t in computed_traits():
         print(f"computed_trait  {t.key:28s} {t.kind:13s} {describe(t)}")
+    for a in journey_audiences():
+        print(f"audience (j)    {a.key:28s} {a.kind:9s} {describe(a)}")
+    for t in journey_traits():
+        print(f"computed_trait (j) {t.key:25s} {t.kind:13s} {describe(t)}")

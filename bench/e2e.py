@@ -42,6 +42,7 @@ import orjson
 
 from bench.common import (
     BENCH_DIR,
+    BROKER_PORT,
     WORKER_WEB_PORT,
     Metrics,
     RssSampler,
@@ -67,7 +68,9 @@ from engage_stream.worker_process import WorkerProcess
 BENCH_DEFINITIONS = Path(__file__).resolve().parent / "definitions"
 
 
-def worker_settings(bootstrap: str, tag: str, partitions: int = 4, **extra: Any) -> Settings:
+def worker_settings(
+    bootstrap: str, tag: str, partitions: int = 4, web_port: int = WORKER_WEB_PORT, **extra: Any
+) -> Settings:
     """Isolated settings for one bench worker: own topics, app id (group), state dir."""
     base = Settings()
     return Settings(
@@ -75,7 +78,7 @@ def worker_settings(bootstrap: str, tag: str, partitions: int = 4, **extra: Any)
         app_id=f"bench-{tag}",
         partitions=partitions,
         data_dir=BENCH_DIR / "worker",
-        web_port=WORKER_WEB_PORT,
+        web_port=web_port,
         topics=base.topics.with_suffix(f"-bench-{tag}"),
         **extra,
     )
@@ -564,10 +567,11 @@ def run_main(
     throughput_timeout: float,
     recovery_timeout: float = 300,
     produced: ProduceResult | None = None,
+    web_port: int = WORKER_WEB_PORT,
 ) -> dict[str, Any]:
     """Throughput on the backlog, then paced latency, then recovery — one worker's life.
     `produced`: the inputs are already in the topics (`prepare_inputs` was called)."""
-    settings = worker_settings(broker_cfg.bootstrap, tag)
+    settings = worker_settings(broker_cfg.bootstrap, tag, web_port=web_port)
     out: dict[str, Any] = {"settings": _settings_summary(settings)}
     out["produce"] = asdict(produced or prepare_inputs(settings, spec))
     workload = Workload(spec)
@@ -612,12 +616,13 @@ def run_history(
     seed: int,
     tag: str,
     timeout: float,
+    web_port: int = WORKER_WEB_PORT,
 ) -> dict[str, Any]:
     """Same profiles, 1× and k× the events each: does per-event cost grow with history?"""
     out: dict[str, Any] = {}
     for k in (1, multiplier):
         spec = WorkloadSpec(profiles=profiles, events=events, history_multiplier=k, seed=seed)
-        settings = worker_settings(broker_cfg.bootstrap, f"{tag}-h{k}")
+        settings = worker_settings(broker_cfg.bootstrap, f"{tag}-h{k}", web_port=web_port)
         prepare_inputs(settings, spec)
         with BenchWorker(settings, f"{settings.app_id}") as worker:
             say(f"history ×{k}: draining {spec.total_events:,} events for {profiles:,} profiles")
@@ -630,12 +635,18 @@ def run_history(
 
 
 def run_scale(
-    broker_cfg: BrokerConfig, profiles: int, events: int, seed: int, tag: str, timeout: float
+    broker_cfg: BrokerConfig,
+    profiles: int,
+    events: int,
+    seed: int,
+    tag: str,
+    timeout: float,
+    web_port: int = WORKER_WEB_PORT,
 ) -> dict[str, Any]:
     """Many profiles (state on disk): the worker's peak RSS while it drains a backlog that
     touches every one of them — memory must not grow with the number of profiles."""
     spec = WorkloadSpec(profiles=profiles, events=events, seed=seed)
-    settings = worker_settings(broker_cfg.bootstrap, f"{tag}-scale")
+    settings = worker_settings(broker_cfg.bootstrap, f"{tag}-scale", web_port=web_port)
     prepare_inputs(settings, spec)
     with BenchWorker(settings, f"{settings.app_id}") as worker:
         say(f"scale: draining {events:,} events for {profiles:,} profiles")
@@ -663,13 +674,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--profiles", type=int)
     p.add_argument("--events", type=int)
+    p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
+    p.add_argument("--web-port", type=int, default=WORKER_WEB_PORT, help="the worker's")
     args = p.parse_args(argv)
     quiet_kafka_logs()
     profiles = args.profiles or (5_000 if args.quick else 100_000)
     events = args.events or (30_000 if args.quick else 500_000)
     spec = WorkloadSpec(profiles=profiles, events=events)
-    with bench_broker() as cfg:
-        res = run_main(cfg, spec, run_id(), 8 if args.quick else 20, 900)
+    with bench_broker(args.port) as cfg:
+        res = run_main(cfg, spec, run_id(), 8 if args.quick else 20, 900, web_port=args.web_port)
     print(orjson.dumps(res, option=orjson.OPT_INDENT_2).decode())
     return 0
 

@@ -1,12 +1,13 @@
 """Every benchmark figure from one command, each beside its baseline where it has one.
 
-    python -m bench.run_all            # full run, about 40 minutes on 2 cores
-    python -m bench.run_all --quick    # small sizes, about 5 minutes: for developing
+    python -m bench.run_all            # full run, about an hour on 2 cores
+    python -m bench.run_all --quick    # small sizes, about 7 minutes: for developing
 
 Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka) and runs the
-sections that need it (produce, baselines, worker, profile, history, scale) one after the
-other: never two workers at once, as the machine has two cores and the broker needs one.
-Then it stops the broker, runs the sections without Kafka (duckdb, inprocess, identity),
+sections that need it (produce, baselines, worker, profile, history, scale, journeys_e2e)
+one after the other: never two workers at once, as the machine has two cores and the broker
+needs one. Then it stops the broker, runs the sections without Kafka (duckdb, inprocess,
+identity, journeys),
 prints a table and writes everything to var/bench/results-<timestamp>.json. A failing
 section is recorded and the rest still run.
 """
@@ -31,10 +32,14 @@ from bench import (
     e2e,
     engine_bench,
     identity_bench,
+    journey_bench,
     profile_worker,
 )
 from bench.common import (
+    BASELINE_WEB_PORT,
     BENCH_DIR,
+    BROKER_PORT,
+    WORKER_WEB_PORT,
     bench_broker,
     code_info,
     machine_info,
@@ -58,6 +63,7 @@ class Sizes:
     inprocess_events: int
     throughput_timeout_s: float
     scale_profiles: int
+    journeys: journey_bench.Sizes
 
 
 QUICK = Sizes(
@@ -72,6 +78,7 @@ QUICK = Sizes(
     inprocess_events=20_000,
     throughput_timeout_s=300,
     scale_profiles=50_000,
+    journeys=journey_bench.QUICK,
 )
 FULL = Sizes(
     profiles=100_000,
@@ -85,6 +92,7 @@ FULL = Sizes(
     inprocess_events=100_000,
     throughput_timeout_s=900,
     scale_profiles=1_000_000,
+    journeys=journey_bench.FULL,
 )
 
 BASELINE_LABELS = {
@@ -113,7 +121,9 @@ def section(
     return value
 
 
-def run(quick: bool, skip: set[str]) -> dict[str, Any]:
+def run(
+    quick: bool, skip: set[str], port: int = BROKER_PORT, web_port: int = WORKER_WEB_PORT
+) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     tag = run_id()
     spec = WorkloadSpec(profiles=sizes.profiles, events=sizes.events)
@@ -122,7 +132,9 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
     results: dict[str, Any] = {
         "run": tag,
         "mode": "quick" if quick else "full",
-        "command": "python -m bench.run_all" + (" --quick" if quick else ""),
+        "command": "python -m bench.run_all"
+        + (" --quick" if quick else "")
+        + (f" --port {port}" if port != BROKER_PORT else ""),
         "machine": machine_info(),
         "code": code_info(),
         "sizes": asdict(sizes),
@@ -131,8 +143,9 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
     }
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with bench_broker() as cfg:
-        settings = e2e.worker_settings(cfg.bootstrap, tag)
+    with bench_broker(port) as cfg:
+        settings = e2e.worker_settings(cfg.bootstrap, tag, web_port=web_port)
+        baseline_port = BASELINE_WEB_PORT if web_port == WORKER_WEB_PORT else web_port + 1
         # The input topics hold exactly the workload while the baselines read them; the
         # worker's latency phase adds its paced events only afterwards.
         produced = section(results, "produce", lambda: e2e.prepare_inputs(settings, spec), timings)
@@ -153,6 +166,7 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
                             sizes.baseline_cap_s,
                             BENCH_DIR / "baselines" / tag,
                             tag,
+                            web_port=baseline_port,
                         )
                     ),
                     timings,
@@ -171,6 +185,7 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
                     sizes.latency_s,
                     sizes.throughput_timeout_s,
                     produced=produced,
+                    web_port=web_port,
                 ),
                 timings,
             )
@@ -193,6 +208,7 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
                     spec.seed,
                     tag,
                     sizes.throughput_timeout_s,
+                    web_port,
                 ),
                 timings,
             )
@@ -202,8 +218,24 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
                 results,
                 "scale",
                 lambda: e2e.run_scale(
-                    cfg, n, n + n // 5, spec.seed, tag, max(sizes.throughput_timeout_s, n / 500)
+                    cfg,
+                    n,
+                    n + n // 5,
+                    spec.seed,
+                    tag,
+                    max(sizes.throughput_timeout_s, n / 500),
+                    web_port,
                 ),
+                timings,
+            )
+        if "journeys_e2e" not in skip:
+            say("journeys end to end: the worker with and without the four example journeys")
+            section(
+                results,
+                "journeys_e2e",
+                lambda: journey_bench.run(
+                    sizes.journeys, {"e2e"}, web_port=web_port, broker_cfg=cfg
+                )["e2e"],
                 timings,
             )
     if "duckdb" not in skip:
@@ -227,9 +259,17 @@ def run(quick: bool, skip: set[str]) -> dict[str, Any]:
             ),
             timings,
         )
+    if "journeys" not in skip:
+        say("journeys in process: profiles stage with / without, timers with pending waits")
+        section(
+            results,
+            "journeys",
+            lambda: journey_bench.run(sizes.journeys, {"stage", "timers"}),
+            timings,
+        )
     results["comparisons"] = comparisons(results)
     results["total_seconds"] = round(time.monotonic() - started, 1)
-    shutil.rmtree(BENCH_DIR / "kafka", ignore_errors=True)
+    shutil.rmtree(BENCH_DIR / ("kafka" if port == BROKER_PORT else f"kafka-{port}"), True)
     return results
 
 
@@ -462,6 +502,11 @@ def report(r: dict[str, Any]) -> str:
     if isinstance(ident, dict) and "workloads" in ident:
         L.append(identity_bench.report(ident))
         L.append("")
+    journeys = {**(r.get("journeys") or {}), "e2e": r.get("journeys_e2e")}
+    text = journey_bench.report(journeys)
+    if text:
+        L.append(text)
+        L.append("")
     prof = r.get("profile")
     if isinstance(prof, dict):
         L.append(profile_worker.format_profile(prof) if "error" not in prof else str(prof))
@@ -483,15 +528,17 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         default="",
         help="comma-separated sections to skip: "
-        "baselines,profile,history,scale,duckdb,inprocess,identity",
+        "baselines,profile,history,scale,journeys_e2e,duckdb,inprocess,identity,journeys",
     )
+    p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
+    p.add_argument("--web-port", type=int, default=WORKER_WEB_PORT, help="the workers' web port")
     p.add_argument("--from-json", type=Path, help="only print the table of a results file")
     args = p.parse_args(argv)
     quiet_kafka_logs()
     if args.from_json:
         print(report(orjson.loads(args.from_json.read_bytes())))
         return 0
-    results = run(args.quick, {s for s in args.skip.split(",") if s})
+    results = run(args.quick, {s for s in args.skip.split(",") if s}, args.port, args.web_port)
     out = BENCH_DIR / f"results-{results['run']}.json"
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     print()

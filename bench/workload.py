@@ -26,6 +26,17 @@ events), which browses anonymously until it identifies with the same userId — 
 graph then merges that device's anonymous profile into the user's. Same persons, weights
 and seed as the default population; the default workload's bytes do not change.
 
+`journey_events=True` (`--journey-events`) is the same traffic with the lifecycle events the
+example journeys (topologies/journeys/) react to, in place of some of the known users'
+events (drawn from a separate random stream, so every other event keeps its bytes): a known
+user's first event becomes an identify that also carries a phone for half of them and
+`context.messaging_subscriptions` (email subscribed for 80 %, SMS for the ones with a phone),
+its second `Signed Up` (onboarding_welcome); after that, of its events, 1 % become
+`Trial Started` (a new `trial_id` each: trial_to_paid), 1.5 % `Feature Used`, 0.5 % `Plan
+Upgraded` and 0.2 % `Subscription Cancelled` (each naming the user's latest trial; before
+its first trial a user sends the ordinary event instead). Cart abandonment and lapsing
+(abandoned_cart, win_back) come from the ordinary mix.
+
     python -m bench.workload --profiles 100000 --events 1000000 --out var/bench/events.jsonl
     python -m bench.workload --events 200000 --kafka 127.0.0.1:39900 --topic-suffix=-b1
 """
@@ -66,6 +77,10 @@ MIX = (0.60, 0.75, 0.85, 0.92, 0.98, 1.0)
 # second device.
 IDENTIFY_CHANCE = 0.5
 SECOND_DEVICE_SHARE = 0.4
+# Journey traffic (`journey_events`): cumulative shares of a signed-up user's events that
+# become Trial Started, Feature Used, Plan Upgraded, Subscription Cancelled.
+JOURNEY_MIX = (0.010, 0.025, 0.030, 0.032)
+FEATURES = ["reports", "export", "sso", "api", "alerts"]
 
 
 class Record(NamedTuple):
@@ -90,6 +105,8 @@ class WorkloadSpec:
     anonymous_first: bool = False
     identify_fraction: float = 0.4  # persons who mean to identify (~30 % of the seen do)
     second_device_fraction: float = 0.2  # of those: also a second device that identifies
+    # Lifecycle events for the example journeys (module docstring); False: the default bytes.
+    journey_events: bool = False
 
     @property
     def total_events(self) -> int:
@@ -195,17 +212,21 @@ class Workload:
         step = span / max(1, total)
         prefix = f"b{spec.seed}x{spec.history_multiplier}-"
         pop = self.population
+        journeys = _JourneyTraffic(spec.seed, pop) if spec.journey_events else None
         for i in range(total):
             ts = int(start + (i + rng.random()) * step)
             u = pop.pick(rng)
             kind, body = self._body(rng, u, i)
+            context = self._ctx[u & 3]
+            if journeys is not None and pop.known[u]:
+                kind, body, context = journeys.replace(u, i, kind, body, context)
             body["anonymousId"] = pop.anonymous_id(u)
             uid = pop.user_id(u)
             if uid is not None:
                 body["userId"] = uid
             body["messageId"] = f"{prefix}{i:010d}"
             body["timestamp"] = iso_ms(ts)
-            body["context"] = self._ctx[u & 3]
+            body["context"] = context
             yield Record(kind, pop.key(u), orjson.dumps(body), u)
 
     def _anonymous_first(self) -> Iterator[Record]:
@@ -331,6 +352,64 @@ class Workload:
         }
 
 
+class _JourneyTraffic:
+    """Which of a known user's events become lifecycle events (module docstring). Its own
+    random stream: the ordinary events around the replaced ones keep their bytes."""
+
+    def __init__(self, seed: int, pop: Population) -> None:
+        self.rng = random.Random(f"journeys-{seed}")
+        self.pop = pop
+        self.stage = bytearray(pop.size)  # 0 unseen, 1 identified, 2 signed up
+        self.trials = [0] * pop.size  # trials started so far (the latest is trial-<u>-<n>)
+
+    def replace(
+        self, u: int, i: int, kind: str, body: dict[str, Any], context: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        pop, rng = self.pop, self.rng
+        stage = self.stage[u]
+        if stage == 0:
+            self.stage[u] = 1
+            traits = {
+                "email": pop.email[u],
+                "plan": pop.plan[u],
+                "name": f"User {u}",
+                "first_name": f"User{u}",
+                "country": pop.country[u],
+                "age": pop.age[u],
+            }
+            subs: list[dict[str, str]] = []
+            if rng.random() < 0.8:
+                subs.append({"key": pop.email[u], "type": "EMAIL", "status": "SUBSCRIBED"})
+            if rng.random() < 0.5:
+                traits["phone"] = f"+1555{u:07d}"
+                subs.append({"key": traits["phone"], "type": "SMS", "status": "SUBSCRIBED"})
+            ctx = {**context, "messaging_subscriptions": subs} if subs else context
+            return "identify", {"type": "identify", "traits": traits}, ctx
+        if stage == 1:
+            self.stage[u] = 2
+            props = {"plan": pop.plan[u], "source": REFERRERS[i & 3] or "direct"}
+            return "track", {"type": "track", "event": "Signed Up", "properties": props}, context
+        r = rng.random()
+        if r >= JOURNEY_MIX[-1]:
+            return kind, body, context
+        if r < JOURNEY_MIX[0] or self.trials[u] == 0:
+            if r >= JOURNEY_MIX[0]:
+                return kind, body, context  # no trial yet: nothing to use, upgrade or cancel
+            self.trials[u] += 1
+            props = {"trial_id": f"trial-{u}-{self.trials[u]}", "plan": "pro"}
+            return (
+                "track",
+                {"type": "track", "event": "Trial Started", "properties": props},
+                context,
+            )
+        trial = f"trial-{u}-{self.trials[u]}"
+        if r < JOURNEY_MIX[1]:
+            props = {"trial_id": trial, "feature": FEATURES[i % len(FEATURES)]}
+            return "track", {"type": "track", "event": "Feature Used", "properties": props}, context
+        name = "Plan Upgraded" if r < JOURNEY_MIX[2] else "Subscription Cancelled"
+        return "track", {"type": "track", "event": name, "properties": {"trial_id": trial}}, context
+
+
 def write_file(spec: WorkloadSpec, out: Path) -> tuple[int, float]:
     """JSON lines; returns (events, seconds)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -442,17 +521,21 @@ def topic_for(settings: Settings, kind: str) -> str:
 
 
 async def produce_async(
-    settings: Settings, records: Iterator[Record], progress_every: int = 0
+    settings: Settings, records: Iterator[Record], progress_every: int = 0, mixed: bool = False
 ) -> tuple[int, float]:
     """Produce records to the per-type input topics (keyed like `engage-stream produce`:
-    by userId, else anonymousId; Kafka's default murmur2 partition). Returns (n, seconds)."""
+    by userId, else anonymousId; Kafka's default murmur2 partition). Returns (n, seconds).
+    `mixed`: every record to the one topic carrying any type (`topics.mixed`), so a
+    profile's events stay in order across types (per-type topics are read independently:
+    draining a backlog, a user's track calls may be applied before its earlier identify)."""
     producer = BatchProducer(settings.broker)
     await producer.start()
     started = time.perf_counter()
     parts: dict[bytes, int] = {}
-    topics = {k: topic_for(settings, k) for k in ("track", "identify", "group", "page", "screen")}
+    kinds = ("track", "identify", "group", "page", "screen")
+    topics = {k: settings.topics.mixed if mixed else topic_for(settings, k) for k in kinds}
     try:
-        await producer.wait_for_leaders(list(topics.values()), settings.partitions)
+        await producer.wait_for_leaders(sorted(set(topics.values())), settings.partitions)
         for rec in records:
             p = parts.get(rec.key)
             if p is None:
@@ -467,8 +550,10 @@ async def produce_async(
     return producer.sent, time.perf_counter() - started
 
 
-def produce(settings: Settings, spec: WorkloadSpec, progress_every: int = 0) -> tuple[int, float]:
-    return asyncio.run(produce_async(settings, Workload(spec).records(), progress_every))
+def produce(
+    settings: Settings, spec: WorkloadSpec, progress_every: int = 0, mixed: bool = False
+) -> tuple[int, float]:
+    return asyncio.run(produce_async(settings, Workload(spec).records(), progress_every, mixed))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -493,6 +578,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--second-device-fraction", type=float, default=WorkloadSpec.second_device_fraction
     )
+    p.add_argument(
+        "--journey-events",
+        action="store_true",
+        help="with the lifecycle events the example journeys react to (docstring)",
+    )
     p.add_argument("--out", type=Path, help="write JSON lines here")
     p.add_argument("--kafka", help="produce into this broker's input topics instead")
     p.add_argument("--topic-suffix", default="", help="as Topics.with_suffix (isolated runs)")
@@ -507,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         anonymous_first=args.anonymous_first,
         identify_fraction=args.identify_fraction,
         second_device_fraction=args.second_device_fraction,
+        journey_events=args.journey_events,
     )
     spec = replace(spec, end_ms=args.end_ms if args.end_ms is not None else spec.resolved_end_ms())
     if args.kafka:
