@@ -8,16 +8,14 @@ import time
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from engage_stream.commands import apply_definitions
-from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.definitions.loader import parse_text
 from engage_stream.records import InputRecord
 from engage_stream.replay import Replay
 from engage_stream.worker_process import WorkerProcess
-from tests.stream.helpers import identify, now_iso, produce, track, wait_for
+from tests.stream.helpers import identify, now_iso, produce, read_topic, track, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -36,23 +34,6 @@ DEFINITIONS = """
 """
 
 
-def _read(settings: Settings, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[Any] = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for recs in consumer.poll(timeout_ms=500).values():
-                out.extend(recs)
-        return out
-    finally:
-        consumer.close()
-
-
 def test_worker_and_replay_give_byte_identical_changes(worker: WorkerProcess) -> None:
     s = worker.settings
     defs, problems = parse_text(DEFINITIONS, "parity.yaml")
@@ -67,7 +48,7 @@ def test_worker_and_replay_give_byte_identical_changes(worker: WorkerProcess) ->
     produce(s, messages)
     # entries now, exits once the 6-second window passed with no further input
     wait_for(
-        lambda: sum(1 for r in _read(s, s.topics.changes) if b'"value":false' in r.value) >= 4,
+        lambda: sum(1 for r in read_topic(s, s.topics.changes) if b'"value":false' in r.value) >= 4,
         timeout=60,
         what="window exits on engage.changes",
     )
@@ -76,7 +57,7 @@ def test_worker_and_replay_give_byte_identical_changes(worker: WorkerProcess) ->
     catalog = Catalog.from_definitions(d for d, _ in defs)
     replayed: list[bytes] = []
     by_partition: dict[int, list[Any]] = {}
-    for rec in _read(s, s.topics.profile_events):
+    for rec in read_topic(s, s.topics.profile_events):
         by_partition.setdefault(rec.partition, []).append(rec)
     for part, recs in sorted(by_partition.items()):
         replay = Replay(catalog, s)
@@ -84,6 +65,6 @@ def test_worker_and_replay_give_byte_identical_changes(worker: WorkerProcess) ->
             [InputRecord(r.topic, part, r.offset, r.timestamp, r.key, r.value) for r in recs]
         )
         replayed.extend(o.value or b"" for o in outputs if o.topic == s.topics.changes)
-    worker_changes = [r.value for r in _read(s, s.topics.changes)]
+    worker_changes = [r.value for r in read_topic(s, s.topics.changes)]
     assert len(worker_changes) >= 12 + 4 + 4
     assert sorted(worker_changes) == sorted(replayed)
