@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from engage_stream.change_feed import ChangeFeed, describe
+from engage_stream.change_feed import ChangeFeed, TopicFeed, describe
 from engage_stream.collector.process import CollectorProcess
 from engage_stream.collector.settings import CollectorSettings
 from engage_stream.commands import apply_items, load_checked
@@ -635,51 +635,6 @@ class Arrived:
     label: str
     value: dict[str, Any]
     timestamp: int
-
-
-class TopicFeed:
-    """Follows topics from their start in a background thread (no consumer group, nothing
-    committed) and hands each record's (topic, JSON value, timestamp ms) to `on_record`."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        topics: Sequence[str],
-        on_record: Callable[[str, dict[str, Any], int], None],
-    ) -> None:
-        self.settings = settings
-        self.topics = list(topics)
-        self.on_record = on_record
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="topic-feed", daemon=True)
-
-    def start(self, timeout: float = 20.0) -> None:
-        self._thread.start()
-        self._ready.wait(timeout)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        from kafka import KafkaConsumer
-
-        consumer = KafkaConsumer(
-            *self.topics,
-            bootstrap_servers=self.settings.broker,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        try:
-            consumer.poll(timeout_ms=100)
-            self._ready.set()
-            while not self._stop.is_set():
-                for batch in consumer.poll(timeout_ms=300).values():
-                    for rec in batch:
-                        self.on_record(rec.topic, orjson.loads(rec.value), rec.timestamp)
-        finally:
-            consumer.close()
 
 
 def _waits(journey: JourneyDefinition) -> str:
