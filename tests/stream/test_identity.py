@@ -19,8 +19,7 @@ from engage_stream.replay import Replay
 from engage_stream.stream.producing import partition_for
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
-from tests.stream.helpers import now_iso, produce, wait_for
-from tests.stream.test_replay_parity import _read
+from tests.stream.helpers import now_iso, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -141,7 +140,7 @@ def test_anonymous_devices_merge_into_one_person_across_partitions_and_a_kill(
     assert len(want) == len(users) and set(want.values()) == {(2, True)}
     # nothing contradictory reached a destination: one body per messageId
     bodies: dict[str, bytes] = {}
-    for rec in _read(s1, s1.topics.output("crm")):
+    for rec in read_topic(s1, s1.topics.output("crm")):
         mid = orjson.loads(rec.value)["messageId"]
         assert bodies.setdefault(mid, rec.value) == rec.value
 
@@ -247,7 +246,7 @@ def test_an_account_audience_follows_its_users_on_the_worker(worker) -> None:  #
         "w2",
         "w3",
     ]
-    crm = [orjson.loads(r.value) for r in _read(s, s.topics.output("crm"))]
+    crm = [orjson.loads(r.value) for r in read_topic(s, s.topics.output("crm"))]
     assert [(c["type"], c["groupId"], c["traits"]) for c in crm] == [
         ("group", "acme", {"active_accounts": True})
     ]
