@@ -34,6 +34,7 @@ from engage_stream.broadcasts.recipients import Recipients
 from engage_stream.config import Settings
 from engage_stream.events import ProfileEvent
 from engage_stream.messaging.requests import MessageSendRequest
+from engage_stream.outputs.builder import MESSAGE_ID_HEADER
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.records import OutgoingRecord
 from engage_stream.state.keys import BROADCAST, BROADCAST_QUEUE, END, SEP
@@ -42,7 +43,6 @@ from engage_stream.state.kv import KV
 log = logging.getLogger(__name__)
 
 SENT_EVENT = "Broadcast Sent"
-MESSAGE_ID_HEADER = "engage.message_id"
 Phase = Literal["sending", "sent", "cancelled"]
 
 
