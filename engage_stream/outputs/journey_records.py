@@ -2,7 +2,7 @@
 
 - every output → `engage.journeys`, keyed by profile id: the journey log (entered, each
   step entered and left with its branch, sends, skipped messages, completed / exited) in
-  the machine's own shape, `JourneyOutput.to_dict()`;
+  the machine's own shape (`orjson.dumps` of the output dataclass: `JourneyOutput.to_dict()`);
 - a destination send → each of its destinations' output topic (`engage.out.<name>`), the
   Segment calls the machine built, with `integrations` naming that destination and the
   space in `context.personas`, as audience outputs are (`outputs.records`);
@@ -35,7 +35,7 @@ def journey_records(outputs: Iterable[JourneyOutput], settings: Settings) -> lis
     for o in outputs:
         key = o.profile_id.encode()
         header = [(MESSAGE_ID_HEADER, o.message_id.encode())]
-        out.append(OutgoingRecord(topics.journeys, key, orjson.dumps(o.to_dict()), header))
+        out.append(OutgoingRecord(topics.journeys, key, orjson.dumps(o), header))
         if isinstance(o, DestinationSend):
             for dest in o.destinations:
                 for call in o.calls:

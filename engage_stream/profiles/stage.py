@@ -228,7 +228,7 @@ class ProfileStage:
     def apply(self, tx: Transaction, records: Sequence[SourceRecord]) -> StageResult:
         """One partition's records in `tx` (nothing is stored: the caller commits `tx`)."""
         out = StageResult()
-        store = ProfileStore(tx)
+        store = ProfileStore(tx, tx.wakeup_floor)
         left: list[str] = []
         if not (tx.sweep.epoch == self.epoch and tx.sweep.done):
             self._backfill(tx, store, out, left, records[0].partition if records else -1)
@@ -289,6 +289,7 @@ class ProfileStage:
         sizes.apply(tx, out.size_moves)
         if out.journeys:
             journey_counts.apply(tx, journey_counts.deltas(out.journeys))
+        tx.wakeup_floor = store.wakeup_floor
         return out
 
     def _journeyed(self, out: StageResult, outputs: list[JourneyOutput]) -> None:

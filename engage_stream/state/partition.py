@@ -19,6 +19,7 @@ class PartitionState:
         self.clock = read_clock(store)
         self.sweep: Sweep = read_sweep(store)
         self.needs_catch_up = False
+        self.wakeup_floor = 0  # Transaction.wakeup_floor as last committed
         # Stored profiles, counted once on first recovery and kept current by `write`:
         # RocksDB's key estimate covers every key kind, and a scan per tick costs too much.
         self.profiles: int | None = None
@@ -30,14 +31,18 @@ class PartitionState:
     def begin(self) -> Transaction:
         """A transaction starting from what this partition has committed."""
         return Transaction(
-            self.store, clock=self.clock, source_offset=self.source_offset, sweep=self.sweep
+            self.store,
+            clock=self.clock,
+            source_offset=self.source_offset,
+            sweep=self.sweep,
+            wakeup_floor=self.wakeup_floor,
         )
 
     def finish(self, tx: Transaction, changelog_offset: int | None) -> None:
         """Commit a prepared transaction locally; the partition takes its clock and sweep."""
         self._count(tx.writes)
         tx.commit(changelog_offset)
-        self.clock, self.sweep = tx.clock, tx.sweep
+        self.clock, self.sweep, self.wakeup_floor = tx.clock, tx.sweep, tx.wakeup_floor
 
     def apply_changelog(
         self, writes: Mapping[bytes, bytes | None], up_to: int, resume_at: int | None = None
@@ -45,6 +50,7 @@ class PartitionState:
         """Recovery's writes: changelog records up to changelog offset `up_to` (and, once it
         is done, the first source offset not in state), keeping the profile count current."""
         self._count(writes)
+        self.wakeup_floor = 0  # the changelog writes wake-ups of its own
         source = resume_at - 1 if resume_at is not None else None
         self.store.write(writes, changelog_offset=up_to, source_offset=source)
 

@@ -113,6 +113,7 @@ class Transaction:
         "clock",
         "source_offset",
         "sweep",
+        "wakeup_floor",
         "_sorted",
         "_undo",
         "_opened",
@@ -125,6 +126,7 @@ class Transaction:
         clock: int = 0,
         source_offset: int = -1,
         sweep: Sweep | None = None,
+        wakeup_floor: int = 0,
     ) -> None:
         self.store = store
         self.writes: dict[bytes, bytes | None] = {}
@@ -132,6 +134,9 @@ class Transaction:
         self.clock = clock  # the partition clock: the largest record timestamp applied
         self.source_offset = source_offset  # the last source offset applied
         self.sweep = sweep if sweep is not None else Sweep()
+        # no live wake-up index entry is earlier (ProfileStore.wakeup_floor): in memory only,
+        # 0 whenever nothing is known (a fresh partition, a recovery)
+        self.wakeup_floor = wakeup_floor
         self._opened = (clock, sweep)
         self._sorted: list[bytes] | None = None  # keys of `writes`, once a range read needs it
         self._undo: dict[bytes, object] | None = None  # key -> value before the savepoint

@@ -16,6 +16,7 @@ from engage_stream.profiles.store import (
     PROFILE,
     SEEN,
     SEP,
+    WAKEUP,
     ProfileStore,
     seen_in_header,
 )
@@ -229,3 +230,51 @@ def test_dedup_decisions_match_a_plain_model(tmp_path: Path, seed: int) -> None:
     ps.close()
     assert verdicts == expected
     assert 0 < sum(expected) < len(expected)
+
+
+def _wake(s: ProfileStore, pid: str, at: int | None, previous: int | None) -> None:
+    s.put(ProfileRecord(profile_id=pid, next_wakeup=at), previous)
+
+
+def test_due_seeks_past_fired_wakeups_and_never_skips_a_live_one() -> None:
+    """The scan starts at the floor (not over the tombstones of every wake-up fired), and
+    whatever is written below it — a wake-up rescheduled into the past — is still found."""
+    kv = CountingKV()
+    s = ProfileStore(kv)
+    _wake(s, "a", 100, None)
+    _wake(s, "b", 200, None)
+    assert s.due(150) == ["a"] and s.wakeup_floor == 100
+    _wake(s, "a", 300, 100)  # fired, next one later
+    assert s.due(250) == ["b"] and s.wakeup_floor == 200
+    _wake(s, "b", 400, 200)
+    assert s.due(260) == [] and s.wakeup_floor == 261
+    kv.ranges.clear()
+    assert s.due(299) == [] and kv.ranges == [WAKEUP + b"%013d" % 261]
+    _wake(s, "c", 50, None)  # written below the floor
+    assert s.wakeup_floor == 50
+    assert s.due(350) == ["c", "a"]
+    # an entry the caller leaves in place (e.g. a profile whose evaluation failed) stays
+    # at or after the floor, so it is found again
+    assert s.due(350) == ["c", "a"]
+
+
+def test_the_floor_survives_transactions_and_recovery_resets_it(tmp_path: Path) -> None:
+    from engage_stream.state.partition import PartitionState
+
+    ps = PartitionState(0, PartitionStore(tmp_path / "p0"), reported=False)
+    tx = ps.begin()
+    s = ProfileStore(tx, tx.wakeup_floor)
+    _wake(s, "a", 1_000, None)
+    assert s.due(5_000) == ["a"]
+    _wake(s, "a", 9_000, 1_000)
+    assert s.due(5_000) == []
+    tx.wakeup_floor = s.wakeup_floor
+    tx.prepare()
+    ps.finish(tx, changelog_offset=0)
+    assert ps.wakeup_floor == 5_001 == ps.begin().wakeup_floor
+    # recovery writes the index directly (here an entry below the floor): nothing is known
+    ps.apply_changelog({WAKEUP + b"%013d" % 2_000 + SEP + b"b": b""}, up_to=1)
+    tx = ps.begin()
+    assert tx.wakeup_floor == 0
+    assert ProfileStore(tx, tx.wakeup_floor).due(5_000) == ["b"]
+    ps.store.close()
