@@ -38,7 +38,8 @@ yields the same value.
 
 Values: counter, sum, avg, min, max, most_frequent, first, last, unique_list,
 unique_count. An event without the property (or, for sum/avg/min/max, whose property is
-not a number, numeric strings included: operators.as_number) does not count; min / max
+not a number — strings in plain decimal notation count as one: operators.as_number) does
+not count, and neither does a float beyond ±MAX_FLOAT_TERM in a sum or average; min / max
 `as_string` compare the text of scalars instead (lexicographic, by code point: "10" <
 "9"), objects and arrays not counting. Unique lists and most-frequent ties follow
 `order_key`. No
@@ -153,8 +154,22 @@ class _Counter(Invertible):
         return p
 
 
+# A float term beyond this does not count in a sum or average: any number of smaller ones
+# stays far inside the float range, so the partials never overflow to inf (whose sum with
+# -inf is no answer at all).
+MAX_FLOAT_TERM = 1e300
+# orjson (profile state, output records) holds integers in this range
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _int_part(v: int | str) -> int:
+    return int(v) if type(v) is str else v  # type: ignore[arg-type]
+
+
 class _Sum(Invertible):
-    """[int part, float partials, count, float count]."""
+    """[int part, float partials, count, float count]. The int part is exact however
+    large; beyond the 64-bit range it is stored as its decimal text, and the sum is
+    reported as a float."""
 
     def __init__(self, average: bool) -> None:
         self.average = average
@@ -167,7 +182,12 @@ class _Sum(Invertible):
         return [0, [], 0, 0]
 
     def merge(self, p: Partial, q: Partial, sign: int = 1) -> Partial:
-        p[0] += sign * q[0]
+        a, b = p[0], q[0]
+        if type(a) is int and type(b) is int:
+            a += sign * b
+        else:
+            a = _int_part(a) + sign * _int_part(b)
+        p[0] = a if _INT_MIN <= a <= _INT_MAX else str(a)
         floats = p[1]
         for x in q[1]:
             _msum(floats, sign * x)
@@ -180,7 +200,11 @@ class _Sum(Invertible):
     def value(self, p: Partial) -> Any:
         if not p[2]:
             return self.empty
-        total = math.fsum([*p[1], p[0]]) if p[3] else p[0]
+        n = p[0]
+        if type(n) is str:
+            total: Any = math.fsum([*p[1], float(_int_part(n))])
+        else:
+            total = math.fsum([*p[1], n]) if p[3] else n
         return total / p[2] if self.average else total
 
 
@@ -277,7 +301,8 @@ class CompiledTrait:
         elif t == "unique_count":
             self.inv = _Counts(len, 0)
         self.textual = d.as_string  # min / max of text, by code point
-        self.numeric = t in ("sum", "avg") or (t in ("min", "max") and not self.textual)
+        self.summed = t in ("sum", "avg")
+        self.numeric = self.summed or (t in ("min", "max") and not self.textual)
         self.keyed = t in ("most_frequent", "unique_list", "unique_count")
         self.ends = t in ("first", "last")
         self.better = _better(t) if t in ("min", "max", "last") else None
@@ -319,7 +344,10 @@ class CompiledTrait:
         if v is None:
             return None
         if self.numeric:
-            return as_number(v)
+            n = as_number(v)
+            if self.summed and type(n) is float and not -MAX_FLOAT_TERM <= n <= MAX_FLOAT_TERM:
+                return None
+            return n
         if self.keyed:
             return value_key(v)
         if self.textual:  # scalars by their text (as most_frequent compares them)

@@ -25,6 +25,7 @@ Semantics chosen (and tested in tests/engine/test_operators.py):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -74,27 +75,32 @@ def get_path(obj: Any, path: Path) -> Any:
 
 
 # -- value coercions ---------------------------------------------------------------------
+# Plain decimal notation, ASCII digits only: what a numeric string must spell. Python's own
+# number syntax would also read "1_000", " 5 ", "1e3", "inf" and other scripts' digits.
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# orjson (profile state, output records) holds integers in this range; beyond it a numeric
+# string is read as the float it spells
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
 def as_number(x: Any) -> int | float | None:
-    """Finite numbers, and strings that spell one (an int if they spell an integer);
-    never booleans. Shared by the order operators and the numeric aggregates."""
+    """Finite numbers, and strings in plain decimal notation (`-12`, `3.50`: an int if they
+    spell an integer); never booleans. Shared by the order operators and the numeric
+    aggregates."""
     t = type(x)
     if t is int:
         return x  # type: ignore[no-any-return]
     if t is float:
         return x if math.isfinite(x) else None  # type: ignore[no-any-return]
     if t is str:
-        try:
-            f = float(x)
-        except ValueError:
+        if _DECIMAL.fullmatch(x) is None:
             return None
-        if not math.isfinite(f):
-            return None
-        if f.is_integer():
-            try:
-                return int(x)
-            except ValueError:  # "1e3", "2.0"
-                pass
-        return f
+        if "." not in x and len(x) <= 21:
+            n = int(x)
+            if _INT_MIN <= n <= _INT_MAX:
+                return n
+        f = float(x)
+        return f if math.isfinite(f) else None
     return None
 
 

@@ -18,7 +18,7 @@ PRICES: list[Any] = [10, 2.5, "x", True, None, 7]
         ("counter", PRICES, {}, 6),
         ("sum", PRICES, {}, 19.5),  # strings, booleans and missing values are ignored
         ("sum", [1, 2, 3], {}, 6),
-        ("sum", [1, "2", " 3 "], {}, 6),  # numeric strings, as the operators read them
+        ("sum", [1, "2", " 3 ", "1e3", "1_000"], {}, 3),  # plain decimal strings only
         ("sum", ["2.5", 1, "nan", "inf", "1e400", "", False], {}, 3.5),
         ("sum", ["12345678901234567891", 1], {}, 12345678901234567892),  # exact
         ("avg", ["10", 20, "x"], {}, 15.0),
@@ -282,3 +282,32 @@ def test_min_as_string_falls_back_to_the_next_value_when_the_best_leaves() -> No
     h.track("E", T0 + DAY + 1, {"v": "b"})
     assert h.value("m") == "a"
     assert summary(h.tick(T0 + 2 * DAY)) == [("m", "b", T0 + 2 * DAY, f"timer:{T0 + 2 * DAY}")]
+
+
+def test_sums_beyond_64_bits_and_the_float_range_never_fail_the_event() -> None:
+    """#16: two u64-max or 1e308 revenues on one user used to fail the second event for
+    every definition (`Integer exceeds 64-bit range`, `-inf + inf in fsum`)."""
+    u64 = 2**64 - 1
+    h = Harness(
+        [
+            trait("revenue", "sum", "Order Completed", property="revenue"),
+            trait("avg_revenue", "avg", "Order Completed", property="revenue"),
+            trait("orders", "counter", "Order Completed"),
+            trait("revenue_7d", "sum", "Order Completed", property="revenue", within="7 days"),
+        ]
+    )
+    h.track("Order Completed", T0, {"revenue": u64})
+    h.track("Order Completed", T0 + MIN, {"revenue": u64})
+    assert h.value("orders") == 2
+    assert h.value("revenue") == float(2 * u64) and type(h.value("revenue")) is float
+    assert h.value("avg_revenue") == float(u64)
+    assert h.value("revenue_7d") == float(2 * u64)
+    # exact again once the window holds one of them (the big int part is kept exactly)
+    h.track("Order Completed", T0 + 4 * DAY, {"revenue": 3})
+    h.tick(T0 + 7 * DAY + 2 * MIN)
+    assert h.value("revenue_7d") == 3 and h.value("orders") == 3
+    # floats beyond MAX_FLOAT_TERM do not count for a sum (the event still counts)
+    g = Harness([trait("s", "sum", "E", property="v"), trait("n", "counter", "E")])
+    for i, v in enumerate([1e308, 1e308, -1e308, 5]):
+        g.track("E", T0 + i * MIN, {"v": v})
+    assert (g.value("s"), g.value("n")) == (5, 4)

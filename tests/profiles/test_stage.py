@@ -334,3 +334,35 @@ def test_the_source_an_event_came_through_is_on_the_profile() -> None:
     assert a is not None
     assert (a.metadata.first_source_id, a.metadata.last_source_id) == ("web", "ios")
     assert {x.source_id for x in a.external_ids} == {"web"}
+
+
+ORDERS = """
+kind: computed_trait
+key: orders_count
+type: counter
+event: Order Completed
+---
+kind: computed_trait
+key: revenue
+type: sum
+event: Order Completed
+property: revenue
+"""
+
+
+@pytest.mark.parametrize(
+    ("revenue", "total"),
+    [(2**64 - 1, float(2 * (2**64 - 1))), (1e308, None)],  # 1e308 > MAX_FLOAT_TERM: not summed
+)
+def test_huge_revenues_count_for_every_other_definition(revenue: Any, total: Any) -> None:
+    """#16: the second of two u64-max / 1e308 revenues went to the DLQ as processing_failed
+    and was lost for every definition (orders_count 1 after 2 orders)."""
+    part = Partition(ProfileStage(Settings(), _catalog(ORDERS)))
+    events = [_event(i, "a", "Order Completed", properties={"revenue": revenue}) for i in (1, 2)]
+    result = part.run(events)
+    assert result.failed == 0
+    rec = part.profile("a")
+    assert rec is not None
+    assert rec.computed_traits["orders_count"].value == 2
+    got = rec.computed_traits.get("revenue")
+    assert (got.value if got is not None else None) == total
