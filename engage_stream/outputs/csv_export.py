@@ -28,6 +28,15 @@ the trait, first three columns `key`, `value`, `external_ids` (as above), then
 sees (`ProfileRecord.trait`: audience, computed, then custom); in formatted columns
 strings are written as is, other values (numbers, booleans, lists, objects) as JSON, and
 a missing trait as an empty cell.
+
+Formula injection (OWASP "CSV Injection"): a spreadsheet opening the file runs a cell that
+begins with `=`, `+`, `-` or `@` (or a tab or carriage return before one) as a formula, and
+every text cell here — profile ids, identifier values, string trait values — is whatever a
+tracked event said. Such a cell is written with a single quote in front (`'=1+1`), which
+spreadsheets show as text, as OWASP recommends; numbers written from JSON numbers (`-5`)
+are left alone (they are not text a sender chose), as are the JSON and SHA-256 cells (they
+begin with `{`, `[` or a hex digit). A consumer reading the file as data strips one leading
+`'` from a text cell that begins with `'` followed by one of those characters.
 """
 
 from __future__ import annotations
@@ -61,11 +70,19 @@ def _ids_by_type(profile: ProfileRecord) -> dict[str, list[str]]:
     return out
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """`text` as a spreadsheet shows it and never evaluates it (see the module doc)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return neutralise(value)
     return orjson.dumps(value).decode()
 
 
@@ -116,7 +133,7 @@ def export_audience_csv(
             if not is_member(p, audience_key):
                 continue
             for value in _ids_by_type(p).get(id_type, []):
-                writer.writerow([_sha256(value) if hashed else value])
+                writer.writerow([_sha256(value) if hashed else neutralise(value)])
                 n += 1
         return n
     trait_keys = list(traits or [])
@@ -127,7 +144,7 @@ def export_audience_csv(
         for p in profiles:
             if not is_member(p, audience_key):
                 continue
-            row = [p.profile_id, orjson.dumps(_ids_by_type(p)).decode()]
+            row = [neutralise(p.profile_id), orjson.dumps(_ids_by_type(p)).decode()]
             if traits is not None:
                 row.append(orjson.dumps({k: p.trait(k) for k in trait_keys}).decode())
             writer.writerow(row)
@@ -140,10 +157,10 @@ def export_audience_csv(
     trait_headers = [k if k not in used else f"traits.{k}" for k in trait_keys]
     writer.writerow(["key", *(h for h, _, _ in id_columns), *trait_headers])
     for p, ids in members:
-        row = [p.profile_id]
+        row = [neutralise(p.profile_id)]
         for _, t, i in id_columns:
             values = ids.get(t, [])
-            row.append(values[i] if i < len(values) else "")
+            row.append(neutralise(values[i]) if i < len(values) else "")
         row.extend(_cell(p.trait(k)) for k in trait_keys)
         writer.writerow(row)
     return len(members)
@@ -168,23 +185,23 @@ def export_trait_csv(
     if fmt == "unformatted":
         writer.writerow(head)
         for p, value, ids in valued:
-            writer.writerow([p.profile_id, _cell(value), orjson.dumps(ids).decode()])
+            writer.writerow([neutralise(p.profile_id), _cell(value), orjson.dumps(ids).decode()])
         return len(valued)
     if fmt == "formatted":
         columns = _id_columns(ids for _, _, ids in valued)
         writer.writerow([*head, *(h for h, _, _ in columns)])
         for p, value, ids in valued:
-            row = [p.profile_id, _cell(value), orjson.dumps(ids).decode()]
+            row = [neutralise(p.profile_id), _cell(value), orjson.dumps(ids).decode()]
             for _, t, i in columns:
                 values = ids.get(t, [])
-                row.append(values[i] if i < len(values) else "")
+                row.append(neutralise(values[i]) if i < len(values) else "")
             writer.writerow(row)
         return len(valued)
     types = sorted({t for _, _, ids in valued for t in ids})
     writer.writerow([*head, *types])
     for p, value, ids in valued:
-        first = [p.profile_id, _cell(value), orjson.dumps(ids).decode()]
+        first = [neutralise(p.profile_id), _cell(value), orjson.dumps(ids).decode()]
         for i in range(max((len(v) for v in ids.values()), default=1)):
             values = [ids.get(t, []) for t in types]
-            writer.writerow([*first, *(v[i] if i < len(v) else "" for v in values)])
+            writer.writerow([*first, *(neutralise(v[i]) if i < len(v) else "" for v in values)])
     return len(valued)

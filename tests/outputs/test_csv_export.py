@@ -231,3 +231,52 @@ def test_trait_csv_empty_and_bad_format(trait_profiles: list[ProfileRecord]) -> 
     assert rows(out.getvalue()) == [["key", "value", "external_ids"]]
     with pytest.raises(ValueError, match="unknown computed-trait CSV format"):
         export_trait_csv(trait_profiles, "orders", "single_column", io.StringIO())  # type: ignore[arg-type]
+
+
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+
+
+def attacker(i: int, value: str) -> ProfileRecord:
+    """A member whose every sender-chosen text is a spreadsheet formula."""
+    p = member(f"{value}{i}", [("email", value), ("user_id", value)], plan=value)
+    p.computed_traits["orders"] = TraitValue(value, 1)
+    return p
+
+
+def test_formula_cells_are_neutralised_in_every_format() -> None:
+    """OWASP CSV injection: every text cell a sender chose that starts like a formula is
+    written with a leading single quote, in every audience and computed-trait format."""
+    crafted = [attacker(i, v) for i, v in enumerate(FORMULAS)]
+    texts = []
+    for fmt in ("formatted", "unformatted"):
+        out = io.StringIO()
+        export_audience_csv(crafted, "vip", fmt, ["plan"], out)  # type: ignore[arg-type]
+        texts.append(out.getvalue())
+    out = io.StringIO()
+    export_audience_csv(crafted, "vip", "single_column", None, out, id_type="email", hashed=False)
+    texts.append(out.getvalue())
+    for fmt in ("unformatted", "formatted", "formatted_rows"):
+        out = io.StringIO()
+        export_trait_csv(crafted, "orders", fmt, out)  # type: ignore[arg-type]
+        texts.append(out.getvalue())
+    for text in texts:
+        for row in rows(text)[1:]:
+            for cell in row:
+                assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (cell, text)
+    formatted = rows(texts[0])
+    assert formatted[1] == [
+        "'" + FORMULAS[0] + "0",
+        "'" + FORMULAS[0],
+        "'" + FORMULAS[0],
+        "'" + FORMULAS[0],
+    ]
+    assert [r[0] for r in rows(texts[2])[1:]] == ["'" + v for v in FORMULAS]
+
+
+def test_numbers_and_plain_text_are_written_as_they_are() -> None:
+    """Only text that starts like a formula changes: a negative number trait stays a
+    number, a hyphen inside text stays."""
+    p = member("use_a", [("email", "a-b@x.io")], balance=-5, plan="semi-pro")
+    out = io.StringIO()
+    export_audience_csv([p], "vip", "formatted", ["balance", "plan"], out)
+    assert rows(out.getvalue())[1] == ["use_a", "a-b@x.io", "-5", "semi-pro"]
