@@ -80,7 +80,15 @@ class Settings(BaseModel):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     space_id: str = "spa_local"
-    api_token: str = "dev-token"
+    api_token: str = Field("dev-token", description="the Profile API's access token")
+    internal_secret: str = Field(
+        "",
+        description="HMAC key workers of one cluster share to ask each other (api.peer_auth); "
+        "required when more than one worker runs",
+    )
+    metrics_token: str = Field(
+        "", description="when set, /metrics (worker and collector) needs Bearer <token>"
+    )
     history_days: float = Field(90.0, description="per-profile event history lookback")
     dedup_hours: float = 24.0
     batch_size: int = 1000  # records per fetch; 500 → 1000 measured +10% on a backlog

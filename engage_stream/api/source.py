@@ -80,24 +80,26 @@ class WorkerState(Protocol):
         """The URL of the worker that owns `partition`, None while nobody does."""
         ...
 
-    async def workers(self) -> set[str]:
-        """The URL of every worker that owns a partition, this one included."""
+    async def assignment(self) -> dict[str, set[int]]:
+        """Each worker's URL (this one's included) and the partitions the consumer group
+        assigns it: what a peer may answer for."""
         ...
 
     def statuses(self) -> dict[str, str]:
         """Each definition's compute status as far as this worker's partitions go."""
         ...
 
-    def local_sizes(self) -> dict[str, int]:
-        """Audience sizes over this worker's partitions."""
+    def local_sizes_by_partition(self) -> dict[int, dict[str, int]]:
+        """Audience sizes in each of this worker's partitions."""
         ...
 
     async def local_members(self, key: str) -> list[ProfileRecord]:
         """An audience's members in this worker's partitions."""
         ...
 
-    def local_journey_counts(self) -> Counts:
-        """Journey counts over this worker's partitions (a new dict: the caller adds to it)."""
+    def local_journey_counts_by_partition(self) -> dict[int, Counts]:
+        """Journey counts in each of this worker's partitions (new dicts: the caller adds
+        to them)."""
         ...
 
     def local_broadcast_progress(self) -> list[Progress]:
@@ -163,20 +165,20 @@ class WorkerSource:
     async def owner(self, partition: int) -> str | None:
         return await self._worker.owners.owner(partition)
 
-    async def workers(self) -> set[str]:
-        return await self._worker.owners.workers()
+    async def assignment(self) -> dict[str, set[int]]:
+        return await self._worker.owners.assignment()
 
     def statuses(self) -> dict[str, str]:
         return self._worker.statuses()
 
-    def local_sizes(self) -> dict[str, int]:
-        return self._worker.local_sizes()
+    def local_sizes_by_partition(self) -> dict[int, dict[str, int]]:
+        return self._worker.local_sizes_by_partition()
 
     async def local_members(self, key: str) -> list[ProfileRecord]:
         return await self._worker.local_members(key)
 
-    def local_journey_counts(self) -> Counts:
-        return self._worker.local_journey_counts()
+    def local_journey_counts_by_partition(self) -> dict[int, Counts]:
+        return self._worker.local_journey_counts_by_partition()
 
     def local_broadcast_progress(self) -> list[Progress]:
         return self._worker.local_broadcast_progress()

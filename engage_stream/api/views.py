@@ -11,20 +11,28 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, ClassVar, cast
 
 import orjson
 from faust.web import Request, Response, View
+from faust.web.exceptions import WebError
 
 from engage_stream import metrics
 from engage_stream.api import audiences as audience_api
 from engage_stream.api import broadcasts as broadcast_api
 from engage_stream.api import journeys as journey_api
 from engage_stream.api import profiles as profile_api
-from engage_stream.api.auth import check_basic_auth
-from engage_stream.api.errors import ApiError
+from engage_stream.api.auth import check_basic_auth, check_bearer
+from engage_stream.api.errors import RETRY_AFTER_S, ApiError
+from engage_stream.api.peer_auth import (
+    ANSWER_HEADER,
+    ReplayGuard,
+    is_peer_request,
+    sign_answer,
+    verify_request,
+)
 from engage_stream.api.proxy import (
     Peers,
     local_broadcasts_body,
@@ -50,6 +58,24 @@ class ApiContext:
     peers: Peers
     space_id: str
     api_token: str
+    internal_secret: str = ""  # peers' HMAC key (`api.peer_auth`); "" = no peer requests
+    metrics_token: str = ""  # "" = /metrics open; else it wants `Bearer <metrics_token>`
+    replays: ReplayGuard = field(default_factory=ReplayGuard)
+
+
+ERROR_CODES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "authentication_error",
+    404: "not_found",
+    405: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_code(status: int) -> str:
+    """Segment's error code for an HTTP status (reference §7)."""
+    return ERROR_CODES.get(status, "internal_error" if status >= 500 else "invalid_request_error")
 
 
 class ApiView(View):
@@ -60,18 +86,61 @@ class ApiView(View):
         """This view serving one worker (the subclass keeps the view's name and doc)."""
         return cast(type[ApiView], type(cls.__name__, (cls,), {"ctx": ctx, "__doc__": cls.__doc__}))
 
-    def authorize(self, request: Request) -> None:
+    def authorize(self, request: Request) -> str | None:
+        """A client's request (the access token) or a peer's (signed with the internal
+        secret, `api.peer_auth`): the nonce its answer is signed with when a peer's."""
+        if is_peer_request(request.headers):
+            return self.authorize_peer(request)
         check_basic_auth(request.headers.get("Authorization"), self.ctx.api_token)
+        return None
+
+    def authorize_peer(self, request: Request) -> str:
+        """A 401 unless the request is a peer's; the internal endpoints take no other."""
+        ctx = self.ctx
+        if not is_peer_request(request.headers):
+            raise ApiError(401, "authentication_error", "Internal endpoint: peers only.")
+        path_qs = str(request.url.path_qs)
+        return verify_request(
+            ctx.internal_secret, request.headers, request.method, path_qs, ctx.replays
+        )
+
+    def signed(self, response: Response, nonce: str | None) -> Response:
+        """`response`, signed for the peer that asked (`nonce`) so it can tell it from a
+        stranger's."""
+        if nonce is not None:
+            body = cast(bytes, response.body)
+            response.headers[ANSWER_HEADER] = sign_answer(
+                self.ctx.internal_secret, nonce, response.status, body
+            )
+        return response
 
     def json_bytes(self, body: dict[str, Any], status: int = 200) -> Response:
         return self.bytes(orjson.dumps(body), status=status, content_type="application/json")
 
     def error(self, err: ApiError) -> Response:
-        return self.json_bytes(err.body(), err.status)
+        response = self.json_bytes(err.body(), err.status)
+        response.headers.update(err.headers)
+        return response
+
+    async def on_request_error(self, request: Request, exc: WebError) -> Response:
+        """Faust's own errors (a method the view has not: 405) in Segment's shape."""
+        status = exc.code or 500
+        err = ApiError(status, error_code(status), str(exc.detail))
+        if status == 405:
+            err.headers["Allow"] = ", ".join(sorted(self.methods))
+        return self.error(err)
 
 
 class Metrics(ApiView):
+    """Prometheus's scrape; behind `Bearer <metrics_token>` when one is set (the audience
+    sizes and definition keys in it may be worth hiding)."""
+
     async def get(self, request: Request) -> Response:
+        if self.ctx.metrics_token:
+            try:
+                check_bearer(request.headers.get("Authorization"), self.ctx.metrics_token)
+            except ApiError as err:
+                return self.error(err)
         return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
 
@@ -98,18 +167,22 @@ class Profiles(ApiView):
         self, request: Request, space: str, collection: str, identifier: str, section: str
     ) -> Response:
         ctx = self.ctx
+        nonce = None
         try:
-            self.authorize(request)
+            nonce = self.authorize(request)
             profile_id = profile_api.profile_id_of(
                 ctx.space_id, space, collection, identifier, ctx.state.resolve
             )
             if not ctx.state.accepting():
-                raise ApiError(503, "service_unavailable", "The worker is starting; retry shortly.")
+                raise ApiError.unavailable("The worker is starting; retry shortly.")
             partition = await ctx.state.partition_of(profile_id)
             if not ctx.state.owns(partition):
                 # counted by the owner, which answers it
                 status, body = await ctx.peers.forward(partition, request)
-                return self.bytes(body, status=status, content_type="application/json")
+                response = self.bytes(body, status=status, content_type="application/json")
+                if status == 503:
+                    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+                return self.signed(response, nonce)
             part = await ctx.state.read(partition)
             answer = profile_api.handle(
                 part.store,
@@ -122,13 +195,14 @@ class Profiles(ApiView):
             )
         except ApiError as err:
             metrics.api_requests.labels(section, str(err.status)).inc()
-            return self.error(err)
+            return self.signed(self.error(err), nonce)
         except Exception:
             log.exception("profile API request %s failed", request.path)
             metrics.api_requests.labels(section, "500").inc()
-            return self.error(ApiError(500, "internal_error", "Internal server error."))
+            err = ApiError(500, "internal_error", "Internal server error.")
+            return self.signed(self.error(err), nonce)
         metrics.api_requests.labels(section, "200").inc()
-        return self.json_bytes(answer)
+        return self.signed(self.json_bytes(answer), nonce)
 
 
 class _AudiencesView(ApiView):
@@ -300,10 +374,11 @@ class LocalBroadcastProgress(ApiView):
 
     async def get(self, request: Request) -> Response:
         try:
-            self.authorize(request)
+            nonce = self.authorize_peer(request)
         except ApiError as err:
             return self.error(err)
-        return self.bytes(local_broadcasts_body(self.ctx.state), content_type="application/json")
+        body = local_broadcasts_body(self.ctx.state)
+        return self.signed(self.bytes(body, content_type="application/json"), nonce)
 
 
 class LocalBroadcastPreview(ApiView):
@@ -311,14 +386,16 @@ class LocalBroadcastPreview(ApiView):
 
     async def get(self, request: Request, key: str) -> Response:
         try:
-            self.authorize(request)
-            sample = int(request.query.get("sample", 10))
+            nonce = self.authorize_peer(request)
         except ApiError as err:
             return self.error(err)
+        try:
+            sample = int(request.query.get("sample", 10))
         except ValueError:
-            return self.error(ApiError(400, "invalid_request", "sample: a number"))
+            err = ApiError(400, "invalid_request_error", "sample: a number")
+            return self.signed(self.error(err), nonce)
         preview = await self.ctx.state.local_broadcast_preview(key, sample)
-        return self.json_bytes(asdict(preview))
+        return self.signed(self.json_bytes(asdict(preview)), nonce)
 
 
 class LocalAudienceState(ApiView):
@@ -326,10 +403,10 @@ class LocalAudienceState(ApiView):
 
     async def get(self, request: Request) -> Response:
         try:
-            self.authorize(request)
+            nonce = self.authorize_peer(request)
         except ApiError as err:
             return self.error(err)
-        return self.json(local_state(self.ctx.state))
+        return self.signed(self.json_bytes(local_state(self.ctx.state)), nonce)
 
 
 class LocalMembers(ApiView):
@@ -337,11 +414,12 @@ class LocalMembers(ApiView):
 
     async def get(self, request: Request, key: str) -> Response:
         try:
-            self.authorize(request)
+            nonce = self.authorize_peer(request)
         except ApiError as err:
             return self.error(err)
         members = await self.ctx.state.local_members(key)
-        return self.bytes(local_members_body(members), content_type="text/plain")
+        response = self.bytes(local_members_body(members), content_type="text/plain")
+        return self.signed(response, nonce)
 
 
 class LocalJourneyCounts(ApiView):
@@ -349,7 +427,8 @@ class LocalJourneyCounts(ApiView):
 
     async def get(self, request: Request) -> Response:
         try:
-            self.authorize(request)
+            nonce = self.authorize_peer(request)
         except ApiError as err:
             return self.error(err)
-        return self.bytes(local_journeys_body(self.ctx.state), content_type="application/json")
+        body = local_journeys_body(self.ctx.state)
+        return self.signed(self.bytes(body, content_type="application/json"), nonce)

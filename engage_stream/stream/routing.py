@@ -39,6 +39,14 @@ class OwnerDirectory:
         await self.owner(-1)  # refreshes the directory when stale
         return set(self._owners.values())
 
+    async def assignment(self) -> dict[str, set[int]]:
+        """Each worker URL and the partitions it currently owns."""
+        await self.owner(-1)  # refreshes the directory when stale
+        out: dict[str, set[int]] = {}
+        for p, url in self._owners.items():
+            out.setdefault(url, set()).add(p)
+        return out
+
     def _describe(self) -> dict[int, str]:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="engage-routing")
         try:

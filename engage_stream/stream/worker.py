@@ -251,24 +251,39 @@ class Worker:
             for p in self.owned()
         )
 
-    def local_sizes(self) -> dict[str, int]:
-        sizes: dict[str, int] = {}
+    def local_sizes_by_partition(self) -> dict[int, dict[str, int]]:
+        """Audience sizes in each owned partition (per partition: what a peer may answer
+        for is checked partition by partition, `api.proxy`)."""
+        out: dict[int, dict[str, int]] = {}
         for p in self.owned():
             ps = self.partitions.open.get(p)
-            if ps is None:
-                continue
-            for k, n in audience_sizes.read(ps.store).items():
-                if not is_hidden(k):  # account audiences' per-user parts are internal
-                    sizes[k] = sizes.get(k, 0) + n
+            if ps is not None:
+                # account audiences' per-user parts are internal
+                sizes = audience_sizes.read(ps.store).items()
+                out[p] = {k: n for k, n in sizes if not is_hidden(k)}
+        return out
+
+    def local_sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for part in self.local_sizes_by_partition().values():
+            for k, n in part.items():
+                sizes[k] = sizes.get(k, 0) + n
         return sizes
+
+    def local_journey_counts_by_partition(self) -> dict[int, journey_counts.Counts]:
+        """Journey counts (`journeys.counts`) in each owned partition."""
+        out: dict[int, journey_counts.Counts] = {}
+        for p in self.owned():
+            ps = self.partitions.open.get(p)
+            if ps is not None:
+                out[p] = journey_counts.read(ps.store)
+        return out
 
     def local_journey_counts(self) -> journey_counts.Counts:
         """Journey counts (`journeys.counts`) summed over this worker's partitions."""
         out: journey_counts.Counts = {}
-        for p in self.owned():
-            ps = self.partitions.open.get(p)
-            if ps is not None:
-                journey_counts.add(out, journey_counts.read(ps.store))
+        for part in self.local_journey_counts_by_partition().values():
+            journey_counts.add(out, part)
         return out
 
     def local_broadcast_progress(self) -> list[Progress]:

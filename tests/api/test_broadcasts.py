@@ -34,7 +34,7 @@ from engage_stream.stream.topics import ensure_topics
 from engage_stream.timestamps import iso_ms
 from tests.api.journey_scenario import T0, Partition, subscribe, user_on
 from tests.api.test_audiences import AUDIENCE
-from tests.api.test_views import SPACE, TOKEN, LocalState, auth, get
+from tests.api.test_views import INTERNAL, SPACE, TOKEN, LocalState, auth, get
 
 PARTITIONS = 2
 SEND_LOCAL = "2027-01-15T12:00"  # Europe/Paris, UTC+1 that day: T0 + 3 h
@@ -193,7 +193,7 @@ async def serve(settings: Settings, test: Test) -> None:
     apps, servers = [], []
     for i, state in enumerate(states):
         app = faust.App(f"test-broadcasts-{i}", web_enabled=True)
-        routes.serve(app, state, space_id=SPACE, api_token=TOKEN)
+        routes.serve(app, state, space_id=SPACE, api_token=TOKEN, internal_secret=INTERNAL)
         server = TestServer(app.web.web_app, host="127.0.0.1")
         await server.start_server()
         state.url = str(server.make_url("")).rstrip("/")

@@ -21,7 +21,7 @@ from engage_stream.journeys import counts as journey_counts
 from engage_stream.timestamps import iso_ms
 from tests.api import journey_scenario as scenario
 from tests.api.journey_scenario import DAY, T0, Partition, Scenario
-from tests.api.test_views import SPACE, LocalState, auth, get
+from tests.api.test_views import INTERNAL, SPACE, LocalState, auth, get
 
 TRIAL_COUNTS = {"entered": 7, "active": 2, "completed": 4, "exited": 1}
 
@@ -37,8 +37,8 @@ class JourneyState(LocalState):
     async def read(self, partition: int) -> PartitionRead:
         return PartitionRead(self.part.store, self.part.clock)
 
-    def local_journey_counts(self) -> journey_counts.Counts:
-        return journey_counts.read(self.part.db)
+    def local_journey_counts_by_partition(self) -> dict[int, journey_counts.Counts]:
+        return {self.partition: journey_counts.read(self.part.db)}
 
 
 Test = Callable[[Scenario, list[JourneyState], list[str], aiohttp.ClientSession], Awaitable[None]]
@@ -54,7 +54,7 @@ def in_cluster(test: Test) -> Callable[[], None]:
         apps, servers = [], []
         for i, state in enumerate(states):
             app = faust.App(f"test-journeys-{i}", web_enabled=True)
-            routes.serve(app, state, space_id=SPACE, api_token="secret")
+            routes.serve(app, state, space_id=SPACE, api_token="secret", internal_secret=INTERNAL)
             server = TestServer(app.web.web_app, host="127.0.0.1")
             await server.start_server()
             state.url = str(server.make_url("")).rstrip("/")
@@ -186,10 +186,10 @@ async def test_journeys_api_errors_are_segment_shaped(
             assert (status, ctype) == (401, "application/json"), path
             assert orjson.loads(raw)["error"]["code"] == "authentication_error"
 
-    def unreadable() -> journey_counts.Counts:
+    def unreadable() -> dict[int, journey_counts.Counts]:
         raise RuntimeError("disk on fire")
 
-    states[0].local_journey_counts = unreadable  # type: ignore[method-assign]
+    states[0].local_journey_counts_by_partition = unreadable  # type: ignore[method-assign]
     status, body = await get_json(client, urls[0] + "/v1/journeys")
     assert (status, body) == (
         500,

@@ -27,6 +27,7 @@ from tests.api.test_audiences import AUDIENCE, TRAIT, catalog
 
 NOW = 1_800_000_000_000
 SPACE, TOKEN = "spa_test", "secret"
+INTERNAL = "cluster-secret"  # the workers' shared internal secret
 PARTITIONS = 2
 CATALOG = catalog(AUDIENCE, TRAIT)
 
@@ -59,6 +60,7 @@ class LocalState:
         self.started = True
         self.extra_workers: set[str] = set()
         self.fail_reads = False
+        self.claimed: dict[int, dict[str, int]] = {}  # sizes it reports for others' partitions
 
     def health(self) -> Health:
         return Health(True, {"profiles"}, {self.partition}, {self.partition}, {}, True)
@@ -84,14 +86,20 @@ class LocalState:
     async def owner(self, partition: int) -> str | None:
         return self.directory.get(partition)
 
-    async def workers(self) -> set[str]:
-        return set(self.directory.values()) | self.extra_workers
+    async def assignment(self) -> dict[str, set[int]]:
+        out: dict[str, set[int]] = {url: set() for url in self.extra_workers}
+        for p, url in self.directory.items():
+            out.setdefault(url, set()).add(p)
+        return out
 
     def statuses(self) -> dict[str, str]:
         return dict(self.status)
 
-    def local_sizes(self) -> dict[str, int]:
-        return dict(self.sizes)
+    def local_sizes_by_partition(self) -> dict[int, dict[str, int]]:
+        return {self.partition: dict(self.sizes), **self.claimed}
+
+    def local_journey_counts_by_partition(self) -> dict[int, dict[str, dict[str, int]]]:
+        return {}
 
     async def local_members(self, key: str) -> list[ProfileRecord]:
         return list(self.members.get(key, []))
@@ -122,36 +130,51 @@ def member(uid: str) -> ProfileRecord:
 Test = Callable[[list["LocalState"], list[str], aiohttp.ClientSession], Awaitable[None]]
 
 
-def in_cluster(test: Test) -> Callable[[], None]:
-    """`test` run against two workers, one partition each, serving the API; it gets their
-    states and URLs and a client."""
+def cluster(
+    secrets: tuple[str, str] = (INTERNAL, INTERNAL), metrics_token: str = ""
+) -> Callable[[Test], Callable[[], None]]:
+    """A test run against two workers, one partition each, serving the API with these
+    internal secrets; it gets their states and URLs and a client."""
 
-    async def main() -> None:
-        directory: dict[int, str] = {}
-        states = [LocalState(p, directory) for p in range(PARTITIONS)]
-        apps, servers = [], []
-        for i, state in enumerate(states):
-            app = faust.App(f"test-views-{i}", web_enabled=True)
-            routes.serve(app, state, space_id=SPACE, api_token=TOKEN)
-            server = TestServer(app.web.web_app, host="127.0.0.1")
-            await server.start_server()
-            state.url = str(server.make_url("")).rstrip("/")
-            directory[state.partition] = state.url
-            apps.append(app)
-            servers.append(server)
-        try:
-            async with aiohttp.ClientSession() as client:
-                await test(states, [s.url for s in states], client)
-        finally:
-            for app, server in zip(apps, servers, strict=True):
-                await app.http_client.close()
-                await server.close()
+    def decorate(test: Test) -> Callable[[], None]:
+        async def main() -> None:
+            directory: dict[int, str] = {}
+            states = [LocalState(p, directory) for p in range(PARTITIONS)]
+            apps, servers = [], []
+            for i, state in enumerate(states):
+                app = faust.App(f"test-views-{i}", web_enabled=True)
+                routes.serve(
+                    app,
+                    state,
+                    space_id=SPACE,
+                    api_token=TOKEN,
+                    internal_secret=secrets[i],
+                    metrics_token=metrics_token,
+                )
+                server = TestServer(app.web.web_app, host="127.0.0.1")
+                await server.start_server()
+                state.url = str(server.make_url("")).rstrip("/")
+                directory[state.partition] = state.url
+                apps.append(app)
+                servers.append(server)
+            try:
+                async with aiohttp.ClientSession() as client:
+                    await test(states, [s.url for s in states], client)
+            finally:
+                for app, server in zip(apps, servers, strict=True):
+                    await app.http_client.close()
+                    await server.close()
 
-    def run() -> None:
-        asyncio.run(main())
+        def run() -> None:
+            asyncio.run(main())
 
-    run.__doc__ = test.__doc__
-    return run
+        run.__doc__ = test.__doc__
+        return run
+
+    return decorate
+
+
+in_cluster = cluster()
 
 
 async def get(
@@ -255,13 +278,15 @@ async def test_audiences_sum_sizes_and_report_the_least_advanced_worker(
 async def test_members_csv_gathers_every_worker_in_profile_order(
     states: list[LocalState], urls: list[str], client: aiohttp.ClientSession
 ) -> None:
-    states[0].members["buyers"] = [member("b"), member("d")]
-    states[1].members["buyers"] = [member("a"), member("c")]
+    uids = {p: [profile_on(p, prefix) for prefix in "ab"] for p in range(PARTITIONS)}
+    for state in states:
+        state.members["buyers"] = [member(u) for u in uids[state.partition]]
     path = "/v1/audiences/buyers/members.csv?format=unformatted"
     status, ctype, body = await get(client, urls[1] + path, auth())
     assert (status, ctype) == (200, "text/csv")
     rows = body.decode().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == [f"user_id:{u}" for u in "abcd"]
+    everyone = sorted(f"user_id:{u}" for us in uids.values() for u in us)
+    assert [r.split(",")[0] for r in rows[1:]] == everyone
     for path, want in (
         ("/v1/audiences/nope/members.csv", 404),
         ("/v1/audiences/buyers/members.csv?format=xml", 400),
