@@ -19,6 +19,7 @@ from engage_stream.api.proxy import (
     STATE_PATH,
     Peers,
 )
+from engage_stream.api.server_log import quiet_bad_requests
 from engage_stream.api.source import WorkerSource, WorkerState
 
 if TYPE_CHECKING:
@@ -105,5 +106,6 @@ def serve(
         metrics_token=metrics_token,
     )
     app.web.web_app.middlewares.append(json_errors)
+    quiet_bad_requests()
     for path, view in ROUTES:
         app.page(path)(view.bound(ctx))

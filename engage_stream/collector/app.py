@@ -18,12 +18,13 @@ import orjson
 from aiohttp import web
 
 from engage_stream import metrics as project_metrics
+from engage_stream.api.server_log import quiet_bad_requests
 from engage_stream.collector import metrics
-from engage_stream.collector.auth import authenticate, basic_username
+from engage_stream.collector.auth import authenticate, basic_username, check_metrics_token
 from engage_stream.collector.body import MAX_BATCH_BYTES, MAX_EVENT_BYTES, read_json
 from engage_stream.collector.cors import cors_middleware
 from engage_stream.collector.delivery import Delivery
-from engage_stream.collector.errors import CollectorError
+from engage_stream.collector.errors import CollectorError, json_errors
 from engage_stream.collector.messages import Call, prepare
 from engage_stream.collector.ratelimit import RateLimiter
 from engage_stream.collector.settings import CollectorSettings
@@ -80,7 +81,7 @@ class Collector:
         return f"http://{self.config.host}:{self.port}"
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[cors_middleware(self.config)])
+        app = web.Application(middlewares=[cors_middleware(self.config), json_errors])
         for name, kind in ENDPOINTS.items():
             app.router.add_post(f"/v1/{name}", self._endpoint(kind))
             app.router.add_route("OPTIONS", f"/v1/{name}", _no_preflight)
@@ -103,6 +104,7 @@ class Collector:
             # gzip is inflated by body.py, within the size limit (aiohttp's would not be)
             auto_decompress=False,
         )
+        quiet_bad_requests()
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()
@@ -247,6 +249,13 @@ class Collector:
         return _json(orjson.dumps(body), 200 if d.available else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if self.settings.metrics_token:
+            try:
+                check_metrics_token(
+                    request.headers.get("Authorization"), self.settings.metrics_token
+                )
+            except CollectorError as err:
+                return _json(err.body(), err.status, err.headers)
         return web.Response(
             body=project_metrics.render(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,3 +51,18 @@ def authenticate(keys: WriteKeys, header_key: str | None, body: Any) -> Source:
     if source is None:
         raise CollectorError.unauthorized("Invalid write key.")
     return source
+
+
+def check_metrics_token(authorization: str | None, token: str) -> None:
+    """A 401 unless `authorization` is `Bearer <token>` (`Settings.metrics_token`; the
+    caller skips this when none is set)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise CollectorError(
+            401,
+            "unauthorized",
+            "/metrics needs Authorization: Bearer <metrics token>.",
+            {"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )

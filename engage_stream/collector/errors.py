@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class CollectorError(Exception):
@@ -52,3 +56,25 @@ class CollectorError(Exception):
 def _retry_headers(retry_after_s: float) -> dict[str, str]:
     wait = max(1, math.ceil(retry_after_s))
     return {"Retry-After": str(wait), "X-RateLimit-Reset": str(int(time.time()) + wait)}
+
+
+ROUTER_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own answers — no such path (404), a method the path does not take (405),
+    a request it cannot read (400) — in the shape the SDKs read, as every handler's are
+    (an SDK given a text/plain 4xx retries it as an unknown failure)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = ROUTER_CODES.get(exc.status, "bad_request" if exc.status < 500 else "internal_error")
+        message = f"No endpoint {request.path}." if exc.status == 404 else str(exc.reason)
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        err = CollectorError(exc.status, code, message, headers)
+        return web.Response(
+            body=err.body(), status=err.status, headers=err.headers, content_type="application/json"
+        )
