@@ -52,4 +52,5 @@ def worker_settings(kafka_broker: str, tmp_path: Path, request: pytest.FixtureRe
         topics=Settings().topics.with_suffix(f"-{run}"),
         batch_within_s=0.02,
         tick_interval_s=0.5,
+        internal_secret="test-cluster-secret",  # workers of one test share it (api.peer_auth)
     )

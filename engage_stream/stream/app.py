@@ -41,10 +41,6 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
         # it rebalances, and the worker is not up until it has: the data path's timeout,
         # not Faust's 60 s default, or a restarted worker waits a minute (issue #16)
         broker_session_timeout=settings.consumer.session_timeout_ms / 1000,
-        # Faust's leader election (`<app>-web-__assignor-__leader`) serves `on_leader`
-        # timers and agents, which this app has none of; with topics not declared by Faust
-        # the topic never exists and every start logged an ERROR for it (issue #16)
-        topic_disable_leader=True,
     )
     worker = Worker(settings, roles or {"ingest", "profiles"})
     app.engage_worker = worker  # type: ignore[attr-defined]

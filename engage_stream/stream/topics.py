@@ -13,6 +13,14 @@ from engage_stream.config import Settings
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # changelog records (profile state); see topic_specs
 
 
+def faust_leader_topic(settings: Settings) -> str:
+    """The topic Faust's leader assignor subscribes the web app's consumer to (its only
+    topic: without it the consumer has none and Faust crashes). Faust would declare it, but
+    the app declares no topics of its own (`topic_allow_declare=False`), so it is created
+    here with the others; before, each start logged an ERROR that it did not exist."""
+    return f"{settings.app_id}-web-__assignor-__leader"
+
+
 def topic_specs(
     settings: Settings, destinations: list[str] | None = None
 ) -> dict[str, tuple[int, dict[str, str]]]:
@@ -43,6 +51,7 @@ def topic_specs(
     specs[t.journeys] = (n, {})
     specs[t.messages] = (n, {})
     specs[t.broadcast_progress] = (1, compact)
+    specs[faust_leader_topic(settings)] = (1, {})
     for d in destinations or []:
         specs[t.output(d)] = (n, {})
     return specs
