@@ -58,8 +58,8 @@ class WorkerState(Protocol):
     def health(self) -> Health: ...
 
     def accepting(self) -> bool:
-        """Whether profile lookups can be placed yet (the producer knows partition counts
-        once it has started)."""
+        """Whether profile lookups can be answered yet: the identity map is loaded (else
+        a known identifier would look unknown) and the producer knows partition counts."""
         ...
 
     def resolve(self, id_type: str, value: str) -> str | None:
@@ -146,7 +146,8 @@ class WorkerSource:
         )
 
     def accepting(self) -> bool:
-        return self._worker.producer.ready
+        w = self._worker
+        return w.producer.ready and w.replica_ready.is_set()
 
     def resolve(self, id_type: str, value: str) -> str | None:
         return self._worker.replica.lookup(id_type, value)

@@ -170,11 +170,13 @@ class Profiles(ApiView):
         nonce = None
         try:
             nonce = self.authorize(request)
+            if not ctx.state.accepting():
+                # before resolving: an identifier missing from a map still loading is not
+                # a profile that does not exist (a 404 would be a lie)
+                raise ApiError.unavailable("The worker is starting; retry shortly.")
             profile_id = profile_api.profile_id_of(
                 ctx.space_id, space, collection, identifier, ctx.state.resolve
             )
-            if not ctx.state.accepting():
-                raise ApiError.unavailable("The worker is starting; retry shortly.")
             partition = await ctx.state.partition_of(profile_id)
             if not ctx.state.owns(partition):
                 # counted by the owner, which answers it

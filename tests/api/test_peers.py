@@ -201,3 +201,15 @@ async def test_metrics_can_be_behind_a_bearer_token(
     status, _, body = await get(client, urls[0] + "/metrics", {"Authorization": "Bearer scrape-me"})
     assert status == 200 and b"engage_api_requests" in body
     assert (await get(client, urls[0] + "/health"))[0] == 200  # probes need no token
+
+
+@in_cluster
+async def test_a_starting_worker_answers_503_not_404_for_any_profile(
+    states: list[LocalState], urls: list[str], client: aiohttp.ClientSession
+) -> None:
+    """While its identity map loads, a worker cannot tell an unknown identifier from one
+    it has not read yet: 503 with Retry-After, not "Profile was not found"."""
+    states[0].started = False
+    for path in (traits_path(profile_on(0)), traits_path("nobody").replace("user_id:", "email:")):
+        async with client.get(urls[0] + path, headers=auth()) as resp:
+            assert_retry_later(resp.status, resp.headers, await resp.read())
