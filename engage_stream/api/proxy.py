@@ -24,11 +24,13 @@ import logging
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import faust
 import orjson
 from faust.web import Request
+from yarl import URL
 
 from engage_stream.api import audiences as audience_api
 from engage_stream.api.errors import ApiError
@@ -117,13 +119,14 @@ class Peers:
             self._warned_no_secret = True
 
     async def _ask(self, url: str, path_qs: str) -> tuple[int, bytes] | None:
-        """(status, body) of a signed GET to a peer, or None when its answer is not signed
-        with the cluster's secret (a member that is no worker of ours). Raises on a
-        network failure."""
+        """(status, body) of a signed GET of `path_qs` (URL-encoded, as sent and signed) to
+        a peer, or None when its answer is not signed with the cluster's secret (a member
+        that is no worker of ours). Raises on a network failure."""
         headers = sign_request(self._secret, "GET", path_qs)
         headers[ROUTED_HEADER] = "1"
         timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
-        async with self._app.http_client.get(url + path_qs, headers=headers, timeout=timeout) as r:
+        target = URL(url + path_qs, encoded=True)  # as signed: no re-quoting on the way
+        async with self._app.http_client.get(target, headers=headers, timeout=timeout) as r:
             body = await r.read()
             if not answer_is_genuine(
                 self._secret, headers[NONCE_HEADER], r.status, body, r.headers.get(ANSWER_HEADER)
@@ -154,7 +157,7 @@ class Peers:
                 "internal secret to ask it (ENGAGE_INTERNAL_SECRET)."
             )
         try:
-            answer = await self._ask(owner, str(request.url.path_qs))
+            answer = await self._ask(owner, request.url.raw_path_qs)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.warning("partition %d's owner %s is not answering: %r", partition, owner, exc)
             answer = None
@@ -215,7 +218,7 @@ class Peers:
         partition."""
         members = await self._state.local_members(key)
         counted = self._own()
-        for owned, raw in await self._gather(MEMBERS_PATH.format(key=key)):
+        for owned, raw in await self._gather(MEMBERS_PATH.format(key=quote(key, safe=""))):
             allowed = owned - counted
             counted |= allowed
             for line in raw.split(b"\n"):
@@ -252,7 +255,7 @@ class Peers:
         """Who would receive broadcast `key` now, over every worker's partitions (a
         preview is a sample, not per partition: it is taken from genuine peers as is)."""
         preview = await self._state.local_broadcast_preview(key, sample)
-        path = PREVIEW_PATH.format(key=key) + f"?sample={sample}"
+        path = PREVIEW_PATH.format(key=quote(key, safe="")) + f"?sample={sample}"
         for _owned, raw in await self._gather(path):
             preview.add(Preview(**orjson.loads(raw)), sample)
         return preview

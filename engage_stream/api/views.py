@@ -99,7 +99,7 @@ class ApiView(View):
         ctx = self.ctx
         if not is_peer_request(request.headers):
             raise ApiError(401, "authentication_error", "Internal endpoint: peers only.")
-        path_qs = str(request.url.path_qs)
+        path_qs = request.url.raw_path_qs  # as the peer signed it: URL-encoded
         return verify_request(
             ctx.internal_secret, request.headers, request.method, path_qs, ctx.replays
         )

@@ -7,6 +7,8 @@ Segment-shaped."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import aiohttp
 import orjson
 from aiohttp import web
@@ -213,3 +215,17 @@ async def test_a_starting_worker_answers_503_not_404_for_any_profile(
     for path in (traits_path(profile_on(0)), traits_path("nobody").replace("user_id:", "email:")):
         async with client.get(urls[0] + path, headers=auth()) as resp:
             assert_retry_later(resp.status, resp.headers, await resp.read())
+
+
+@in_cluster
+async def test_a_forwarded_identifier_arrives_as_the_client_encoded_it(
+    states: list[LocalState], urls: list[str], client: aiohttp.ClientSession
+) -> None:
+    """The peer signature covers the URL as sent: an identifier with spaces, `+` and `/`
+    and an encoded query survive the hop (no re-quoting between signing and sending)."""
+    uid = profile_on(1, "a b+c/")
+    identify(states[1].store, uid)
+    path = traits_path(quote(uid, safe="")) + "?include=email%2Cplan"
+    want = await get(client, urls[1] + path, auth())
+    assert want[0] == 200
+    assert await get(client, urls[0] + path, auth()) == want
