@@ -173,8 +173,7 @@ def _dead_letter(
         offset=NOT_FROM_KAFKA,
         timestamp_ms=call.received_at_ms,
     )
-    headers = [*dl.headers(), (SOURCE_HEADER, call.source_id.encode())]
-    return OutgoingRecord(topics.dead_letter, key, raw, headers)
+    return dl.record(topics.dead_letter, key, raw, [(SOURCE_HEADER, call.source_id.encode())])
 
 
 def _reject_batch(body: dict[str, Any], call: Call, topics: Topics, out: Prepared) -> None:

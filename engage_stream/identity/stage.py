@@ -141,10 +141,6 @@ class IdentityStage:
             offset=rec.offset,
             timestamp_ms=rec.timestamp,
         )
-        out.outputs.append(
-            OutgoingRecord(
-                self.settings.topics.dead_letter, rec.key, rec.value or b"", dl.headers()
-            )
-        )
+        out.outputs.append(dl.record(self.settings.topics.dead_letter, rec.key, rec.value))
         out.failed += 1
         metrics.labelled(metrics.dead_lettered, reason).inc()

@@ -6,10 +6,17 @@ neither a Group's nor a Track's `context.groupId`. Field counts: a message with 
 300 properties or traits is dropped, except that an Identify is rejected from 300 traits
 on (the reference states that limit separately, as "Identify with ≥300 traits"). Extra
 top-level fields are kept so nothing a producer sent is lost.
+
+Times are ISO-8601 date-times with a timezone, as the spec says (§9) — never epoch numbers
+or numeric strings, which pydantic alone would read as Unix times — and not before
+1970-01-01 (§8: Segment does not ingest earlier events; a `sentAt` before it would also
+move the event decades ahead through the skew correction). Ids made only of whitespace
+are no ids.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -20,6 +27,11 @@ MAX_MESSAGE_ID_CHARS = 100
 MAX_GROUP_ID_CHARS = 500
 MAX_FIELDS = 300  # properties / traits a message may carry
 MAX_IDENTIFY_TRAITS = 299  # an Identify with 300 traits is already rejected
+
+# The ISO-8601 date-time forms accepted (the date itself is checked by the datetime parser)
+ISO_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)"
+)
 
 EVENT_TYPES = ("track", "identify", "group", "page", "screen", "alias")
 
@@ -40,13 +52,26 @@ class _Common(BaseModel):
     @field_validator("userId", "anonymousId", mode="after")
     @classmethod
     def _blank_is_missing(cls, v: str | None) -> str | None:
-        return v if v else None
+        return v if v and not v.isspace() else None
+
+    @field_validator("timestamp", "originalTimestamp", "sentAt", "receivedAt", mode="before")
+    @classmethod
+    def _iso_text(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if type(v) is not str:
+            raise ValueError(f"must be an ISO-8601 date-time string, not {type(v).__name__}")
+        if ISO_DATETIME.fullmatch(v) is None:
+            raise ValueError("must be an ISO-8601 date-time with a timezone")
+        return v
 
     @field_validator("timestamp", "originalTimestamp", "sentAt", "receivedAt", mode="after")
     @classmethod
     def _needs_timezone(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("timestamp must be ISO-8601 with a timezone")
+        if v is not None and v.timestamp() < 0:
+            raise ValueError("before 1970-01-01T00:00:00Z")
         return v
 
     @model_validator(mode="after")

@@ -47,6 +47,8 @@ class Reason(StrEnum):
     MISSING_ID = "missing_id"
     MESSAGE_ID_TOO_LONG = "message_id_too_long"
     INVALID_FIELD = "invalid_field"
+    TOO_DEEP = "too_deep"
+    PROCESSING_FAILED = "processing_failed"  # anything else that fails on the data
 
 
 class InvalidEvent(Exception):
@@ -67,11 +69,39 @@ def parse_message(raw: bytes, received_at_ms: int) -> ProfileEvent:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(Reason.MALFORMED_JSON, str(exc)) from None
+    # Brackets bound the depth: only a message with many of them is walked.
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and (depth := nesting(obj)) > MAX_DEPTH:
+        raise InvalidEvent(
+            Reason.TOO_DEEP, f"objects and arrays nested {depth} deep; at most {MAX_DEPTH}"
+        )
     if type(obj) is dict and obj.get("type") in EVENT_TYPES:
         event = _fast_event(obj, received_at_ms, raw)
         if event is not None:
             return _checked(event)
     return parse_object(obj, received_at_ms, raw)
+
+
+# How deep objects and arrays may nest in a message. The normalised event is written as
+# JSON again (orjson stops at 254 levels), and no property path is that long.
+MAX_DEPTH = 64
+
+
+def nesting(obj: Any) -> int:
+    """How deep objects and arrays nest in a parsed JSON value (a scalar: 0)."""
+    deepest = 0
+    stack = [(obj, 1)]
+    while stack:
+        v, d = stack.pop()
+        t = type(v)
+        if t is dict:
+            children = v.values()
+        elif t is list:
+            children = v
+        else:
+            continue
+        deepest = max(deepest, d)
+        stack.extend((c, d + 1) for c in children if type(c) is dict or type(c) is list)
+    return deepest
 
 
 # Event times are stored as 13-digit milliseconds in ordered keys (profiles/store.py), and
@@ -218,9 +248,10 @@ def _fast_ms(v: Any) -> Any:
     if type(v) is not str or _ISO.fullmatch(v) is None:
         return _BAIL
     try:
-        return int(_fromiso(v).timestamp() * 1000)
+        ms = int(_fromiso(v).timestamp() * 1000)
     except ValueError:
         return _BAIL
+    return ms if ms >= 0 else _BAIL
 
 
 def _fast_mapping(obj: dict[str, Any], name: str, most: int = MAX_FIELDS) -> Any:
@@ -271,6 +302,10 @@ def _fast_event(obj: dict[str, Any], received_at_ms: int, raw: bytes) -> Profile
     anonymous_id = anonymous_id or None
     if user_id is None and anonymous_id is None:
         return None
+    if (user_id is not None and user_id.isspace()) or (
+        anonymous_id is not None and anonymous_id.isspace()
+    ):
+        return None  # whitespace is no id: the models decide
     if message_id is not None and len(message_id) > MAX_MESSAGE_ID_CHARS:
         return None
 

@@ -45,6 +45,7 @@ from engage_stream.engine.changes import Change
 from engage_stream.engine.engine import Engine
 from engage_stream.events import ProfileEvent
 from engage_stream.ingest.dead_letter import DeadLetter
+from engage_stream.ingest.validate import Reason
 from engage_stream.journeys import counts as journey_counts
 from engage_stream.journeys.machine import JourneyOutput
 from engage_stream.journeys.runner import JourneyRunner
@@ -62,7 +63,7 @@ from engage_stream.state.transaction import Sweep, Transaction
 log = logging.getLogger(__name__)
 
 TICK_KEY = b"\x00tick"  # the key of a clock tick on profile-events (no value)
-PROCESSING_FAILED = "processing_failed"  # dead-letter reason of the profiles stage
+PROCESSING_FAILED = Reason.PROCESSING_FAILED  # dead-letter reason of the profiles stage
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ class ProfileStage:
                     offset=rec.offset,
                     timestamp_ms=rec.timestamp,
                 )
-                out.add([OutgoingRecord(dead_letter, rec.key, rec.value or b"", dl.headers())])
+                out.add([dl.record(dead_letter, rec.key, rec.value)])
                 out.failed += 1
             else:
                 tx.release()

@@ -53,29 +53,33 @@ class IngestStage:
                     event = parse_message(rec.value, rec.timestamp)
                     if rec.headers:
                         event.source_id = _source_of(rec.headers)
-                except InvalidEvent as exc:
+                    pid = self.replica.route(event)
+                    if pid is not None:
+                        event.profile_id = pid
+                    value = event.to_json()
+                except Exception as exc:
+                    # Ingest is pure: whatever fails here fails on the record's data, and a
+                    # record must end up processed or dead-lettered, never stop the stream.
+                    if isinstance(exc, InvalidEvent):
+                        reason, detail = exc.reason, exc.detail
+                    else:
+                        reason, detail = Reason.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"
                     dl = DeadLetter(
-                        reason=exc.reason,
-                        detail=exc.detail,
+                        reason=reason,
+                        detail=detail[:1000],
                         topic=rec.topic,
                         partition=rec.partition,
                         offset=rec.offset,
                         timestamp_ms=rec.timestamp,
                     )
-                    out.append(
-                        OutgoingRecord(
-                            self.topics.dead_letter, rec.key, rec.value or b"", dl.headers()
-                        )
-                    )
-                    rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
+                    out.append(dl.record(self.topics.dead_letter, rec.key, rec.value))
+                    rejected[reason] = rejected.get(reason, 0) + 1
                     continue
-                pid = self.replica.route(event)
                 if pid is None:
-                    out.append(OutgoingRecord(identity, rec.key, event.to_json()))
+                    out.append(OutgoingRecord(identity, rec.key, value))
                     slow += 1
                 else:
-                    event.profile_id = pid
-                    out.append(OutgoingRecord(profile_events, pid.encode(), event.to_json()))
+                    out.append(OutgoingRecord(profile_events, pid.encode(), value))
                     fast += 1
                 accepted[event.type] = accepted.get(event.type, 0) + 1
         checkpoint = Checkpoint(self.producer, self.settings.changelog_topic, self.offsets)

@@ -14,6 +14,14 @@ def raw(**fields: object) -> bytes:
     return orjson.dumps({**BASE, **fields})
 
 
+def nested(depth: int, kind: str = "[") -> object:
+    """A value nested `depth` objects/arrays deep (itself included)."""
+    v: object = 1
+    for _ in range(depth):
+        v = [v] if kind == "[" else {"a": v}
+    return v
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
@@ -61,6 +69,34 @@ def raw(**fields: object) -> bytes:
                 sentAt="2226-01-01T00:00:00Z",
             ),
             Reason.INVALID_FIELD,  # skew correction lands before 1970
+        ),
+        # #15.5 / #16.6: only ISO-8601 strings are times; nothing before 1970
+        (raw(type="track", event="X", timestamp=1700000000), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", sentAt=1700000000000), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", timestamp="1700000000"), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", timestamp=1.5), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", timestamp=True), Reason.INVALID_FIELD),
+        (raw(type="track", event="X", sentAt="1969-12-31T23:59:59Z"), Reason.INVALID_FIELD),
+        (
+            raw(type="track", event="X", originalTimestamp="1969-01-01T00:00:00Z"),
+            Reason.INVALID_FIELD,
+        ),
+        # whitespace is no id
+        (raw(type="track", event="X", userId="   "), Reason.MISSING_ID),
+        (raw(type="track", event="X", userId="\t\n", anonymousId=" "), Reason.MISSING_ID),
+        # nesting (#15.1): the normalised event could not be written as JSON again
+        (raw(type="track", event="X", properties={"x": nested(65)}), Reason.TOO_DEEP),
+        (
+            b'{"type":"identify","userId":"u","traits":{"x":'
+            + b'{"a":' * 300
+            + b"1"
+            + b"}" * 300
+            + b"}}",
+            Reason.TOO_DEEP,  # the 1,951-byte record of the issue was of this kind
+        ),
+        (
+            b'{"type":"track","event":"X","userId":"u","p":' + b"[" * 2000 + b"]" * 2000 + b"}",
+            Reason.MALFORMED_JSON,
         ),
     ],
 )
@@ -355,3 +391,42 @@ def test_context_group_id_elsewhere_or_non_empty_is_accepted() -> None:
     assert parse_message(raw(type="track", event="X", context={"groupId": "g1"}), 0)
     assert parse_message(raw(type="page", context={"groupId": ""}), 0)  # the reference: Track
     assert parse_message(raw(type="identify", context={"groupId": ""}), 0)
+
+
+def test_whitespace_user_id_with_an_anonymous_id_is_anonymous() -> None:
+    for data in (
+        raw(type="track", event="X", userId="  ", anonymousId="a1"),
+        orjson.dumps({"type": "track", "event": "X", "userId": " ", "anonymousId": "a1"}),
+    ):
+        ev = parse_message(data, 0)
+        assert (ev.user_id, ev.anonymous_id) == (None, "a1")
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:00:00.123456789Z",
+        "2026-01-01 01:00:00+01:00",
+        "2026-01-01T01:00:00+0100",
+        "2026-01-01T00:00Z",
+        "2026-01-01t00:00:00z",
+        "1970-01-01T00:00:00Z",
+    ],
+)
+def test_iso_8601_forms_are_accepted(ts: str) -> None:
+    at = 0 if ts.startswith("1970") else 1_767_225_600_000 + (123 if ".123" in ts else 0)
+    assert parse_message(raw(type="track", event="X", timestamp=ts), 0).timestamp == at
+    # as sentAt too: the skew correction sees no skew when it equals the client's time
+    skewless = raw(type="track", event="X", timestamp=ts, sentAt=ts)
+    assert parse_message(skewless, 5_000).timestamp == 5_000
+
+
+def test_nesting_up_to_the_limit_is_accepted_and_written_back() -> None:
+    from engage_stream.ingest.validate import MAX_DEPTH, nesting
+
+    ok = raw(type="track", event="X", properties={"x": nested(MAX_DEPTH - 2)})
+    ev = parse_message(ok, 0)
+    assert nesting(orjson.loads(ok)) == MAX_DEPTH
+    assert orjson.loads(ev.to_json())["properties"] == {"x": nested(MAX_DEPTH - 2)}
+    assert nesting(1) == 0 and nesting([]) == 1 and nesting({"a": [{}]}) == 3
