@@ -159,6 +159,14 @@ recovery_records = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+partitions_recovering = Gauge(
+    "engage_partitions_recovering",
+    "Owned partitions whose state is still catching up with its changelog (reads and "
+    "processing wait for them), by store (state, identity): a recovery that never ends "
+    "shows here, where the recovery counters only move once it has",
+    ["store"],
+    registry=REGISTRY,
+)
 recovery_seconds = Histogram(
     "engage_recovery_seconds",
     "Time to bring one partition's state up to date from the changelog",

@@ -66,6 +66,12 @@ class PartitionManager:
         self._owned: set[int] = set()
         self._locks: dict[int, asyncio.Lock] = {}
         self._warming: dict[int, asyncio.Task[None]] = {}
+        metrics.partitions_recovering.labels(name).set_function(self._recovering)
+
+    def _recovering(self) -> int:
+        """Read from `status()` when scraped, so the gauge says what `/health` says and
+        cannot be left behind by a recovery that failed or was cancelled."""
+        return sum(st == RECOVERING for st in self.status().values())
 
     def path(self, partition: int) -> Path:
         return self.root / f"p{partition}"

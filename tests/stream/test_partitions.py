@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engage_stream import metrics
 from engage_stream.config import Settings
 from engage_stream.stream.partitions import PartitionManager, PartitionState
 
@@ -119,3 +120,26 @@ def test_outside_the_event_loop_recovery_waits_for_first_use(tmp_path: Path) -> 
     asyncio.run(go())
     assert pm.status() == {3: "ready"}
     pm.close()
+
+
+def test_the_recovering_gauge_counts_partitions_not_ready_yet(tmp_path: Path) -> None:
+    def recovering() -> float | None:
+        return metrics.REGISTRY.get_sample_value("engage_partitions_recovering", {"store": "state"})
+
+    async def go() -> None:
+        pm = FakeRecovery(tmp_path)
+        assert recovering() == 0
+        pm.mark_rebalanced([0, 1])
+        assert recovering() == 2
+        await _until(lambda: pm.running == 2)
+        pm.fail.add(1)
+        pm.gates[0].set()
+        pm.gates[1].set()
+        await _until(lambda: pm.running == 0)
+        assert recovering() == 1, "a failed recovery still counts as recovering"
+        pm.fail.clear()
+        await pm.get(1)
+        assert recovering() == 0
+        pm.close()
+
+    asyncio.run(go())
