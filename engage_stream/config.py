@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,12 @@ class Settings(BaseModel):
     data_dir: Path = Path("var/worker")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    instance_id: str = Field(
+        "auto",
+        description="static consumer-group membership (KIP-345): a worker restarted with the "
+        "same id takes its partitions back at once instead of waiting for its old session to "
+        "expire; 'auto' is <hostname>-<web_port>, unique per host; '' is dynamic membership",
+    )
     space_id: str = "spa_local"
     api_token: str = Field("dev-token", description="the Profile API's access token")
     internal_secret: str = Field(
@@ -134,6 +141,14 @@ class Settings(BaseModel):
     @property
     def dedup_ms(self) -> int:
         return int(self.dedup_hours * 3_600_000)
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """The consumer groups' `group.instance.id` of this worker (the same in every group:
+        it must be unique within a group, not across groups)."""
+        if self.instance_id == "auto":
+            return f"{socket.gethostname()}-{self.web_port}"
+        return self.instance_id or None
 
     @property
     def changelog_topic(self) -> str:

@@ -43,6 +43,9 @@ def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
         # it rebalances, and the worker is not up until it has: the data path's timeout,
         # not Faust's 60 s default, or a restarted worker waits a minute (issue #16)
         broker_session_timeout=settings.consumer.session_timeout_ms / 1000,
+        # and, like the data path's groups, static membership: a restarted worker rejoins
+        # as itself at once instead of waiting out its old session
+        consumer_group_instance_id=settings.group_instance_id,
     )
     worker = Worker(settings, roles or {"ingest", "profiles"})
     app.engage_worker = worker  # type: ignore[attr-defined]

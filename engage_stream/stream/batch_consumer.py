@@ -60,6 +60,7 @@ class BatchLoop:
         stage: str = "",
         consumer: ConsumerOptions | None = None,
         retry: RetryOptions | None = None,
+        group_instance_id: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -69,6 +70,7 @@ class BatchLoop:
         self.options = consumer or ConsumerOptions()
         self.retry = retry or RetryOptions()
         self.client_id = client_id
+        self.group_instance_id = group_instance_id
         self.commit_interval_s = commit_interval_s
         self.max_records = max_records
         self.wait_ms = max(1, int(wait_s * 1000))
@@ -87,6 +89,7 @@ class BatchLoop:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
+            group_instance_id=self.group_instance_id,
             client_id=self.client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class ConsumerOptions:
-    # A member that stops heartbeating for this long is evicted and its partitions move.
-    # Short, so a crashed worker's partitions are taken over within seconds.
-    session_timeout_ms: int = 10_000
+    # A member that stops heartbeating for this long is evicted and its partitions move:
+    # the takeover time after a crash. Short, but 8 heartbeats long, so a busy event loop
+    # is not taken for a dead worker. (A restarted worker does not wait for it: static
+    # membership, `Settings.instance_id`.)
+    session_timeout_ms: int = 8_000
     heartbeat_interval_ms: int = 1_000
     # A batch (apply + checkpoint) taking longer than this is a stuck member.
     max_poll_interval_ms: int = 300_000

@@ -104,6 +104,7 @@ class Worker:
             wait_s=settings.batch_within_s,
             consumer=settings.consumer,
             retry=settings.retry,
+            group_instance_id=settings.group_instance_id,
         )
         self.ingest = BatchLoop(
             group_id=f"{settings.app_id}-ingest",

@@ -17,6 +17,7 @@ from engage_stream.demo import read_dead_letters
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.validate import Reason
 from engage_stream.produce import route
+from engage_stream.stream.options import ConsumerOptions
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
 from tests.stream.helpers import identify, now_iso, processed, produce, track, wait_for
@@ -316,6 +317,48 @@ def test_restart_loses_nothing_and_applies_nothing_twice(
         _, events = w2.profile(f"user_id:{users[0]}", "events", "limit=100")
         ids = [e["message_id"] for e in events["data"]]
         assert len(ids) == len(set(ids)) == 5
+    finally:
+        w2.stop()
+
+
+def test_a_crashed_worker_restarted_as_itself_does_not_wait_out_its_old_session(
+    worker_settings: Settings, tmp_path: Path
+) -> None:
+    """A SIGKILLed member stays in its consumer groups until its session expires; a new
+    member id would wait for that in every group (Faust's `<app>-web` included) before it
+    gets a partition — the ~60 s restarts of issue #16. Restarted with the same instance
+    id (static membership) it takes its partitions back at once. The session here is 40 s,
+    so a restart that waited for it could not be ready in 25."""
+    s = worker_settings.model_copy(
+        update={"consumer": ConsumerOptions(session_timeout_ms=40_000, heartbeat_interval_ms=2_000)}
+    )
+    assert s.group_instance_id, "static membership is the default"
+    ensure_topics(s)
+    w1 = WorkerProcess(s, tmp_path / "w1.log")
+    w1.start(timeout=90)
+    try:
+        produce(s, [identify("s1", now_iso(-5), "s1-id", plan="a")])
+        wait_for(lambda: processed(w1) >= 1, what="first event processed")
+    finally:
+        w1.kill()
+    w2 = WorkerProcess(s, tmp_path / "w2.log")
+    started = time.monotonic()
+    w2.start(timeout=90)
+    try:
+        wait_for(
+            lambda: (
+                (h := w2.get_json("/health"))["status"] == "ready"
+                and len(h["owned"]) == s.partitions
+            ),
+            timeout=60,
+            what="every partition back and ready",
+        )
+        produce(s, [identify("s1", now_iso(), "s1-id2", plan="b")])
+        wait_for(lambda: processed(w2) >= 1, timeout=60, what="a new event applied")
+        elapsed = time.monotonic() - started
+        assert elapsed < 25, (
+            f"restart waited {elapsed:.1f}s: the old member's session was waited out"
+        )
     finally:
         w2.stop()
 
