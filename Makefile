@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint setup clean js chromium
 
-$(STAMP): pyproject.toml
+# The native evaluation core (native/, Rust via maturin; pip fetches maturin, cargo the
+# crates): optional — without it the Python engine runs, and the worker says so.
+$(STAMP): pyproject.toml native/Cargo.toml native/pyproject.toml $(wildcard native/src/*.rs)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q ./native || echo "native core not built: the Python engine will be used"
 	touch $(STAMP)
 
 setup: $(STAMP)

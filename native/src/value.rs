@@ -1,0 +1,119 @@
+//! Profile values as the operators see them (Python objects converted once per read).
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyLong, PyString};
+
+/// A trait value: the JSON types, `Other` for anything no supported operator matches
+/// (objects, and integers beyond 128 bits).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+    List(Vec<Val>),
+    Other,
+}
+
+impl Val {
+    pub fn from_py(x: &Bound<'_, PyAny>) -> Val {
+        if x.is_none() {
+            Val::Null
+        } else if x.is_instance_of::<PyBool>() {
+            Val::Bool(x.is_truthy().unwrap_or(false))
+        } else if x.is_exact_instance_of::<PyLong>() {
+            x.extract::<i128>().map(Val::Int).unwrap_or(Val::Other)
+        } else if x.is_exact_instance_of::<PyFloat>() {
+            x.extract::<f64>().map(Val::Float).unwrap_or(Val::Other)
+        } else if x.is_exact_instance_of::<PyString>() {
+            x.extract::<String>().map(Val::Str).unwrap_or(Val::Other)
+        } else if let Ok(l) = x.downcast_exact::<PyList>() {
+            Val::List(l.iter().map(|e| Val::from_py(&e)).collect())
+        } else {
+            Val::Other
+        }
+    }
+
+    pub fn from_json(v: &serde_json::Value) -> Val {
+        use serde_json::Value as J;
+        match v {
+            J::Null => Val::Null,
+            J::Bool(b) => Val::Bool(*b),
+            J::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Val::Int(i as i128)
+                } else if let Some(u) = n.as_u64() {
+                    Val::Int(u as i128)
+                } else {
+                    n.as_f64().map(Val::Float).unwrap_or(Val::Other)
+                }
+            }
+            J::String(s) => Val::Str(s.clone()),
+            J::Array(a) => Val::List(a.iter().map(Val::from_json).collect()),
+            J::Object(_) => Val::Other,
+        }
+    }
+}
+
+/// Reads traits and memberships off a `ProfileRecord` (its three TraitValue dicts).
+pub struct Reader<'py> {
+    audiences: Bound<'py, PyDict>,
+    computed: Bound<'py, PyDict>,
+    custom: Bound<'py, PyDict>,
+}
+
+fn value_of<'py>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match d.get_item(key)? {
+        None => Ok(None),
+        Some(tv) if tv.is_none() => Ok(None),
+        Some(tv) => Ok(Some(tv.getattr("value")?)),
+    }
+}
+
+impl<'py> Reader<'py> {
+    pub fn new(profile: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Ok(Reader {
+            audiences: profile.getattr("audiences")?.downcast_into::<PyDict>()?,
+            computed: profile.getattr("computed_traits")?.downcast_into::<PyDict>()?,
+            custom: profile.getattr("traits")?.downcast_into::<PyDict>()?,
+        })
+    }
+
+    /// `TraitLeaf.read` for a one-segment path.
+    pub fn trait_value(&self, source: Source, key: &str) -> PyResult<Val> {
+        let found = match source {
+            Source::Custom => value_of(&self.custom, key)?,
+            Source::Computed => value_of(&self.computed, key)?,
+            Source::Any => {
+                // ProfileRecord.trait: audience, computed, then custom keys
+                let mut v = None;
+                for d in [&self.audiences, &self.computed, &self.custom] {
+                    if let Some(tv) = d.get_item(key)? {
+                        if !tv.is_none() {
+                            v = Some(tv.getattr("value")?);
+                            break;
+                        }
+                    }
+                }
+                v
+            }
+        };
+        Ok(found.map(|x| Val::from_py(&x)).unwrap_or(Val::Null))
+    }
+
+    /// `conditions._member`: whether the profile's stored membership is `true`.
+    pub fn member(&self, key: &str) -> PyResult<bool> {
+        Ok(match value_of(&self.audiences, key)? {
+            Some(v) => v.is_instance_of::<PyBool>() && v.is_truthy()?,
+            None => false,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Source {
+    Any,
+    Custom,
+    Computed,
+}
