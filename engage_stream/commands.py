@@ -6,6 +6,7 @@ broadcasts (`*.broadcast`); each command reads all three kinds under it."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -317,7 +318,11 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from engage_stream.engine.native import ENGINE_ENV
     from engage_stream.replay import Replay
+
+    if args.engine:
+        os.environ[ENGINE_ENV] = args.engine  # read where the engine is built (make_engine)
 
     definitions = load_checked(args.definitions) if has_definitions(args.definitions) else []
     if definitions is None:
@@ -431,6 +436,12 @@ def register(sub: argparse._SubParsersAction, settings_of) -> None:  # type: ign
         metavar="[KEY=]ISO",
         help="when a definition (KEY) or every definition was created: with include_history "
         "false only events received after it count (default: the start of the file)",
+    )
+    r.add_argument(
+        "--engine",
+        choices=("auto", "native", "python"),
+        help="the evaluation engine: native core, the Python reference, or auto (native when "
+        "built; default, or $ENGAGE_ENGINE)",
     )
     r.set_defaults(func=run(cmd_replay))
 

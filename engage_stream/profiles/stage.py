@@ -43,6 +43,7 @@ from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.engine.changes import Change
 from engage_stream.engine.engine import Engine
+from engage_stream.engine.native import NativeEngine, make_engine
 from engage_stream.events import ProfileEvent
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.validate import Reason
@@ -72,8 +73,8 @@ class Engines:
     read), one for accounts (`profiles.accounts`)."""
 
     split: accounts.Split
-    users: Engine
-    accounts: Engine
+    users: Engine | NativeEngine
+    accounts: Engine | NativeEngine
     user_versions: dict[str, int]
     account_versions: dict[str, int]
 
@@ -87,8 +88,8 @@ def build_engine(catalog: Catalog, settings: Settings) -> Engines:
     created = catalog.created_at()
     applied = {**created, **{k: created.get(parent, 0) for k, (parent, _) in parts.flags.items()}}
 
-    def engine(definitions: list[Any], versions: dict[str, int]) -> Engine:
-        return Engine(
+    def engine(definitions: list[Any], versions: dict[str, int]) -> Engine | NativeEngine:
+        return make_engine(
             definitions, versions=versions, applied_at=applied, settings=settings.engine_settings()
         )
 
