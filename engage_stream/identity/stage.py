@@ -31,7 +31,7 @@ from engage_stream.identity.graph import IdGraph, IdKey
 from engage_stream.identity.rules import IdentityRules
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.profiles.control import MergeRequest
-from engage_stream.records import OutgoingRecord, SourceRecord
+from engage_stream.records import OutgoingRecord, SourceRecord, carried_origin
 from engage_stream.state.partition_store import StorageError
 from engage_stream.state.transaction import Transaction
 
@@ -128,19 +128,16 @@ class IdentityStage:
             }
             out.outputs.append(OutgoingRecord(topics.merges, source.encode(), orjson.dumps(update)))
         event.profile_id = pid
-        out.outputs.append(OutgoingRecord(topics.profile_events, pid.encode(), event.to_json()))
+        out.outputs.append(
+            OutgoingRecord(
+                topics.profile_events, pid.encode(), event.to_json(), carried_origin(rec)
+            )
+        )
 
     def _dead_letter(
         self, out: IdentityResult, rec: SourceRecord, reason: str, detail: str
     ) -> None:
-        dl = DeadLetter(
-            reason=reason,
-            detail=detail[:1000],
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            timestamp_ms=rec.timestamp,
-        )
+        dl = DeadLetter.of(rec, reason, detail)
         out.outputs.append(dl.record(self.settings.topics.dead_letter, rec.key, rec.value))
         out.failed += 1
         metrics.labelled(metrics.dead_lettered, reason).inc()

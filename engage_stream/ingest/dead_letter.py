@@ -18,7 +18,7 @@ import hashlib
 
 from pydantic import BaseModel
 
-from engage_stream.records import OutgoingRecord
+from engage_stream.records import OutgoingRecord, SourceRecord, origin_of
 
 HEADER_PREFIX = "engage.dlq."
 MAX_VALUE_BYTES = 1_000_000  # under the broker's default max.message.bytes (1,048,588)
@@ -34,6 +34,33 @@ class DeadLetter(BaseModel):
     timestamp_ms: int | None = None
     original_bytes: int | None = None  # set when the value was cut
     original_sha256: str | None = None
+    # Set when a stage after ingest dead-letters an internal record: its coordinates
+    # `<topic>/<partition>/<offset>`; the value is then the event as ingest validated it,
+    # and topic / partition / offset name the input record with the original bytes.
+    stage_record: str | None = None
+
+    @classmethod
+    def of(cls, rec: SourceRecord, reason: str, detail: str) -> DeadLetter:
+        """Why `rec` is dead-lettered, and where its original is."""
+        origin = origin_of(rec)
+        if origin is None:
+            return cls(
+                reason=reason,
+                detail=detail[:1000],
+                topic=rec.topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                timestamp_ms=rec.timestamp,
+            )
+        return cls(
+            reason=reason,
+            detail=detail[:1000],
+            topic=origin[0],
+            partition=origin[1],
+            offset=origin[2],
+            timestamp_ms=rec.timestamp,
+            stage_record=f"{rec.topic}/{rec.partition}/{rec.offset}",
+        )
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [

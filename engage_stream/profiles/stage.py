@@ -260,22 +260,15 @@ class ProfileStage:
                 tx.rollback()
                 store.forget_cached()
                 del out._slots[n_slots:], left[n_left:], out.journeys[n_journeys:]
-                detail = f"{type(exc).__name__}: {exc}"[:1000]
+                detail = f"{type(exc).__name__}: {exc}"
                 log.error(
                     "partition %d offset %d: processing failed, dead-lettered: %s",
                     rec.partition,
                     rec.offset,
-                    detail,
+                    detail[:1000],
                     exc_info=exc,
                 )
-                dl = DeadLetter(
-                    reason=PROCESSING_FAILED,
-                    detail=detail,
-                    topic=rec.topic,
-                    partition=rec.partition,
-                    offset=rec.offset,
-                    timestamp_ms=rec.timestamp,
-                )
+                dl = DeadLetter.of(rec, PROCESSING_FAILED, detail)
                 out.add([dl.record(dead_letter, rec.key, rec.value)])
                 out.failed += 1
             else:

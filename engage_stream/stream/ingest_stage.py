@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from engage_stream import metrics
 from engage_stream.config import Settings
 from engage_stream.identity.replica import IdentityReplica
+from engage_stream.identity.stage import BLOCKED_IDENTIFIER
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
-from engage_stream.records import SOURCE_ID_HEADER, OutgoingRecord
+from engage_stream.records import SOURCE_ID_HEADER, OutgoingRecord, origin_header
 from engage_stream.state.checkpoint import Checkpoint, Committable, Producer
 from engage_stream.stream.batch_consumer import Batch
 
@@ -34,6 +35,11 @@ class IngestStage:
         self.offsets = offsets
         self.replica = replica
         self.replica_ready = replica_ready
+        # Every reason's series exists from the start, at 0: one that first appears already
+        # at its value shows no increase to rate() / increase(), and the dead-letter alerts
+        # (deploy/alerts.yml) would miss the first burst of each reason.
+        for reason in (*Reason, BLOCKED_IDENTIFIER):
+            metrics.labelled(metrics.dead_lettered, reason)
 
     async def handle(self, batch: Batch) -> None:
         """A checkpoint without state: the batch counts as done (its offsets committable)
@@ -64,22 +70,16 @@ class IngestStage:
                         reason, detail = exc.reason, exc.detail
                     else:
                         reason, detail = Reason.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"
-                    dl = DeadLetter(
-                        reason=reason,
-                        detail=detail[:1000],
-                        topic=rec.topic,
-                        partition=rec.partition,
-                        offset=rec.offset,
-                        timestamp_ms=rec.timestamp,
-                    )
+                    dl = DeadLetter.of(rec, reason, detail)
                     out.append(dl.record(self.topics.dead_letter, rec.key, rec.value))
                     rejected[reason] = rejected.get(reason, 0) + 1
                     continue
+                origin = [origin_header(rec)]
                 if pid is None:
-                    out.append(OutgoingRecord(identity, rec.key, value))
+                    out.append(OutgoingRecord(identity, rec.key, value, origin))
                     slow += 1
                 else:
-                    out.append(OutgoingRecord(profile_events, pid.encode(), value))
+                    out.append(OutgoingRecord(profile_events, pid.encode(), value, origin))
                     fast += 1
                 accepted[event.type] = accepted.get(event.type, 0) + 1
         checkpoint = Checkpoint(self.producer, self.settings.changelog_topic, self.offsets)

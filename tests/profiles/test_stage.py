@@ -8,6 +8,7 @@ the transaction's clock and backfill progress.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,7 +34,7 @@ from engage_stream.profiles.stage import (
     StageResult,
 )
 from engage_stream.profiles.store import ProfileStore
-from engage_stream.records import InputRecord
+from engage_stream.records import ORIGIN_HEADER, InputRecord
 from engage_stream.state.memory import MemoryStore
 from engage_stream.state.partition_store import StorageError
 from engage_stream.state.transaction import Status, Transaction
@@ -148,6 +149,26 @@ def test_a_record_that_fails_is_dead_lettered_and_the_rest_of_the_batch_applies(
     b = part.profile("b")
     assert b is not None and b.engine == {"n": 1}
     assert part.db.source_offset == 2  # the batch, failed record included, is done
+
+
+def test_a_dead_lettered_event_names_the_input_record_it_came_from() -> None:
+    """#16.5: the profiles stage consumes internal records; its dead letters name the
+    input record with the original bytes (ingest's origin header), and the internal
+    record as `stage_record`."""
+    part, _ = _fragile()
+    boom = _event(1, "a", "Boom")
+    origin = [(ORIGIN_HEADER, b"engage.track/3/4711")]
+    result = part.run([_event(0, "a", "Ok"), dataclasses.replace(boom, headers=origin)])
+    (dead,) = [r for r in result.outputs if r.topic == Settings().topics.dead_letter]
+    dl = DeadLetter.from_headers(dead.headers or [])
+    assert (dl.topic, dl.partition, dl.offset) == ("engage.track", 3, 4711)
+    assert dl.stage_record == f"{TOPIC}/0/1"
+    assert dead.value == boom.value
+    # without the header (replay, records from before it), the record's own coordinates
+    result = part.run([_event(2, "a", "Boom")])
+    (dead,) = [r for r in result.outputs if r.topic == Settings().topics.dead_letter]
+    dl = DeadLetter.from_headers(dead.headers or [])
+    assert (dl.topic, dl.offset, dl.stage_record) == (TOPIC, 2, None)
     history = ProfileStore(Transaction(part.db)).history("user_id:a")
     assert [e.message_id for e in history] == ["m0"], "the failed event is not in history"
 
