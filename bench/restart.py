@@ -8,6 +8,8 @@ What is measured (a real Apache Kafka, real worker processes, the bench definiti
   A crashed member is still in every consumer group it was in: without static
   membership the group waits for its session to expire before it rebalances.
 - **Graceful restart**: the same after SIGTERM (the member leaves its groups).
+- **Baseline**: the crash restart again with dynamic membership (`instance_id=""`), the
+  Kafka default, in the same invocation.
 - **Takeover**: two workers share the partitions; one is SIGKILLed; the time until the
   survivor owns every partition and is ready, and until an event on a partition the
   dead one owned is applied.
@@ -18,6 +20,7 @@ What is measured (a real Apache Kafka, real worker processes, the bench definiti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -31,6 +34,7 @@ from bench.e2e import BENCH_DEFINITIONS, worker_settings
 from engage_stream.commands import apply_definitions
 from engage_stream.config import Settings
 from engage_stream.definitions.loader import load_definitions
+from engage_stream.kafka_local.broker import BrokerConfig
 from engage_stream.produce import produce_lines
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess, wait_until
@@ -124,10 +128,15 @@ def _summary(rounds: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def run(rounds: int = 5, partitions: int = 4) -> dict[str, Any]:
+def run(
+    rounds: int = 5, partitions: int = 4, broker_cfg: BrokerConfig | None = None
+) -> dict[str, Any]:
+    """On `broker_cfg` when given (run_all's broker), else on a broker of its own."""
     quiet_kafka_logs()
     results: dict[str, Any] = {"machine": machine_info(), "rounds": rounds}
-    with bench_broker(port=BROKER_PORT) as cfg:
+    with (
+        contextlib.nullcontext(broker_cfg) if broker_cfg else bench_broker(port=BROKER_PORT) as cfg
+    ):
         tag = f"restart-{int(time.time())}"
         settings = worker_settings(cfg.bootstrap, tag, partitions=partitions, web_port=WEB_PORT)
         ensure_topics(settings)
@@ -136,12 +145,24 @@ def run(rounds: int = 5, partitions: int = 4) -> dict[str, Any]:
         w.start(timeout=120)
         _produce(settings, 500)
         wait_until(lambda: _applied(w) >= 500, 120, "the first 500 events applied")
-        for kind, crash in (("crash", True), ("graceful", False)):
+        # the baseline, in the same invocation: dynamic membership (a new member id each start)
+        dynamic = WorkerProcess(
+            settings.model_copy(update={"instance_id": ""}), BENCH_DIR / "logs" / f"{tag}-dyn.log"
+        )
+        for kind, worker, crash in (
+            ("crash", w, True),
+            ("graceful", w, False),
+            ("crash_dynamic", dynamic, True),
+        ):
+            if worker is dynamic:
+                w.stop()
+                dynamic.start(timeout=120)
             got = []
             for i in range(rounds):
-                got.append(_restart_round(w, settings, crash))
+                got.append(_restart_round(worker, settings, crash))
                 say(f"restart after {kind} {i + 1}/{rounds}: {got[-1]}")
             results[f"restart_after_{kind}"] = _summary(got)
+        w = dynamic
         w.stop()
         takeovers = []
         for i in range(max(1, rounds // 2)):
@@ -156,9 +177,27 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="2 rounds")
     args = p.parse_args()
-    res = run(rounds=2 if args.quick else args.rounds)
-    for key in ("restart_after_crash", "restart_after_graceful", "takeover_after_crash"):
-        print(f"{key:24} {res[key]}")
+    print(report(run(rounds=2 if args.quick else args.rounds)))
+
+
+def report(res: dict[str, Any]) -> str:
+    lines = [f"Restart and takeover (median of {res['rounds']}, min–max):"]
+    for key in (
+        "restart_after_crash",
+        "restart_after_graceful",
+        "restart_after_crash_dynamic",
+        "takeover_after_crash",
+    ):
+        parts = [
+            f"{m} {v['median']:.2f} s ({v['min']:.2f}–{v['max']:.2f})" for m, v in res[key].items()
+        ]
+        lines.append(f"  {key:24} " + "; ".join(parts))
+    static, dynamic = res["restart_after_crash"], res["restart_after_crash_dynamic"]
+    lines.append(
+        f"  crash → ready, static ÷ dynamic membership: "
+        f"{static['ready_s']['median'] / dynamic['ready_s']['median']:.2f}×"
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
     python -m bench.run_all --quick    # small sizes, about 7 minutes: for developing
 
 Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka) and runs the
-sections that need it (produce, baselines, worker, profile, history, scale, journeys_e2e)
-one after the other: never two workers at once, as the machine has two cores and the broker
+sections that need it (produce, baselines, worker, profile, history, scale, journeys_e2e,
+restart)
+one after the other: never two workers at once (but the takeover's pair), as the machine has two cores and the broker
 needs one. Then it stops the broker, runs the sections without Kafka (duckdb, inprocess,
 identity, journeys),
 prints a table and writes everything to var/bench/results-<timestamp>.json. A failing
@@ -34,6 +35,7 @@ from bench import (
     identity_bench,
     journey_bench,
     profile_worker,
+    restart,
 )
 from bench.common import (
     BASELINE_WEB_PORT,
@@ -236,6 +238,14 @@ def run(
                 lambda: journey_bench.run(
                     sizes.journeys, {"e2e"}, web_port=web_port, broker_cfg=cfg
                 )["e2e"],
+                timings,
+            )
+        if "restart" not in skip:
+            say("restart and takeover times (SIGKILL / SIGTERM, two workers)")
+            section(
+                results,
+                "restart",
+                lambda: restart.run(rounds=2 if quick else 5, broker_cfg=cfg),
                 timings,
             )
     if "duckdb" not in skip:
@@ -507,6 +517,10 @@ def report(r: dict[str, Any]) -> str:
     if text:
         L.append(text)
         L.append("")
+    rs = r.get("restart")
+    if isinstance(rs, dict) and "restart_after_crash" in rs:
+        L.append(restart.report(rs))
+        L.append("")
     prof = r.get("profile")
     if isinstance(prof, dict):
         L.append(profile_worker.format_profile(prof) if "error" not in prof else str(prof))
@@ -528,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         default="",
         help="comma-separated sections to skip: "
-        "baselines,profile,history,scale,journeys_e2e,duckdb,inprocess,identity,journeys",
+        "baselines,profile,history,scale,journeys_e2e,restart,duckdb,inprocess,identity,journeys",
     )
     p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
     p.add_argument("--web-port", type=int, default=WORKER_WEB_PORT, help="the workers' web port")
