@@ -41,6 +41,13 @@ dead_lettered = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+dlq_originals = Counter(
+    "engage_dlq_originals_total",
+    "Dead letters of a stage after ingest, by whether the original input bytes were read "
+    "back (restored) or the validated copy kept (missing)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 identity_resolutions = Counter(
     "engage_identity_resolutions_total",
     "Events the identity stage resolved (all), and how many created or merged profiles",

@@ -35,8 +35,8 @@ class DeadLetter(BaseModel):
     original_bytes: int | None = None  # set when the value was cut
     original_sha256: str | None = None
     # Set when a stage after ingest dead-letters an internal record: its coordinates
-    # `<topic>/<partition>/<offset>`; the value is then the event as ingest validated it,
-    # and topic / partition / offset name the input record with the original bytes.
+    # `<topic>/<partition>/<offset>`; topic / partition / offset name the input record
+    # with the original bytes, which `stream.originals` reads back for the value.
     stage_record: str | None = None
 
     @classmethod

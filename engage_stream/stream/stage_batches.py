@@ -15,6 +15,7 @@ from engage_stream.records import OutgoingRecord, SourceRecord
 from engage_stream.state.checkpoint import Checkpoint, Committable, Producer, Step
 from engage_stream.state.transaction import Status, Transaction
 from engage_stream.stream.batch_consumer import Batch
+from engage_stream.stream.originals import Originals
 from engage_stream.stream.partitions import PartitionManager
 
 
@@ -36,6 +37,7 @@ class StageBatches:
         offsets: Committable,
         count: Callable[[int, Any], None] | None = None,
         faults: Callable[[Step], None] | None = None,
+        originals: Originals | None = None,
     ) -> None:
         self.stage = stage
         self.partitions = partitions
@@ -43,6 +45,7 @@ class StageBatches:
         self.offsets = offsets
         self.count = count  # metrics of one partition's result, once its checkpoint is durable
         self.faults = faults  # tests: a crash injected after a checkpoint step
+        self.originals = originals  # dead letters get their input record's bytes back
         self.ready = asyncio.Event()  # set when the stage may run (its definitions, ...)
 
     async def handle(self, batch: Batch) -> None:
@@ -58,6 +61,8 @@ class StageBatches:
                 tx = ps.begin()
                 opened.append(tx)
                 result = self.stage.apply(tx, records)
+                if self.originals is not None:
+                    await self.originals.restore(result.outputs)
                 checkpoint.add_state(ps, tx)
                 checkpoint.add_outputs(result.outputs)
                 checkpoint.consumed(tp, records[-1].offset)

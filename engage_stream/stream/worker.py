@@ -44,6 +44,7 @@ from engage_stream.state.transaction import Sweep, Transaction
 from engage_stream.stream import compacted, definitions_topic
 from engage_stream.stream.batch_consumer import BatchLoop
 from engage_stream.stream.ingest_stage import IngestStage
+from engage_stream.stream.originals import Originals
 from engage_stream.stream.partitions import READY, PartitionManager
 from engage_stream.stream.producing import OutgoingRecord, Sender
 from engage_stream.stream.routing import OwnerDirectory, client_id_for
@@ -67,8 +68,14 @@ class Worker:
             Committable(),
             Committable(),
         )
+        originals = Originals(settings.broker, settings.topics.dead_letter)
         self.batches = StageBatches(
-            self.stage, self.partitions, self.producer, profile_offsets, count=_count_profiles
+            self.stage,
+            self.partitions,
+            self.producer,
+            profile_offsets,
+            count=_count_profiles,
+            originals=originals,
         )
         self.definitions_ready = self.batches.ready
         # identity: the graph's one writer (whoever is assigned its single partition), and
@@ -88,6 +95,7 @@ class Worker:
             self.identity_partitions,
             self.producer,
             identity_offsets,
+            originals=originals,
         )
         self.identity_batches.ready.set()
         self.catalog = Catalog()
