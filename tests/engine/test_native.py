@@ -1,0 +1,296 @@
+"""The native core's Python API (`engage_stream_core`) and how the engine is chosen.
+
+The differential test (test_differential.py) holds the whole engine to the Python one on
+random inputs; these pin the core's own contract — what it accepts, what `evaluate`
+returns — and the coercions the operators must share with `operators.py`, case by case.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from engage_stream.config import Settings
+from engage_stream.definitions.catalog import Catalog
+from engage_stream.definitions.models import AudienceDefinition
+from engage_stream.engine import Engine
+from engage_stream.engine import native as native_module
+from engage_stream.engine.operators import compile_static
+from engage_stream.profiles.record import ExternalId, ProfileRecord, TraitValue
+from engage_stream.profiles.stage import build_engine
+from tests.engine.harness import audience, trait
+
+core = pytest.importorskip("engage_stream_core", reason="native core not built (make setup)")
+
+NativeEngine = native_module.NativeEngine
+
+
+def dump(key: str, conditions: list[dict[str, Any]], **kw: Any) -> str:
+    return audience(key, conditions, **kw).model_dump_json()
+
+
+def profile(traits: dict[str, Any] | None = None, **audiences: bool) -> ProfileRecord:
+    p = ProfileRecord(profile_id="user_id:u1")
+    p.traits = {k: TraitValue(v, 1) for k, v in (traits or {}).items()}
+    p.audiences = {k: TraitValue(v, 1) for k, v in audiences.items()}
+    return p
+
+
+# -- supports --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "conditions",
+    [
+        [{"trait": "plan", "operator": "equals", "value": "pro"}],
+        [{"trait": "age", "source": "custom", "operator": "less_than", "value": 30}],
+        [{"trait": "age", "operator": "at_least", "value": "18.5"}],
+        [{"trait": "tags", "operator": "equals_any_of", "value": ["a", 1, True]}],
+        [{"audience": "other", "member": False}],
+        [{"group": [{"trait": "x", "operator": "exists"}], "negate": True}],
+    ],
+)
+def test_supported_shapes(conditions: list[dict[str, Any]]) -> None:
+    assert core.supports(dump("a", conditions)) is None
+
+
+@pytest.mark.parametrize(
+    ("conditions", "reason"),
+    [
+        ([{"event": "Login", "within": "7 days"}], "event conditions"),
+        ([{"trait": "since", "operator": "within_last", "value": "7 days"}], "within_last"),
+        ([{"trait": "profile.plan", "operator": "exists"}], "nested trait path"),
+        ([{"trait": "x", "operator": "equals", "value_from": {"trait": "y"}}], "value_from"),
+        ([{"trait": "x", "operator": "less_than", "value": "2026-01-01"}], "non-numeric"),
+        ([{"trait": "x", "operator": "equals", "value": 2**70}], "beyond 2^53"),
+        ([{"trait": "x", "operator": "contains", "value": "a"}], "contains"),
+    ],
+)
+def test_unsupported_shapes_say_why(conditions: list[dict[str, Any]], reason: str) -> None:
+    why = core.supports(dump("a", conditions))
+    assert why is not None and reason in why
+    with pytest.raises(ValueError, match=reason.replace("^", r"\^")):
+        core.Core([dump("a", conditions)], [[]])
+
+
+def test_computed_traits_and_bad_json_are_not_supported() -> None:
+    t = trait("n", "counter", "Login").model_dump_json()
+    assert "computed_trait" in (core.supports(t) or "")
+    assert "unreadable" in (core.supports("{") or "")
+
+
+# -- Core ------------------------------------------------------------------------------------
+def test_dependents_must_come_after_their_dependency() -> None:
+    a = dump("a", [{"trait": "plan", "operator": "exists"}])
+    b = dump("b", [{"audience": "a"}])
+    with pytest.raises(ValueError, match="one list of dependents per definition"):
+        core.Core([a, b], [[1]])
+    with pytest.raises(ValueError, match="not after"):
+        core.Core([a, b], [[], [0]])
+    assert len(core.Core([a, b], [[1], []])) == 2
+
+
+def test_evaluate_rejects_unknown_positions_and_leaves_the_profile_alone() -> None:
+    c = core.Core([dump("a", [{"trait": "plan", "operator": "exists"}])], [[]])
+    with pytest.raises(IndexError):
+        c.evaluate(profile(), [1], True)
+    p = profile({"plan": "pro"})
+    assert c.evaluate(p, [0], True) == [(0, True, 0)]
+    assert p.audiences == {}, "Python applies the changes"
+    p.audiences["a"] = TraitValue(True, 5)
+    assert c.evaluate(p, [0], True) == [], "no change: nothing returned"
+
+
+def test_a_changed_membership_reaches_its_dependents_in_the_same_call() -> None:
+    """b reads a's membership and c reads a as a trait (source any): both see the value a
+    just took, though it is not on the profile yet, and carry a's origin."""
+    c = core.Core(
+        [
+            dump("a", [{"trait": "plan", "operator": "equals", "value": "pro"}]),
+            dump("b", [{"audience": "a"}]),
+            dump("c", [{"trait": "a", "operator": "equals", "value": True}]),
+        ],
+        [[1, 2], [], []],
+    )
+    assert c.evaluate(profile({"plan": "pro"}), [0], True) == [
+        (0, True, 0),
+        (1, True, 0),
+        (2, True, 0),
+    ]
+    # a leaves; b and c were members
+    out = c.evaluate(profile({"plan": "free"}, a=True, b=True, c=True), [0, 2], True)
+    assert out == [(0, False, 0), (1, False, 0), (2, False, 0)]
+    assert c.evaluate(profile({"plan": "free"}, b=True), [1], True) == [(1, False, 1)]
+
+
+def test_anonymous_profiles_are_members_only_with_include_anonymous() -> None:
+    cond = [{"trait": "plan", "operator": "exists"}]
+    gated = core.Core([dump("a", cond)], [[]])
+    open_ = core.Core([dump("a", cond, include_anonymous=True)], [[]])
+    p = profile({"plan": "pro"})
+    assert gated.evaluate(p, [0], False) == []
+    assert open_.evaluate(p, [0], False) == [(0, True, 0)]
+
+
+TRAIT_VALUES: list[Any] = [
+    None,
+    "pro",
+    "PRO",
+    "5",
+    "5.0",
+    "05",
+    "1e3",
+    "1_000",
+    " 5",
+    "29.5",
+    "-3",
+    "TRUE",
+    "false",
+    "",
+    0,
+    1,
+    5,
+    30,
+    -3,
+    29.5,
+    5.0,
+    1.0,
+    2**53 + 1,
+    float(2**53),
+    2**63,
+    2**64 - 1,
+    True,
+    False,
+    [],
+    ["pro", 5],
+    [["pro"]],
+    [{"a": 1}],
+    {"a": 1},
+]
+OPERANDS: list[tuple[str, Any]] = [
+    *(
+        (op, v)
+        for op in ("equals", "not_equals")
+        for v in ("pro", "5", "true", 5, 1, 5.0, True, False, 2**53 + 1, 2.0**52 + 0.5)
+    ),
+    *((op, v) for op in ("equals_any_of", "none_of") for v in (["pro", 30], [True], [1.0, "x"])),
+    ("exists", None),
+    ("not_exists", None),
+    *(
+        (op, v)
+        for op in ("less_than", "greater_than", "at_most", "at_least")
+        for v in (30, 29.5, "5", -3, 2**53 + 1, 0)
+    ),
+]
+
+
+@pytest.mark.parametrize(("op", "value"), OPERANDS)
+def test_operators_agree_with_operators_py(op: str, value: Any) -> None:
+    """Every operand against every kind of value: the core's answer is compile_static's."""
+    row: dict[str, Any] = {"trait": "x", "operator": op}
+    if value is not None:
+        row["value"] = value
+    d = audience("a", [row], include_anonymous=True)
+    c = core.Core([d.model_dump_json()], [[]])
+    pred = compile_static(d.conditions[0].operator, d.conditions[0].value)  # type: ignore[union-attr]
+    for x in TRAIT_VALUES:
+        expected = pred(x, 0)
+        got = c.evaluate(profile({"x": x}), [0], True) == [(0, True, 0)]
+        assert got == expected, (op, value, x)
+
+
+def test_sources_read_as_profile_trait_does() -> None:
+    """any: audience, then computed, then custom value; custom / computed: that one only
+    (a null custom value is a tombstone: missing)."""
+    c = core.Core(
+        [
+            dump("any", [{"trait": "k", "operator": "equals", "value": "c"}]),
+            dump(
+                "custom", [{"trait": "k", "source": "custom", "operator": "equals", "value": "u"}]
+            ),
+        ],
+        [[], []],
+    )
+    p = profile({"k": "u"})
+    p.computed_traits["k"] = TraitValue("c", 1)
+    assert c.evaluate(p, [0, 1], True) == [(0, True, 0), (1, True, 1)]
+    p = profile({"k": None})
+    assert c.evaluate(p, [0, 1], True) == []
+
+
+# -- NativeEngine / make_engine ---------------------------------------------------------------
+def test_components_with_an_unsupported_definition_stay_in_python() -> None:
+    defs: list[Any] = [
+        audience("pro", [{"trait": "plan", "operator": "equals", "value": "pro"}]),
+        audience("us", [{"trait": "country", "operator": "equals", "value": "US"}]),
+        audience("pro_us", [{"audience": "pro"}, {"audience": "us"}]),
+        audience("buyer", [{"event": "Order", "within": "7 days"}]),
+        audience("pro_buyer", [{"audience": "buyer"}, {"trait": "plan", "operator": "exists"}]),
+        trait("orders", "counter", "Order"),
+        audience(
+            "many", [{"trait": "orders", "source": "computed", "operator": "at_least", "value": 3}]
+        ),
+    ]
+    e = NativeEngine(defs)
+    assert e.native_keys == ("pro", "us", "pro_us")
+    assert e.python_reasons["pro_buyer"].startswith("linked")
+    assert "event conditions" in e.python_reasons["buyer"]
+    assert e.python_reasons["many"].startswith("linked")
+    assert native_module.coverage(e) == (3, 7)
+
+
+def test_make_engine_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    defs = [audience("pro", [{"trait": "plan", "operator": "equals", "value": "pro"}])]
+    monkeypatch.delenv(native_module.ENGINE_ENV, raising=False)
+    assert isinstance(native_module.make_engine(defs), NativeEngine)
+    assert type(native_module.make_engine(defs, choice="python")) is Engine
+    monkeypatch.setenv(native_module.ENGINE_ENV, "python")
+    assert type(native_module.make_engine(defs)) is Engine
+    monkeypatch.setenv(native_module.ENGINE_ENV, "fast")
+    with pytest.raises(ValueError, match="auto, native, python"):
+        native_module.make_engine(defs)
+
+
+def test_without_the_core_the_python_engine_runs_and_says_so_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    defs = [audience("pro", [{"trait": "plan", "operator": "equals", "value": "pro"}])]
+    monkeypatch.delenv(native_module.ENGINE_ENV, raising=False)
+    monkeypatch.setattr(native_module, "core", None)
+    monkeypatch.setattr(native_module, "unavailable", "No module named 'engage_stream_core'")
+    monkeypatch.setattr(native_module, "_told", False)
+    with caplog.at_level(logging.WARNING, logger=native_module.__name__):
+        assert type(native_module.make_engine(defs)) is Engine
+        assert type(native_module.make_engine(defs)) is Engine
+    lines = [r.getMessage() for r in caplog.records if r.name == native_module.__name__]
+    assert lines == [
+        "native core not available: No module named 'engage_stream_core'; using the Python engine"
+    ]
+    with pytest.raises(RuntimeError, match="native core not available"):
+        native_module.make_engine(defs, choice="native")
+
+
+def test_the_worker_builds_the_native_engine_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    defs: list[AudienceDefinition] = [
+        audience("pro", [{"trait": "plan", "operator": "equals", "value": "pro"}])
+    ]
+    monkeypatch.delenv(native_module.ENGINE_ENV, raising=False)
+    engines = build_engine(Catalog.from_definitions(defs), Settings())
+    assert isinstance(engines.users, NativeEngine)
+    monkeypatch.setenv(native_module.ENGINE_ENV, "python")
+    assert type(build_engine(Catalog.from_definitions(defs), Settings()).users) is Engine
+
+
+def test_identification_changes_reach_native_definitions() -> None:
+    """A gated native audience enters when the profile gets a user id (no trait changed)."""
+    from tests.engine.harness import event
+
+    defs = [audience("pro", [{"trait": "plan", "operator": "equals", "value": "pro"}])]
+    e = NativeEngine(defs)
+    p = ProfileRecord(profile_id="anonymous_id:a")
+    ev = event(None, 10, "m1", kind="identify", user=None, anon="a", traits={"plan": "pro"})
+    p.traits["plan"] = TraitValue("pro", 10)
+    assert e.on_event(p, ev, 10) == []
+    p.external_ids.append(ExternalId(type="user_id", id="u", collection="users"))
+    out = e.on_event(p, event("Login", 20, "m2", user="u", profile="anonymous_id:a"), 20)
+    assert [(c.key, c.value, c.at, c.cause) for c in out] == [("pro", True, 20, "event:m2")]
