@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean js chromium
+.PHONY: demo test lint setup clean js chromium prometheus
 
 # The native evaluation core (native/, Rust via maturin; pip fetches maturin, cargo the
 # crates): optional — without it the Python engine runs, and the worker says so.
@@ -39,10 +39,20 @@ chromium:
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "chromium not installed (needs root and apt-get): the browser test will be skipped"; fi; }
 
+# Debian's Prometheus (prometheus, promtool) for the tests of deploy/: installed when root
+# with apt-get, without the recommended node exporter, and its service stopped and disabled
+# (the tests start their own on a free port; nothing holds 9090); elsewhere they are skipped.
+prometheus:
+	@{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; \
+	    { systemctl disable --now prometheus || service prometheus stop; } >/dev/null 2>&1 || true; \
+	  else echo "prometheus not installed (needs root and apt-get): the Prometheus tests of deploy/ will be skipped"; fi; }
+
 demo: $(STAMP)
 	$(BIN)/engage-stream demo
 
-test: $(STAMP) js
+test: $(STAMP) js prometheus
 	$(BIN)/ruff check engage_stream tests bench
 	$(BIN)/python -m pytest
 
