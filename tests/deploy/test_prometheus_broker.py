@@ -5,6 +5,7 @@ the series as the worker labels them (dead letters, a worker that stops)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -111,22 +112,44 @@ class Prometheus:
                 self.proc.wait()
 
 
-def scrape_config(worker: WorkerProcess, tmp_path: Path) -> Path:
-    """deploy/prometheus.yml as shipped, with the worker's address as its target, a 1 s
-    scrape and evaluation interval and the rule file by absolute path."""
-    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+def scrape_config(worker: WorkerProcess, text: str | None = None) -> dict[str, Any]:
+    """deploy/prometheus.yml as shipped (or `text`), with the worker's address as its
+    target, a 1 s scrape and evaluation interval and the rule file by absolute path."""
+    config: dict[str, Any] = yaml.safe_load(text or PROMETHEUS_CONFIG.read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / f) for f in config["rule_files"]]
     (job,) = config["scrape_configs"]
     assert job["job_name"] == JOB
     job["static_configs"] = [{"targets": [f"127.0.0.1:{worker.settings.web_port}"]}]
+    return config
+
+
+@contextlib.contextmanager
+def running_prometheus(
+    exe: str, config: dict[str, Any], tmp_path: Path, port_from: int
+) -> Iterator[Prometheus]:
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
-    return path
+    prom = Prometheus(exe, path, tmp_path / "tsdb", free_port(port_from), tmp_path / "prom.log")
+    try:
+        wait_for(prom.ready, timeout=30, what="prometheus ready")
+        yield prom
+    finally:
+        prom.stop()
 
 
 @pytest.fixture
-def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+def prometheus_exe() -> str:
+    exe = shutil.which("prometheus")
+    if exe is None:
+        pytest.skip("prometheus not installed: `make prometheus` installs Debian's package (root)")
+    return exe
+
+
+@pytest.fixture
+def worker(
+    prometheus_exe: str, worker_settings: Settings, tmp_path: Path
+) -> Iterator[WorkerProcess]:
     ensure_topics(worker_settings)
     w = WorkerProcess(worker_settings, tmp_path / "worker.log")
     w.start(timeout=90)
@@ -135,19 +158,10 @@ def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]
 
 
 @pytest.fixture
-def prometheus(worker: WorkerProcess, tmp_path: Path) -> Iterator[Prometheus]:
-    exe = shutil.which("prometheus")
-    if exe is None:
-        pytest.skip("prometheus not installed: `make prometheus` installs Debian's package (root)")
-    port = free_port(worker.settings.web_port + 100)
-    prom = Prometheus(
-        exe, scrape_config(worker, tmp_path), tmp_path / "tsdb", port, tmp_path / "prom.log"
-    )
-    try:
-        wait_for(prom.ready, timeout=30, what="prometheus ready")
-        yield prom
-    finally:
-        prom.stop()
+def prometheus(prometheus_exe: str, worker: WorkerProcess, tmp_path: Path) -> Iterator[Prometheus]:
+    config = scrape_config(worker)
+    with running_prometheus(prometheus_exe, config, tmp_path, worker.settings.web_port + 100) as p:
+        yield p
 
 
 def served_names(worker: WorkerProcess) -> set[str]:
@@ -281,3 +295,53 @@ def test_prometheus_scrapes_the_worker_and_loads_the_alert_rules(
     assert [(a["labels"]["instance"], a["state"]) for a in down] == [
         (f"127.0.0.1:{s.web_port}", "pending")
     ]
+
+
+def with_authorization_enabled(text: str) -> str:
+    """The config text with its commented `authorization:` block uncommented, as an
+    operator who sets ENGAGE_METRICS_TOKEN does."""
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "# authorization:")
+    indent = lines[at].index("#")
+    end = at + 1
+    while lines[end].startswith(" " * indent + "#   "):
+        end += 1
+    for i in range(at, end):
+        lines[i] = lines[i][:indent] + lines[i][indent + 2 :]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_commented_authorization_scrapes_a_worker_whose_metrics_need_a_token(
+    prometheus_exe: str, worker_settings: Settings, tmp_path: Path
+) -> None:
+    settings = worker_settings.model_copy(update={"metrics_token": "metrics-secret-1"})
+    ensure_topics(settings)
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker.start(timeout=90)
+    try:
+        config = scrape_config(worker, with_authorization_enabled(PROMETHEUS_CONFIG.read_text()))
+        (job,) = config["scrape_configs"]
+        assert job["authorization"]["type"] == "Bearer"
+        token_file = tmp_path / "engage-metrics-token"
+        token_file.write_text("metrics-secret-1\n")
+        job["authorization"]["credentials_file"] = str(token_file)
+        # the same worker scraped as shipped, without the token: refused
+        config["scrape_configs"].append(
+            {k: v for k, v in job.items() if k != "authorization"} | {"job_name": "no-token"}
+        )
+        with running_prometheus(prometheus_exe, config, tmp_path, settings.web_port + 100) as prom:
+
+            def health() -> dict[str, tuple[str, str]]:
+                targets = prom.api("targets")["activeTargets"]
+                out = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets}
+                return out if "unknown" not in {h for h, _ in out.values()} else {}
+
+            seen = wait_for(health, timeout=30, what="both targets scraped")
+            assert seen[JOB] == ("up", "")
+            assert seen["no-token"][0] == "down" and "401" in seen["no-token"][1]
+            wait_for(
+                lambda: prom.query(f'engage_partitions_recovering{{job="{JOB}"}}'),
+                what="the worker's series through the token",
+            )
+    finally:
+        worker.stop()
