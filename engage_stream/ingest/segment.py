@@ -74,6 +74,16 @@ class _Common(BaseModel):
             raise ValueError("before 1970-01-01T00:00:00Z")
         return v
 
+    @field_validator("context", mode="after")
+    @classmethod
+    def _external_ids_array(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # Identity reads it as a list (reference §6: `[{id, type, collection, encoding}]`);
+        # a number there failed the event with a TypeError past validation.
+        ext = v.get("externalIds")
+        if ext is not None and type(ext) is not list:
+            raise ValueError("externalIds must be an array of objects (reference §6)")
+        return v
+
     @model_validator(mode="after")
     def _needs_an_id(self) -> _Common:
         if self.userId is None and self.anonymousId is None and self._id_required():

@@ -298,6 +298,9 @@ def _fast_event(obj: dict[str, Any], received_at_ms: int, raw: bytes) -> Profile
         or received_at is _BAIL
     ):
         return None
+    external_ids = context.get("externalIds")
+    if external_ids is not None and type(external_ids) is not list:
+        return None
     user_id = user_id or None
     anonymous_id = anonymous_id or None
     if user_id is None and anonymous_id is None:

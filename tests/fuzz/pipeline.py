@@ -1,0 +1,156 @@
+"""The worker's three stages in process, one record at a time, saying what became of it.
+
+Ingest is what `stream.ingest_stage.IngestStage.handle` does with each consumed record —
+`parse_message` on the value at the broker time, the identity replica's route, the
+internal JSON, and `DeadLetter.record` for whatever fails — without the producer and
+offsets around it (those the broker test runs for real). The identity stage and the
+profiles stage are the worker's own (`IdentityStage.apply`, `ProfileStage.apply`) over
+in-memory partition databases, as `replay` drives them; the identity topic's records feed
+the replica as the worker's replica follows that topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engage_stream.config import Settings
+from engage_stream.definitions.catalog import Catalog
+from engage_stream.identity.replica import IdentityReplica
+from engage_stream.identity.rules import IdentityRules
+from engage_stream.identity.stage import IdentityStage
+from engage_stream.ingest.dead_letter import DeadLetter
+from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
+from engage_stream.profiles.stage import ProfileStage, StageResult
+from engage_stream.profiles.store import ProfileStore
+from engage_stream.records import InputRecord, OutgoingRecord
+from engage_stream.state.memory import MemoryStore
+from engage_stream.state.transaction import Sweep, Transaction
+from tests.fuzz.generate import DUPLICATE, PROCESSED
+
+
+@dataclass
+class Outcome:
+    result: str  # a dead-letter reason, PROCESSED, DUPLICATE, or "lost"
+    dead_letters: list[OutgoingRecord] = field(default_factory=list)
+    detail: str = ""
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        rules = IdentityRules()
+        self.replica = IdentityReplica(rules)
+        self.identity = IdentityStage(settings, rules)
+        self.profiles = ProfileStage(settings, catalog)
+        self.id_db = MemoryStore()
+        self.db = MemoryStore()
+        self.clock = 0
+        self.sweep = Sweep()
+        self._offsets = {"identity": 0, "profiles": 0}
+        self.changes = 0
+
+    @property
+    def store(self) -> ProfileStore:
+        return ProfileStore(Transaction(self.db))
+
+    def feed(
+        self, key: bytes | None, value: bytes | None, timestamp_ms: int, offset: int
+    ) -> Outcome:
+        """One input record (at `offset` of the mixed input topic) through every stage."""
+        try:
+            if value is None:
+                raise InvalidEvent(Reason.MALFORMED_JSON, "record has no value")
+            event = parse_message(value, timestamp_ms)
+            pid = self.replica.route(event)
+            if pid is not None:
+                event.profile_id = pid
+            internal = event.to_json()
+        except Exception as exc:  # as the ingest stage: every failure is a dead letter
+            if isinstance(exc, InvalidEvent):
+                reason, detail = str(exc.reason), exc.detail
+            else:
+                reason, detail = Reason.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"
+            dl = DeadLetter(
+                reason=reason,
+                detail=detail[:1000],
+                topic=self.topics.mixed,
+                partition=0,
+                offset=offset,
+                timestamp_ms=timestamp_ms,
+            )
+            record = dl.record(self.topics.dead_letter, key, value)
+            return Outcome(reason, [record], detail)
+        if pid is None:
+            return self._through_identity(key, internal, timestamp_ms)
+        return self._through_profiles(
+            [self._record("profiles", pid.encode(), internal, timestamp_ms)]
+        )
+
+    def _through_identity(self, key: bytes | None, value: bytes, at: int) -> Outcome:
+        tx = Transaction(self.id_db, source_offset=self.id_db.source_offset)
+        resolved = self.identity.apply(tx, [self._record("identity", key, value, at)])
+        tx.prepare()
+        tx.commit(changelog_offset=None)
+        dead = [r for r in resolved.outputs if r.topic == self.topics.dead_letter]
+        for r in resolved.outputs:
+            if r.topic == self.topics.identity:
+                self.replica.apply(r.key, r.value)
+        if dead:
+            return Outcome(_reason(dead[0]), dead)
+        batch = [
+            self._record("profiles", r.key, r.value, at)
+            for r in resolved.outputs
+            if r.topic == self.topics.profile_events
+        ]
+        return self._through_profiles(batch)
+
+    def _through_profiles(self, batch: list[InputRecord]) -> Outcome:
+        """The event (and what routing it sends back to `profile-events`: an account's
+        copy of a group call, a merge's transfer) through the profiles stage."""
+        processed = duplicates = 0
+        dead: list[OutgoingRecord] = []
+        while batch:
+            result = self._apply(batch)
+            processed += result.processed
+            duplicates += result.duplicates
+            dead += [r for r in result.outputs if r.topic == self.topics.dead_letter]
+            at = self.clock
+            batch = [
+                self._record("profiles", r.key, r.value, at)
+                for r in result.outputs
+                if r.topic == self.topics.profile_events
+            ]
+        if dead:
+            return Outcome(_reason(dead[0]), dead)
+        if processed:
+            return Outcome(PROCESSED)
+        if duplicates:
+            return Outcome(DUPLICATE)
+        return Outcome("lost", detail="neither processed nor dropped as a duplicate")
+
+    def _apply(self, records: list[InputRecord]) -> StageResult:
+        tx = Transaction(
+            self.db, clock=self.clock, source_offset=self.db.source_offset, sweep=self.sweep
+        )
+        result = self.profiles.apply(tx, records)
+        tx.prepare()
+        tx.commit(changelog_offset=None)
+        self.clock, self.sweep = tx.clock, tx.sweep
+        self.changes += len(result.changes)
+        return result
+
+    def _record(self, stage: str, key: bytes | None, value: bytes, timestamp: int) -> InputRecord:
+        offset = self._offsets[stage]
+        self._offsets[stage] += 1
+        topic = self.topics.identity_requests if stage == "identity" else self.topics.profile_events
+        return InputRecord(topic, 0, offset, timestamp, key, value)
+
+
+def _reason(record: OutgoingRecord) -> str:
+    return DeadLetter.from_headers(record.headers or []).reason
+
+
+def headers_of(record: OutgoingRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.headers or []}
