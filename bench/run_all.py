@@ -7,8 +7,8 @@ Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka) and run
 sections that need it (produce, baselines, worker, profile, history, scale, journeys_e2e,
 restart)
 one after the other: never two workers at once (but the takeover's pair), as the machine has two cores and the broker
-needs one. Then it stops the broker, runs the sections without Kafka (duckdb, inprocess,
-identity, journeys),
+needs one. Then it stops the broker, runs the client comparison on a broker of its own
+(clients) and the sections without Kafka (duckdb, inprocess, identity, journeys),
 prints a table and writes everything to var/bench/results-<timestamp>.json. A failing
 section is recorded and the rest still run.
 """
@@ -30,6 +30,7 @@ import orjson
 from bench import (
     baseline_duckdb,
     baseline_faust,
+    client_compare,
     e2e,
     engine_bench,
     identity_bench,
@@ -248,6 +249,14 @@ def run(
                 lambda: restart.run(rounds=2 if quick else 5, broker_cfg=cfg),
                 timings,
             )
+    if "clients" not in skip:
+        say("data-path clients: aiokafka vs confluent-kafka (own broker)")
+        section(
+            results,
+            "clients",
+            lambda: client_compare.run(50_000 if quick else 300_000, 2 if quick else 3),
+            timings,
+        )
     if "duckdb" not in skip:
         section(results, "duckdb", lambda: _duckdb(spec, sizes, tag), timings)
     if "inprocess" not in skip:
@@ -517,6 +526,10 @@ def report(r: dict[str, Any]) -> str:
     if text:
         L.append(text)
         L.append("")
+    cc = r.get("clients")
+    if isinstance(cc, dict) and "results" in cc:
+        L.append(client_compare.report(cc))
+        L.append("")
     rs = r.get("restart")
     if isinstance(rs, dict) and "restart_after_crash" in rs:
         L.append(restart.report(rs))
@@ -542,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         default="",
         help="comma-separated sections to skip: "
-        "baselines,profile,history,scale,journeys_e2e,restart,duckdb,inprocess,identity,journeys",
+        "baselines,profile,history,scale,journeys_e2e,restart,clients,duckdb,inprocess,identity,journeys",
     )
     p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
     p.add_argument("--web-port", type=int, default=WORKER_WEB_PORT, help="the workers' web port")
