@@ -67,11 +67,19 @@ DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 CHECKPOINT_EVERY = 500
 
 
-def make_engine() -> tuple[Any, dict[str, int]] | str:
-    """The engine with the bench definition set (bench/definitions/*.yaml, written by
-    `python -m bench.definition_set --write-yaml`), or why it is not available."""
+ENGINES = ("python", "native")
+
+
+def make_engine(
+    engine: str = "python", keys: set[str] | None = None
+) -> tuple[Any, dict[str, int]] | str:
+    """The engine (`python`: the reference `Engine`; `native`: `NativeEngine`, the native
+    core where it applies) with the bench definition set (bench/definitions/*.yaml,
+    written by `python -m bench.definition_set --write-yaml`), or only its `keys`; or why
+    it is not available."""
     try:
         from engage_stream.engine import Engine
+        from engage_stream.engine.native import NativeEngine, unavailable
     except ImportError:
         return "engine not available yet (engage_stream.engine.Engine cannot be imported)"
     if not sorted(DEFINITIONS_DIR.glob("*.y*ml")):
@@ -79,8 +87,109 @@ def make_engine() -> tuple[Any, dict[str, int]] | str:
     from engage_stream.definitions import load_definitions
 
     definitions = load_definitions(DEFINITIONS_DIR)
+    if keys is not None:
+        definitions = [d for d in definitions if d.key in keys]
     versions = {d.key: 1 for d in definitions}
+    if engine == "native":
+        if unavailable:
+            return f"native core not available: {unavailable}"
+        return NativeEngine(definitions, versions), versions
     return Engine(definitions, versions), versions
+
+
+def trait_subset() -> set[str]:
+    """The bench set's trait-heavy part: the audiences that read only custom traits and
+    memberships of each other (plan, country, age and their combinations)."""
+    from engage_stream.definitions import load_definitions
+    from engage_stream.definitions.models import (
+        AudienceCondition,
+        AudienceDefinition,
+        GroupCondition,
+        TraitCondition,
+    )
+
+    def rows(conds: Any) -> list[Any]:
+        out = []
+        for c in conds:
+            out += rows(c.group) if isinstance(c, GroupCondition) else [c]
+        return out
+
+    audiences = [d for d in load_definitions(DEFINITIONS_DIR) if isinstance(d, AudienceDefinition)]
+    keys: set[str] = set()
+    grew = True
+    while grew:  # memberships only of audiences already in
+        grew = False
+        for d in audiences:
+            r = rows(d.conditions)
+            ok = all(
+                (isinstance(c, TraitCondition) and c.source == "custom")
+                or (isinstance(c, AudienceCondition) and c.audience in keys)
+                for c in r
+            )
+            if ok and d.key not in keys:
+                keys.add(d.key)
+                grew = True
+    return keys
+
+
+def compare(events: int, profiles: int, rounds: int = 2, seed: int = 7) -> dict[str, Any]:
+    """`engine_only` (live clock) with the Python and the native engine side by side, on
+    the bench set and on its trait-heavy subset; alternating runs, the best of `rounds`
+    each (the machine is shared: the best run is the least disturbed one)."""
+    from engage_stream.engine.native import coverage
+
+    internal, _ = _workload(WorkloadSpec(profiles=profiles, events=events, seed=seed))
+    parsed = [ProfileEvent.from_json(raw) for raw in internal]
+    out: dict[str, Any] = {"events": len(parsed), "profiles": profiles}
+    for name, keys in (("bench set", None), ("trait subset", trait_subset())):
+        best: dict[str, dict[str, Any]] = {}
+        covered = ""
+        for _ in range(rounds):
+            for kind in ENGINES:
+                made = make_engine(kind, keys)
+                if isinstance(made, str):
+                    return {"error": made}
+                engine = made[0]
+                if kind == "native":
+                    n, total = coverage(engine)
+                    covered = f"{n} of {total} definitions native"
+                r = engine_only(engine, parsed, None)
+                r.pop("_profiles"), r.pop("_cpu_s")
+                if kind not in best or r["us_per_event"] < best[kind]["us_per_event"]:
+                    best[kind] = r
+        py, nat = best["python"], best["native"]
+        out[name] = {
+            "coverage": covered,
+            "python": py,
+            "native": nat,
+            "speedup": round(py["us_per_event"] / nat["us_per_event"], 2),
+            "cpu_speedup": round(py["cpu_us_per_event"] / nat["cpu_us_per_event"], 2)
+            if py["cpu_us_per_event"] and nat["cpu_us_per_event"]
+            else None,
+            "same_changes": py["changes"] == nat["changes"],
+        }
+    return out
+
+
+def print_compare(r: dict[str, Any]) -> None:
+    if "error" in r:
+        print(f"  engine comparison: {r['error']}")
+        return
+    print(f"{r['events']:,} events, {r['profiles']:,} profiles, engine alone (live clock):")
+    for name in ("bench set", "trait subset"):
+        c = r[name]
+        print(f"  {name} ({c['coverage']}):")
+        for kind in ENGINES:
+            e = c[kind]
+            print(
+                f"    {kind:7s} {e['events_per_s']:>9,} events/s {e['us_per_event']:6.1f} µs/event "
+                f"(p50 {e['p50_us']}, p99 {e['p99_us']}; CPU {e['cpu_us_per_event']}) "
+                f"{e['changes']:,} changes"
+            )
+        print(
+            f"    native / python: {c['speedup']}× (CPU {c['cpu_speedup']}×), "
+            f"same change count: {c['same_changes']}"
+        )
 
 
 def _ingest(raws: list[tuple[bytes, int]]) -> list[bytes]:
@@ -232,6 +341,7 @@ def run(
     profiles: int,
     seed: int = 7,
     history: tuple[int, int, int] | None = (2_000, 20_000, 10),
+    engine_kind: str = "python",
 ) -> dict[str, Any]:
     spec = WorkloadSpec(profiles=profiles, events=events, seed=seed)
     wl = Workload(spec)
@@ -275,7 +385,7 @@ def run(
     secs, _ = _timed(profile_rocksdb)
     stages["profile_rocksdb"] = round(secs * 1e6 / n, 1)
 
-    made = make_engine()
+    made = make_engine(engine_kind)
     if isinstance(made, str):
         out["engine"] = made
         return out
@@ -283,8 +393,8 @@ def run(
     parsed = [ProfileEvent.from_json(raw) for raw in internal]
 
     live = engine_only(engine, parsed, None)
-    fresh = engine_only(make_engine()[0], parsed, None, roundtrip=True)  # type: ignore[index]
-    backlog = engine_only(make_engine()[0], parsed, now)  # type: ignore[index]
+    fresh = engine_only(make_engine(engine_kind)[0], parsed, None, roundtrip=True)  # type: ignore[index]
+    backlog = engine_only(make_engine(engine_kind)[0], parsed, now)  # type: ignore[index]
     for r in (live, fresh, backlog):
         r.pop("_profiles"), r.pop("_cpu_s")
     stages["engine_only"] = live["us_per_event"]
@@ -297,9 +407,9 @@ def run(
 
     secs, _ = _timed(lambda: profile_memory(live=True))
     stages["profile_memory_live"] = round(secs * 1e6 / n, 1)
-    secs, _ = _timed(lambda: profile_memory(make_engine()[0], versions, live=True))  # type: ignore[index]
+    secs, _ = _timed(lambda: profile_memory(make_engine(engine_kind)[0], versions, live=True))  # type: ignore[index]
     stages["processor_engine"] = round(secs * 1e6 / n, 1)
-    secs, _ = _timed(lambda: profile_rocksdb(make_engine()[0], versions))  # type: ignore[index]
+    secs, _ = _timed(lambda: profile_rocksdb(make_engine(engine_kind)[0], versions))  # type: ignore[index]
     stages["engine"] = round(secs * 1e6 / n, 1)
     secs, outputs = _timed(lambda: profiles_stage(internal, now))
     stages["profiles_stage"] = round(secs * 1e6 / n, 1)
@@ -312,7 +422,7 @@ def run(
             hspec = WorkloadSpec(profiles=hp, events=he, seed=seed, history_multiplier=mult)
             hint, _ = _workload(hspec)
             hev = [ProfileEvent.from_json(raw) for raw in hint]
-            r = engine_only(make_engine()[0], hev, None)  # type: ignore[index]
+            r = engine_only(make_engine(engine_kind)[0], hev, None)  # type: ignore[index]
             r.pop("_profiles"), r.pop("_cpu_s")
             out["history"][f"x{mult}"] = r
         out["history"]["multiplier"] = k
@@ -352,13 +462,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--history-multiplier", type=int, default=10)
     p.add_argument("--no-history", action="store_true", help="skip the 1× vs k× comparison")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--engine",
+        choices=(*ENGINES, "compare"),
+        default="python",
+        help="the engine of the stages below; compare: only the engine alone, Python and "
+        "native side by side (bench set and trait subset), with the ratio",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="compare: alternating runs per engine")
     args = p.parse_args(argv)
+    if args.engine == "compare":
+        c = compare(args.events, args.profiles, args.rounds)
+        print_compare(c)
+        if args.json:
+            args.json.write_bytes(orjson.dumps(c, option=orjson.OPT_INDENT_2))
+        return 0
     history = (
         None
         if args.no_history
         else (args.history_profiles, args.history_events, args.history_multiplier)
     )
-    r = run(args.events, args.profiles, history=history)
+    r = run(args.events, args.profiles, history=history, engine_kind=args.engine)
     print(f"{r['events']:,} events, {r['profiles']:,} profiles, in process (no Kafka):")
     for k, v in r["stages_us_per_event"].items():
         print(f"  {k:24s} {v:8.1f} µs/event  ({1e6 / v:,.0f} events/s)")

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use pyo3::PyResult;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
 use serde_json::Value as J;
 
 use crate::ops::{holds, Op};
@@ -11,40 +12,100 @@ use crate::value::{Reader, Source, Val};
 
 #[derive(Debug)]
 pub enum Node {
-    /// `native`: the index of the audience this trait key names when the core evaluates it
-    /// too (its membership may have changed earlier in the same call).
-    Trait { source: Source, key: String, op: Op, operands: Vec<Val>, native: Option<usize> },
-    Member { key: String, member: bool, native: Option<usize> },
+    /// `slot`: the read this trait is (one per distinct source and key of the core, read
+    /// once per call); `native`: the index of the audience this key names when the core
+    /// evaluates it too (its membership may have changed earlier in the same call).
+    Trait { source: Source, key: String, op: Op, operands: Vec<Val>, slot: usize, native: Option<usize> },
+    /// `slot`: the membership read of `key` (one per distinct audience key).
+    Member { key: String, member: bool, slot: usize, native: Option<usize> },
     All(Vec<Node>),
     AnyOf(Vec<Node>),
     Not(Box<Node>),
 }
 
-/// Memberships decided earlier in the current call, by core index (not yet written back
-/// to the profile: Python applies the changes once the call returns).
-pub type Overlay = [Option<bool>];
+/// What one `Core.evaluate` call has read and decided so far.
+pub struct Call<'a, 'py> {
+    pub reader: &'a Reader<'py>,
+    pub traits: &'a Tables,
+    /// memberships decided earlier in the call, by core index (not written back to the
+    /// profile: Python applies the changes once the call returns)
+    pub overlay: Vec<Option<bool>>,
+    pub trait_reads: Vec<Option<Val>>,
+    pub member_reads: Vec<Option<bool>>,
+}
+
+impl Call<'_, '_> {
+    fn trait_value(&mut self, slot: usize) -> PyResult<Val> {
+        if let Some(v) = &self.trait_reads[slot] {
+            return Ok(v.clone());
+        }
+        let (source, key) = &self.traits.traits[slot];
+        let v = self.reader.trait_value(*source, key.bind(self.reader.py()))?;
+        self.trait_reads[slot] = Some(v.clone());
+        Ok(v)
+    }
+
+    pub fn member(&mut self, slot: usize) -> PyResult<bool> {
+        if let Some(m) = self.member_reads[slot] {
+            return Ok(m);
+        }
+        let m = self.reader.member(self.traits.audiences[slot].bind(self.reader.py()))?;
+        self.member_reads[slot] = Some(m);
+        Ok(m)
+    }
+}
+
+/// The distinct reads of a core's definitions, as interned Python strings (a dict lookup
+/// with one hashes nothing).
+#[derive(Default)]
+pub struct Tables {
+    pub traits: Vec<(Source, Py<PyString>)>,
+    pub audiences: Vec<Py<PyString>>,
+    trait_slots: HashMap<(Source, String), usize>,
+    audience_slots: HashMap<String, usize>,
+}
+
+impl Tables {
+    pub fn audience_slot(&mut self, py: Python<'_>, key: &str) -> usize {
+        if let Some(&s) = self.audience_slots.get(key) {
+            return s;
+        }
+        self.audiences.push(PyString::intern_bound(py, key).unbind());
+        self.audience_slots.insert(key.to_string(), self.audiences.len() - 1);
+        self.audiences.len() - 1
+    }
+
+    fn trait_slot(&mut self, py: Python<'_>, source: Source, key: &str) -> usize {
+        if let Some(&s) = self.trait_slots.get(&(source, key.to_string())) {
+            return s;
+        }
+        self.traits.push((source, PyString::intern_bound(py, key).unbind()));
+        self.trait_slots.insert((source, key.to_string()), self.traits.len() - 1);
+        self.traits.len() - 1
+    }
+}
 
 impl Node {
-    pub fn holds(&self, r: &Reader<'_>, overlay: &Overlay) -> PyResult<bool> {
+    pub fn holds(&self, c: &mut Call<'_, '_>) -> PyResult<bool> {
         Ok(match self {
-            Node::Trait { source, key, op, operands, native } => {
-                let fresh = native.and_then(|i| overlay[i]);
+            Node::Trait { source, op, operands, slot, native, .. } => {
+                let fresh = native.and_then(|i| c.overlay[i]);
                 let x = match fresh {
                     Some(member) if *source == Source::Any => Val::Bool(member),
-                    _ => r.trait_value(*source, key)?,
+                    _ => c.trait_value(*slot)?,
                 };
                 holds(*op, operands, &x)
             }
-            Node::Member { key, member, native } => {
-                let is = match native.and_then(|i| overlay[i]) {
+            Node::Member { member, slot, native, .. } => {
+                let is = match native.and_then(|i| c.overlay[i]) {
                     Some(m) => m,
-                    None => r.member(key)?,
+                    None => c.member(*slot)?,
                 };
                 is == *member
             }
             Node::All(nodes) => {
                 for n in nodes {
-                    if !n.holds(r, overlay)? {
+                    if !n.holds(c)? {
                         return Ok(false);
                     }
                 }
@@ -52,24 +113,31 @@ impl Node {
             }
             Node::AnyOf(nodes) => {
                 for n in nodes {
-                    if n.holds(r, overlay)? {
+                    if n.holds(c)? {
                         return Ok(true);
                     }
                 }
                 false
             }
-            Node::Not(n) => !n.holds(r, overlay)?,
+            Node::Not(n) => !n.holds(c)?,
         })
     }
 
-    /// Point membership and trait reads at the audiences of the same core.
-    pub fn resolve(&mut self, index: &HashMap<String, usize>) {
+    /// Give every read its slot, and point reads of the core's own audiences at them.
+    pub fn resolve(&mut self, py: Python<'_>, index: &HashMap<String, usize>, t: &mut Tables) {
         match self {
-            Node::Trait { key, native, .. } | Node::Member { key, native, .. } => {
+            Node::Trait { source, key, slot, native, .. } => {
+                *slot = t.trait_slot(py, *source, key);
                 *native = index.get(key.as_str()).copied();
             }
-            Node::All(nodes) | Node::AnyOf(nodes) => nodes.iter_mut().for_each(|n| n.resolve(index)),
-            Node::Not(n) => n.resolve(index),
+            Node::Member { key, slot, native, .. } => {
+                *slot = t.audience_slot(py, key);
+                *native = index.get(key.as_str()).copied();
+            }
+            Node::All(nodes) | Node::AnyOf(nodes) => {
+                nodes.iter_mut().for_each(|n| n.resolve(py, index, t))
+            }
+            Node::Not(n) => n.resolve(py, index, t),
         }
     }
 }
@@ -78,7 +146,8 @@ impl Node {
 pub fn audience(d: &J) -> Result<Node, String> {
     match d.get("kind").and_then(J::as_str) {
         Some("audience") => {}
-        other => return Err(format!("kind {other:?} (computed traits are not ported yet)")),
+        Some(other) => return Err(format!("kind {other} (computed traits are not ported yet)")),
+        None => return Err("no kind".into()),
     }
     let rows = d
         .get("conditions")
@@ -118,7 +187,7 @@ fn row_of(row: &J) -> Result<Node, String> {
     if let Some(a) = o.get("audience") {
         let key = a.as_str().ok_or("audience is not a string")?.to_string();
         let member = o.get("member").and_then(J::as_bool).unwrap_or(true);
-        return Ok(Node::Member { key, member, native: None });
+        return Ok(Node::Member { key, member, slot: 0, native: None });
     }
     if let Some(t) = o.get("trait") {
         return trait_row(t.as_str().ok_or("trait is not a string")?, o);
@@ -176,7 +245,7 @@ fn trait_row(path: &str, o: &serde_json::Map<String, J>) -> Result<Node, String>
             vec![v]
         }
     };
-    Ok(Node::Trait { source, key: path.to_string(), op, operands, native: None })
+    Ok(Node::Trait { source, key: path.to_string(), op, operands, slot: 0, native: None })
 }
 
 fn exact_numbers(v: &J) -> bool {

@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 
 struct Def {
     key: String,
+    own: usize, // the membership read of its own key
     expr: compile::Node,
     include_anonymous: bool,
     dependents: Vec<usize>,
@@ -27,6 +28,7 @@ struct Def {
 #[pyclass(frozen, module = "engage_stream_core")]
 struct Core {
     defs: Vec<Def>,
+    tables: compile::Tables,
 }
 
 #[pymethods]
@@ -35,7 +37,7 @@ impl Core {
     /// first); `dependents[i]`: the positions (all after `i`) of the definitions that read
     /// definition `i`'s membership. Raises ValueError for a definition `supports` rejects.
     #[new]
-    fn new(definitions: Vec<String>, dependents: Vec<Vec<usize>>) -> PyResult<Self> {
+    fn new(py: Python<'_>, definitions: Vec<String>, dependents: Vec<Vec<usize>>) -> PyResult<Self> {
         if dependents.len() != definitions.len() {
             return Err(PyValueError::new_err("one list of dependents per definition"));
         }
@@ -51,6 +53,7 @@ impl Core {
             }
             defs.push(Def {
                 key: d.get("key").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+                own: 0,
                 expr,
                 include_anonymous: d
                     .get("include_anonymous")
@@ -61,10 +64,12 @@ impl Core {
         }
         let index: HashMap<String, usize> =
             defs.iter().enumerate().map(|(i, d)| (d.key.clone(), i)).collect();
+        let mut tables = compile::Tables::default();
         for d in &mut defs {
-            d.expr.resolve(&index);
+            d.own = tables.audience_slot(py, &d.key);
+            d.expr.resolve(py, &index, &mut tables);
         }
-        Ok(Core { defs })
+        Ok(Core { defs, tables })
     }
 
     fn __len__(&self) -> usize {
@@ -87,20 +92,26 @@ impl Core {
             return Err(PyIndexError::new_err(format!("no definition at position {bad}")));
         }
         let reader = value::Reader::new(profile)?;
-        let mut overlay: Vec<Option<bool>> = vec![None; n];
+        let mut call = compile::Call {
+            reader: &reader,
+            traits: &self.tables,
+            overlay: vec![None; n],
+            trait_reads: vec![None; self.tables.traits.len()],
+            member_reads: vec![None; self.tables.audiences.len()],
+        };
         let mut origin: Vec<Option<usize>> = vec![None; n];
         let mut todo: BTreeSet<usize> = seeds.into_iter().collect();
         let mut out = Vec::new();
         while let Some(r) = todo.pop_first() {
             let d = &self.defs[r];
-            let member = (d.include_anonymous || identified) && d.expr.holds(&reader, &overlay)?;
+            let member = (d.include_anonymous || identified) && d.expr.holds(&mut call)?;
             // (nothing changes a definition's own membership before it is evaluated)
-            if member == reader.member(&d.key)? {
+            if member == call.member(d.own)? {
                 continue;
             }
             let o = origin[r].unwrap_or(r);
             out.push((r, member, o));
-            overlay[r] = Some(member);
+            call.overlay[r] = Some(member);
             for &dep in &d.dependents {
                 origin[dep].get_or_insert(o);
                 todo.insert(dep);

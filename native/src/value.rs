@@ -1,5 +1,6 @@
 //! Profile values as the operators see them (Python objects converted once per read).
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyLong, PyString};
 
@@ -61,57 +62,59 @@ pub struct Reader<'py> {
     audiences: Bound<'py, PyDict>,
     computed: Bound<'py, PyDict>,
     custom: Bound<'py, PyDict>,
-}
-
-fn value_of<'py>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-    match d.get_item(key)? {
-        None => Ok(None),
-        Some(tv) if tv.is_none() => Ok(None),
-        Some(tv) => Ok(Some(tv.getattr("value")?)),
-    }
+    value: Bound<'py, PyString>,
 }
 
 impl<'py> Reader<'py> {
     pub fn new(profile: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let py = profile.py();
         Ok(Reader {
-            audiences: profile.getattr("audiences")?.downcast_into::<PyDict>()?,
-            computed: profile.getattr("computed_traits")?.downcast_into::<PyDict>()?,
-            custom: profile.getattr("traits")?.downcast_into::<PyDict>()?,
+            audiences: profile.getattr(intern!(py, "audiences"))?.downcast_into::<PyDict>()?,
+            computed: profile.getattr(intern!(py, "computed_traits"))?.downcast_into::<PyDict>()?,
+            custom: profile.getattr(intern!(py, "traits"))?.downcast_into::<PyDict>()?,
+            value: intern!(py, "value").clone(),
         })
     }
 
+    pub fn py(&self) -> Python<'py> {
+        self.audiences.py()
+    }
+
+    fn value_of(&self, d: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match d.get_item(key)? {
+            None => Ok(None),
+            Some(tv) if tv.is_none() => Ok(None),
+            Some(tv) => Ok(Some(tv.getattr(&self.value)?)),
+        }
+    }
+
     /// `TraitLeaf.read` for a one-segment path.
-    pub fn trait_value(&self, source: Source, key: &str) -> PyResult<Val> {
+    pub fn trait_value(&self, source: Source, key: &Bound<'py, PyString>) -> PyResult<Val> {
         let found = match source {
-            Source::Custom => value_of(&self.custom, key)?,
-            Source::Computed => value_of(&self.computed, key)?,
-            Source::Any => {
-                // ProfileRecord.trait: audience, computed, then custom keys
-                let mut v = None;
-                for d in [&self.audiences, &self.computed, &self.custom] {
-                    if let Some(tv) = d.get_item(key)? {
-                        if !tv.is_none() {
-                            v = Some(tv.getattr("value")?);
-                            break;
-                        }
-                    }
-                }
-                v
-            }
+            Source::Custom => self.value_of(&self.custom, key)?,
+            Source::Computed => self.value_of(&self.computed, key)?,
+            // ProfileRecord.trait: audience, computed, then custom keys
+            Source::Any => match self.value_of(&self.audiences, key)? {
+                Some(v) => Some(v),
+                None => match self.value_of(&self.computed, key)? {
+                    Some(v) => Some(v),
+                    None => self.value_of(&self.custom, key)?,
+                },
+            },
         };
         Ok(found.map(|x| Val::from_py(&x)).unwrap_or(Val::Null))
     }
 
     /// `conditions._member`: whether the profile's stored membership is `true`.
-    pub fn member(&self, key: &str) -> PyResult<bool> {
-        Ok(match value_of(&self.audiences, key)? {
+    pub fn member(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
+        Ok(match self.value_of(&self.audiences, key)? {
             Some(v) => v.is_instance_of::<PyBool>() && v.is_truthy()?,
             None => false,
         })
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     Any,
     Custom,
