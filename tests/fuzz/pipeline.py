@@ -2,17 +2,19 @@
 
 Ingest is what `stream.ingest_stage.IngestStage.handle` does with each consumed record —
 `parse_message` on the value at the broker time, the identity replica's route, the
-internal JSON, and `DeadLetter.record` for whatever fails — without the producer and
-offsets around it (those the broker test runs for real). The identity stage and the
-profiles stage are the worker's own (`IdentityStage.apply`, `ProfileStage.apply`) over
-in-memory partition databases, as `replay` drives them; the identity topic's records feed
-the replica as the worker's replica follows that topic.
+internal JSON stamped with its origin, and `DeadLetter.of(...).record` for whatever fails
+— without the producer and offsets around it (those the broker test runs for real). The
+identity stage and the profiles stage are the worker's own (`IdentityStage.apply`,
+`ProfileStage.apply`) over in-memory partition databases, as `replay` drives them; the
+identity topic's records feed the replica as the worker's replica follows that topic. A
+later stage's dead letter names the input record but keeps the validated copy as its
+value here: the worker reads the original back (`stream.originals`), which needs Kafka.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
@@ -22,11 +24,12 @@ from engage_stream.identity.stage import IdentityStage
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
 from engage_stream.profiles.stage import ProfileStage, StageResult
-from engage_stream.profiles.store import ProfileStore
-from engage_stream.records import InputRecord, OutgoingRecord
+from engage_stream.records import InputRecord, OutgoingRecord, origin_header
 from engage_stream.state.memory import MemoryStore
 from engage_stream.state.transaction import Sweep, Transaction
 from tests.fuzz.generate import DUPLICATE, PROCESSED
+
+Headers = Sequence[tuple[str, bytes]]
 
 
 @dataclass
@@ -51,18 +54,15 @@ class Pipeline:
         self._offsets = {"identity": 0, "profiles": 0}
         self.changes = 0
 
-    @property
-    def store(self) -> ProfileStore:
-        return ProfileStore(Transaction(self.db))
-
     def feed(
         self, key: bytes | None, value: bytes | None, timestamp_ms: int, offset: int
     ) -> Outcome:
         """One input record (at `offset` of the mixed input topic) through every stage."""
+        rec = InputRecord(self.topics.mixed, 0, offset, timestamp_ms, key, value)
         try:
-            if value is None:
+            if rec.value is None:
                 raise InvalidEvent(Reason.MALFORMED_JSON, "record has no value")
-            event = parse_message(value, timestamp_ms)
+            event = parse_message(rec.value, rec.timestamp)
             pid = self.replica.route(event)
             if pid is not None:
                 event.profile_id = pid
@@ -72,25 +72,19 @@ class Pipeline:
                 reason, detail = str(exc.reason), exc.detail
             else:
                 reason, detail = Reason.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"
-            dl = DeadLetter(
-                reason=reason,
-                detail=detail[:1000],
-                topic=self.topics.mixed,
-                partition=0,
-                offset=offset,
-                timestamp_ms=timestamp_ms,
-            )
-            record = dl.record(self.topics.dead_letter, key, value)
-            return Outcome(reason, [record], detail)
+            dl = DeadLetter.of(rec, reason, detail)
+            return Outcome(reason, [dl.record(self.topics.dead_letter, rec.key, rec.value)], detail)
+        origin = [origin_header(rec)]
         if pid is None:
-            return self._through_identity(key, internal, timestamp_ms)
+            request = self._record("identity", key, internal, timestamp_ms, origin)
+            return self._through_identity(request)
         return self._through_profiles(
-            [self._record("profiles", pid.encode(), internal, timestamp_ms)]
+            [self._record("profiles", pid.encode(), internal, timestamp_ms, origin)]
         )
 
-    def _through_identity(self, key: bytes | None, value: bytes, at: int) -> Outcome:
+    def _through_identity(self, request: InputRecord) -> Outcome:
         tx = Transaction(self.id_db, source_offset=self.id_db.source_offset)
-        resolved = self.identity.apply(tx, [self._record("identity", key, value, at)])
+        resolved = self.identity.apply(tx, [request])
         tx.prepare()
         tx.commit(changelog_offset=None)
         dead = [r for r in resolved.outputs if r.topic == self.topics.dead_letter]
@@ -100,7 +94,7 @@ class Pipeline:
         if dead:
             return Outcome(_reason(dead[0]), dead)
         batch = [
-            self._record("profiles", r.key, r.value, at)
+            self._record("profiles", r.key, r.value, request.timestamp, r.headers)
             for r in resolved.outputs
             if r.topic == self.topics.profile_events
         ]
@@ -118,7 +112,7 @@ class Pipeline:
             dead += [r for r in result.outputs if r.topic == self.topics.dead_letter]
             at = self.clock
             batch = [
-                self._record("profiles", r.key, r.value, at)
+                self._record("profiles", r.key, r.value, at, r.headers)
                 for r in result.outputs
                 if r.topic == self.topics.profile_events
             ]
@@ -141,16 +135,19 @@ class Pipeline:
         self.changes += len(result.changes)
         return result
 
-    def _record(self, stage: str, key: bytes | None, value: bytes, timestamp: int) -> InputRecord:
+    def _record(
+        self,
+        stage: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None = None,
+    ) -> InputRecord:
         offset = self._offsets[stage]
         self._offsets[stage] += 1
         topic = self.topics.identity_requests if stage == "identity" else self.topics.profile_events
-        return InputRecord(topic, 0, offset, timestamp, key, value)
+        return InputRecord(topic, 0, offset, timestamp, key, value, tuple(headers or ()))
 
 
 def _reason(record: OutgoingRecord) -> str:
     return DeadLetter.from_headers(record.headers or []).reason
-
-
-def headers_of(record: OutgoingRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.headers or []}

@@ -64,7 +64,9 @@ def test_every_bad_record_is_dead_lettered_with_its_reason_and_every_valid_one_p
         assert dl.reason in reasons and dl.detail, case
         if case.key is not None and record.key is not None:
             assert record.key == case.key[:MAX_KEY_BYTES]
-        if dl.reason in IDENTITY_REASONS:  # the normalised event, as identity got it
+        assert (dl.topic, dl.partition, dl.offset) == (Settings().topics.mixed, 0, case.n)
+        if dl.reason in IDENTITY_REASONS:  # the validated event (the worker reads it back)
+            assert dl.stage_record is not None
             assert orjson.loads(record.value or b"")["message_id"] == case.message_id
             continue
         raw = case.value or b""
