@@ -41,7 +41,7 @@ from engage_stream.profiles.stage import (
 from engage_stream.profiles.store import ProfileStore
 from engage_stream.state.checkpoint import Committable
 from engage_stream.state.transaction import Sweep, Transaction
-from engage_stream.stream import compacted, definitions_topic
+from engage_stream.stream import compacted, definitions_topic, fault_injection
 from engage_stream.stream.batch_consumer import BatchLoop
 from engage_stream.stream.ingest_stage import IngestStage
 from engage_stream.stream.originals import Originals
@@ -76,6 +76,7 @@ class Worker:
             profile_offsets,
             count=_count_profiles,
             originals=originals,
+            faults=fault_injection.from_env(),  # the chaos suite's kills inside a checkpoint
         )
         self.definitions_ready = self.batches.ready
         # identity: the graph's one writer (whoever is assigned its single partition), and
