@@ -14,6 +14,7 @@ import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,10 +201,10 @@ def test_prometheus_scrapes_the_worker_and_loads_the_alert_rules(
     produce(
         s,
         [
-            identify("u1", now_iso(-60), "m1", email="u1@example.com", plan="pro"),
-            track("u1", "Order Completed", now_iso(-30), "m2", revenue=42.5),
-            identify("u2", now_iso(-20), "m3", plan="free"),
-            track("u2", "Product Viewed", now_iso(-10), "m4"),
+            identify("u1", now_iso(-4), "m1", email="u1@example.com", plan="pro"),
+            track("u1", "Order Completed", now_iso(-3), "m2", revenue=42.5),
+            identify("u2", now_iso(-2), "m3", plan="free"),
+            track("u2", "Product Viewed", now_iso(-1), "m4"),
             b"[1, 2]",  # not_an_object: dead-lettered
         ],
     )
@@ -266,6 +267,20 @@ def test_prometheus_scrapes_the_worker_and_loads_the_alert_rules(
         lambda: active() == {"EngageDeadLetterRateHigh": "pending"},
         timeout=30,
         what="only EngageDeadLetterRateHigh active",
+    )
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    wait_for(
+        lambda: all(g["lastEvaluation"] > since for g in prometheus.api("rules")["groups"]),
+        what="every rule group evaluated again",
+    )
+    assert active() == {"EngageDeadLetterRateHigh": "pending"}
+
+    # an event that happened ten minutes ago: the lag alert reads the worker's histogram
+    produce(s, [track("u3", "Product Viewed", now_iso(-600), "m5")])
+    wait_for(lambda: processed(worker) >= 5, what="the late event processed")
+    wait_for(
+        lambda: active().get("EngageConsumerLagHigh") == "pending",
+        what="EngageConsumerLagHigh pending",
     )
 
     # every query of the dashboard runs as Grafana sends it; one whose metrics all have
