@@ -4,7 +4,7 @@
     python -m bench.run_all --quick    # small sizes, about 7 minutes: for developing
 
 Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka) and runs the
-sections that need it (produce, baselines, worker, profile, history, scale, journeys_e2e,
+sections that need it (produce, baselines, quix, worker, profile, history, scale, journeys_e2e,
 restart)
 one after the other: never two workers at once (but the takeover's pair), as the machine has two cores and the broker
 needs one. Then it stops the broker, runs the client comparison on a broker of its own
@@ -30,6 +30,7 @@ import orjson
 from bench import (
     baseline_duckdb,
     baseline_faust,
+    baseline_quix,
     client_compare,
     e2e,
     engine_bench,
@@ -177,6 +178,23 @@ def run(
                 if r:
                     say(f"  {mode}: {r['events_per_s']:,.0f} events/s over {r['events']:,}")
             shutil.rmtree(BENCH_DIR / "baselines" / tag, ignore_errors=True)
+        if produced is not None and "quix" not in skip:
+            say(f"baseline quix: {baseline_quix.LABEL} (its own venv, bench/.venv-quix)")
+            q = section(
+                results,
+                "quix",
+                lambda: baseline_quix.run(
+                    cfg.bootstrap,
+                    settings.topics.inputs(),
+                    settings.partitions,
+                    spec.total_events,
+                    sizes.baseline_cap_s,
+                    tag,
+                ),
+                timings,
+            )
+            if q:
+                say(f"  quix: {q['events_per_s']:,.0f} events/s over {q['events']:,}")
         if produced is not None:
             section(
                 results,
@@ -336,6 +354,10 @@ def comparisons(r: dict[str, Any]) -> dict[str, Any]:
         for mode, b in (r.get("baselines") or {}).items():
             if isinstance(b, dict) and b.get("events_per_s"):
                 out[f"worker_vs_{mode}"] = round(ours / b["events_per_s"], 2)
+        quix = r.get("quix")
+        if isinstance(quix, dict) and quix.get("events_per_s"):
+            out["worker_vs_quix"] = round(ours / quix["events_per_s"], 2)
+            out["worker_vs_quix_per_definition"] = baseline_quix.per_definition_ratio(ours, quix)
     h1 = _get(r, "history", "x1", "events_per_s")
     k = _get(r, "sizes", "history_multiplier")
     hk = _get(r, "history", f"x{k}", "events_per_s")
@@ -406,6 +428,8 @@ def report(r: dict[str, Any]) -> str:
                 f"{_n(b['cpu_us_per_event'], ',.1f'):>10s} {_n(b['rss_hwm_mb']):>7s} "
                 f"{_n(ratio, '.2f') + '×':>11s}{part}"
             )
+        if isinstance(r.get("quix"), dict):
+            L.extend(baseline_quix.report_lines(ours, r["quix"]))
         L.append(
             f"  worker: {tp['applied']:,} events in {tp['seconds']}s, steady (10–90%) "
             f"{_n(tp['steady_events_per_s'])}/s, start-up {tp['startup_s']}s, broker CPU "
@@ -555,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         default="",
         help="comma-separated sections to skip: "
-        "baselines,profile,history,scale,journeys_e2e,restart,clients,duckdb,inprocess,identity,journeys",
+        "baselines,quix,profile,history,scale,journeys_e2e,restart,clients,duckdb,inprocess,identity,journeys",
     )
     p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
     p.add_argument("--web-port", type=int, default=WORKER_WEB_PORT, help="the workers' web port")
