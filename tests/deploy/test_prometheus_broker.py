@@ -1,7 +1,8 @@
 """A real Prometheus (Debian's `prometheus`) with deploy/prometheus.yml and its alert rules,
 scraping a real worker on the real broker: the target is up, the worker's `engage_*` series
 are stored, the rules load and evaluate, the dashboard's queries run, and the alerts match
-the series as the worker labels them (dead letters, a worker that stops)."""
+the series as the worker labels them (dead letters, late events, a worker that stops); and
+the config's commented `authorization` block scrapes a worker whose /metrics needs a token."""
 
 from __future__ import annotations
 
