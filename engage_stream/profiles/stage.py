@@ -172,6 +172,7 @@ def _reverts(before: Change, after: Change) -> bool:
 
 class ProfileStage:
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        metrics.labelled(metrics.processing_errors, "profiles")  # at 0 for rate()
         self.settings = settings
         self.processor = ProfileProcessor(None, settings.processor_settings())
         self.accounts = ProfileProcessor(None, settings.processor_settings(), accounts=True)

@@ -84,6 +84,9 @@ class BatchLoop:
         self.started = asyncio.Event()
         self.stage = stage
         self._batch_seconds = metrics.batch_seconds.labels(stage)
+        # at 0 from the start: a series born at its value is no increase to rate(), and
+        # the retry alert (deploy/alerts.yml) would miss the first outage
+        self._retries = metrics.batch_retries.labels(stage)
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -151,7 +154,7 @@ class BatchLoop:
                     pause,
                     exc,
                 )
-                metrics.batch_retries.labels(self.stage).inc()
+                self._retries.inc()
                 attempt += 1
                 await asyncio.sleep(pause)
                 batch = {tp: recs for tp, recs in batch.items() if tp in self.assignment}

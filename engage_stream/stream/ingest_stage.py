@@ -14,6 +14,7 @@ from engage_stream.config import Settings
 from engage_stream.identity.replica import IdentityReplica
 from engage_stream.identity.stage import BLOCKED_IDENTIFIER
 from engage_stream.ingest.dead_letter import DeadLetter
+from engage_stream.ingest.segment import EVENT_TYPES
 from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
 from engage_stream.records import SOURCE_ID_HEADER, OutgoingRecord, origin_header
 from engage_stream.state.checkpoint import Checkpoint, Committable, Producer
@@ -40,6 +41,8 @@ class IngestStage:
         # (deploy/alerts.yml) would miss the first burst of each reason.
         for reason in (*Reason, BLOCKED_IDENTIFIER):
             metrics.labelled(metrics.dead_lettered, reason)
+        for kind in EVENT_TYPES:
+            metrics.labelled(metrics.events_consumed, kind)
 
     async def handle(self, batch: Batch) -> None:
         """A checkpoint without state: the batch counts as done (its offsets committable)

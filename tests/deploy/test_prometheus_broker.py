@@ -25,6 +25,7 @@ import yaml
 
 from engage_stream.config import Settings
 from engage_stream.identity.stage import BLOCKED_IDENTIFIER
+from engage_stream.ingest.segment import EVENT_TYPES
 from engage_stream.ingest.validate import Reason
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
@@ -198,6 +199,15 @@ def test_prometheus_scrapes_the_worker_and_loads_the_alert_rules(
     reasons = [*Reason, BLOCKED_IDENTIFIER]
     rows = prometheus.query("engage_events_dead_lettered_total")
     assert {r["metric"]["reason"]: r["value"][1] for r in rows} == dict.fromkeys(reasons, "0")
+    # and so is every counter an alert rates: retries per stage, evaluation failures,
+    # events consumed per type
+    for name, label, values in (
+        ("engage_batch_retries_total", "stage", ["identity", "ingest", "profiles"]),
+        ("engage_processing_errors_total", "stage", ["profiles"]),
+        ("engage_events_consumed_total", "type", list(EVENT_TYPES)),
+    ):
+        rows = prometheus.query(name)
+        assert {r["metric"][label]: r["value"][1] for r in rows} == dict.fromkeys(values, "0")
 
     produce(
         s,
