@@ -39,6 +39,21 @@ def kafka_broker() -> Iterator[str]:
 
 
 @pytest.fixture
+def own_broker() -> Iterator[broker.BrokerConfig]:
+    """A broker for one test that stops and starts it (the session's stays up for the
+    others); about 3 s to start."""
+    port = BROKER_PORT + 30
+    data = Path(tempfile.mkdtemp(prefix="engage-test-own-kafka-"))
+    cfg = broker.BrokerConfig(port=port, controller_port=port + 1, data_dir=data)
+    broker.start(cfg)
+    try:
+        yield cfg
+    finally:
+        broker.stop(cfg)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
 def worker_settings(kafka_broker: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings isolated per test: own topics, app id (consumer group), state dir, web port."""
     run = f"{request.node.name[:40]}-{int(time.time() * 1000) % 10_000_000}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,10 +16,9 @@ import pytest
 from engage_stream.collector.process import CollectorProcess
 from engage_stream.collector.settings import CollectorSettings
 from engage_stream.config import Settings
-from engage_stream.kafka_local import broker
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
-from tests.conftest import BROKER_PORT, _ports
+from tests.conftest import _ports
 
 JS_DIR = Path(__file__).parent / "js"
 WRITE_KEYS = {
@@ -100,18 +98,3 @@ def stack(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         code = collector.stop()
         worker.stop()
         assert code == 0, f"the collector stops cleanly on SIGTERM:\n{collector.log_tail()}"
-
-
-@pytest.fixture
-def own_broker() -> Iterator[broker.BrokerConfig]:
-    """A broker for one test that stops and starts it (the session's stays up for the
-    others); about 3 s to start."""
-    port = BROKER_PORT + 30
-    data = Path(tempfile.mkdtemp(prefix="engage-test-outage-kafka-"))
-    cfg = broker.BrokerConfig(port=port, controller_port=port + 1, data_dir=data)
-    broker.start(cfg)
-    try:
-        yield cfg
-    finally:
-        broker.stop(cfg)
-        shutil.rmtree(data, ignore_errors=True)

@@ -8,11 +8,7 @@ This test has a broker of its own, as it stops it.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -24,26 +20,12 @@ from engage_stream.kafka_local import broker
 from engage_stream.produce import produce_lines
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
-from tests.conftest import BROKER_PORT
 from tests.stream.helpers import wait_for
 
 pytestmark = pytest.mark.broker
 
 OUTAGE_S = 15
 EVENTS = 20_000
-
-
-@pytest.fixture
-def own_broker() -> Iterator[broker.BrokerConfig]:
-    port = int(os.environ.get("ENGAGE_TEST_OUTAGE_BROKER_PORT", str(BROKER_PORT + 100)))
-    data = Path(tempfile.mkdtemp(prefix="engage-test-outage-kafka-"))
-    cfg = broker.BrokerConfig(port=port, controller_port=port + 1, data_dir=data)
-    broker.start(cfg)
-    try:
-        yield cfg
-    finally:
-        broker.stop(cfg)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_an_outage_during_a_backlog_is_waited_out_quietly_and_loses_nothing(
