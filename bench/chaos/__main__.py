@@ -6,8 +6,11 @@ python -m bench.chaos --events 20000 --kills 6 --seed 1 [--broker-bounce 0.3]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
+
+import orjson
 
 from bench.chaos.run import ChaosConfig, ChaosResult, run
 from bench.common import BENCH_DIR, bench_broker, quiet_kafka_logs, run_id
@@ -28,6 +31,7 @@ def table(result: ChaosResult) -> str:
         "divergent",
         "duplicates",
         "resends",
+        "records differing",
     )
     rows = [head]
     for name, cmp in (("uninterrupted run", result.vs_reference), ("replay", result.vs_replay)):
@@ -111,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             web_port=args.web_port,
         )
         result = run(base, cfg, Path(work), broker_cfg)
+    (work / "result.json").write_bytes(
+        orjson.dumps(dataclasses.asdict(result), option=orjson.OPT_INDENT_2)
+    )
     print(table(result))
     print(details(result))
     return 0 if result.ok else 1
