@@ -119,6 +119,13 @@ timer_sweep_seconds = Histogram(
     buckets=_FAST_BUCKETS,
     registry=REGISTRY,
 )
+consumer_lag = Gauge(
+    "engage_consumer_lag_records",
+    "Records on a consumed partition not yet processed: the broker's end offset (as of the "
+    "last fetch) minus the next offset the stage will process",
+    ["stage", "partition"],
+    registry=REGISTRY,
+)
 batch_records = Histogram(
     "engage_batch_records",
     "Records per processed batch",

@@ -77,6 +77,7 @@ class BatchLoop:
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
         self.assignment: set[TopicPartition] = set()
+        self._next: dict[TopicPartition, int] = {}  # next offset to process, per partition
         self.consumer: AIOKafkaConsumer | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -122,6 +123,7 @@ class BatchLoop:
                     self._batch_seconds.observe(time.perf_counter() - started)
                     for recs in batch.values():
                         metrics.batch_records.observe(len(recs))
+                await self._measure_lag(consumer, batch)
                 if self.offsets and time.monotonic() - self._last_commit >= self.commit_interval_s:
                     await self.commit()
         finally:
@@ -129,6 +131,22 @@ class BatchLoop:
                 if self._idle.is_set():
                     await self.commit()
             await consumer.stop()
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        """The consumer lag in records, per partition: what an operator scales on (the
+        event-time lag also rises when old events are imported)."""
+        for tp, recs in batch.items():
+            self._next[tp] = recs[-1].offset + 1
+        for tp in self.assignment:
+            end = consumer.highwater(tp)
+            if end is None:
+                continue  # nothing fetched from it yet
+            if tp not in self._next:
+                self._next[tp] = await consumer.position(tp)
+            # not `metrics.labelled`: a revoked partition's child is removed (below)
+            metrics.consumer_lag.labels(self.stage, str(tp.partition)).set(
+                max(0, end - self._next[tp])
+            )
 
     async def _handle(self, batch: Batch) -> None:
         """The handler, retried with backoff while it fails (see the module docstring)."""
@@ -189,6 +207,10 @@ class BatchLoop:
             log.warning("%s: commit on revoke failed: %r", self.group_id, exc)
         self.offsets.forget(revoked)  # type: ignore[arg-type]
         self.assignment -= revoked
+        for tp in revoked:
+            self._next.pop(tp, None)
+            with contextlib.suppress(KeyError):  # its lag is its new owner's to say
+                metrics.consumer_lag.remove(self.stage, str(tp.partition))
         if self.on_revoked:
             await _maybe_await(self.on_revoked(revoked))
 
