@@ -251,7 +251,7 @@ class Status:
             self.count_first = self.count
         if self._marks and self.count >= self._marks[0][0]:
             self.steady[self._marks.pop(0)[1]] = time.time()
-        if self.count >= self.expect or time.monotonic() - self._written > 0.2:
+        if self.count >= self.expect or time.monotonic() - self._written > 0.5:
             self.write()
 
     def write(self) -> None:
