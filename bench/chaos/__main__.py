@@ -34,7 +34,8 @@ def table(result: ChaosResult) -> str:
         "records differing",
     )
     rows = [head]
-    for name, cmp in (("uninterrupted run", result.vs_reference), ("replay", result.vs_replay)):
+    against = [("uninterrupted run", result.vs_reference), ("replay", result.vs_replay)]
+    for name, cmp in against:
         rows.append(
             (
                 name,
@@ -46,6 +47,21 @@ def table(result: ChaosResult) -> str:
                 f"{cmp.duplicates:,}",
                 f"{cmp.resends:,}",
                 f"{cmp.records_differing:,}",
+            )
+        )
+    if result.control is not None:
+        k = result.control
+        rows.append(
+            (
+                "(control: uninterrupted vs uninterrupted)",
+                f"{result.events:,}",
+                "0",
+                "0",
+                f"{k.lost:,}",
+                f"{k.divergent:,}",
+                f"{k.duplicates:,}",
+                f"{k.resends:,}",
+                f"{k.records_differing:,}",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
@@ -91,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause-max", type=float, default=ChaosConfig.pause_s[1])
     p.add_argument("--second-worker", type=float, default=ChaosConfig.second_worker)
     p.add_argument("--broker-bounce", type=float, default=0.2, help="chance after each crash")
+    p.add_argument(
+        "--control", action="store_true", help="a second uninterrupted run, compared with the first"
+    )
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--broker-port", type=int, default=BROKER_PORT)
     p.add_argument("--web-port", type=int, default=WEB_PORT, help="and the next two")
@@ -103,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         pause_s=(args.pause_min, args.pause_max),
         second_worker=args.second_worker,
         broker_bounce=args.broker_bounce,
+        control=args.control,
     )
     quiet_kafka_logs()
     tag = run_id()

@@ -2,7 +2,7 @@
 baseline's — an uninterrupted run over the same input, or `replay` of the run's own input.
 
 The outcome is each profile's final memberships and trait values (the last change per
-profile and key):
+profile and key; an audience's `false` and a trait's `null` are no value):
 - **lost**: an input event that never reached the profiles stage, or a final value the
   baseline has and the run has none for;
 - **divergent**: a final value that differs, or that only the run has;
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-_ABSENT = object()  # no change for this profile and key: not the same as a null value
+_ABSENT = object()
 
 
 def _digest(body: bytes) -> int:
@@ -59,7 +59,13 @@ class Outputs:
             self.resends += 1
         else:
             self.conflicts.setdefault(mid, {first}).add(body)
-        self.final[(change["profile_id"], change["key"])] = change["value"]
+        key, value = (change["profile_id"], change["key"]), change["value"]
+        if value is None or (value is False and change["kind"] == "audience"):
+            # no membership, no value: the outcome of a profile that never had a change for
+            # the key (entered and exited is, as an outcome, never entered)
+            self.final.pop(key, None)
+        else:
+            self.final[key] = value
 
     def bodies_of(self, message_id: str) -> set[int]:
         return self.conflicts.get(message_id) or {self.bodies[message_id]}

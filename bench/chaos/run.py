@@ -36,6 +36,9 @@ class ChaosConfig:
     second_worker: float = 0.25  # chance of a join/leave around each crash
     broker_bounce: float = 0.0  # chance of a broker stop/start after each crash
     steps: tuple[Step, ...] | None = None  # an explicit schedule instead of the seeded one
+    # a second uninterrupted run, compared with the first: what differs between two runs
+    # without any fault is the pipeline's own nondeterminism, not the faults' doing
+    control: bool = False
 
     def schedule(self) -> list[Step]:
         if self.steps is not None:
@@ -51,6 +54,7 @@ class ChaosResult:
     counts: FaultCounts
     vs_reference: Comparison
     vs_replay: Comparison
+    control: Comparison | None
     reference_changes: int
     chaos_changes: int
     seconds: dict[str, float] = field(default_factory=dict)
@@ -95,26 +99,26 @@ def run(
     ref = derive(base, "reference", base.web_port, work_dir)
     chaos = derive(base, "chaos", base.web_port + 1, work_dir)  # and + 2: the second worker
     seconds: dict[str, float] = {}
-    for s in (ref, chaos):
+    control = derive(base, "control", base.web_port, work_dir) if cfg.control else None
+    uninterrupted = [ref] if control is None else [ref, control]
+    for s in (*uninterrupted, chaos):
         ensure_topics(s)
         apply_definitions(s, definitions)
-    t0 = time.monotonic()
-    sent = workload.produce(ref)
-    seconds["produce"] = time.monotonic() - t0
-    _say(f"produced {sent:,} events to {ref.topics.mixed}")
     timeout = _wait_timeout(cfg.events)
-
-    t0 = time.monotonic()
-    reference = WorkerProcess(ref, work_dir / "logs" / "reference.log")
-    reference.start(timeout=180)
-    progress = Progress(ref)
-    try:
-        progress.wait_applied(timeout)
-    finally:
-        progress.close()
-        reference.stop()
-    seconds["reference"] = time.monotonic() - t0
-    _say(f"reference run applied everything in {seconds['reference']:.0f}s")
+    for s in uninterrupted:
+        t0 = time.monotonic()
+        sent = workload.produce(s)
+        _say(f"produced {sent:,} events to {s.topics.mixed}")
+        worker = WorkerProcess(s, work_dir / "logs" / f"{s.app_id}.log")
+        worker.start(timeout=180)
+        progress = Progress(s)
+        try:
+            progress.wait_applied(timeout)
+        finally:
+            progress.close()
+            worker.stop()
+        seconds[s.app_id.rsplit("-", 1)[1]] = time.monotonic() - t0
+        _say(f"uninterrupted run {s.app_id} applied everything in {time.monotonic() - t0:.0f}s")
 
     t0 = time.monotonic()
     cluster = Cluster(chaos, work_dir / "logs", broker_cfg)
@@ -154,6 +158,7 @@ def run(
         counts=cluster.counts,
         vs_reference=compare(chaos_out, ref_out, missing),
         vs_replay=compare(chaos_out, replay_out, missing),
+        control=None if control is None else compare(run_outputs(control), ref_out),
         reference_changes=ref_out.records,
         chaos_changes=chaos_out.records,
         seconds=seconds,

@@ -10,9 +10,18 @@ import orjson
 from bench.chaos.compare import Outputs, compare
 
 
-def change(mid: str, profile: str, key: str, value: Any, at: int = 1) -> bytes:
+def change(
+    mid: str, profile: str, key: str, value: Any, at: int = 1, kind: str = "audience"
+) -> bytes:
     return orjson.dumps(
-        {"message_id": mid, "profile_id": profile, "key": key, "value": value, "at_ms": at}
+        {
+            "message_id": mid,
+            "kind": kind,
+            "profile_id": profile,
+            "key": key,
+            "value": value,
+            "at_ms": at,
+        }
     )
 
 
@@ -82,8 +91,15 @@ def test_two_bodies_under_one_message_id_within_the_run_are_a_duplicate() -> Non
     assert result.duplicates == 1 and not result.ok
 
 
-def test_a_null_value_differs_from_no_value() -> None:
-    run = Outputs.of([*BASELINE, change("m5", "p3", "t", None)])
-    base = Outputs.of([*BASELINE, change("m5", "p3", "u", None)])
+def test_entered_and_exited_is_the_outcome_of_never_entered() -> None:
+    base = Outputs.of(BASELINE)
+    run = Outputs.of([BASELINE[1]])  # p1 never entered
     result = compare(run, base)
-    assert (result.lost, result.divergent) == (1, 1)
+    assert result.ok and result.only_in_baseline == 2
+
+
+def test_a_null_trait_is_no_value_but_a_false_trait_is_one() -> None:
+    base = Outputs.of([*BASELINE, change("m5", "p3", "t", None, kind="computed_trait")])
+    assert compare(Outputs.of(BASELINE), base).ok
+    base = Outputs.of([*BASELINE, change("m6", "p3", "t", False, kind="computed_trait")])
+    assert compare(Outputs.of(BASELINE), base).lost == 1

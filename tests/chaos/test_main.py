@@ -35,6 +35,7 @@ def test_the_table_has_a_row_per_baseline_and_every_figure() -> None:
         counts=FaultCounts(kills=21, recoveries=20),
         vs_reference=vs_ref,
         vs_replay=vs_replay,
+        control=None,
         reference_changes=10,
         chaos_changes=17,
     )
