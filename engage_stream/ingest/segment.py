@@ -11,7 +11,7 @@ Times are ISO-8601 date-times with a timezone, as the spec says (§9) — never 
 or numeric strings, which pydantic alone would read as Unix times — and not before
 1970-01-01 (§8: Segment does not ingest earlier events; a `sentAt` before it would also
 move the event decades ahead through the skew correction). Ids made only of whitespace
-are no ids.
+are no ids. `context.externalIds`, when present, is an array: identity reads it as one.
 """
 
 from __future__ import annotations

@@ -521,7 +521,7 @@ class FuzzGenerator:
             body["messageId"] = (body["messageId"] + "-" + "m" * 100)[:100]
             return self._edge("huge_values", "message_id_100", body)
         body = self._body("group")
-        body["groupId"] = f"fz{self.seed}-G" + "g" * 490
+        body["groupId"] = (f"fz{self.seed}-{self.n}-G" + "g" * 500)[:500]
         return self._edge("huge_values", "group_id_500", body)
 
     BIG_NUMBERS = (
@@ -582,7 +582,8 @@ class FuzzGenerator:
     def _binary(self) -> Case:
         rng = self.rng
         if rng.random() < 0.05:
-            return self._bad("binary", "no_value", None, "malformed_json")
+            key = self.rng.randbytes(8)  # a record needs a key or a value
+            return self._bad("binary", "no_value", None, "malformed_json", key)
         if rng.random() < 0.05:
             return self._bad("binary", "empty", rng.choice((b"", b" ", b"\n\t ")), "malformed_json")
         first = bytes([rng.choice([*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x80, 0x100)])])

@@ -90,6 +90,19 @@ def test_every_bad_record_is_dead_lettered_with_its_reason_and_every_valid_one_p
     assert stages.changes > 0, "the valid events were evaluated against the definitions"
 
 
+@pytest.mark.parametrize("seed", [1, 20261203, 4_000_000_007])
+def test_other_seeds_are_labelled_right_too(seed: int) -> None:
+    """The labels must not depend on the seed (ids made from it have other lengths)."""
+    stages = pipeline()
+    wrong = [
+        (case.category, case.kind, case.expect, outcome.result)
+        for case in FuzzGenerator(seed, BASE_MS).stream(60, 100)
+        if (outcome := stages.feed(case.key, case.value, BASE_MS + case.n, case.n)).result
+        != case.expect
+    ]
+    assert not wrong
+
+
 def test_the_stream_is_the_same_for_the_same_seed_and_differs_for_another() -> None:
     def digest(seed: int) -> str:
         h = hashlib.sha256()
@@ -101,6 +114,13 @@ def test_the_stream_is_the_same_for_the_same_seed_and_differs_for_another() -> N
 
     assert digest(1) == digest(1)
     assert digest(1) != digest(2)
+
+
+def test_every_record_can_be_produced() -> None:
+    """Kafka takes a record without a value (or without a key), not one without both."""
+    cases = list(FuzzGenerator(SEED, BASE_MS).stream(300, 100))
+    assert not [c for c in cases if c.key is None and c.value is None]
+    assert any(c.value is None for c in cases)
 
 
 def test_duplicates_come_after_their_first_body_under_the_same_key() -> None:
