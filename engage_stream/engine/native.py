@@ -24,13 +24,16 @@ saying why when it does not, or when `ENGAGE_ENGINE=python` (`replay --engine`).
 
 from __future__ import annotations
 
-import heapq
+import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 
+import orjson
+
 from engage_stream.engine.changes import Change, make_change, message_id
+from engage_stream.engine.conditions import CompiledAudience, EventLeaf
 from engage_stream.engine.engine import (
     DUE,
     IDENTIFIED,
@@ -107,13 +110,13 @@ class NativeEngine:
     ) -> None:
         if core is None:
             raise RuntimeError(f"native core not available: {unavailable}")
-        # the whole set in Python, for the global order and the reference's own tables
-        # (built once per definition set; it never evaluates anything)
+        # the whole set in Python, for the global order, the windows and the reference's
+        # own tables (built once per definition set; it never evaluates anything)
         full = Engine(definitions, versions, applied_at, settings)
         self.settings = settings
         self.versions = full.versions
         self._definitions = {d.key: d for d in definitions}
-        native, self.python_reasons = _split(full, self._definitions)
+        native, windows, self.python_reasons = _split(full, self._definitions, applied_at or {})
         self._python = Engine(
             [d for d in definitions if d.key not in native], versions, applied_at, settings
         )
@@ -123,10 +126,18 @@ class NativeEngine:
         self._native_pos = {k: i for i, k in enumerate(self.native_keys)}
         self._rank = full._rank  # key -> global rank: merges the two halves' changes
         self._core = core.Core(
-            [self._definitions[k].model_dump_json() for k in self.native_keys],
+            [definition_json(self._definitions[k]) for k in self.native_keys],
             [[pos[d] for d in full._dependents[r]] for r in ranks],
+            [windows.get(k) for k in self.native_keys],
+            settings.max_timer_steps,
         )
-        self._global_rank = ranks
+        self._timed_keys = tuple(k for k in self.native_keys if k in windows)
+        self._timed_set = frozenset(self._timed_keys)
+        self._windowed = frozenset(self._native_pos[k] for k in self._timed_keys)
+        self._listens = frozenset(
+            self._definitions[k].conditions[0].event  # type: ignore[union-attr]
+            for k in self._timed_keys
+        )
         self._version = [full._version[r] for r in ranks]
         self._definition_cause = [Change.definition_cause(v) for v in self._version]
         # forcing tables of the reference, restricted to the native positions
@@ -149,34 +160,60 @@ class NativeEngine:
     state = staticmethod(Engine.state)
 
     def on_event(self, profile: ProfileRecord, event: ProfileEvent, now_ms: int) -> list[Change]:
+        if not self.native_keys:
+            return self._python.on_event(profile, event, now_ms)
+        # what reaches native definitions, decided as `Engine.on_event` decides it
+        seen = profile.engine.get(IDENTIFIED)
+        identified = is_identified(profile)
         seeds: set[int] = set()
-        if self.native_keys:
-            # what forces native definitions, as `Engine.on_event` decides it (none has
-            # events or wake-ups): the identify's traits and the identified state
-            seen = profile.engine.get(IDENTIFIED)
-            identified = is_identified(profile)
-            if event.type == "identify":
-                by_key = self._by_key
-                for k in event.traits:
-                    ps = by_key.get(k)
-                    if ps:
-                        seeds.update(ps)
-            if seen is None:
-                seeds.update(self._empty_true)
-            elif bool(seen) != identified:
-                seeds.update(self._gated)
-        if not seeds:
+        if event.type == "identify":
+            by_key = self._by_key
+            for k in event.traits:
+                ps = by_key.get(k)
+                if ps:
+                    seeds.update(ps)
+        if seen is None:
+            seeds.update(self._empty_true)
+        elif bool(seen) != identified:
+            seeds.update(self._gated)
+        name = event.event
+        ingest = name is not None and name in self._listens
+        lateness = self.settings.allowed_lateness_ms
+        if ingest and lateness > 0 and event.timestamp < now_ms - lateness:
+            ingest = False  # (the Python half counts it in late_events)
+        wake = profile.next_wakeup
+        timers = bool(self._timed_keys) and wake is not None and wake <= now_ms
+        if not (seeds or ingest or timers):
             return self._python.on_event(profile, event, now_ms)
         known = len(profile.audiences)
+        stash = self._stash(profile, now_ms) if timers else None
         out = self._python.on_event(profile, event, now_ms)
+        self._restore(profile, stash)
         ts = event.timestamp
         at = ts if ts < now_ms else now_ms
-        cause = "event:" + event.message_id
-        return self._native(profile, seeds, identified, at, cause, out, known)
+        found = self._core.on_event(
+            profile,
+            now_ms,
+            identified,
+            sorted(seeds),
+            timers,
+            name if ingest else None,
+            event.properties,
+            ts,
+            at,
+        )
+        return self._finish(profile, found, "event:" + event.message_id, out, known)
 
     def on_time(self, profile: ProfileRecord, now_ms: int) -> list[Change]:
-        # native definitions have no wake-ups
-        return self._python.on_time(profile, now_ms)
+        wake = profile.next_wakeup
+        if not self._timed_keys or wake is None or wake > now_ms:
+            return self._python.on_time(profile, now_ms)
+        known = len(profile.audiences)
+        stash = self._stash(profile, now_ms)
+        out = self._python.on_time(profile, now_ms)
+        self._restore(profile, stash)
+        found = self._core.on_time(profile, now_ms, is_identified(profile))
+        return self._finish(profile, found, None, out, known)
 
     def recompute(
         self,
@@ -186,72 +223,135 @@ class NativeEngine:
         now_ms: int,
         cause: str | None = None,
     ) -> list[Change]:
+        if not self.native_keys:
+            return self._python.recompute(profile, keys, history, now_ms, cause)
+        history = list(history)  # (read by both halves)
         est = profile.engine
         first = IDENTIFIED not in est
         mine = {k for k in keys if k in self._native_pos}
+        dues = est.get(DUE)
+        for k in mine:
+            est.pop(k, None)
+            if dues:
+                dues.pop(k, None)
+        wake = profile.next_wakeup  # (as Engine.recompute reads it: before the keys' dues go)
+        timers = bool(self._timed_keys) and wake is not None and wake <= now_ms
         known = len(profile.audiences)
-        if mine:
-            dues = est.get(DUE)
-            for k in mine:  # (no state of its own: only what another engine left)
-                est.pop(k, None)
-                if dues:
-                    dues.pop(k, None)
+        stash = self._stash(profile, now_ms) if timers else None
         out = self._python.recompute(profile, keys - mine, history, now_ms, cause)
         seeds = {self._native_pos[k] for k in mine}
         if first:
             seeds.update(self._empty_true)
-        if not seeds:
+        if not (seeds or timers):
             return out
-        return self._native(profile, seeds, is_identified(profile), now_ms, cause, out, known)
+        self._restore(profile, stash)
+        rebuild = sorted(p for p in seeds if p in self._windowed and self.native_keys[p] in mine)
+        listens = self._listens
+        past = (
+            [(e.event, e.properties, e.timestamp) for e in history if e.event in listens]
+            if rebuild
+            else []
+        )
+        found = self._core.recompute(
+            profile, now_ms, is_identified(profile), sorted(seeds), timers, rebuild, past
+        )
+        return self._finish(profile, found, cause, out, known)
 
     def drop(self, profile: ProfileRecord, keys: set[str]) -> None:
         self._python.drop(profile, keys)  # (key by key, whichever half evaluated it)
 
     # -- internals ----------------------------------------------------------------------------
-    def _native(
+    def _stash(self, profile: ProfileRecord, now_ms: int) -> dict[str, int] | None:
+        """Take the native wake-ups that are due out of `$d` while the Python half runs its
+        own: `Engine._run_timers` forgets due keys it does not evaluate."""
+        dues = profile.engine.get(DUE)
+        if not dues:
+            return None
+        timed = self._timed_set
+        out = {k: d for k, d in dues.items() if d <= now_ms and k in timed}
+        for k in out:
+            del dues[k]
+        return out
+
+    @staticmethod
+    def _restore(profile: ProfileRecord, stash: dict[str, int] | None) -> None:
+        dues = profile.engine.get(DUE)
+        if dues is None:
+            dues = profile.engine[DUE] = {}
+        if stash:
+            dues.update(stash)
+
+    def _finish(
         self,
         profile: ProfileRecord,
-        seeds: set[int],
-        identified: bool,
-        at: int,
+        found: list[tuple[int, bool, int, int, int]],
         cause: str | None,
         python_out: list[Change],
         known: int,
     ) -> list[Change]:
-        """Evaluate `seeds` natively, apply the membership changes to `profile` and merge
-        them into the Python half's evaluation (after its timer changes, by rank).
-        `known`: how many audiences the profile held before the Python half ran — the
-        audiences first stored by this call are put in the order the Python engine stores
-        them (the merged one), so that the saved record is the same bytes."""
-        found = self._core.evaluate(profile, sorted(seeds), identified)
+        """Apply the core's membership changes to `profile`, recompute its wake-up, and
+        merge the changes with the Python half's as the Python engine orders them: the
+        boundaries by (instant, rank), then the input's evaluation by rank. `known`: how
+        many audiences the profile held before the Python half ran — the audiences first
+        stored by this call are put in the order the Python engine stores them."""
+        est = profile.engine
+        dues = est.get(DUE)
+        if dues:
+            profile.next_wakeup = min(dues.values())
+        else:
+            est.pop(DUE, None)
+            profile.next_wakeup = None
         if not found:
             return python_out
         pid = profile.profile_id
         audiences = profile.audiences
+        timers: list[Change] = []
         mine: list[Change] = []
         added = False
-        for p, member, origin in found:
+        for p, member, at, tau, origin in found:
             key = self.native_keys[p]
-            c = cause if cause is not None else self._definition_cause[origin]
+            if tau >= 0:
+                c = f"timer:{tau}"
+            else:
+                c = cause if cause is not None else self._definition_cause[origin]
             tv = audiences.get(key)
             added = added or tv is None
             when = at if tv is None or tv.ts <= at else tv.ts
             version = self._version[p]
             mid = message_id("audience", key, version, pid, c, member)
-            mine.append(
-                make_change("audience", key, version, pid, member, not member, when, c, mid)
-            )
+            change = make_change("audience", key, version, pid, member, not member, when, c, mid)
+            (timers if tau >= 0 else mine).append(change)
             audiences[key] = TraitValue(member, when)
-        # the Python half: its timer changes, then one evaluation in rank order
         i = 0
         while i < len(python_out) and python_out[i].cause.startswith("timer:"):
             i += 1
         rank = self._rank
-        out = python_out[:i]
-        out.extend(heapq.merge(python_out[i:], mine, key=lambda ch: rank[ch.key]))
+        if timers:
+            out = python_out[:i] + timers
+            if i:  # (one change per key and instant: the keys are unique)
+                out.sort(key=lambda ch: (int(ch.cause[6:]), rank[ch.key]))
+        else:
+            out = python_out[:i]
+        if i < len(python_out):
+            rest = python_out[i:] + mine
+            if mine:
+                rest.sort(key=lambda ch: rank[ch.key])
+            out += rest
+        else:
+            out += mine
         if added:
             _reorder(audiences, known, out)
         return out
+
+
+def definition_json(d: AnyDefinition) -> str:
+    """What the core compiles: the definition's Python-mode dump as JSON (its own
+    `model_dump_json` writes a filter's `false` as `0`)."""
+    data = d.model_dump()
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:  # an integer beyond 64 bits (which the core then declines)
+        return json.dumps(data)
 
 
 def _reorder(audiences: dict[str, TraitValue], known: int, changes: list[Change]) -> None:
@@ -267,15 +367,27 @@ def _reorder(audiences: dict[str, TraitValue], known: int, changes: list[Change]
 
 
 def _split(
-    full: Engine, definitions: Mapping[str, AnyDefinition]
-) -> tuple[set[str], dict[str, str]]:
-    """(keys the core evaluates, why each other enabled definition is not native)."""
+    full: Engine, definitions: Mapping[str, AnyDefinition], applied_at: Mapping[str, int]
+) -> tuple[set[str], dict[str, tuple[int, int]], dict[str, str]]:
+    """(keys the core evaluates, the window (a, b) of each native event audience, why each
+    other enabled definition is not native)."""
     assert core is not None
     keys = full._keys
     n = len(keys)
     reason: dict[int, str] = {}
+    windows: dict[str, tuple[int, int]] = {}
     for r, k in enumerate(keys):
-        why = core.supports(definitions[k].model_dump_json())
+        d = definitions[k]
+        why = core.supports(definition_json(d))
+        node = full._nodes[r]
+        if why is None and isinstance(node, CompiledAudience) and node.event_leaves:
+            leaf = node.event_leaves[0]
+            if not isinstance(leaf, EventLeaf) or not leaf.fast:
+                why = "an event row whose window the lookback cuts short is not ported yet"
+            elif d.include_history is None and applied_at.get(k, 0) > 0:
+                why = "include_history false with a creation time is not ported yet"
+            else:
+                windows[k] = (leaf.a, leaf.b)
         if why is not None:
             reason[r] = why
     # components of the dependency graph (undirected)
@@ -302,7 +414,7 @@ def _split(
             reasons[k] = f"linked (by references) to {blocked[find(r)]}, which is not native"
         else:
             native.add(k)
-    return native, reasons
+    return native, {k: w for k, w in windows.items() if k in native}, reasons
 
 
 def coverage(engine: Engine | NativeEngine) -> tuple[int, int]:

@@ -142,8 +142,18 @@ impl Node {
     }
 }
 
-/// The expression of an audience definition, or why the core does not evaluate it.
-pub fn audience(d: &J) -> Result<Node, String> {
+/// What the core evaluates for one audience.
+pub enum Kind {
+    /// conditions on traits and memberships only: no state, no wake-ups
+    Static(Node),
+    /// one event row (its state: `[[times]]`, as `CompiledAudience._ingest_one_time` keeps it)
+    Events(crate::events::EventLeaf),
+}
+
+/// An audience definition compiled, or why the core does not evaluate it. `window`: the
+/// (a, b) of its event row's window (one-row event audiences only; `supports` passes none
+/// and only checks the shape).
+pub fn audience(d: &J, window: Option<(i64, i64)>) -> Result<Kind, String> {
     match d.get("kind").and_then(J::as_str) {
         Some("audience") => {}
         Some(other) => return Err(format!("kind {other} (computed traits are not ported yet)")),
@@ -153,7 +163,13 @@ pub fn audience(d: &J) -> Result<Node, String> {
         .get("conditions")
         .and_then(J::as_array)
         .ok_or("no conditions")?;
-    rows_of(rows)
+    if let [row] = rows.as_slice() {
+        if let Some(o) = row.as_object().filter(|o| o.contains_key("event")) {
+            let leaf = crate::events::leaf(o, window.unwrap_or((0, 1)))?;
+            return Ok(Kind::Events(leaf));
+        }
+    }
+    Ok(Kind::Static(rows_of(rows)?))
 }
 
 fn rows_of(rows: &[J]) -> Result<Node, String> {
@@ -174,7 +190,7 @@ fn rows_of(rows: &[J]) -> Result<Node, String> {
 fn row_of(row: &J) -> Result<Node, String> {
     let o = row.as_object().ok_or("a condition row is not an object")?;
     if o.contains_key("event") {
-        return Err("event conditions are not ported yet".into());
+        return Err("event conditions beside other rows are not ported yet".into());
     }
     if o.contains_key("users") {
         return Err("users conditions are not ported yet".into());
@@ -211,13 +227,29 @@ fn trait_row(path: &str, o: &serde_json::Map<String, J>) -> Result<Node, String>
     let name = o.get("operator").and_then(J::as_str).ok_or("no operator")?;
     let op = Op::parse(name).ok_or_else(|| format!("operator {name} is not ported yet"))?;
     let value = o.get("value").unwrap_or(&J::Null);
+    let operands = operands(op, name, value)?;
+    Ok(Node::Trait { source, key: path.to_string(), op, operands, slot: 0, native: None })
+}
+
+fn exact_numbers(v: &J) -> bool {
+    match v {
+        J::Number(n) => {
+            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.abs() < 9_007_199_254_740_992.0)
+        }
+        J::Array(a) => a.iter().all(exact_numbers),
+        _ => true,
+    }
+}
+
+/// The constants of `op` (`operators.compile_static`'s), or why they are not supported.
+pub fn operands(op: Op, name: &str, value: &J) -> Result<Vec<Val>, String> {
     if !exact_numbers(value) {
         // serde_json reads integers beyond 64 bits as floats: Python would compare the
         // exact integer
         return Err("a numeric constant beyond 2^53 that is not a 64-bit integer".into());
     }
     let scalar = |v: &J| matches!(v, J::Null | J::Bool(_) | J::Number(_) | J::String(_));
-    let operands = match op {
+    Ok(match op {
         Op::Exists | Op::NotExists => vec![],
         Op::Equals | Op::NotEquals => {
             if !scalar(value) || value.is_null() {
@@ -244,16 +276,5 @@ fn trait_row(path: &str, o: &serde_json::Map<String, J>) -> Result<Node, String>
             }
             vec![v]
         }
-    };
-    Ok(Node::Trait { source, key: path.to_string(), op, operands, slot: 0, native: None })
-}
-
-fn exact_numbers(v: &J) -> bool {
-    match v {
-        J::Number(n) => {
-            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.abs() < 9_007_199_254_740_992.0)
-        }
-        J::Array(a) => a.iter().all(exact_numbers),
-        _ => true,
-    }
+    })
 }

@@ -1,123 +1,442 @@
 //! engage-stream's native evaluation core.
 //!
-//! First slice: audiences whose conditions read only traits and memberships (no event
-//! conditions, no duration operators), so they keep no state and set no wake-ups. The
-//! Python engine (`engage_stream.engine`) stays the reference: every function here mirrors
-//! one in `operators.py` / `conditions.py`, and `tests/engine/test_differential.py` runs
-//! both on random definitions and event streams. `engage_stream.engine.native` decides
-//! which definitions come here and turns the results into `Change`s.
+//! It evaluates audiences of two shapes: conditions that read only traits and
+//! memberships (no state, no wake-ups), and one event row counted in a window (state:
+//! the event times, as the Python engine stores them; wake-ups in `$d`). The Python
+//! engine (`engage_stream.engine`) stays the reference: every function here mirrors one
+//! in `operators.py` / `conditions.py` / `engine.py`, and
+//! `tests/engine/test_differential.py` runs both on random definitions and inputs.
+//! `engage_stream.engine.native` decides which definitions come here, owns everything
+//! else in `ProfileRecord.engine`, and turns the results into `Change`s.
 
 mod compile;
+mod events;
 mod ops;
 mod value;
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use compile::Kind;
+use events::{EventLeaf, INF};
 
 struct Def {
-    key: String,
+    key: Py<PyString>,
     own: usize, // the membership read of its own key
-    expr: compile::Node,
+    kind: Kind,
     include_anonymous: bool,
     dependents: Vec<usize>,
 }
+
+/// A change: (position, new membership, at, timer instant or -1, origin position).
+type Found = (usize, bool, i64, i64, usize);
 
 /// The audiences of one engine the core evaluates, in the engine's evaluation order.
 #[pyclass(frozen, module = "engage_stream_core")]
 struct Core {
     defs: Vec<Def>,
     tables: compile::Tables,
+    listeners: HashMap<String, Vec<usize>>, // event name -> positions (ascending)
+    timed: Vec<usize>,                      // positions with wake-ups
+    max_timer_steps: usize,
+}
+
+/// One call's working set: reads, memberships decided, states (loaded once, written
+/// back at the end), the wake-up table and the changes so far.
+struct Run<'a, 'py> {
+    call: compile::Call<'a, 'py>,
+    est: Bound<'py, PyDict>,
+    dues: Bound<'py, PyDict>,
+    states: HashMap<usize, Option<Vec<i64>>>,
+    out: Vec<Found>,
+}
+
+impl Core {
+    fn run<'a, 'py>(&'a self, profile: &Bound<'py, PyAny>, reader: &'a value::Reader<'py>) -> PyResult<Run<'a, 'py>> {
+        let py = profile.py();
+        let est = profile.getattr(pyo3::intern!(py, "engine"))?.downcast_into::<PyDict>()?;
+        let dues = match est.get_item(pyo3::intern!(py, "$d"))? {
+            Some(d) => d.downcast_into::<PyDict>()?,
+            None => {
+                // (the caller drops it again if it stays empty, as Engine._finish does)
+                let d = PyDict::new_bound(py);
+                est.set_item(pyo3::intern!(py, "$d"), &d)?;
+                d
+            }
+        };
+        Ok(Run {
+            call: compile::Call {
+                reader,
+                traits: &self.tables,
+                overlay: vec![None; self.defs.len()],
+                trait_reads: vec![None; self.tables.traits.len()],
+                member_reads: vec![None; self.tables.audiences.len()],
+            },
+            est,
+            dues,
+            states: HashMap::new(),
+            out: Vec::new(),
+        })
+    }
+
+    fn state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut Option<Vec<i64>>> {
+        if !run.states.contains_key(&p) {
+            let py = run.est.py();
+            let st = match run.est.get_item(self.defs[p].key.bind(py))? {
+                None => None,
+                Some(s) if s.is_none() => None,
+                Some(s) => {
+                    let text = s.downcast::<PyString>()?.to_cow()?;
+                    let mut v: Vec<Vec<i64>> = serde_json::from_str(&text)
+                        .map_err(|e| PyValueError::new_err(format!("state of position {p}: {e}")))?;
+                    if v.len() != 1 {
+                        return Err(PyValueError::new_err(format!("state of position {p}: not one slot")));
+                    }
+                    v.pop()
+                }
+            };
+            run.states.insert(p, st);
+        }
+        Ok(run.states.get_mut(&p).unwrap())
+    }
+
+    fn due_of(&self, run: &Run<'_, '_>, p: usize) -> PyResult<Option<i64>> {
+        match run.dues.get_item(self.defs[p].key.bind(run.dues.py()))? {
+            Some(d) => Ok(Some(d.extract::<i64>()?)),
+            None => Ok(None),
+        }
+    }
+
+    fn set_due(&self, run: &Run<'_, '_>, p: usize, due: i64) -> PyResult<()> {
+        let key = self.defs[p].key.bind(run.dues.py());
+        if due < INF {
+            run.dues.set_item(key, due)
+        } else if run.dues.contains(key)? {
+            run.dues.del_item(key)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `Engine._evaluate`: `todo` at `t`, in order, then the dependents of what changed;
+    /// returns the positions evaluated.
+    fn evaluate_set(
+        &self,
+        run: &mut Run<'_, '_>,
+        mut todo: BTreeSet<usize>,
+        t: i64,
+        at: i64,
+        tau: i64,
+        identified: bool,
+    ) -> PyResult<Vec<usize>> {
+        let mut origin: HashMap<usize, usize> = HashMap::new();
+        let mut done = Vec::with_capacity(todo.len());
+        while let Some(r) = todo.pop_first() {
+            done.push(r);
+            let d = &self.defs[r];
+            let allowed = d.include_anonymous || identified;
+            let member = match &d.kind {
+                Kind::Static(expr) => {
+                    run.states.insert(r, None);
+                    self.set_due(run, r, INF)?;
+                    allowed && expr.holds(&mut run.call)?
+                }
+                Kind::Events(leaf) => {
+                    let st = self.state(run, r)?;
+                    let (truth, due) = match st {
+                        None => (leaf.empty_truth, INF),
+                        Some(v) => {
+                            let (truth, due) = leaf.step(v, t);
+                            if v.is_empty() {
+                                *st = None;
+                            }
+                            (truth, due)
+                        }
+                    };
+                    self.set_due(run, r, if allowed { due } else { INF })?;
+                    allowed && truth
+                }
+            };
+            let previous = match run.call.overlay[r] {
+                Some(m) => m, // changed earlier in this call (a previous boundary)
+                None => run.call.member(d.own)?,
+            };
+            if member == previous {
+                continue;
+            }
+            let o = *origin.get(&r).unwrap_or(&r);
+            run.out.push((r, member, at, tau, o));
+            run.call.overlay[r] = Some(member);
+            for &dep in &d.dependents {
+                origin.entry(dep).or_insert(o);
+                todo.insert(dep);
+            }
+        }
+        Ok(done)
+    }
+
+    /// `Engine._run_timers` over this core's wake-ups.
+    fn run_timers(&self, run: &mut Run<'_, '_>, now: i64, identified: bool) -> PyResult<()> {
+        let mut heap = BinaryHeap::new();
+        for &p in &self.timed {
+            if let Some(d) = self.due_of(run, p)? {
+                if d <= now {
+                    heap.push(Reverse((d, p)));
+                }
+            }
+        }
+        let mut steps = 0usize;
+        while let Some(&Reverse((tau, p))) = heap.peek() {
+            if self.due_of(run, p)? != Some(tau) {
+                heap.pop(); // moved since it was pushed
+                continue;
+            }
+            steps += 1;
+            let catch_up = steps > self.max_timer_steps;
+            let mut due = BTreeSet::new();
+            let tau = if catch_up {
+                for &q in &self.timed {
+                    if self.due_of(run, q)?.is_some_and(|d| d <= now) {
+                        due.insert(q);
+                    }
+                }
+                heap.clear();
+                now
+            } else {
+                while let Some(&Reverse((d, q))) = heap.peek() {
+                    if d != tau {
+                        break;
+                    }
+                    heap.pop();
+                    if self.due_of(run, q)? == Some(d) {
+                        due.insert(q);
+                    }
+                }
+                tau
+            };
+            let done = self.evaluate_set(run, due, tau, tau, tau, identified)?;
+            for r in done {
+                if let Some(d) = self.due_of(run, r)? {
+                    if d <= now {
+                        heap.push(Reverse((d, r)));
+                    }
+                }
+            }
+            if catch_up {
+                for &q in &self.timed {
+                    if self.due_of(run, q)?.is_some_and(|d| d <= now) {
+                        self.set_due(run, q, INF)?;
+                    }
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn ingest(&self, run: &mut Run<'_, '_>, p: usize, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<bool> {
+        let Kind::Events(leaf) = &self.defs[p].kind else { return Ok(false) };
+        if !leaf.keeps(props, ts, now)? {
+            return Ok(false);
+        }
+        let st = self.state(run, p)?;
+        match st {
+            None => *st = Some(vec![ts]),
+            Some(v) => EventLeaf::insert(v, ts),
+        }
+        Ok(true)
+    }
+
+    /// Write the states back (`Engine._finish`'s part for this core's keys).
+    fn finish(&self, run: Run<'_, '_>) -> PyResult<Vec<Found>> {
+        let py = run.est.py();
+        for (p, st) in run.states {
+            let key = self.defs[p].key.bind(py);
+            match st {
+                None => {
+                    if run.est.contains(key)? {
+                        run.est.del_item(key)?;
+                    }
+                }
+                Some(v) => {
+                    let text = serde_json::to_string(&[v]).expect("integers serialise");
+                    run.est.set_item(key, text)?;
+                }
+            }
+        }
+        Ok(run.out)
+    }
+
+    fn check(&self, positions: &[usize]) -> PyResult<()> {
+        match positions.iter().find(|&&s| s >= self.defs.len()) {
+            Some(bad) => Err(PyIndexError::new_err(format!("no definition at position {bad}"))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[pymethods]
 impl Core {
     /// `definitions`: each one's `model_dump_json()`, in evaluation order (dependencies
     /// first); `dependents[i]`: the positions (all after `i`) of the definitions that read
-    /// definition `i`'s membership. Raises ValueError for a definition `supports` rejects.
+    /// definition `i`'s membership; `windows[i]`: (a, b) of a one-row event audience's
+    /// `windows.Window` (None for the others). Raises ValueError for a definition
+    /// `supports` rejects.
     #[new]
-    fn new(py: Python<'_>, definitions: Vec<String>, dependents: Vec<Vec<usize>>) -> PyResult<Self> {
-        if dependents.len() != definitions.len() {
-            return Err(PyValueError::new_err("one list of dependents per definition"));
+    #[pyo3(signature = (definitions, dependents, windows = None, max_timer_steps = 10_000))]
+    fn new(
+        py: Python<'_>,
+        definitions: Vec<String>,
+        dependents: Vec<Vec<usize>>,
+        windows: Option<Vec<Option<(i64, i64)>>>,
+        max_timer_steps: usize,
+    ) -> PyResult<Self> {
+        let n = definitions.len();
+        let windows = windows.unwrap_or_else(|| vec![None; n]);
+        if dependents.len() != n || windows.len() != n {
+            return Err(PyValueError::new_err("one list of dependents and one window per definition"));
         }
-        let mut defs = Vec::with_capacity(definitions.len());
-        for (i, (text, deps)) in definitions.iter().zip(dependents).enumerate() {
+        let mut defs = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        for (i, ((text, deps), window)) in definitions.iter().zip(dependents).zip(windows).enumerate() {
             let d: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
-            let expr = compile::audience(&d).map_err(PyValueError::new_err)?;
-            if let Some(&bad) = deps.iter().find(|&&j| j <= i || j >= definitions.len()) {
-                return Err(PyValueError::new_err(format!(
-                    "dependent {bad} of definition {i} is not after it"
-                )));
+            let mut kind = compile::audience(&d, window).map_err(PyValueError::new_err)?;
+            match &mut kind {
+                Kind::Events(leaf) if window.is_some() => leaf.intern(py),
+                Kind::Events(_) => {
+                    return Err(PyValueError::new_err(format!("event audience {i} without a window")))
+                }
+                Kind::Static(_) => {}
             }
+            if let Some(&bad) = deps.iter().find(|&&j| j <= i || j >= n) {
+                return Err(PyValueError::new_err(format!("dependent {bad} of definition {i} is not after it")));
+            }
+            let key = d.get("key").and_then(|v| v.as_str()).unwrap_or("").to_string();
             defs.push(Def {
-                key: d.get("key").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+                key: PyString::intern_bound(py, &key).unbind(),
                 own: 0,
-                expr,
-                include_anonymous: d
-                    .get("include_anonymous")
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false),
+                kind,
+                include_anonymous: d.get("include_anonymous").and_then(|v| v.as_bool()).unwrap_or(false),
                 dependents: deps,
             });
+            keys.push(key);
         }
-        let index: HashMap<String, usize> =
-            defs.iter().enumerate().map(|(i, d)| (d.key.clone(), i)).collect();
+        let index: HashMap<String, usize> = keys.iter().enumerate().map(|(i, k)| (k.clone(), i)).collect();
         let mut tables = compile::Tables::default();
-        for d in &mut defs {
-            d.own = tables.audience_slot(py, &d.key);
-            d.expr.resolve(py, &index, &mut tables);
+        let mut listeners: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut timed = vec![];
+        for (p, (d, key)) in defs.iter_mut().zip(&keys).enumerate() {
+            d.own = tables.audience_slot(py, key);
+            match &mut d.kind {
+                Kind::Static(expr) => expr.resolve(py, &index, &mut tables),
+                Kind::Events(leaf) => {
+                    listeners.entry(leaf.event.clone()).or_default().push(p);
+                    timed.push(p);
+                }
+            }
         }
-        Ok(Core { defs, tables })
+        Ok(Core { defs, tables, listeners, timed, max_timer_steps })
     }
 
     fn __len__(&self) -> usize {
         self.defs.len()
     }
 
-    /// Evaluate `seeds` (positions) on `profile` (a ProfileRecord), then every dependent of
-    /// a membership that changed, in order, each once. Returns the changes as
-    /// `(position, new membership, origin)`: `origin` is the seed whose change led here
-    /// (itself for a seed no earlier change reached) — a recompute's changes carry their
-    /// origin's `definition:<version>` cause. The profile is not modified.
-    fn evaluate(
+    /// `Engine.on_event` for this core's definitions, on `profile` (a ProfileRecord whose
+    /// `engine` has a `$d` table): the due boundaries first when `timers`, then the event
+    /// `name` (None: nothing to ingest) and the forced `seeds`, evaluated at `now`.
+    /// Returns the changes in order as (position, new membership, at, boundary instant or
+    /// -1, origin); states and wake-ups are updated, memberships left to the caller.
+    #[pyo3(signature = (profile, now, identified, seeds, timers, name, props, ts, at))]
+    #[allow(clippy::too_many_arguments)]
+    fn on_event(
         &self,
         profile: &Bound<'_, PyAny>,
-        seeds: Vec<usize>,
+        now: i64,
         identified: bool,
-    ) -> PyResult<Vec<(usize, bool, usize)>> {
-        let n = self.defs.len();
-        if let Some(bad) = seeds.iter().find(|&&s| s >= n) {
-            return Err(PyIndexError::new_err(format!("no definition at position {bad}")));
-        }
+        seeds: Vec<usize>,
+        timers: bool,
+        name: Option<&str>,
+        props: Option<&Bound<'_, PyDict>>,
+        ts: i64,
+        at: i64,
+    ) -> PyResult<Vec<Found>> {
+        self.check(&seeds)?;
         let reader = value::Reader::new(profile)?;
-        let mut call = compile::Call {
-            reader: &reader,
-            traits: &self.tables,
-            overlay: vec![None; n],
-            trait_reads: vec![None; self.tables.traits.len()],
-            member_reads: vec![None; self.tables.audiences.len()],
-        };
-        let mut origin: Vec<Option<usize>> = vec![None; n];
+        let mut run = self.run(profile, &reader)?;
+        if timers {
+            self.run_timers(&mut run, now, identified)?;
+        }
         let mut todo: BTreeSet<usize> = seeds.into_iter().collect();
-        let mut out = Vec::new();
-        while let Some(r) = todo.pop_first() {
-            let d = &self.defs[r];
-            let member = (d.include_anonymous || identified) && d.expr.holds(&mut call)?;
-            // (nothing changes a definition's own membership before it is evaluated)
-            if member == call.member(d.own)? {
-                continue;
-            }
-            let o = origin[r].unwrap_or(r);
-            out.push((r, member, o));
-            call.overlay[r] = Some(member);
-            for &dep in &d.dependents {
-                origin[dep].get_or_insert(o);
-                todo.insert(dep);
+        if let (Some(name), Some(props)) = (name, props) {
+            if let Some(ps) = self.listeners.get(name) {
+                for &p in ps {
+                    if self.ingest(&mut run, p, props, ts, now)? {
+                        todo.insert(p);
+                    }
+                }
             }
         }
-        Ok(out)
+        if !todo.is_empty() {
+            self.evaluate_set(&mut run, todo, now, at, -1, identified)?;
+        }
+        self.finish(run)
+    }
+
+    /// `Engine.on_time`: the due boundaries up to `now`.
+    fn on_time(&self, profile: &Bound<'_, PyAny>, now: i64, identified: bool) -> PyResult<Vec<Found>> {
+        let reader = value::Reader::new(profile)?;
+        let mut run = self.run(profile, &reader)?;
+        self.run_timers(&mut run, now, identified)?;
+        self.finish(run)
+    }
+
+    /// `Engine.recompute`'s part: the due boundaries when `timers`, then the states of
+    /// `rebuild` from `history` ((event name, properties, time), in time order; their
+    /// stored states already removed), then `seeds` evaluated at `now`.
+    #[allow(clippy::too_many_arguments)]
+    fn recompute(
+        &self,
+        profile: &Bound<'_, PyAny>,
+        now: i64,
+        identified: bool,
+        seeds: Vec<usize>,
+        timers: bool,
+        rebuild: Vec<usize>,
+        history: Vec<(String, Bound<'_, PyDict>, i64)>,
+    ) -> PyResult<Vec<Found>> {
+        self.check(&seeds)?;
+        self.check(&rebuild)?;
+        let reader = value::Reader::new(profile)?;
+        let mut run = self.run(profile, &reader)?;
+        if timers {
+            self.run_timers(&mut run, now, identified)?;
+        }
+        for &p in &rebuild {
+            run.states.insert(p, None);
+            let Kind::Events(leaf) = &self.defs[p].kind else { continue };
+            for (name, props, ts) in &history {
+                if *name == leaf.event {
+                    self.ingest(&mut run, p, props, *ts, now)?;
+                }
+            }
+        }
+        if !seeds.is_empty() {
+            self.evaluate_set(&mut run, seeds.into_iter().collect(), now, now, -1, identified)?;
+        }
+        self.finish(run)
+    }
+
+    /// `seeds` evaluated at instant 0 with no event (tests: the operators and
+    /// memberships): changes as (position, new membership, origin).
+    fn evaluate(&self, profile: &Bound<'_, PyAny>, seeds: Vec<usize>, identified: bool) -> PyResult<Vec<(usize, bool, usize)>> {
+        let out = self.on_event(profile, 0, identified, seeds, false, None, None, 0, 0)?;
+        Ok(out.into_iter().map(|(p, m, _, _, o)| (p, m, o)).collect())
     }
 }
 
@@ -128,7 +447,7 @@ fn supports(definition_json: &str) -> Option<String> {
         Ok(d) => d,
         Err(e) => return Some(format!("unreadable definition: {e}")),
     };
-    compile::audience(&d).err()
+    compile::audience(&d, None).err()
 }
 
 #[pymodule]

@@ -28,7 +28,7 @@ NativeEngine = native_module.NativeEngine
 
 
 def dump(key: str, conditions: list[dict[str, Any]], **kw: Any) -> str:
-    return audience(key, conditions, **kw).model_dump_json()
+    return native_module.definition_json(audience(key, conditions, **kw))
 
 
 def profile(traits: dict[str, Any] | None = None, **audiences: bool) -> ProfileRecord:
@@ -48,6 +48,21 @@ def profile(traits: dict[str, Any] | None = None, **audiences: bool) -> ProfileR
         [{"trait": "tags", "operator": "equals_any_of", "value": ["a", 1, True]}],
         [{"audience": "other", "member": False}],
         [{"group": [{"trait": "x", "operator": "exists"}], "negate": True}],
+        [{"event": "Login", "within": "7 days"}],
+        [
+            {
+                "event": "Login",
+                "between": ["1 day", "2 days"],
+                "count": {"operator": "<", "value": 2},
+            }
+        ],
+        [
+            {
+                "event": "A",
+                "performed": False,
+                "where": [{"property": "p", "operator": "equals", "value": 1}],
+            }
+        ],
     ],
 )
 def test_supported_shapes(conditions: list[dict[str, Any]]) -> None:
@@ -57,7 +72,13 @@ def test_supported_shapes(conditions: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize(
     ("conditions", "reason"),
     [
-        ([{"event": "Login", "within": "7 days"}], "event conditions"),
+        ([{"event": "Login"}, {"trait": "x", "operator": "exists"}], "event conditions beside"),
+        ([{"event": "A", "then": {"event": "B", "within": "1 day"}}], "funnels"),
+        ([{"event": "A", "where": [{"property": "p.q", "operator": "exists"}]}], "nested property"),
+        (
+            [{"event": "A", "where": [{"property": "p", "operator": "contains", "value": "x"}]}],
+            "filter operator contains",
+        ),
         ([{"trait": "since", "operator": "within_last", "value": "7 days"}], "within_last"),
         ([{"trait": "profile.plan", "operator": "exists"}], "nested trait path"),
         ([{"trait": "x", "operator": "equals", "value_from": {"trait": "y"}}], "value_from"),
@@ -74,7 +95,7 @@ def test_unsupported_shapes_say_why(conditions: list[dict[str, Any]], reason: st
 
 
 def test_computed_traits_and_bad_json_are_not_supported() -> None:
-    t = trait("n", "counter", "Login").model_dump_json()
+    t = native_module.definition_json(trait("n", "counter", "Login"))
     assert "computed_trait" in (core.supports(t) or "")
     assert "unreadable" in (core.supports("{") or "")
 
@@ -83,7 +104,7 @@ def test_computed_traits_and_bad_json_are_not_supported() -> None:
 def test_dependents_must_come_after_their_dependency() -> None:
     a = dump("a", [{"trait": "plan", "operator": "exists"}])
     b = dump("b", [{"audience": "a"}])
-    with pytest.raises(ValueError, match="one list of dependents per definition"):
+    with pytest.raises(ValueError, match="one list of dependents and one window per definition"):
         core.Core([a, b], [[1]])
     with pytest.raises(ValueError, match="not after"):
         core.Core([a, b], [[], [0]])
@@ -191,7 +212,7 @@ def test_operators_agree_with_operators_py(op: str, value: Any) -> None:
     if value is not None:
         row["value"] = value
     d = audience("a", [row], include_anonymous=True)
-    c = core.Core([d.model_dump_json()], [[]])
+    c = core.Core([native_module.definition_json(d)], [[]], [None])
     pred = compile_static(d.conditions[0].operator, d.conditions[0].value)  # type: ignore[union-attr]
     for x in TRAIT_VALUES:
         expected = pred(x, 0)
@@ -220,23 +241,69 @@ def test_sources_read_as_profile_trait_does() -> None:
 
 # -- NativeEngine / make_engine ---------------------------------------------------------------
 def test_components_with_an_unsupported_definition_stay_in_python() -> None:
+    funnel = {
+        "event": "Added",
+        "within": "7 days",
+        "then_not": {"event": "Order", "within": "1 day"},
+    }
     defs: list[Any] = [
         audience("pro", [{"trait": "plan", "operator": "equals", "value": "pro"}]),
         audience("us", [{"trait": "country", "operator": "equals", "value": "US"}]),
         audience("pro_us", [{"audience": "pro"}, {"audience": "us"}]),
         audience("buyer", [{"event": "Order", "within": "7 days"}]),
-        audience("pro_buyer", [{"audience": "buyer"}, {"trait": "plan", "operator": "exists"}]),
+        audience("pro_buyer", [{"audience": "buyer"}, {"audience": "pro"}]),
+        audience("abandoned", [funnel]),
+        audience(
+            "pro_abandoned", [{"audience": "abandoned"}, {"trait": "plan", "operator": "exists"}]
+        ),
         trait("orders", "counter", "Order"),
         audience(
             "many", [{"trait": "orders", "source": "computed", "operator": "at_least", "value": 3}]
         ),
+        audience("long", [{"event": "Order", "within": "30 days"}], include_history={"days": 7}),
     ]
     e = NativeEngine(defs)
-    assert e.native_keys == ("pro", "us", "pro_us")
-    assert e.python_reasons["pro_buyer"].startswith("linked")
-    assert "event conditions" in e.python_reasons["buyer"]
+    assert e.native_keys == ("pro", "us", "pro_us", "buyer", "pro_buyer")  # (rank order)
+    assert "funnels" in e.python_reasons["abandoned"]
+    assert (
+        e.python_reasons["pro_abandoned"]
+        == "linked (by references) to abandoned, which is not native"
+    )
     assert e.python_reasons["many"].startswith("linked")
-    assert native_module.coverage(e) == (3, 7)
+    assert "lookback cuts short" in e.python_reasons["long"]
+    assert native_module.coverage(e) == (5, 10)
+
+
+DAY = 86_400_000
+
+
+def test_event_audiences_keep_the_python_engines_state_and_wake_ups() -> None:
+    """The state is the Python engine's `[[times]]` string and the exit a `$d` entry, so
+    either engine can take over the other's records."""
+    d = audience("buyer", [{"event": "Order", "within": "7 days"}], include_anonymous=True)
+    c = core.Core([dump("buyer", d.model_dump()["conditions"])], [[]], [(0, 7 * DAY)])
+    p = profile()
+    p.profile_id = "user_id:u1"
+    found = c.on_event(p, 10 * DAY, True, [], False, "Order", {}, 9 * DAY, 9 * DAY)
+    assert found == [(0, True, 9 * DAY, -1, 0)]
+    assert p.engine == {"$d": {"buyer": 16 * DAY}, "buyer": f"[[{9 * DAY}]]"}
+    ref = Engine([d])
+    q = ProfileRecord(
+        profile_id="user_id:u1", engine={"$d": {"buyer": 16 * DAY}, "buyer": f"[[{9 * DAY}]]"}
+    )
+    q.next_wakeup = 16 * DAY
+    q.audiences["buyer"] = TraitValue(True, 9 * DAY)
+    assert [(x.value, x.at, x.cause) for x in ref.on_time(q, 20 * DAY)] == [
+        (False, 16 * DAY, f"timer:{16 * DAY}")
+    ]
+    p.audiences["buyer"] = TraitValue(True, 9 * DAY)
+    assert c.on_time(p, 20 * DAY, True) == [(0, False, 16 * DAY, 16 * DAY, 0)]
+    assert p.engine == {"$d": {}} == {k: v for k, v in q.engine.items() if k != "$i"} | {"$d": {}}
+    # a rebuild from history (recompute) keeps only what can still count
+    p.audiences["buyer"] = TraitValue(False, 16 * DAY)
+    past = [("Order", {}, 1 * DAY), ("Order", {}, 19 * DAY), ("Other", {}, 19 * DAY)]
+    assert c.recompute(p, 20 * DAY, True, [0], False, [0], past) == [(0, True, 20 * DAY, -1, 0)]
+    assert p.engine["buyer"] == f"[[{19 * DAY}]]"
 
 
 def test_make_engine_choices(monkeypatch: pytest.MonkeyPatch) -> None:

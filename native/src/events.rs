@@ -1,0 +1,216 @@
+//! One event row as `conditions.EventLeaf` evaluates it on its fast path: plain event
+//! times (no trait-referencing or relative-date filter) in a window the lookback never
+//! cuts short, counted and compared. State: the sorted times, of the ones that already
+//! count only the newest `cap` (see `conditions.count_cap`).
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use serde_json::Value as J;
+
+use crate::ops::{holds, Op};
+use crate::value::Val;
+
+pub const INF: i64 = 1 << 62; // windows.INF
+const EDGE_WALK: usize = 32; // conditions.EDGE_WALK
+
+#[derive(Debug, Clone, Copy)]
+enum CountOp {
+    Ge,
+    Gt,
+    Eq,
+    Ne,
+    Le,
+    Lt,
+}
+
+/// A `where` row against a constant on a top-level property.
+#[derive(Debug)]
+pub struct Filter {
+    pub property: String,
+    pub op: Op,
+    pub operands: Vec<Val>,
+}
+
+#[derive(Debug)]
+pub struct EventLeaf {
+    pub event: String,
+    pub filters: Vec<Filter>,
+    properties: Vec<Py<PyString>>, // interned, one per filter
+    a: i64,
+    b: i64,
+    op: CountOp,
+    value: i64,
+    cap: usize,
+    performed: bool,
+    pub empty_truth: bool,
+}
+
+/// The event row of a one-row audience, or why the core does not evaluate it. `window`:
+/// (a, b) of its `windows.Window`, computed by the Python engine.
+pub fn leaf(row: &serde_json::Map<String, J>, window: (i64, i64)) -> Result<EventLeaf, String> {
+    for k in ["then", "then_not"] {
+        if !matches!(row.get(k), None | Some(J::Null)) {
+            return Err("funnels are not ported yet".into());
+        }
+    }
+    let event = row.get("event").and_then(J::as_str).ok_or("event is not a string")?;
+    let mut filters = vec![];
+    for f in row.get("where").and_then(J::as_array).map(Vec::as_slice).unwrap_or(&[]) {
+        let f = f.as_object().ok_or("a filter is not an object")?;
+        let property = f.get("property").and_then(J::as_str).ok_or("no property")?;
+        if property.contains('.') || property.contains('\\') {
+            return Err(format!("nested property {property:?} is not ported yet"));
+        }
+        if !matches!(f.get("value_from"), None | Some(J::Null)) {
+            return Err("filters with value_from are not ported yet".into());
+        }
+        let name = f.get("operator").and_then(J::as_str).ok_or("no operator")?;
+        let op = Op::parse(name).ok_or_else(|| format!("filter operator {name} is not ported yet"))?;
+        let operands = crate::compile::operands(op, name, f.get("value").unwrap_or(&J::Null))?;
+        filters.push(Filter { property: property.to_string(), op, operands });
+    }
+    let count = row.get("count").and_then(J::as_object).ok_or("no count")?;
+    let value = count.get("value").and_then(J::as_i64).ok_or("count value is not an integer")?;
+    let op = match count.get("operator").and_then(J::as_str) {
+        Some(">=") => CountOp::Ge,
+        Some(">") => CountOp::Gt,
+        Some("=") => CountOp::Eq,
+        Some("!=") => CountOp::Ne,
+        Some("<=") => CountOp::Le,
+        Some("<") => CountOp::Lt,
+        other => return Err(format!("count operator {other:?}")),
+    };
+    let cap = if matches!(op, CountOp::Ge | CountOp::Lt) { value } else { value + 1 }.max(1);
+    let performed = row.get("performed").and_then(J::as_bool).unwrap_or(true);
+    let mut leaf = EventLeaf {
+        event: event.to_string(),
+        filters,
+        properties: vec![],
+        a: window.0,
+        b: window.1,
+        op,
+        value,
+        cap: cap as usize,
+        performed,
+        empty_truth: false,
+    };
+    let r = leaf.test(0);
+    leaf.empty_truth = if performed { r } else { !r };
+    Ok(leaf)
+}
+
+fn bisect_right(st: &[i64], x: i64) -> usize {
+    st.partition_point(|&v| v <= x)
+}
+
+impl EventLeaf {
+    pub fn intern(&mut self, py: Python<'_>) {
+        self.properties = self.filters.iter().map(|f| PyString::intern_bound(py, &f.property).unbind()).collect();
+    }
+
+    fn test(&self, n: i64) -> bool {
+        let v = self.value;
+        match self.op {
+            CountOp::Ge => n >= v,
+            CountOp::Gt => n > v,
+            CountOp::Eq => n == v,
+            CountOp::Ne => n != v,
+            CountOp::Le => n <= v,
+            CountOp::Lt => n < v,
+        }
+    }
+
+    /// `prepare`'s static part: the filters hold and the event can count at `now` or later.
+    pub fn keeps(&self, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<bool> {
+        if !(self.b > self.a && ts.saturating_add(self.b) > now) {
+            return Ok(false);
+        }
+        for (f, key) in self.filters.iter().zip(&self.properties) {
+            let x = match props.get_item(key.bind(props.py()))? {
+                Some(v) => Val::from_py(&v),
+                None => Val::Null,
+            };
+            if !holds(f.op, &f.operands, &x) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// `insort`: after the equal times.
+    pub fn insert(st: &mut Vec<i64>, ts: i64) {
+        if st.last().is_none_or(|&l| l <= ts) {
+            st.push(ts);
+        } else {
+            let i = bisect_right(st, ts);
+            st.insert(i, ts);
+        }
+    }
+
+    /// `EventLeaf.step` on stored times (emptied: the caller drops the state): (answer,
+    /// next instant it can flip or INF).
+    pub fn step(&self, st: &mut Vec<i64>, t: i64) -> (bool, i64) {
+        let (a, b) = (self.a, self.b);
+        let i = bisect_right(st, t.saturating_sub(b));
+        st.drain(..i);
+        let mut j = bisect_right(st, t - a);
+        if j > self.cap {
+            st.drain(..j - self.cap);
+            j = self.cap;
+        }
+        if st.is_empty() {
+            return (self.empty_truth, INF);
+        }
+        let r = self.test(j as i64);
+        let truth = if self.performed { r } else { !r };
+        if matches!(self.op, CountOp::Ge) && a == 0 && *st.last().unwrap() <= t {
+            let (n, v) = (st.len(), self.value);
+            let due = if v > 0 && n as i64 >= v { st[n - v as usize] + b } else { INF };
+            return (truth, due);
+        }
+        (truth, self.next_edge(st, t))
+    }
+
+    fn next_edge(&self, st: &[i64], t: i64) -> i64 {
+        let (a, b) = (self.a, self.b);
+        if a == 0 && *st.last().unwrap() <= t {
+            let n = st.len() as i64;
+            let cur = self.test(n);
+            for k in 1..=st.len() {
+                if self.test(n - k as i64) != cur {
+                    return st[k - 1] + b;
+                }
+            }
+            return INF;
+        }
+        let j = bisect_right(st, t - a);
+        // next_flip over enters st[j..] + a and leaves st[..] + b
+        let mut n = j as i64;
+        let cur = self.test(n);
+        let (ns, ne) = (st.len() - j, st.len());
+        let (mut i, mut k) = (0usize, 0usize);
+        let enter = |i: usize| if i < ns { st[j + i] + a } else { INF };
+        let leave = |k: usize| if k < ne { st[k] + b } else { INF };
+        let (mut s, mut e) = (enter(0), leave(0));
+        for _ in 0..EDGE_WALK {
+            let at = s.min(e);
+            if at >= INF {
+                return INF;
+            }
+            while s == at {
+                n += 1;
+                i += 1;
+                s = enter(i);
+            }
+            while e == at {
+                n -= 1;
+                k += 1;
+                e = leave(k);
+            }
+            if self.test(n) != cur {
+                return at;
+            }
+        }
+        s.min(e)
+    }
+}
