@@ -241,11 +241,24 @@ def report_lines(worker_events_per_s: float | None, quix: dict[str, Any]) -> lis
 # -- standalone: both sides, alternating rounds, on a broker of its own ---------------------
 
 
+def _settled_records(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
+    """A topic's record count once it stops growing: the last batches' changes are still
+    being produced when the worker's metrics already count their events as applied."""
+    n, deadline = e2e.topic_records(bootstrap, topic), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        m = e2e.topic_records(bootstrap, topic)
+        if m == n:
+            break
+        n = m
+    return n
+
+
 def _worker_round(cfg: Any, settings: Any, total: int, timeout: float, name: str) -> dict:
     worker_settings = e2e.with_app(settings, name)
     with e2e.BenchWorker(worker_settings, worker_settings.app_id) as worker:
         tp = e2e.measure_throughput(worker, total, timeout, cfg, f"worker {name}")
-        changes = e2e.topic_records(cfg.bootstrap, worker_settings.topics.changes)
+        changes = _settled_records(cfg.bootstrap, worker_settings.topics.changes)
     shutil.rmtree(e2e.state_dir(worker_settings).parent, ignore_errors=True)
     return {
         "events_per_s": tp.events_per_s,
