@@ -26,6 +26,7 @@ from tests.fuzz.tally import LOST, Tally
 from tests.stream.helpers import read_topic
 
 # What a worker logs when a batch fails or a stage stops (it must never, on bad data)
+NOT_DEAD_LETTERED = "not dead-lettered"
 TROUBLE = ("batch failed", "stopping the worker", "Traceback")
 
 
@@ -111,14 +112,15 @@ def check_worker(
         time.sleep(0.5)
     seen: dict[str, Counter[tuple[str, str]]] = {}
     pending = set(by_profile)
-    while pending and alive() and time.monotonic() < deadline:
+    while True:  # each profile looked at once at least, in time or not
         for profile in sorted(pending):
             shown = _shown(events_of(worker, profile) or [])
             seen[profile] = shown
             if all(_applied(c, shown) for c in by_profile[profile]):
                 pending.discard(profile)
-        if pending:
-            time.sleep(0.5)
+        if not pending or not alive() or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     run.seconds_to_settle = time.monotonic() - started
     if not alive():
         run.problems.append(f"the worker exited with {worker.proc and worker.proc.returncode}")
@@ -140,7 +142,7 @@ def check_worker(
                 dead[key] -= 1
                 result = c.expect
             else:
-                result = other_reasons.get(key[1], LOST)
+                result = other_reasons.get(key[1], NOT_DEAD_LETTERED)
         else:
             result = c.expect if _applied(c, seen.get(str(c.profile), Counter())) else LOST
         run.tally.add(c, result)
