@@ -18,7 +18,7 @@ import gzip
 import hashlib
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -212,20 +212,17 @@ class FuzzGenerator:
 
     def _renumber(self, case: Case) -> Case:
         self.n += 1
-        return Case(
-            self.n,
-            case.category,
-            case.kind,
-            case.key,
-            case.value,
-            case.expect,
-            case.profile,
-            case.message_id,
-            case.event,
-        )
+        return replace(case, n=self.n)
 
-    def _case(self, category: str, kind: str, key: bytes | None, value: bytes | None,
-              expect: str, body: dict[str, Any] | None = None) -> Case:  # fmt: skip
+    def _case(
+        self,
+        category: str,
+        kind: str,
+        key: bytes | None,
+        value: bytes | None,
+        expect: str,
+        body: dict[str, Any] | None = None,
+    ) -> Case:
         self.n += 1
         if body is None:
             return Case(self.n, category, kind, key, value, expect)
@@ -299,14 +296,16 @@ class FuzzGenerator:
         body = self._body(anonymous=self.rng.random() < 0.15)
         return self._case(VALID, body["type"], self._key(body), dumps(body), PROCESSED, body)
 
-    def _bad(self, category: str, kind: str, value: bytes | None, reason: str,
-             key: bytes | None = None) -> Case:  # fmt: skip
+    def _bad(
+        self, category: str, kind: str, value: bytes | None, reason: str, key: bytes | None = None
+    ) -> Case:
         return self._case(
             category, kind, key if key is not None else self._odd_key(), value, reason
         )
 
-    def _edge(self, category: str, kind: str, body: dict[str, Any],
-              value: bytes | None = None) -> Case:  # fmt: skip
+    def _edge(
+        self, category: str, kind: str, body: dict[str, Any], value: bytes | None = None
+    ) -> Case:
         value = value if value is not None else dumps(body)
         return self._case(category, kind, self._key(body), value, PROCESSED, body)
 
@@ -482,8 +481,13 @@ class FuzzGenerator:
         body = self._body()
         ch = self.rng.choice(("m", "\xe9", "\U0001f600"))
         body["messageId"] = ch * self.rng.randrange(101, 5_000)
-        return self._bad("huge_values", "message_id_too_long", dumps(body), "message_id_too_long",
-                         self._key(body))  # fmt: skip
+        return self._bad(
+            "huge_values",
+            "message_id_too_long",
+            dumps(body),
+            "message_id_too_long",
+            self._key(body),
+        )
 
     def _too_many(self) -> Case:
         kind = self.rng.choice(("track", "page", "identify", "group"))
@@ -587,8 +591,9 @@ class FuzzGenerator:
         if rng.random() < 0.05:
             return self._bad("binary", "empty", rng.choice((b"", b" ", b"\n\t ")), "malformed_json")
         first = bytes([rng.choice([*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x80, 0x100)])])
-        return self._bad("binary", "random", first + rng.randbytes(rng.randrange(0, 2_000)),
-                         "malformed_json")  # fmt: skip
+        return self._bad(
+            "binary", "random", first + rng.randbytes(rng.randrange(0, 2_000)), "malformed_json"
+        )
 
     def _binary_in_string(self) -> Case:
         body = self._body("track")
@@ -823,8 +828,17 @@ class FuzzGenerator:
             "duplicate_message_ids", "first", self._key(first), dumps(first), PROCESSED, first
         )
         raw = dumps(second)
-        b = Case(0, "duplicate_message_ids", "second_body", self._key(second), raw, DUPLICATE,
-                 a.profile, a.message_id, a.event)  # fmt: skip
+        b = Case(
+            0,
+            "duplicate_message_ids",
+            "second_body",
+            self._key(second),
+            raw,
+            DUPLICATE,
+            a.profile,
+            a.message_id,
+            a.event,
+        )
         return a, b
 
 
