@@ -2,7 +2,7 @@
 of it: dead-lettered with a given reason, processed, or dropped as a duplicate.
 
 The label is the generator's own: it follows from how each record is built (a truncated
-object cannot parse, a 64th level is one too many), never from asking the ingest code,
+object cannot parse, a 65th level is one too many), never from asking the ingest code,
 so a fuzz run that disagrees has found either a defect or a rule the label got wrong.
 The same seed and base time give byte-identical records, so a failure can be replayed.
 
