@@ -40,9 +40,10 @@ class DeadLetter(BaseModel):
     stage_record: str | None = None
 
     @classmethod
-    def of(cls, rec: SourceRecord, reason: str, detail: str) -> DeadLetter:
-        """Why `rec` is dead-lettered, and where its original is."""
-        origin = origin_of(rec)
+    def of(cls, rec: SourceRecord, reason: str, detail: str, internal: bool = True) -> DeadLetter:
+        """Why `rec` is dead-lettered, and where its original is. An input record
+        (`internal=False`, ingest) is its own original, whatever headers it came with."""
+        origin = origin_of(rec) if internal else None
         if origin is None:
             return cls(
                 reason=reason,

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from engage_stream import metrics
-from engage_stream.config import Settings
+from engage_stream.config import Settings, Topics
 from engage_stream.identity.replica import IdentityReplica
 from engage_stream.identity.stage import BLOCKED_IDENTIFIER
 from engage_stream.ingest.dead_letter import DeadLetter
 from engage_stream.ingest.segment import EVENT_TYPES
 from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
-from engage_stream.records import SOURCE_ID_HEADER, OutgoingRecord, origin_header
+from engage_stream.records import SOURCE_ID_HEADER, OutgoingRecord, SourceRecord, origin_header
 from engage_stream.state.checkpoint import Checkpoint, Committable, Producer
 from engage_stream.stream.batch_consumer import Batch
 
@@ -52,39 +53,20 @@ class IngestStage:
         accepted: dict[str, int] = {}
         rejected: dict[str, int] = {}
         profile_events = self.topics.profile_events
-        identity = self.topics.identity_requests
         fast = slow = 0
         for recs in batch.values():
             for rec in recs:
-                try:
-                    if rec.value is None:
-                        raise InvalidEvent(Reason.MALFORMED_JSON, "record has no value")
-                    event = parse_message(rec.value, rec.timestamp)
-                    if rec.headers:
-                        event.source_id = _source_of(rec.headers)
-                    pid = self.replica.route(event)
-                    if pid is not None:
-                        event.profile_id = pid
-                    value = event.to_json()
-                except Exception as exc:
-                    # Ingest is pure: whatever fails here fails on the record's data, and a
-                    # record must end up processed or dead-lettered, never stop the stream.
-                    if isinstance(exc, InvalidEvent):
-                        reason, detail = exc.reason, exc.detail
-                    else:
-                        reason, detail = Reason.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"
-                    dl = DeadLetter.of(rec, reason, detail)
-                    out.append(dl.record(self.topics.dead_letter, rec.key, rec.value))
-                    rejected[reason] = rejected.get(reason, 0) + 1
+                done = ingest_record(rec, self.replica, self.topics)
+                out.append(done.record)
+                if done.rejected is not None:
+                    rejected[done.rejected] = rejected.get(done.rejected, 0) + 1
                     continue
-                origin = [origin_header(rec)]
-                if pid is None:
-                    out.append(OutgoingRecord(identity, rec.key, value, origin))
-                    slow += 1
-                else:
-                    out.append(OutgoingRecord(profile_events, pid.encode(), value, origin))
+                assert done.accepted is not None
+                accepted[done.accepted] = accepted.get(done.accepted, 0) + 1
+                if done.record.topic == profile_events:
                     fast += 1
-                accepted[event.type] = accepted.get(event.type, 0) + 1
+                else:
+                    slow += 1
         checkpoint = Checkpoint(self.producer, self.settings.changelog_topic, self.offsets)
         checkpoint.add_outputs(out)
         for tp, recs in batch.items():
@@ -99,8 +81,53 @@ class IngestStage:
             metrics.labelled(metrics.dead_lettered, reason).inc(n)
 
 
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What became of one input record: the record to produce, and either the event type
+    it carried on as or the reason it was dead-lettered."""
+
+    record: OutgoingRecord
+    accepted: str | None = None
+    rejected: str | None = None
+
+
+def ingest_record(rec: SourceRecord, replica: IdentityReplica, topics: Topics) -> Ingested:
+    """One input record: validated, normalised, stamped with its origin, routed to the
+    profile it belongs to (`profile-events`) or to the identity stage — or dead-lettered.
+    Ingest is pure: whatever fails here fails on the record's data, and a record must end
+    up processed or dead-lettered, never stop the stream."""
+    try:
+        if rec.value is None:
+            raise InvalidEvent(Reason.MALFORMED_JSON, "record has no value")
+        event = parse_message(rec.value, rec.timestamp)
+        if rec.headers:
+            event.source_id = _source_of(rec.headers)
+        pid = replica.route(event)
+        if pid is not None:
+            event.profile_id = pid
+        value = event.to_json()
+    except Exception as exc:
+        if isinstance(exc, InvalidEvent):
+            reason, detail = exc.reason, exc.detail
+        else:
+            reason, detail = Reason.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"
+        dl = DeadLetter.of(rec, reason, detail, internal=False)
+        return Ingested(dl.record(topics.dead_letter, rec.key, rec.value), rejected=reason)
+    origin = [origin_header(rec)]
+    if pid is None:
+        return Ingested(
+            OutgoingRecord(topics.identity_requests, rec.key, value, origin), event.type
+        )
+    return Ingested(OutgoingRecord(topics.profile_events, pid.encode(), value, origin), event.type)
+
+
 def _source_of(headers: Iterable[tuple[str, bytes]]) -> str | None:
     for k, v in headers:
         if k == SOURCE_ID_HEADER:
-            return v.decode() or None
+            try:
+                return v.decode() or None
+            except UnicodeDecodeError:
+                raise InvalidEvent(
+                    Reason.INVALID_FIELD, f"header {SOURCE_ID_HEADER} is not UTF-8"
+                ) from None
     return None

@@ -1,9 +1,7 @@
 """The worker's three stages in process, one record at a time, saying what became of it.
 
-Ingest is what `stream.ingest_stage.IngestStage.handle` does with each consumed record —
-`parse_message` on the value at the broker time, the identity replica's route, the
-internal JSON stamped with its origin, and `DeadLetter.of(...).record` for whatever fails
-— without the producer and offsets around it (those the broker test runs for real). The
+Ingest is the worker's own per-record step (`stream.ingest_stage.ingest_record`), without
+the producer and offsets around it (those the broker test runs for real). The
 identity stage and the profiles stage are the worker's own (`IdentityStage.apply`,
 `ProfileStage.apply`) over in-memory partition databases, as `replay` drives them; the
 identity topic's records feed the replica as the worker's replica follows that topic. A
@@ -22,11 +20,11 @@ from engage_stream.identity.replica import IdentityReplica
 from engage_stream.identity.rules import IdentityRules
 from engage_stream.identity.stage import IdentityStage
 from engage_stream.ingest.dead_letter import DeadLetter
-from engage_stream.ingest.validate import InvalidEvent, Reason, parse_message
 from engage_stream.profiles.stage import ProfileStage, StageResult
-from engage_stream.records import InputRecord, OutgoingRecord, origin_header
+from engage_stream.records import InputRecord, OutgoingRecord
 from engage_stream.state.memory import MemoryStore
 from engage_stream.state.transaction import Sweep, Transaction
+from engage_stream.stream.ingest_stage import ingest_record
 from tests.fuzz.generate import DUPLICATE, PROCESSED
 
 Headers = Sequence[tuple[str, bytes]]
@@ -59,27 +57,15 @@ class Pipeline:
     ) -> Outcome:
         """One input record (at `offset` of the mixed input topic) through every stage."""
         rec = InputRecord(self.topics.mixed, 0, offset, timestamp_ms, key, value)
-        try:
-            if rec.value is None:
-                raise InvalidEvent(Reason.MALFORMED_JSON, "record has no value")
-            event = parse_message(rec.value, rec.timestamp)
-            pid = self.replica.route(event)
-            if pid is not None:
-                event.profile_id = pid
-            internal = event.to_json()
-        except Exception as exc:  # as the ingest stage: every failure is a dead letter
-            if isinstance(exc, InvalidEvent):
-                reason, detail = str(exc.reason), exc.detail
-            else:
-                reason, detail = Reason.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"
-            dl = DeadLetter.of(rec, reason, detail)
-            return Outcome(reason, [dl.record(self.topics.dead_letter, rec.key, rec.value)], detail)
-        origin = [origin_header(rec)]
-        if pid is None:
-            request = self._record("identity", key, internal, timestamp_ms, origin)
+        done = ingest_record(rec, self.replica, self.topics)
+        out = done.record
+        if done.rejected is not None:
+            return Outcome(done.rejected, [out], DeadLetter.from_headers(out.headers or []).detail)
+        if out.topic == self.topics.identity_requests:
+            request = self._record("identity", out.key, out.value, timestamp_ms, out.headers)
             return self._through_identity(request)
         return self._through_profiles(
-            [self._record("profiles", pid.encode(), internal, timestamp_ms, origin)]
+            [self._record("profiles", out.key, out.value, timestamp_ms, out.headers)]
         )
 
     def _through_identity(self, request: InputRecord) -> Outcome:
