@@ -28,11 +28,12 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from hashlib import blake2b
 from types import ModuleType
 
 import orjson
 
-from engage_stream.engine.changes import Change, make_change, message_id
+from engage_stream.engine.changes import Change, make_change
 from engage_stream.engine.conditions import CompiledAudience, EventLeaf
 from engage_stream.engine.engine import (
     DUE,
@@ -140,6 +141,10 @@ class NativeEngine:
         )
         self._version = [full._version[r] for r in ranks]
         self._definition_cause = [Change.definition_cause(v) for v in self._version]
+        self._id_prefix = [  # changes.message_id's input up to the profile id
+            f"audience\x00{k}\x00{v}\x00".encode()
+            for k, v in zip(self.native_keys, self._version, strict=True)
+        ]
         # forcing tables of the reference, restricted to the native positions
         self._by_key: dict[str, tuple[int, ...]] = {}
         for trait, rs in full._by_key.items():
@@ -182,11 +187,13 @@ class NativeEngine:
         if ingest and lateness > 0 and event.timestamp < now_ms - lateness:
             ingest = False  # (the Python half counts it in late_events)
         wake = profile.next_wakeup
-        timers = bool(self._timed_keys) and wake is not None and wake <= now_ms
+        stash = None
+        if wake is not None and wake <= now_ms and self._timed_keys:
+            stash = self._stash(profile, now_ms)
+        timers = bool(stash)  # (native boundaries due: the core runs them)
         if not (seeds or ingest or timers):
             return self._python.on_event(profile, event, now_ms)
         known = len(profile.audiences)
-        stash = self._stash(profile, now_ms) if timers else None
         out = self._python.on_event(profile, event, now_ms)
         self._restore(profile, stash)
         ts = event.timestamp
@@ -208,8 +215,10 @@ class NativeEngine:
         wake = profile.next_wakeup
         if not self._timed_keys or wake is None or wake > now_ms:
             return self._python.on_time(profile, now_ms)
-        known = len(profile.audiences)
         stash = self._stash(profile, now_ms)
+        if not stash:
+            return self._python.on_time(profile, now_ms)
+        known = len(profile.audiences)
         out = self._python.on_time(profile, now_ms)
         self._restore(profile, stash)
         found = self._core.on_time(profile, now_ms, is_identified(profile))
@@ -305,11 +314,13 @@ class NativeEngine:
             return python_out
         pid = profile.profile_id
         audiences = profile.audiences
+        keys, versions, prefixes = self.native_keys, self._version, self._id_prefix
         timers: list[Change] = []
         mine: list[Change] = []
+        tails: dict[str, bytes] = {}  # cause -> the message-id input after the prefix
         added = False
         for p, member, at, tau, origin in found:
-            key = self.native_keys[p]
+            key = keys[p]
             if tau >= 0:
                 c = f"timer:{tau}"
             else:
@@ -317,9 +328,17 @@ class NativeEngine:
             tv = audiences.get(key)
             added = added or tv is None
             when = at if tv is None or tv.ts <= at else tv.ts
-            version = self._version[p]
-            mid = message_id("audience", key, version, pid, c, member)
-            change = make_change("audience", key, version, pid, member, not member, when, c, mid)
+            tail = tails.get(c)
+            if tail is None:
+                tail = tails[c] = f"{pid}\x00{c}\x00".encode()
+            h = _HASH.copy()  # = changes.message_id(...), fed in parts
+            h.update(prefixes[p])
+            h.update(tail)
+            h.update(b"True" if member else b"False")
+            mid = "engage-" + h.hexdigest()
+            change = make_change(
+                "audience", key, versions[p], pid, member, not member, when, c, mid
+            )
             (timers if tau >= 0 else mine).append(change)
             audiences[key] = TraitValue(member, when)
         i = 0
@@ -342,6 +361,9 @@ class NativeEngine:
         if added:
             _reorder(audiences, known, out)
         return out
+
+
+_HASH = blake2b(digest_size=16)  # copied per change id (cheaper than a new hasher)
 
 
 def definition_json(d: AnyDefinition) -> str:
