@@ -78,7 +78,8 @@ def details(result: ChaosResult) -> str:
         f"seed {result.config.seed}, {result.config.profiles:,} profiles, "
         f"{len(result.steps)} steps",
         f"kills {c.kills} (in startup {c.startup_kills}, in recovery {c.recovery_kills}, "
-        f"of those seen recovering {c.recovering_seen}), local state deleted {c.wipes}, "
+        f"of those seen recovering {c.recovering_seen}; inside a checkpoint "
+        f"{c.checkpoint_kills}), local state deleted {c.wipes}, "
         f"second worker joined {c.joins} / left {c.leaves}, broker bounces {c.broker_bounces}",
         f"change records: uninterrupted {result.reference_changes:,}, "
         f"chaos {result.chaos_changes:,}",

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.chaos.faults import Fault, Step
 from engage_stream.config import Settings
 from engage_stream.kafka_local import broker
+from engage_stream.stream import fault_injection
 from engage_stream.worker_process import WorkerProcess
 
 START_TIMEOUT_S = 180.0
@@ -25,6 +26,7 @@ class FaultCounts:
     startup_kills: int = 0
     recovery_kills: int = 0
     recovering_seen: int = 0  # recovery kills that hit a partition reported "recovering"
+    checkpoint_kills: int = 0  # workers that killed themselves inside a checkpoint
     joins: int = 0
     leaves: int = 0
     broker_bounces: int = 0
@@ -123,6 +125,29 @@ class Cluster:
             self.counts.recovering_seen += seen
             state = "recovering" if seen else "not seen recovering"
             self._kill(p, f"{step.within_s:.2f}s after startup ({state})")
+            self._restart(p)
+        elif f is Fault.CRASH_IN_CHECKPOINT:
+            self._kill(p, "while processing")
+            p.env = {**p.env, fault_injection.ENV: step.at}
+            inside = True
+            try:
+                spawn(p)
+                deadline = time.monotonic() + START_TIMEOUT_S
+                while p.proc is not None and p.proc.poll() is None:
+                    if time.monotonic() > deadline:  # too few checkpoints: kill it here
+                        p.kill()
+                        inside = False
+                        break
+                    time.sleep(0.05)
+            finally:
+                p.env = {k: v for k, v in p.env.items() if k != fault_injection.ENV}
+            self.counts.kills += 1
+            self.counts.checkpoint_kills += inside
+            self._note(
+                f"SIGKILL itself right after {step.at}"
+                if inside
+                else f"never reached {step.at}: SIGKILL from outside"
+            )
             self._restart(p)
         elif f is Fault.JOIN:
             self.second.start(timeout=START_TIMEOUT_S)

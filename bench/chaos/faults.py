@@ -17,6 +17,9 @@ class Fault(StrEnum):
     CRASH_WIPE = "crash_wipe"  # SIGKILL, local state deleted, restarted: recovery
     CRASH_IN_STARTUP = "crash_in_startup"  # SIGKILL, restarted, SIGKILLed again while starting
     CRASH_IN_RECOVERY = "crash_in_recovery"  # SIGKILL, state deleted, SIGKILL while recovering
+    # SIGKILL, restarted to kill itself right after a step of its n-th checkpoint
+    # (stream.fault_injection): the windows a kill from outside almost never hits
+    CRASH_IN_CHECKPOINT = "crash_in_checkpoint"
     JOIN = "join"  # a second worker joins the groups
     LEAVE = "leave"  # the second worker stops (SIGTERM) and its partitions move back
     CRASH_SECOND = "crash_second"  # the second worker is SIGKILLed and does not come back
@@ -29,14 +32,17 @@ KILLS = {
     Fault.CRASH_WIPE: 1,
     Fault.CRASH_IN_STARTUP: 2,
     Fault.CRASH_IN_RECOVERY: 2,
+    Fault.CRASH_IN_CHECKPOINT: 2,
     Fault.CRASH_SECOND: 1,
 }
 _PRIMARY_CRASHES = (
-    (Fault.CRASH, 0.35),
-    (Fault.CRASH_WIPE, 0.25),
-    (Fault.CRASH_IN_STARTUP, 0.2),
-    (Fault.CRASH_IN_RECOVERY, 0.2),
+    (Fault.CRASH, 0.3),
+    (Fault.CRASH_WIPE, 0.2),
+    (Fault.CRASH_IN_STARTUP, 0.15),
+    (Fault.CRASH_IN_RECOVERY, 0.15),
+    (Fault.CRASH_IN_CHECKPOINT, 0.2),
 )
+CHECKPOINT_STEPS = ("prepared", "produced", "stored", "committable")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class Step:
     fault: Fault
     pause_s: float  # before the fault, while the workers run
     within_s: float = 0.0  # startup/recovery crashes: how far into the restart; bounce: outage
+    at: str = ""  # checkpoint crashes: `<step>:<n>` (ENGAGE_FAULT_KILL_AT)
 
 
 def kills_of(steps: list[Step]) -> int:
@@ -65,8 +72,8 @@ def schedule(
     faults, weights = zip(*_PRIMARY_CRASHES, strict=True)
     steps: list[Step] = []
 
-    def add(fault: Fault, within_s: float = 0.0) -> None:
-        steps.append(Step(fault, round(rng.uniform(*pause_s), 2), round(within_s, 2)))
+    def add(fault: Fault, within_s: float = 0.0, at: str = "") -> None:
+        steps.append(Step(fault, round(rng.uniform(*pause_s), 2), round(within_s, 2), at))
 
     while kills_of(steps) < kills:
         joined = rng.random() < second_worker
@@ -76,7 +83,10 @@ def schedule(
         within = rng.uniform(0.3, 4.0) if fault is Fault.CRASH_IN_STARTUP else 0.0
         if fault is Fault.CRASH_IN_RECOVERY:
             within = rng.uniform(0.0, 1.5)  # after the worker reports a partition recovering
-        add(fault, within)
+        at = ""
+        if fault is Fault.CRASH_IN_CHECKPOINT:
+            at = f"{rng.choice(CHECKPOINT_STEPS)}:{rng.randint(1, 20)}"
+        add(fault, within, at)
         if joined:
             add(Fault.CRASH_SECOND if rng.random() < 0.3 else Fault.LEAVE)
         if rng.random() < broker_bounce:

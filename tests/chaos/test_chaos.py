@@ -1,6 +1,7 @@
 """The chaos suite's short variant (issue #15): real workers on the real broker crash
 (one losing its local state), a second worker joins and leaves, and the outcome matches an
-uninterrupted run over the same input and a replay of the run's own input — nothing lost,
+uninterrupted run over the same input and a replay of the run's own input (one worker
+kills itself right after producing a checkpoint's records, before storing its state) — nothing lost,
 nothing divergent, no messageId with two bodies, and every change record the replay's. `python -m bench.chaos` is the long run."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ STEPS = (
     Step(Fault.CRASH_WIPE, pause_s=1.0),
     Step(Fault.JOIN, pause_s=0.5),
     Step(Fault.CRASH, pause_s=1.5),
+    Step(Fault.CRASH_IN_CHECKPOINT, pause_s=0.5, at="produced:3"),
     Step(Fault.LEAVE, pause_s=1.0),
 )
 
@@ -32,7 +34,8 @@ def test_crashes_a_lost_disk_and_a_second_worker_lose_and_change_nothing(
         tmp_path / "chaos",
     )
     c = result.counts
-    assert (c.kills, c.wipes, c.recoveries, c.joins, c.leaves) == (2, 1, 2, 1, 1), c.log
+    assert (c.kills, c.wipes, c.recoveries, c.joins, c.leaves) == (4, 1, 3, 1, 1), c.log
+    assert c.checkpoint_kills == 1, c.log
     assert result.events == 2_000
     assert result.reference_changes > 1_000  # the definitions did evaluate
     for against in (result.vs_reference, result.vs_replay):

@@ -42,5 +42,15 @@ def test_a_long_schedule_has_every_kind_of_crash() -> None:
         Fault.CRASH_WIPE,
         Fault.CRASH_IN_STARTUP,
         Fault.CRASH_IN_RECOVERY,
+        Fault.CRASH_IN_CHECKPOINT,
         Fault.JOIN,
     } <= kinds
+
+
+def test_a_checkpoint_crash_names_a_step_and_a_checkpoint_the_worker_accepts() -> None:
+    from engage_stream.stream.fault_injection import kill_at
+
+    ats = [s.at for s in schedule(3, 40) if s.fault is Fault.CRASH_IN_CHECKPOINT]
+    assert ats
+    for at in ats:
+        kill_at(at)  # raises on anything the worker would refuse
