@@ -15,6 +15,8 @@ import pytest
 
 from engage_stream.config import Settings
 from engage_stream.kafka_local import broker
+from engage_stream.stream.topics import ensure_topics
+from engage_stream.worker_process import WorkerProcess
 
 # Below Linux's ephemeral range (32768–60999): a port in it can be taken at any moment by
 # an outgoing connection (a Kafka client's), and a worker then fails to bind its web port.
@@ -69,3 +71,13 @@ def worker_settings(kafka_broker: str, tmp_path: Path, request: pytest.FixtureRe
         tick_interval_s=0.5,
         internal_secret="test-cluster-secret",  # workers of one test share it (api.peer_auth)
     )
+
+
+@pytest.fixture
+def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """One worker child process for the test, on its own topics (broker tests)."""
+    ensure_topics(worker_settings)
+    w = WorkerProcess(worker_settings, tmp_path / "worker.log")
+    w.start(timeout=90)
+    yield w
+    w.stop()

@@ -5,8 +5,6 @@ on the Profile API."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +13,6 @@ from engage_stream import commands
 from engage_stream.config import Settings
 from engage_stream.definitions.problems import Source
 from engage_stream.journeys.models import JourneyDefinition
-from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
 from tests.stream.helpers import now_iso, produce, track, wait_for
 
@@ -37,15 +34,6 @@ TRIAL = JourneyDefinition.model_validate(
         ],
     }
 )
-
-
-@pytest.fixture
-def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    ensure_topics(worker_settings)
-    w = WorkerProcess(worker_settings, tmp_path / "worker.log")
-    w.start(timeout=90)
-    yield w
-    w.stop()
 
 
 def _apply(s: Settings) -> None:

@@ -7,13 +7,9 @@ never), and the worker must still be the process that started."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from engage_stream.config import Settings
-from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
 from tests.fuzz.generate import CATEGORIES, FuzzGenerator
 from tests.fuzz.worker_run import check_worker, produce_cases
@@ -23,15 +19,6 @@ pytestmark = pytest.mark.broker
 SEED = 1515
 PER_CATEGORY = 20
 VALID = 120
-
-
-@pytest.fixture
-def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    ensure_topics(worker_settings)
-    w = WorkerProcess(worker_settings, tmp_path / "worker.log")
-    w.start(timeout=90)
-    yield w
-    w.stop()
 
 
 def test_a_worker_dead_letters_every_bad_record_and_processes_every_valid_one(
