@@ -241,7 +241,6 @@ def run_baseline(
     web_port: int = 39911,
 ) -> BaselineResult:
     """Run one baseline child over the pre-produced input and read its rate."""
-    from bench.common import RssSampler, say
 
     work_dir.mkdir(parents=True, exist_ok=True)
     status_path = work_dir / f"{mode}.status.json"
@@ -269,6 +268,23 @@ def run_baseline(
         "--web-port",
         str(web_port),
     ]
+    result, _ = drain_child(cmd, mode, total, max_seconds, log_path, status_path)
+    return result
+
+
+def drain_child(
+    cmd: list[str],
+    mode: str,
+    total: int,
+    max_seconds: float,
+    log_path: Path,
+    status_path: Path,
+    startup_s: float = 90.0,
+) -> tuple[BaselineResult, dict[str, Any]]:
+    """Run a baseline child that drains the input and writes its progress to `status_path`
+    (first/last instants, count, CPU); its rate from that file, and the file's last state."""
+    from bench.common import RssSampler, say
+
     t_spawn = time.time()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -282,7 +298,7 @@ def run_baseline(
     sampler = RssSampler(proc.pid)
     try:
         with sampler:
-            deadline = time.monotonic() + 90 + max_seconds
+            deadline = time.monotonic() + startup_s + max_seconds
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     raise RuntimeError(
@@ -306,7 +322,7 @@ def run_baseline(
     count = int(status["count"])
     cpu = status["cpu_last"] - status["cpu_first"]
     measured_from = int(status.get("count_first") or 0)
-    return BaselineResult(
+    result = BaselineResult(
         mode=mode,
         events_target=total,
         events=count,
@@ -319,6 +335,7 @@ def run_baseline(
         startup_s=round(status["first"] - t_spawn, 2),
         rss_hwm_mb=round(sampler.hwm_mb, 1),
     )
+    return result, status
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -21,8 +21,6 @@ quixstreams.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import shutil
 import statistics
@@ -36,10 +34,9 @@ from typing import Any
 import orjson
 
 from bench import e2e
-from bench.baseline_faust import BaselineResult, _stop, _tail
+from bench.baseline_faust import drain_child
 from bench.common import (
     BENCH_DIR,
-    RssSampler,
     bench_broker,
     code_info,
     machine_info,
@@ -123,53 +120,8 @@ def run_quix(
         "--state-dir",
         str(work_dir / f"quix-{tag}-state"),
     ]
-    t_spawn = time.time()
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    status: dict[str, Any] = {}
-    sampler = RssSampler(proc.pid)
-    try:
-        with sampler:
-            deadline = time.monotonic() + 120 + max_seconds
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"quix app exited {proc.returncode}: {_tail(log_path)}")
-                with contextlib.suppress(OSError, ValueError):
-                    status = json.loads(status_path.read_bytes())
-                if status.get("done"):
-                    break
-                first = status.get("first")
-                if first and time.time() - first > max_seconds:
-                    say(f"  quix: time cap {max_seconds:.0f}s reached at {status['count']:,}")
-                    break
-                time.sleep(0.2)
-            sampler.sample()
-    finally:
-        _stop(proc)
-    if not status.get("first"):
-        raise RuntimeError(f"quix app saw no events: {_tail(log_path)}")
-    secs = max(1e-6, status["last"] - status["first"])
-    count = int(status["count"])
-    measured_from = int(status.get("count_first") or 0)
-    cpu = status["cpu_last"] - status["cpu_first"]
-    result = BaselineResult(
-        mode="quix",
-        events_target=total,
-        events=count,
-        complete=bool(status.get("done")),
-        seconds=round(secs, 2),
-        events_per_s=round(max(0, count - measured_from) / secs),
-        cpu_us_per_event=(
-            round(cpu * 1e6 / (count - measured_from), 1) if count > measured_from else None
-        ),
-        startup_s=round(status["first"] - t_spawn, 2),
-        rss_hwm_mb=round(sampler.hwm_mb, 1),
+    result, status = drain_child(
+        cmd, "quix", total, max_seconds, log_path, status_path, startup_s=120.0
     )
     steady = None
     if status.get("t10") and status.get("t90") and status["t90"] > status["t10"]:
