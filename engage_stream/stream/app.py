@@ -18,6 +18,7 @@ from engage_stream.api import routes as api_routes
 from engage_stream.collector.app import Collector
 from engage_stream.collector.settings import CollectorSettings
 from engage_stream.config import Settings
+from engage_stream.stream import client_backoff
 from engage_stream.stream.client_log import quiet_client_retries
 from engage_stream.stream.worker import Worker
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, roles: set[str] | None = None) -> faust.App:
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     quiet_client_retries()
+    client_backoff.install()
     app = faust.App(
         f"{settings.app_id}-web",
         broker=f"kafka://{settings.broker}",

@@ -29,6 +29,9 @@ class ProducerOptions:
     # batches of concurrent checkpoints (ticks, ingest) without adding visible latency.
     linger_ms: int = 5
     max_batch_bytes: int = 1024 * 1024
+    # A send not acknowledged (or not even accepted, the broker away) within this fails:
+    # a checkpoint's batch is applied again, a clock tick is skipped (the next one carries on).
+    request_timeout_ms: int = 40_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from engage_stream import metrics
 from engage_stream.api import audiences as audience_api
 from engage_stream.broadcasts.catalog import BroadcastCatalog
@@ -361,9 +363,14 @@ class Worker:
     async def tick(self) -> None:
         """Feed the wall clock into every owned partition so time-driven changes fire."""
         topic = self.settings.topics.profile_events
-        await self.producer.send_many(
-            [OutgoingRecord(topic, TICK_KEY, b"", None, p) for p in sorted(self.owned())]
-        )
+        try:
+            await self.producer.send_many(
+                [OutgoingRecord(topic, TICK_KEY, b"", None, p) for p in sorted(self.owned())]
+            )
+        except KafkaError as exc:
+            # The broker, not the worker: a tick that could not be sent is skipped (the
+            # next one carries a later time); raising here would crash the whole app.
+            log.warning("clock tick not sent, the next one carries on: %r", exc)
         for p, ps in list(self.partitions.open.items()):
             metrics.state_keys.labels(str(p)).set(ps.store.estimated_keys())
             metrics.state_bytes.labels(str(p)).set(ps.store.disk_bytes())

@@ -2,7 +2,9 @@
 loses nothing.
 
 Before, every Kafka client logged each retry (~100 ms apart, five clients): ~118k lines
-(12.5 MB) in a 24 s outage, and formatting them kept a core busy (22.9 CPU s in 24 s).
+(12.5 MB) in a 24 s outage, and formatting them kept a core busy (22.9 CPU s in 24 s);
+then aiokafka's producer asked for metadata in a tight loop while it held records for a
+partition without a known leader (35.3 CPU s in 35.9 s; `stream.client_backoff`).
 This test has a broker of its own, as it stops it.
 """
 
