@@ -63,6 +63,8 @@ class _Common(BaseModel):
             raise ValueError(f"must be an ISO-8601 date-time string, not {type(v).__name__}")
         if ISO_DATETIME.fullmatch(v) is None:
             raise ValueError("must be an ISO-8601 date-time with a timezone")
+        if v[-3] in "+-" and v[-2:].isdigit():  # ±hh: ISO-8601, not pydantic's parser's
+            return v + ":00"
         return v
 
     @field_validator("timestamp", "originalTimestamp", "sentAt", "receivedAt", mode="after")
