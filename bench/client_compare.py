@@ -55,6 +55,7 @@ from engage_stream.stream.producing import partition_for
 DEFAULT_PORT = 38900
 PARTITIONS = 4
 HEADER = ("engage-source", b"bench-client-compare")
+HEADERS = [HEADER]  # one list for every record, as the worker reuses its headers
 
 
 @dataclass(frozen=True)
@@ -235,73 +236,61 @@ def _outgoing(records: list[tuple[bytes, bytes]], n: int) -> list[tuple[bytes, b
     return [records[i % len(records)] for i in range(n)]
 
 
-async def produce_aiokafka_send(
-    bootstrap: str,
-    topic: str,
-    records: list[tuple[bytes, bytes]],
-    s: ClientSettings,
-    bpid: int | None,
-) -> PhaseResult:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **s.aiokafka_producer())
-    await producer.start()
-    await producer.client._wait_on_metadata(topic)
-    meter = _Meter(bpid)
-    headers = [HEADER]
-    try:
-        meter.start()
-        for i in range(0, len(records), s.batch):
-            t = time.perf_counter()
-            futs = [
-                await producer.send(topic, value=v, key=k, headers=headers)
-                for k, v in records[i : i + s.batch]
-            ]
-            await asyncio.gather(*futs)
-            meter.latencies.append(time.perf_counter() - t)
-        return meter.result("aiokafka", "produce", len(records))
-    finally:
-        await producer.stop()
+async def _send_each(producer: Any, topic: str, chunk: list[tuple[bytes, bytes]]) -> list[Any]:
+    """`send()` per record."""
+    return [await producer.send(topic, value=v, key=k, headers=HEADERS) for k, v in chunk]
 
 
-async def produce_aiokafka_batch(
-    bootstrap: str,
-    topic: str,
-    records: list[tuple[bytes, bytes]],
-    s: ClientSettings,
-    bpid: int | None,
-) -> PhaseResult:
+async def _send_batched(
+    producer: Any, topic: str, chunk: list[tuple[bytes, bytes]], parts: dict[bytes, int]
+) -> list[Any]:
     """Per-partition BatchBuilders + send_batch: the worker's `Sender.send_many` way."""
+    builders: dict[int, Any] = {}
+    futs = []
+    for k, v in chunk:
+        p = parts.get(k)
+        if p is None:
+            p = parts[k] = partition_for(k, PARTITIONS)
+        b = builders.get(p)
+        if b is None:
+            b = builders[p] = producer.create_batch()
+        if b.append(key=k, value=v, timestamp=None, headers=HEADERS) is None:
+            futs.append(await producer.send_batch(b, topic, partition=p))
+            b = builders[p] = producer.create_batch()
+            b.append(key=k, value=v, timestamp=None, headers=HEADERS)
+    for p, b in builders.items():
+        futs.append(await producer.send_batch(b, topic, partition=p))
+    return futs
+
+
+async def produce_aiokafka(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes, bytes]],
+    s: ClientSettings,
+    bpid: int | None,
+    batched: bool,
+) -> PhaseResult:
+    """aiokafka's idempotent producer, `s.batch` records at a time, each lot acknowledged."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **s.aiokafka_producer())
     await producer.start()
     await producer.client._wait_on_metadata(topic)
     meter = _Meter(bpid)
-    headers = [HEADER]
     parts: dict[bytes, int] = {}
     try:
         meter.start()
         for i in range(0, len(records), s.batch):
             t = time.perf_counter()
-            builders: dict[int, Any] = {}
-            futs = []
-            for k, v in records[i : i + s.batch]:
-                p = parts.get(k)
-                if p is None:
-                    p = parts[k] = partition_for(k, PARTITIONS)
-                b = builders.get(p)
-                if b is None:
-                    b = builders[p] = producer.create_batch()
-                if b.append(key=k, value=v, timestamp=None, headers=headers) is None:
-                    futs.append(await producer.send_batch(b, topic, partition=p))
-                    b = builders[p] = producer.create_batch()
-                    b.append(key=k, value=v, timestamp=None, headers=headers)
-            for p, b in builders.items():
-                futs.append(await producer.send_batch(b, topic, partition=p))
+            chunk = records[i : i + s.batch]
+            if batched:
+                futs = await _send_batched(producer, topic, chunk, parts)
+            else:
+                futs = await _send_each(producer, topic, chunk)
             await asyncio.gather(*futs)
             meter.latencies.append(time.perf_counter() - t)
-        return meter.result("aiokafka-batch", "produce", len(records))
+        return meter.result("aiokafka-batch" if batched else "aiokafka", "produce", len(records))
     finally:
         await producer.stop()
 
@@ -454,13 +443,13 @@ def run(
                 (
                     "aiokafka produce",
                     lambda i=i: asyncio.run(
-                        produce_aiokafka_send(cfg.bootstrap, f"cc-out-{i}-a", records, s, bpid)
+                        produce_aiokafka(cfg.bootstrap, f"cc-out-{i}-a", records, s, bpid, False)
                     ),
                 ),
                 (
                     "aiokafka-batch produce",
                     lambda i=i: asyncio.run(
-                        produce_aiokafka_batch(cfg.bootstrap, f"cc-out-{i}-b", records, s, bpid)
+                        produce_aiokafka(cfg.bootstrap, f"cc-out-{i}-b", records, s, bpid, True)
                     ),
                 ),
                 (
