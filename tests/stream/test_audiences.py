@@ -243,12 +243,14 @@ def test_definition_applied_after_events_backfills_then_edits_and_deletes(
         lambda: worker.request("/v1/audiences", token=s.api_token)[1]["data"] == [],
         what="definitions deleted",
     )
-    wait_for(
-        lambda: worker.profile("user_id:s3", "traits", "class=audience")[1]["traits"] == {},
-        what="the audience dropped from s3",
-    )
+    # (each definition's deletion reaches the partitions on its own: wait for both)
+    for kind in ("audience", "computed_trait"):
+        wait_for(
+            lambda kind=kind: (
+                worker.profile("user_id:s3", "traits", f"class={kind}")[1]["traits"] == {}
+            ),
+            what=f"the {kind} dropped from s3",
+        )
     _, body = worker.profile("user_id:s3", "traits")
     assert body["traits"]["big_spenders"] is True  # now a plain custom trait
     assert body["traits"]["total_revenue"] == 250.0
-    _, body = worker.profile("user_id:s3", "traits", "class=computed_trait")
-    assert body["traits"] == {}
