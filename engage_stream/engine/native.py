@@ -11,11 +11,13 @@ linked by one reading the other's value) in which the core supports every defini
 Why whole components: the two halves then never read each other's values, so each can
 be evaluated on its own, and the combined output is the Python engine's order by merging
 the two by rank (`Engine`'s topological order restricted to one component is that
-component's own order). The first slice of the core supports audiences whose conditions
-read only traits and memberships with equality, existence and numeric order operators
-(`engage_stream_core.supports` says why another is not); such an audience keeps no state
-and sets no wake-up, so native definitions add nothing to `ProfileRecord.engine`: a
-deployment can switch engines on running state either way.
+component's own order). The core supports audiences whose conditions read only traits
+and memberships (equality, existence and numeric order operators), one-row event
+audiences in a plain window, and computed traits of every type over an explicit window
+(`within` / `between`) with constant filters (`engage_stream_core.supports` and
+`python_reasons` say why another is not). The core keeps the Python engine's own state
+layout and wake-ups in `ProfileRecord.engine`, so a deployment can switch engines on
+running state either way.
 
 `make_engine` builds the engine a worker or a replay uses: native when the core imports
 (`ENGAGE_ENGINE=auto`, the default, or `native`), the Python `Engine` with one log line
@@ -33,6 +35,8 @@ from types import ModuleType
 
 import orjson
 
+from engage_stream.definitions.models import ComputedTraitDefinition
+from engage_stream.engine.aggregates import CompiledTrait
 from engage_stream.engine.changes import Change, make_change
 from engage_stream.engine.conditions import CompiledAudience, EventLeaf
 from engage_stream.engine.engine import (
@@ -135,15 +139,13 @@ class NativeEngine:
         self._timed_keys = tuple(k for k in self.native_keys if k in windows)
         self._timed_set = frozenset(self._timed_keys)
         self._windowed = frozenset(self._native_pos[k] for k in self._timed_keys)
-        self._listens = frozenset(
-            self._definitions[k].conditions[0].event  # type: ignore[union-attr]
-            for k in self._timed_keys
-        )
+        self._listens = frozenset(_listens_to(self._definitions[k]) for k in self._timed_keys)
         self._version = [full._version[r] for r in ranks]
+        self._kind = [full._kind[r] for r in ranks]
         self._definition_cause = [Change.definition_cause(v) for v in self._version]
         self._id_prefix = [  # changes.message_id's input up to the profile id
-            f"audience\x00{k}\x00{v}\x00".encode()
-            for k, v in zip(self.native_keys, self._version, strict=True)
+            f"{kind}\x00{k}\x00{v}\x00".encode()
+            for kind, k, v in zip(self._kind, self.native_keys, self._version, strict=True)
         ]
         # forcing tables of the reference, restricted to the native positions
         self._by_key: dict[str, tuple[int, ...]] = {}
@@ -193,7 +195,7 @@ class NativeEngine:
         timers = bool(stash)  # (native boundaries due: the core runs them)
         if not (seeds or ingest or timers):
             return self._python.on_event(profile, event, now_ms)
-        known = len(profile.audiences)
+        known = (len(profile.audiences), len(profile.computed_traits))
         out = self._python.on_event(profile, event, now_ms)
         self._restore(profile, stash)
         ts = event.timestamp
@@ -218,7 +220,7 @@ class NativeEngine:
         stash = self._stash(profile, now_ms)
         if not stash:
             return self._python.on_time(profile, now_ms)
-        known = len(profile.audiences)
+        known = (len(profile.audiences), len(profile.computed_traits))
         out = self._python.on_time(profile, now_ms)
         self._restore(profile, stash)
         found = self._core.on_time(profile, now_ms, is_identified(profile))
@@ -245,7 +247,7 @@ class NativeEngine:
                 dues.pop(k, None)
         wake = profile.next_wakeup  # (as Engine.recompute reads it: before the keys' dues go)
         timers = bool(self._timed_keys) and wake is not None and wake <= now_ms
-        known = len(profile.audiences)
+        known = (len(profile.audiences), len(profile.computed_traits))
         stash = self._stash(profile, now_ms) if timers else None
         out = self._python.recompute(profile, keys - mine, history, now_ms, cause)
         seeds = {self._native_pos[k] for k in mine}
@@ -296,13 +298,13 @@ class NativeEngine:
         found: list[tuple[int, bool, int, int, int]],
         cause: str | None,
         python_out: list[Change],
-        known: int,
+        known: tuple[int, int],
     ) -> list[Change]:
         """Apply the core's membership changes to `profile`, recompute its wake-up, and
         merge the changes with the Python half's as the Python engine orders them: the
         boundaries by (instant, rank), then the input's evaluation by rank. `known`: how
-        many audiences the profile held before the Python half ran — the audiences first
-        stored by this call are put in the order the Python engine stores them."""
+        many audiences and computed traits the profile held before the Python half ran — the
+        ones first stored by this call are put in the order the Python engine stores them."""
         est = profile.engine
         dues = est.get(DUE)
         if dues:
@@ -313,20 +315,29 @@ class NativeEngine:
         if not found:
             return python_out
         pid = profile.profile_id
-        audiences = profile.audiences
-        keys, versions, prefixes = self.native_keys, self._version, self._id_prefix
+        audiences, traits = profile.audiences, profile.computed_traits
+        keys, kinds, versions, prefixes = (
+            self.native_keys,
+            self._kind,
+            self._version,
+            self._id_prefix,
+        )
         timers: list[Change] = []
         mine: list[Change] = []
         tails: dict[str, bytes] = {}  # cause -> the message-id input after the prefix
-        added = False
-        for p, member, at, tau, origin in found:
+        added = [False, False]  # (audiences, traits)
+        for p, value, at, tau, origin in found:
             key = keys[p]
             if tau >= 0:
                 c = f"timer:{tau}"
             else:
                 c = cause if cause is not None else self._definition_cause[origin]
-            tv = audiences.get(key)
-            added = added or tv is None
+            audience = kinds[p] == "audience"
+            store = audiences if audience else traits
+            tv = store.get(key)
+            if tv is None:
+                added[not audience] = True
+            previous = (not value) if audience else tv.value if tv is not None else None
             when = at if tv is None or tv.ts <= at else tv.ts
             tail = tails.get(c)
             if tail is None:
@@ -334,13 +345,14 @@ class NativeEngine:
             h = _HASH.copy()  # = changes.message_id(...), fed in parts
             h.update(prefixes[p])
             h.update(tail)
-            h.update(b"True" if member else b"False")
+            h.update(repr(value).encode())
             mid = "engage-" + h.hexdigest()
-            change = make_change(
-                "audience", key, versions[p], pid, member, not member, when, c, mid
-            )
+            change = make_change(kinds[p], key, versions[p], pid, value, previous, when, c, mid)  # type: ignore[arg-type]
             (timers if tau >= 0 else mine).append(change)
-            audiences[key] = TraitValue(member, when)
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = TraitValue(value, when)
         i = 0
         while i < len(python_out) and python_out[i].cause.startswith("timer:"):
             i += 1
@@ -358,8 +370,11 @@ class NativeEngine:
             out += rest
         else:
             out += mine
-        if added:
-            _reorder(audiences, known, out)
+        for kind, store, was, new in zip(
+            ("audience", "computed_trait"), (audiences, traits), known, added, strict=True
+        ):
+            if new:
+                _reorder(store, was, kind, out)
         return out
 
 
@@ -376,16 +391,23 @@ def definition_json(d: AnyDefinition) -> str:
         return json.dumps(data)
 
 
-def _reorder(audiences: dict[str, TraitValue], known: int, changes: list[Change]) -> None:
-    """Re-insert the audiences after the first `known` in the order of their first change."""
-    new = list(audiences)[known:]
+def _listens_to(d: AnyDefinition) -> str:
+    """The one event a native definition with state reads."""
+    if isinstance(d, ComputedTraitDefinition):
+        return d.event
+    return d.conditions[0].event  # type: ignore[union-attr]
+
+
+def _reorder(store: dict[str, TraitValue], known: int, kind: str, changes: list[Change]) -> None:
+    """Re-insert the values after the first `known` in the order of their first change."""
+    new = list(store)[known:]
     fresh = set(new)
-    order = list(dict.fromkeys(c.key for c in changes if c.kind == "audience" and c.key in fresh))
+    order = list(dict.fromkeys(c.key for c in changes if c.kind == kind and c.key in fresh))
     if order != new:
-        values = {k: audiences.pop(k) for k in new}
+        values = {k: store.pop(k) for k in new}
         for k in order:
-            audiences[k] = values.pop(k)
-        audiences.update(values)  # (defensive: a key no change names keeps its place last)
+            store[k] = values.pop(k)
+        store.update(values)  # (defensive: a key no change names keeps its place last)
 
 
 def _split(
@@ -402,7 +424,14 @@ def _split(
         d = definitions[k]
         why = core.supports(definition_json(d))
         node = full._nodes[r]
-        if why is None and isinstance(node, CompiledAudience) and node.event_leaves:
+        if why is None and isinstance(node, CompiledTrait):
+            if node.mode != "exact" or not node.plain_window:
+                why = f"a computed trait with a {node.mode} window the core does not keep yet"
+            elif d.include_history is None and applied_at.get(k, 0) > 0:
+                why = "include_history false with a creation time is not ported yet"
+            else:
+                windows[k] = (node.a, node.b)
+        elif why is None and isinstance(node, CompiledAudience) and node.event_leaves:
             leaf = node.event_leaves[0]
             if not isinstance(leaf, EventLeaf) or not leaf.fast:
                 why = "an event row whose window the lookback cuts short is not ported yet"

@@ -30,6 +30,8 @@ pub struct Call<'a, 'py> {
     /// memberships decided earlier in the call, by core index (not written back to the
     /// profile: Python applies the changes once the call returns)
     pub overlay: Vec<Option<bool>>,
+    /// computed-trait values decided earlier in the call, by core index (the same)
+    pub trait_overlay: Vec<Option<Val>>,
     pub trait_reads: Vec<Option<Val>>,
     pub member_reads: Vec<Option<bool>>,
 }
@@ -43,6 +45,13 @@ impl Call<'_, '_> {
         let v = self.reader.trait_value(*source, key.bind(self.reader.py()))?;
         self.trait_reads[slot] = Some(v.clone());
         Ok(v)
+    }
+
+    /// `ProfileRecord.trait` (source any) with the computed value `computed` decided in
+    /// this call: a membership of the key first, then it, then the custom trait.
+    fn any_over(&mut self, slot: usize, computed: &Val) -> PyResult<Val> {
+        let key = self.traits.traits[slot].1.bind(self.reader.py());
+        self.reader.any_over(key, computed)
     }
 
     pub fn member(&mut self, slot: usize) -> PyResult<bool> {
@@ -89,9 +98,12 @@ impl Node {
     pub fn holds(&self, c: &mut Call<'_, '_>) -> PyResult<bool> {
         Ok(match self {
             Node::Trait { source, op, operands, slot, native, .. } => {
-                let fresh = native.and_then(|i| c.overlay[i]);
-                let x = match fresh {
-                    Some(member) if *source == Source::Any => Val::Bool(member),
+                let member = native.and_then(|i| c.overlay[i]);
+                let computed = native.and_then(|i| c.trait_overlay[i].clone());
+                let x = match (member, computed, source) {
+                    (Some(m), _, Source::Any) => Val::Bool(m),
+                    (None, Some(v), Source::Computed) => v,
+                    (None, Some(v), Source::Any) => c.any_over(*slot, &v)?,
                     _ => c.trait_value(*slot)?,
                 };
                 holds(*op, operands, &x)
@@ -148,15 +160,18 @@ pub enum Kind {
     Static(Node),
     /// one event row (its state: `[[times]]`, as `CompiledAudience._ingest_one_time` keeps it)
     Events(crate::events::EventLeaf),
+    /// a computed trait over an exact window (traits.rs)
+    Trait(crate::traits::TraitDef),
 }
 
-/// An audience definition compiled, or why the core does not evaluate it. `window`: the
-/// (a, b) of its event row's window (one-row event audiences only; `supports` passes none
-/// and only checks the shape).
-pub fn audience(d: &J, window: Option<(i64, i64)>) -> Result<Kind, String> {
+/// A definition compiled, or why the core does not evaluate it. `window`: the (a, b) of
+/// its window (one-row event audiences and computed traits; `supports` passes none and
+/// only checks the shape).
+pub fn definition(d: &J, window: Option<(i64, i64)>) -> Result<Kind, String> {
     match d.get("kind").and_then(J::as_str) {
         Some("audience") => {}
-        Some(other) => return Err(format!("kind {other} (computed traits are not ported yet)")),
+        Some("computed_trait") => return crate::traits::compile(d, window).map(Kind::Trait),
+        Some(other) => return Err(format!("kind {other}")),
         None => return Err("no kind".into()),
     }
     let rows = d

@@ -34,8 +34,7 @@ pub struct Filter {
 #[derive(Debug)]
 pub struct EventLeaf {
     pub event: String,
-    pub filters: Vec<Filter>,
-    properties: Vec<Py<PyString>>, // interned, one per filter
+    pub filters: Filters,
     a: i64,
     b: i64,
     op: CountOp,
@@ -54,21 +53,7 @@ pub fn leaf(row: &serde_json::Map<String, J>, window: (i64, i64)) -> Result<Even
         }
     }
     let event = row.get("event").and_then(J::as_str).ok_or("event is not a string")?;
-    let mut filters = vec![];
-    for f in row.get("where").and_then(J::as_array).map(Vec::as_slice).unwrap_or(&[]) {
-        let f = f.as_object().ok_or("a filter is not an object")?;
-        let property = f.get("property").and_then(J::as_str).ok_or("no property")?;
-        if property.contains('.') || property.contains('\\') {
-            return Err(format!("nested property {property:?} is not ported yet"));
-        }
-        if !matches!(f.get("value_from"), None | Some(J::Null)) {
-            return Err("filters with value_from are not ported yet".into());
-        }
-        let name = f.get("operator").and_then(J::as_str).ok_or("no operator")?;
-        let op = Op::parse(name).ok_or_else(|| format!("filter operator {name} is not ported yet"))?;
-        let operands = crate::compile::operands(op, name, f.get("value").unwrap_or(&J::Null))?;
-        filters.push(Filter { property: property.to_string(), op, operands });
-    }
+    let filters = filters_of(row.get("where").and_then(J::as_array).map(Vec::as_slice).unwrap_or(&[]))?;
     let count = row.get("count").and_then(J::as_object).ok_or("no count")?;
     let value = count.get("value").and_then(J::as_i64).ok_or("count value is not an integer")?;
     let op = match count.get("operator").and_then(J::as_str) {
@@ -85,7 +70,6 @@ pub fn leaf(row: &serde_json::Map<String, J>, window: (i64, i64)) -> Result<Even
     let mut leaf = EventLeaf {
         event: event.to_string(),
         filters,
-        properties: vec![],
         a: window.0,
         b: window.1,
         op,
@@ -99,13 +83,65 @@ pub fn leaf(row: &serde_json::Map<String, J>, window: (i64, i64)) -> Result<Even
     Ok(leaf)
 }
 
+/// The `where` rows of an event condition or a computed trait: constants compared with
+/// top-level properties (`filters.compile_static_filters`), or why they are not supported.
+pub fn filters_of(rows: &[J]) -> Result<Filters, String> {
+    let mut filters = vec![];
+    for f in rows {
+        let f = f.as_object().ok_or("a filter is not an object")?;
+        let property = f.get("property").and_then(J::as_str).ok_or("no property")?;
+        if property.contains('.') || property.contains('\\') {
+            return Err(format!("nested property {property:?} is not ported yet"));
+        }
+        if !matches!(f.get("value_from"), None | Some(J::Null)) {
+            return Err("filters with value_from are not ported yet".into());
+        }
+        let name = f.get("operator").and_then(J::as_str).ok_or("no operator")?;
+        let op = Op::parse(name).ok_or_else(|| format!("filter operator {name} is not ported yet"))?;
+        let operands = crate::compile::operands(op, name, f.get("value").unwrap_or(&J::Null))?;
+        filters.push(Filter { property: property.to_string(), op, operands });
+    }
+    Ok(Filters { list: filters, keys: vec![] })
+}
+
+/// An event's filters, with their property names interned once the core is built.
+#[derive(Debug)]
+pub struct Filters {
+    pub list: Vec<Filter>,
+    keys: Vec<Py<PyString>>, // one per filter
+}
+
+impl Filters {
+    pub fn intern(&mut self, py: Python<'_>) {
+        self.keys = self.list.iter().map(|f| PyString::intern_bound(py, &f.property).unbind()).collect();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Every filter holds for the event's properties.
+    pub fn hold(&self, props: &Bound<'_, PyDict>) -> PyResult<bool> {
+        for (f, key) in self.list.iter().zip(&self.keys) {
+            let x = match props.get_item(key.bind(props.py()))? {
+                Some(v) => Val::from_py(&v),
+                None => Val::Null,
+            };
+            if !holds(f.op, &f.operands, &x) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
 fn bisect_right(st: &[i64], x: i64) -> usize {
     st.partition_point(|&v| v <= x)
 }
 
 impl EventLeaf {
     pub fn intern(&mut self, py: Python<'_>) {
-        self.properties = self.filters.iter().map(|f| PyString::intern_bound(py, &f.property).unbind()).collect();
+        self.filters.intern(py);
     }
 
     fn test(&self, n: i64) -> bool {
@@ -125,16 +161,7 @@ impl EventLeaf {
         if !(self.b > self.a && ts.saturating_add(self.b) > now) {
             return Ok(false);
         }
-        for (f, key) in self.filters.iter().zip(&self.properties) {
-            let x = match props.get_item(key.bind(props.py()))? {
-                Some(v) => Val::from_py(&v),
-                None => Val::Null,
-            };
-            if !holds(f.op, &f.operands, &x) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        self.filters.hold(props)
     }
 
     /// `insort`: after the equal times.

@@ -1,8 +1,9 @@
 //! engage-stream's native evaluation core.
 //!
-//! It evaluates audiences of two shapes: conditions that read only traits and
+//! It evaluates audiences of two shapes — conditions that read only traits and
 //! memberships (no state, no wake-ups), and one event row counted in a window (state:
-//! the event times, as the Python engine stores them; wake-ups in `$d`). The Python
+//! the event times) — and computed traits over an explicit window (traits.rs), each with
+//! the Python engine's own state layout and wake-ups in `$d`. The Python
 //! engine (`engage_stream.engine`) stays the reference: every function here mirrors one
 //! in `operators.py` / `conditions.py` / `engine.py`, and
 //! `tests/engine/test_differential.py` runs both on random definitions and inputs.
@@ -12,6 +13,7 @@
 mod compile;
 mod events;
 mod ops;
+mod traits;
 mod value;
 
 use std::cmp::Reverse;
@@ -19,10 +21,11 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyBool, PyDict, PyString};
 
 use compile::Kind;
 use events::{EventLeaf, INF};
+use traits::{Out, TState};
 
 struct Def {
     key: Py<PyString>,
@@ -32,8 +35,9 @@ struct Def {
     dependents: Vec<usize>,
 }
 
-/// A change: (position, new membership, at, timer instant or -1, origin position).
-type Found = (usize, bool, i64, i64, usize);
+/// A change: (position, new value — a membership or a trait's value —, at, timer instant
+/// or -1, origin position).
+type Found = (usize, PyObject, i64, i64, usize);
 
 /// The audiences of one engine the core evaluates, in the engine's evaluation order.
 #[pyclass(frozen, module = "engage_stream_core")]
@@ -52,6 +56,8 @@ struct Run<'a, 'py> {
     est: Bound<'py, PyDict>,
     dues: Bound<'py, PyDict>,
     states: HashMap<usize, Option<Vec<i64>>>,
+    traits: HashMap<usize, TState>,
+    values: HashMap<usize, Out>, // trait values decided in this call
     out: Vec<Found>,
 }
 
@@ -73,12 +79,15 @@ impl Core {
                 reader,
                 traits: &self.tables,
                 overlay: vec![None; self.defs.len()],
+                trait_overlay: vec![None; self.defs.len()],
                 trait_reads: vec![None; self.tables.traits.len()],
                 member_reads: vec![None; self.tables.audiences.len()],
             },
             est,
             dues,
             states: HashMap::new(),
+            traits: HashMap::new(),
+            values: HashMap::new(),
             out: Vec::new(),
         })
     }
@@ -102,6 +111,19 @@ impl Core {
             run.states.insert(p, st);
         }
         Ok(run.states.get_mut(&p).unwrap())
+    }
+
+    fn trait_state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut TState> {
+        if !run.traits.contains_key(&p) {
+            let st = match run.est.get_item(self.defs[p].key.bind(run.est.py()))? {
+                None => TState::None,
+                Some(s) if s.is_none() => TState::None,
+                Some(s) => TState::parse(&s.downcast::<PyString>()?.to_cow()?)
+                    .map_err(|e| PyValueError::new_err(format!("state of position {p}: {e}")))?,
+            };
+            run.traits.insert(p, st);
+        }
+        Ok(run.traits.get_mut(&p).unwrap())
     }
 
     fn due_of(&self, run: &Run<'_, '_>, p: usize) -> PyResult<Option<i64>> {
@@ -139,38 +161,61 @@ impl Core {
             done.push(r);
             let d = &self.defs[r];
             let allowed = d.include_anonymous || identified;
-            let member = match &d.kind {
-                Kind::Static(expr) => {
-                    run.states.insert(r, None);
-                    self.set_due(run, r, INF)?;
-                    allowed && expr.holds(&mut run.call)?
-                }
-                Kind::Events(leaf) => {
-                    let st = self.state(run, r)?;
-                    let (truth, due) = match st {
-                        None => (leaf.empty_truth, INF),
-                        Some(v) => {
-                            let (truth, due) = leaf.step(v, t);
-                            if v.is_empty() {
-                                *st = None;
-                            }
-                            (truth, due)
-                        }
+            let py = run.est.py();
+            let value: PyObject = match &d.kind {
+                Kind::Trait(td) => {
+                    let (value, due) = td.evaluate(py, self.trait_state(run, r)?, t)?;
+                    let (value, due) = if allowed { (value, due) } else { (Out::None, INF) };
+                    self.set_due(run, r, due)?;
+                    let same = match run.values.get(&r) {
+                        Some(prev) => traits::same(py, prev, &value)?, // (an earlier boundary)
+                        None => value.same_as(run.call.reader.computed_value(d.key.bind(py))?.as_ref())?,
                     };
-                    self.set_due(run, r, if allowed { due } else { INF })?;
-                    allowed && truth
+                    if same {
+                        continue;
+                    }
+                    run.call.trait_overlay[r] = Some(value.val());
+                    let obj = value.to_py(py);
+                    run.values.insert(r, value);
+                    obj
+                }
+                kind => {
+                    let member = match kind {
+                        Kind::Static(expr) => {
+                            run.states.insert(r, None);
+                            self.set_due(run, r, INF)?;
+                            allowed && expr.holds(&mut run.call)?
+                        }
+                        Kind::Events(leaf) => {
+                            let st = self.state(run, r)?;
+                            let (truth, due) = match st {
+                                None => (leaf.empty_truth, INF),
+                                Some(v) => {
+                                    let (truth, due) = leaf.step(v, t);
+                                    if v.is_empty() {
+                                        *st = None;
+                                    }
+                                    (truth, due)
+                                }
+                            };
+                            self.set_due(run, r, if allowed { due } else { INF })?;
+                            allowed && truth
+                        }
+                        Kind::Trait(_) => unreachable!(),
+                    };
+                    let previous = match run.call.overlay[r] {
+                        Some(m) => m, // changed earlier in this call (a previous boundary)
+                        None => run.call.member(d.own)?,
+                    };
+                    if member == previous {
+                        continue;
+                    }
+                    run.call.overlay[r] = Some(member);
+                    PyBool::new_bound(py, member).to_owned().into_any().unbind()
                 }
             };
-            let previous = match run.call.overlay[r] {
-                Some(m) => m, // changed earlier in this call (a previous boundary)
-                None => run.call.member(d.own)?,
-            };
-            if member == previous {
-                continue;
-            }
             let o = *origin.get(&r).unwrap_or(&r);
-            run.out.push((r, member, at, tau, o));
-            run.call.overlay[r] = Some(member);
+            run.out.push((r, value, at, tau, o));
             for &dep in &d.dependents {
                 origin.entry(dep).or_insert(o);
                 todo.insert(dep);
@@ -239,7 +284,11 @@ impl Core {
     }
 
     fn ingest(&self, run: &mut Run<'_, '_>, p: usize, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<bool> {
-        let Kind::Events(leaf) = &self.defs[p].kind else { return Ok(false) };
+        let leaf = match &self.defs[p].kind {
+            Kind::Events(leaf) => leaf,
+            Kind::Trait(td) => return td.ingest(self.trait_state(run, p)?, props, ts, now),
+            Kind::Static(_) => return Ok(false),
+        };
         if !leaf.keeps(props, ts, now)? {
             return Ok(false);
         }
@@ -266,6 +315,18 @@ impl Core {
                     let text = serde_json::to_string(&[v]).expect("integers serialise");
                     run.est.set_item(key, text)?;
                 }
+            }
+        }
+        for (p, st) in run.traits {
+            let key = self.defs[p].key.bind(py);
+            let Kind::Trait(td) = &self.defs[p].kind else { continue };
+            match st.text(td.marks()) {
+                None => {
+                    if run.est.contains(key)? {
+                        run.est.del_item(key)?;
+                    }
+                }
+                Some(text) => run.est.set_item(key, text)?,
             }
         }
         Ok(run.out)
@@ -305,11 +366,12 @@ impl Core {
         for (i, ((text, deps), window)) in definitions.iter().zip(dependents).zip(windows).enumerate() {
             let d: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
-            let mut kind = compile::audience(&d, window).map_err(PyValueError::new_err)?;
+            let mut kind = compile::definition(&d, window).map_err(PyValueError::new_err)?;
             match &mut kind {
                 Kind::Events(leaf) if window.is_some() => leaf.intern(py),
-                Kind::Events(_) => {
-                    return Err(PyValueError::new_err(format!("event audience {i} without a window")))
+                Kind::Trait(td) if window.is_some() => td.intern(py),
+                Kind::Events(_) | Kind::Trait(_) => {
+                    return Err(PyValueError::new_err(format!("definition {i} without a window")))
                 }
                 Kind::Static(_) => {}
             }
@@ -336,6 +398,10 @@ impl Core {
                 Kind::Static(expr) => expr.resolve(py, &index, &mut tables),
                 Kind::Events(leaf) => {
                     listeners.entry(leaf.event.clone()).or_default().push(p);
+                    timed.push(p);
+                }
+                Kind::Trait(td) => {
+                    listeners.entry(td.event.clone()).or_default().push(p);
                     timed.push(p);
                 }
             }
@@ -418,10 +484,19 @@ impl Core {
             self.run_timers(&mut run, now, identified)?;
         }
         for &p in &rebuild {
-            run.states.insert(p, None);
-            let Kind::Events(leaf) = &self.defs[p].kind else { continue };
+            let event = match &self.defs[p].kind {
+                Kind::Events(leaf) => {
+                    run.states.insert(p, None);
+                    &leaf.event
+                }
+                Kind::Trait(td) => {
+                    run.traits.insert(p, TState::None);
+                    &td.event
+                }
+                Kind::Static(_) => continue,
+            };
             for (name, props, ts) in &history {
-                if *name == leaf.event {
+                if name == event {
                     self.ingest(&mut run, p, props, *ts, now)?;
                 }
             }
@@ -436,7 +511,8 @@ impl Core {
     /// memberships): changes as (position, new membership, origin).
     fn evaluate(&self, profile: &Bound<'_, PyAny>, seeds: Vec<usize>, identified: bool) -> PyResult<Vec<(usize, bool, usize)>> {
         let out = self.on_event(profile, 0, identified, seeds, false, None, None, 0, 0)?;
-        Ok(out.into_iter().map(|(p, m, _, _, o)| (p, m, o)).collect())
+        let py = profile.py();
+        out.into_iter().map(|(p, m, _, _, o)| Ok((p, m.bind(py).is_truthy()?, o))).collect()
     }
 }
 
@@ -447,7 +523,7 @@ fn supports(definition_json: &str) -> Option<String> {
         Ok(d) => d,
         Err(e) => return Some(format!("unreadable definition: {e}")),
     };
-    compile::audience(&d, None).err()
+    compile::definition(&d, None).err()
 }
 
 #[pymodule]

@@ -76,7 +76,7 @@ fn num_eq(a: Num, b: Num) -> bool {
 }
 
 /// Python's exact `a < b` / `==` / `>` between int and float (`None`: NaN, unordered).
-fn num_cmp(a: Num, b: Num) -> Option<Ordering> {
+pub fn num_cmp(a: Num, b: Num) -> Option<Ordering> {
     match (a, b) {
         (Num::I(x), Num::I(y)) => Some(x.cmp(&y)),
         (Num::F(x), Num::F(y)) => x.partial_cmp(&y),

@@ -105,6 +105,22 @@ impl<'py> Reader<'py> {
         Ok(found.map(|x| Val::from_py(&x)).unwrap_or(Val::Null))
     }
 
+    /// `trait_value(Source::Any, key)` with `computed` in place of the stored computed value.
+    pub fn any_over(&self, key: &Bound<'py, PyString>, computed: &Val) -> PyResult<Val> {
+        if let Some(v) = self.value_of(&self.audiences, key)? {
+            return Ok(Val::from_py(&v));
+        }
+        if !matches!(computed, Val::Null) {
+            return Ok(computed.clone());
+        }
+        Ok(self.value_of(&self.custom, key)?.map(|x| Val::from_py(&x)).unwrap_or(Val::Null))
+    }
+
+    /// The stored value of a computed trait.
+    pub fn computed_value(&self, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.value_of(&self.computed, key)
+    }
+
     /// `conditions._member`: whether the profile's stored membership is `true`.
     pub fn member(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
         Ok(match self.value_of(&self.audiences, key)? {

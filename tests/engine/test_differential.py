@@ -73,6 +73,19 @@ ORDER_CONSTANTS: tuple[Any, ...] = (5, 30, 29.5, -3, "30", "5.5", 0)
 EQ_OPS = ("equals", "not_equals", "equals_any_of", "none_of", "exists", "not_exists")
 ORDER_OPS = ("less_than", "greater_than", "at_most", "at_least")
 EVENTS = ("Order", "View")
+TRAIT_TYPES = (
+    "counter",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "first",
+    "last",
+    "most_frequent",
+    "unique_list",
+    "unique_count",
+)
+PRICES: tuple[Any, ...] = (5, 20, "15", 29.5, None, 0.1, 0.2, -3, 1e300, 2**63, "1.50", 5.0, "x")
 
 
 # -- random definitions ----------------------------------------------------------------------
@@ -81,15 +94,19 @@ def _trait_row(rng: random.Random, keys: list[str]) -> dict[str, Any]:
     name = rng.choice(TRAITS)
     if source != "custom" and keys and rng.random() < 0.15:
         name = rng.choice(keys)  # a trait condition on an earlier definition's value
-    op = rng.choice(EQ_OPS + ORDER_OPS)
-    row: dict[str, Any] = {"trait": name, "source": source, "operator": op}
+    return {"trait": name, "source": source, **_comparison(rng, EQ_OPS + ORDER_OPS)}
+
+
+def _comparison(rng: random.Random, ops: tuple[str, ...]) -> dict[str, Any]:
+    op = rng.choice(ops)
+    out: dict[str, Any] = {"operator": op}
     if op in ORDER_OPS:
-        row["value"] = rng.choice(ORDER_CONSTANTS)
+        out["value"] = rng.choice(ORDER_CONSTANTS)
     elif op in ("equals_any_of", "none_of"):
-        row["value"] = rng.sample(CONSTANTS, rng.randint(1, 3))
+        out["value"] = rng.sample(CONSTANTS, rng.randint(1, 3))
     elif op in ("equals", "not_equals"):
-        row["value"] = rng.choice(CONSTANTS)
-    return row
+        out["value"] = rng.choice(CONSTANTS)
+    return out
 
 
 def _rows(rng: random.Random, audiences: list[str], traits: list[str], depth: int) -> list[Any]:
@@ -155,14 +172,25 @@ def definition_set(rng: random.Random) -> list[AudienceDefinition | ComputedTrai
     """Audiences a0.. (references only to earlier ones: no cycles) and traits t0.."""
     out: list[AudienceDefinition | ComputedTraitDefinition] = []
     traits: list[str] = []
-    for i in range(rng.randint(0, 2)):
+    for i in range(rng.randint(0, 3)):
         key = f"t{i}"
-        kind = rng.choice(("counter", "sum", "last"))
+        kind = rng.choice(TRAIT_TYPES)
         spec: dict[str, Any] = {"key": key, "type": kind, "event": rng.choice(EVENTS)}
         if kind != "counter":
-            spec["property"] = "price"
-        if rng.random() < 0.5:
-            spec["within"] = "2 days"
+            spec["property"] = rng.choice(("price", "price", "cat", "info.x", "missing"))
+        x = rng.random()
+        if x < 0.5:
+            spec["within"] = rng.choice(("2 days", "3 hours", "1 days"))
+        elif x < 0.65:
+            spec["between"] = {"start": "1 days", "end": "2 days"}
+        if rng.random() < 0.25:
+            spec["where"] = [{"property": "cat", **_comparison(rng, EQ_OPS + ORDER_OPS)}]
+        if kind == "most_frequent":
+            spec["min_frequency"] = rng.choice((1, 2))
+        if kind in ("min", "max") and rng.random() < 0.3:
+            spec["as_string"] = True
+        if rng.random() < 0.15:
+            spec["include_history"] = rng.choice((False, {"days": 1}))
         spec["include_anonymous"] = rng.random() < 0.5
         out.append(ComputedTraitDefinition.model_validate(spec))
         traits.append(key)
@@ -268,7 +296,9 @@ def make_case(seed: int) -> Case:
             kind, name, props = "identify", None, {}
         else:
             kind, name, traits = "track", rng.choice(EVENTS), {}
-            props = {"price": rng.choice((5, 20, "15", 29.5, None)), "cat": rng.choice(VALUES)}
+            props = {"price": rng.choice(PRICES), "cat": rng.choice(VALUES)}
+            if rng.random() < 0.3:
+                props["info"] = {"x": rng.choice(VALUES)}
         ev = ProfileEvent(
             message_id=f"m{seed}-{n}",
             type=kind,

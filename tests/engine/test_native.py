@@ -20,7 +20,7 @@ from engage_stream.engine import native as native_module
 from engage_stream.engine.operators import compile_static
 from engage_stream.profiles.record import ExternalId, ProfileRecord, TraitValue
 from engage_stream.profiles.stage import build_engine
-from tests.engine.harness import audience, trait
+from tests.engine.harness import audience, event, trait
 
 core = pytest.importorskip("engage_stream_core", reason="native core not built (make setup)")
 
@@ -94,9 +94,32 @@ def test_unsupported_shapes_say_why(conditions: list[dict[str, Any]], reason: st
         core.Core([dump("a", conditions)], [[]])
 
 
-def test_computed_traits_and_bad_json_are_not_supported() -> None:
-    t = native_module.definition_json(trait("n", "counter", "Login"))
-    assert "computed_trait" in (core.supports(t) or "")
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"session": {"expires_after": "30 minutes"}}, "session"),
+        (
+            {"where": [{"property": "p", "operator": "equals", "value_from": {"trait": "x"}}]},
+            "value_from",
+        ),
+        ({"where": [{"property": "a.b", "operator": "exists"}]}, "nested property"),
+        ({"where": [{"property": "p", "operator": "contains", "value": "x"}]}, "contains"),
+    ],
+)
+def test_computed_traits_the_core_does_not_keep_say_why(extra: dict[str, Any], reason: str) -> None:
+    t = native_module.definition_json(trait("n", "sum", "Order", property="v", **extra))
+    why = core.supports(t)
+    assert why is not None and reason in why
+
+
+def test_computed_traits_of_every_type_are_supported_and_bad_json_is_not() -> None:
+    for kind in ("counter", "sum", "avg", "min", "max", "first", "last"):
+        prop = {} if kind == "counter" else {"property": "order.total"}
+        t = trait("n", kind, "Order", within="7 days", **prop)
+        assert core.supports(native_module.definition_json(t)) is None, kind
+    for kind in ("most_frequent", "unique_list", "unique_count"):
+        t = trait("n", kind, "Order", within="7 days", property="sku")
+        assert core.supports(native_module.definition_json(t)) is None, kind
     assert "unreadable" in (core.supports("{") or "")
 
 
@@ -261,9 +284,20 @@ def test_components_with_an_unsupported_definition_stay_in_python() -> None:
             "many", [{"trait": "orders", "source": "computed", "operator": "at_least", "value": 3}]
         ),
         audience("long", [{"event": "Order", "within": "30 days"}], include_history={"days": 7}),
+        trait("orders_7d", "counter", "Order", within="7 days"),
+        audience("many_7d", [{"trait": "orders_7d", "operator": "at_least", "value": 3}]),
     ]
     e = NativeEngine(defs)
-    assert e.native_keys == ("pro", "us", "pro_us", "buyer", "pro_buyer")  # (rank order)
+    assert e.native_keys == (  # (rank order: traits first)
+        "orders_7d",
+        "pro",
+        "us",
+        "pro_us",
+        "buyer",
+        "pro_buyer",
+        "many_7d",
+    )
+    assert "bucketed window" in e.python_reasons["orders"]
     assert "funnels" in e.python_reasons["abandoned"]
     assert (
         e.python_reasons["pro_abandoned"]
@@ -271,7 +305,7 @@ def test_components_with_an_unsupported_definition_stay_in_python() -> None:
     )
     assert e.python_reasons["many"].startswith("linked")
     assert "lookback cuts short" in e.python_reasons["long"]
-    assert native_module.coverage(e) == (5, 10)
+    assert native_module.coverage(e) == (7, 12)
 
 
 DAY = 86_400_000
@@ -304,6 +338,57 @@ def test_event_audiences_keep_the_python_engines_state_and_wake_ups() -> None:
     past = [("Order", {}, 1 * DAY), ("Order", {}, 19 * DAY), ("Other", {}, 19 * DAY)]
     assert c.recompute(p, 20 * DAY, True, [0], False, [0], past) == [(0, True, 20 * DAY, -1, 0)]
     assert p.engine["buyer"] == f"[[{19 * DAY}]]"
+
+
+def test_computed_trait_state_moves_between_the_engines() -> None:
+    """A trait's state is the Python engine's column-wise window either way: a record
+    written by one engine and continued by the other gives the changes of either alone."""
+    defs = [
+        trait("spend", "sum", "Order", property="v", within="7 days", include_anonymous=True),
+        trait(
+            "top",
+            "most_frequent",
+            "Order",
+            property="sku",
+            within="7 days",
+            min_frequency=1,
+            include_anonymous=True,
+        ),
+    ]
+    engines = {"python": Engine(defs), "native": NativeEngine(defs)}
+    assert engines["native"].native_keys == ("spend", "top")
+    orders = [
+        event("Order", 1 * DAY, "m1", {"v": 10, "sku": "b"}),
+        event("Order", 2 * DAY, "m2", {"v": 2.5, "sku": "a"}),
+        event("Order", 3 * DAY, "m3", {"v": "1.25", "sku": "a"}),
+    ]
+
+    def run(first: str, then: str) -> tuple[list[Any], dict[str, Any]]:
+        rec, out = ProfileRecord(profile_id="user_id:u1"), []
+        for i, ev in enumerate(orders):
+            out += engines[first if i < 2 else then].on_event(rec, ev, ev.timestamp)
+            rec = ProfileRecord.loads(rec.dumps())
+        out += engines[then].on_time(rec, 9 * DAY)
+        seen = [(c.key, c.value, c.previous, c.at, c.cause, c.message_id) for c in out]
+        return seen, {k: Engine.state(rec, k) for k in ("spend", "top")}
+
+    reference = run("python", "python")
+    assert [c[:5] for c in reference[0]] == [
+        ("spend", 10, None, 1 * DAY, "event:m1"),
+        ("top", "b", None, 1 * DAY, "event:m1"),
+        ("spend", 12.5, 10, 2 * DAY, "event:m2"),
+        ("top", "a", "b", 2 * DAY, "event:m2"),  # (a tie: "a" orders first)
+        ("spend", 13.75, 12.5, 3 * DAY, "event:m3"),
+        ("spend", 3.75, 13.75, 8 * DAY, f"timer:{8 * DAY}"),  # the window's exits
+        ("spend", 1.25, 3.75, 9 * DAY, f"timer:{9 * DAY}"),
+    ]
+    assert reference[1] == {
+        "spend": [[3 * DAY], [1.25], [0, [1.25], 1, 1], 1, 1 * DAY],
+        "top": [[3 * DAY], ["a"], {"a": 1}, 1],
+    }
+    assert run("python", "native") == reference
+    assert run("native", "python") == reference
+    assert run("native", "native") == reference
 
 
 def test_make_engine_choices(monkeypatch: pytest.MonkeyPatch) -> None:
