@@ -35,10 +35,9 @@ from types import ModuleType
 
 import orjson
 
-from engage_stream.definitions.models import ComputedTraitDefinition
 from engage_stream.engine.aggregates import CompiledTrait
 from engage_stream.engine.changes import Change, make_change
-from engage_stream.engine.conditions import CompiledAudience, EventLeaf
+from engage_stream.engine.conditions import CompiledAudience, EventLeaf, FunnelLeaf
 from engage_stream.engine.engine import (
     DUE,
     IDENTIFIED,
@@ -136,10 +135,12 @@ class NativeEngine:
             [windows.get(k) for k in self.native_keys],
             settings.max_timer_steps,
         )
+        # every definition native: the Python half has nothing to evaluate and is skipped
+        self._alone = not self._python._keys
         self._timed_keys = tuple(k for k in self.native_keys if k in windows)
         self._timed_set = frozenset(self._timed_keys)
         self._windowed = frozenset(self._native_pos[k] for k in self._timed_keys)
-        self._listens = frozenset(_listens_to(self._definitions[k]) for k in self._timed_keys)
+        self._listens = frozenset().union(*(full._nodes[full._rank[k]].events for k in windows))
         self._version = [full._version[r] for r in ranks]
         self._kind = [full._kind[r] for r in ranks]
         self._definition_cause = [Change.definition_cause(v) for v in self._version]
@@ -186,18 +187,27 @@ class NativeEngine:
         name = event.event
         ingest = name is not None and name in self._listens
         lateness = self.settings.allowed_lateness_ms
-        if ingest and lateness > 0 and event.timestamp < now_ms - lateness:
-            ingest = False  # (the Python half counts it in late_events)
+        late = name is not None and lateness > 0 and event.timestamp < now_ms - lateness
+        if late:
+            ingest = False  # (counted in late_events)
         wake = profile.next_wakeup
-        stash = None
-        if wake is not None and wake <= now_ms and self._timed_keys:
-            stash = self._stash(profile, now_ms)
-        timers = bool(stash)  # (native boundaries due: the core runs them)
-        if not (seeds or ingest or timers):
-            return self._python.on_event(profile, event, now_ms)
+        due = wake is not None and wake <= now_ms
         known = (len(profile.audiences), len(profile.computed_traits))
-        out = self._python.on_event(profile, event, now_ms)
-        self._restore(profile, stash)
+        if self._alone:
+            if late:
+                self._python.late_events += 1
+            profile.engine[IDENTIFIED] = 1 if identified else 0
+            timers = due and self._forget_unknown_dues(profile, now_ms)
+            out: list[Change] = []
+        else:
+            stash = self._stash(profile, now_ms) if due and self._timed_keys else None
+            timers = bool(stash)  # (native boundaries due: the core runs them)
+            if not (seeds or ingest or timers):
+                return self._python.on_event(profile, event, now_ms)
+            out = self._python.on_event(profile, event, now_ms)
+            self._restore(profile, stash)
+        if not (seeds or ingest or timers):
+            return self._finish(profile, [], None, out, known)
         ts = event.timestamp
         at = ts if ts < now_ms else now_ms
         found = self._core.on_event(
@@ -215,12 +225,18 @@ class NativeEngine:
 
     def on_time(self, profile: ProfileRecord, now_ms: int) -> list[Change]:
         wake = profile.next_wakeup
+        known = (len(profile.audiences), len(profile.computed_traits))
+        if self._alone:
+            timers = wake is not None and wake <= now_ms
+            if timers and self._forget_unknown_dues(profile, now_ms):
+                found = self._core.on_time(profile, now_ms, is_identified(profile))
+                return self._finish(profile, found, None, [], known)
+            return self._finish(profile, [], None, [], known)
         if not self._timed_keys or wake is None or wake > now_ms:
             return self._python.on_time(profile, now_ms)
         stash = self._stash(profile, now_ms)
         if not stash:
             return self._python.on_time(profile, now_ms)
-        known = (len(profile.audiences), len(profile.computed_traits))
         out = self._python.on_time(profile, now_ms)
         self._restore(profile, stash)
         found = self._core.on_time(profile, now_ms, is_identified(profile))
@@ -272,6 +288,21 @@ class NativeEngine:
         self._python.drop(profile, keys)  # (key by key, whichever half evaluated it)
 
     # -- internals ----------------------------------------------------------------------------
+    def _forget_unknown_dues(self, profile: ProfileRecord, now_ms: int) -> bool:
+        """Drop the due wake-ups of definitions this engine does not have, as
+        `Engine._run_timers` does; whether a native one is due."""
+        dues = profile.engine.get(DUE)
+        if not dues:
+            return False
+        timed = self._timed_set
+        due = False
+        for k in [k for k, d in dues.items() if d <= now_ms]:
+            if k in timed:
+                due = True
+            else:
+                del dues[k]
+        return due
+
     def _stash(self, profile: ProfileRecord, now_ms: int) -> dict[str, int] | None:
         """Take the native wake-ups that are due out of `$d` while the Python half runs its
         own: `Engine._run_timers` forgets due keys it does not evaluate."""
@@ -391,11 +422,19 @@ def definition_json(d: AnyDefinition) -> str:
         return json.dumps(data)
 
 
-def _listens_to(d: AnyDefinition) -> str:
-    """The one event a native definition with state reads."""
-    if isinstance(d, ComputedTraitDefinition):
-        return d.event
-    return d.conditions[0].event  # type: ignore[union-attr]
+def _leaf_unsupported(leaf: EventLeaf | FunnelLeaf) -> str | None:
+    """Why the core does not keep an event row's state (None: it does)."""
+    if not leaf.w.linear:
+        return "an event row whose window the lookback cuts short is not ported yet"
+    if isinstance(leaf, EventLeaf):
+        return None if leaf.fast else "an event row with dynamic filters is not ported yet"
+    if leaf.pdyn or leaf.cdyn or leaf.ptimed or leaf.ctimed or leaf.pextract:
+        return "a funnel with dynamic filters is not ported yet"
+    return None
+
+
+def _leaf_window(leaf: EventLeaf | FunnelLeaf) -> tuple[int, int, int]:
+    return leaf.w.a, leaf.w.b, leaf.span if isinstance(leaf, FunnelLeaf) else 0
 
 
 def _reorder(store: dict[str, TraitValue], known: int, kind: str, changes: list[Change]) -> None:
@@ -410,35 +449,35 @@ def _reorder(store: dict[str, TraitValue], known: int, kind: str, changes: list[
         store.update(values)  # (defensive: a key no change names keeps its place last)
 
 
+Windows = list[tuple[int, int, int]]  # (a, b, funnel span) per event row
+
+
 def _split(
     full: Engine, definitions: Mapping[str, AnyDefinition], applied_at: Mapping[str, int]
-) -> tuple[set[str], dict[str, tuple[int, int]], dict[str, str]]:
-    """(keys the core evaluates, the window (a, b) of each native event audience, why each
-    other enabled definition is not native)."""
+) -> tuple[set[str], dict[str, Windows], dict[str, str]]:
+    """(keys the core evaluates, the windows of each native definition with event rows —
+    a computed trait: its own —, why each other enabled definition is not native)."""
     assert core is not None
     keys = full._keys
     n = len(keys)
     reason: dict[int, str] = {}
-    windows: dict[str, tuple[int, int]] = {}
+    windows: dict[str, Windows] = {}
     for r, k in enumerate(keys):
         d = definitions[k]
         why = core.supports(definition_json(d))
         node = full._nodes[r]
+        if why is None and d.include_history is None and applied_at.get(k, 0) > 0:
+            if isinstance(node, CompiledTrait) or node.event_leaves:
+                why = "include_history false with a creation time is not ported yet"
         if why is None and isinstance(node, CompiledTrait):
             if node.mode != "exact" or not node.plain_window:
                 why = f"a computed trait with a {node.mode} window the core does not keep yet"
-            elif d.include_history is None and applied_at.get(k, 0) > 0:
-                why = "include_history false with a creation time is not ported yet"
             else:
-                windows[k] = (node.a, node.b)
+                windows[k] = [(node.a, node.b, 0)]
         elif why is None and isinstance(node, CompiledAudience) and node.event_leaves:
-            leaf = node.event_leaves[0]
-            if not isinstance(leaf, EventLeaf) or not leaf.fast:
-                why = "an event row whose window the lookback cuts short is not ported yet"
-            elif d.include_history is None and applied_at.get(k, 0) > 0:
-                why = "include_history false with a creation time is not ported yet"
-            else:
-                windows[k] = (leaf.a, leaf.b)
+            why = next(filter(None, map(_leaf_unsupported, node.event_leaves)), None)
+            if why is None:
+                windows[k] = [_leaf_window(leaf) for leaf in node.event_leaves]
         if why is not None:
             reason[r] = why
     # components of the dependency graph (undirected)

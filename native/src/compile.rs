@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use serde_json::Value as J;
 
+use crate::events::{funnel as funnel_leaf, leaf, EventLeaf, FunnelLeaf};
 use crate::ops::{holds, Op};
 use crate::value::{Reader, Source, Val};
 
@@ -18,6 +19,8 @@ pub enum Node {
     Trait { source: Source, key: String, op: Op, operands: Vec<Val>, slot: usize, native: Option<usize> },
     /// `slot`: the membership read of `key` (one per distinct audience key).
     Member { key: String, member: bool, slot: usize, native: Option<usize> },
+    /// the answer of the audience's event row `i` (`Call::truths`)
+    Slot(usize),
     All(Vec<Node>),
     AnyOf(Vec<Node>),
     Not(Box<Node>),
@@ -34,6 +37,8 @@ pub struct Call<'a, 'py> {
     pub trait_overlay: Vec<Option<Val>>,
     pub trait_reads: Vec<Option<Val>>,
     pub member_reads: Vec<Option<bool>>,
+    /// the event rows' answers of the audience being evaluated
+    pub truths: Vec<bool>,
 }
 
 impl Call<'_, '_> {
@@ -131,6 +136,7 @@ impl Node {
                 }
                 false
             }
+            Node::Slot(i) => c.truths[*i],
             Node::Not(n) => !n.holds(c)?,
         })
     }
@@ -150,27 +156,55 @@ impl Node {
                 nodes.iter_mut().for_each(|n| n.resolve(py, index, t))
             }
             Node::Not(n) => n.resolve(py, index, t),
+            Node::Slot(_) => {}
         }
     }
 }
 
-/// What the core evaluates for one audience.
+/// What the core evaluates for one definition.
 pub enum Kind {
-    /// conditions on traits and memberships only: no state, no wake-ups
-    Static(Node),
-    /// one event row (its state: `[[times]]`, as `CompiledAudience._ingest_one_time` keeps it)
-    Events(crate::events::EventLeaf),
+    Audience(Audience),
     /// a computed trait over an exact window (traits.rs)
     Trait(crate::traits::TraitDef),
 }
 
-/// A definition compiled, or why the core does not evaluate it. `window`: the (a, b) of
-/// its window (one-row event audiences and computed traits; `supports` passes none and
-/// only checks the shape).
-pub fn definition(d: &J, window: Option<(i64, i64)>) -> Result<Kind, String> {
+/// An audience: its event rows (with state; none for conditions on traits and
+/// memberships only) and the expression over them.
+pub struct Audience {
+    pub leaves: Vec<Leaf>,
+    pub expr: Node,
+}
+
+pub enum Leaf {
+    Times(EventLeaf),
+    Funnel(FunnelLeaf),
+}
+
+/// One row's state: the times of a plain row, or a funnel's parents and children.
+#[derive(Debug)]
+pub enum LeafSt {
+    Times(Vec<i64>),
+    Funnel(Vec<i64>, Vec<i64>),
+}
+
+/// An audience's state, `CompiledAudience`'s layout: one slot per event row, None when
+/// the row keeps nothing (the whole state None when no row does).
+pub type AudienceSt = Option<Vec<Option<LeafSt>>>;
+
+/// (a, b, funnel span) of each event row's window, in row order, as the Python engine
+/// computed them.
+pub type Windows = [(i64, i64, i64)];
+
+/// A definition compiled, or why the core does not evaluate it. `windows`: its event
+/// rows' windows (a computed trait: its own, one); `supports` passes none and only
+/// checks the shape.
+pub fn definition(d: &J, windows: Option<&Windows>) -> Result<Kind, String> {
     match d.get("kind").and_then(J::as_str) {
         Some("audience") => {}
-        Some("computed_trait") => return crate::traits::compile(d, window).map(Kind::Trait),
+        Some("computed_trait") => {
+            let w = windows.and_then(|w| w.first()).map(|&(a, b, _)| (a, b));
+            return crate::traits::compile(d, w).map(Kind::Trait);
+        }
         Some(other) => return Err(format!("kind {other}")),
         None => return Err("no kind".into()),
     }
@@ -178,22 +212,29 @@ pub fn definition(d: &J, window: Option<(i64, i64)>) -> Result<Kind, String> {
         .get("conditions")
         .and_then(J::as_array)
         .ok_or("no conditions")?;
-    if let [row] = rows.as_slice() {
-        if let Some(o) = row.as_object().filter(|o| o.contains_key("event")) {
-            let leaf = crate::events::leaf(o, window.unwrap_or((0, 1)))?;
-            return Ok(Kind::Events(leaf));
+    let mut leaves = Leaves { leaves: vec![], windows };
+    let expr = rows_of(rows, &mut leaves)?;
+    if let Some(w) = windows {
+        if w.len() != leaves.leaves.len() {
+            return Err(format!("{} windows for {} event rows", w.len(), leaves.leaves.len()));
         }
     }
-    Ok(Kind::Static(rows_of(rows)?))
+    Ok(Kind::Audience(Audience { leaves: leaves.leaves, expr }))
 }
 
-fn rows_of(rows: &[J]) -> Result<Node, String> {
+/// The event rows met so far, in `CompiledAudience._rows`'s order (depth first).
+struct Leaves<'w> {
+    leaves: Vec<Leaf>,
+    windows: Option<&'w Windows>,
+}
+
+fn rows_of(rows: &[J], leaves: &mut Leaves<'_>) -> Result<Node, String> {
     let mut groups: Vec<Vec<Node>> = vec![vec![]];
     for (i, row) in rows.iter().enumerate() {
         if i > 0 && row.get("join").and_then(J::as_str) == Some("or") {
             groups.push(vec![]);
         }
-        groups.last_mut().unwrap().push(row_of(row)?);
+        groups.last_mut().unwrap().push(row_of(row, leaves)?);
     }
     let mut ors: Vec<Node> = groups
         .into_iter()
@@ -202,16 +243,21 @@ fn rows_of(rows: &[J]) -> Result<Node, String> {
     Ok(if ors.len() == 1 { ors.pop().unwrap() } else { Node::AnyOf(ors) })
 }
 
-fn row_of(row: &J) -> Result<Node, String> {
+fn row_of(row: &J, leaves: &mut Leaves<'_>) -> Result<Node, String> {
     let o = row.as_object().ok_or("a condition row is not an object")?;
     if o.contains_key("event") {
-        return Err("event conditions beside other rows are not ported yet".into());
+        let n = leaves.leaves.len();
+        let w = leaves.windows.and_then(|w| w.get(n).copied()).unwrap_or((0, 1, 1));
+        let funnel = ["then", "then_not"].iter().any(|k| !matches!(o.get(*k), None | Some(J::Null)));
+        let leaf = if funnel { Leaf::Funnel(funnel_leaf(o, w)?) } else { Leaf::Times(leaf(o, (w.0, w.1))?) };
+        leaves.leaves.push(leaf);
+        return Ok(Node::Slot(n));
     }
     if o.contains_key("users") {
         return Err("users conditions are not ported yet".into());
     }
     if let Some(group) = o.get("group") {
-        let inner = rows_of(group.as_array().ok_or("group is not a list")?)?;
+        let inner = rows_of(group.as_array().ok_or("group is not a list")?, leaves)?;
         let negate = o.get("negate").and_then(J::as_bool).unwrap_or(false);
         return Ok(if negate { Node::Not(Box::new(inner)) } else { inner });
     }

@@ -31,56 +31,178 @@ pub struct Filter {
     pub operands: Vec<Val>,
 }
 
+/// A row's `count` compared, `performed` or not (`conditions.count_test` / `count_cap`).
+#[derive(Debug)]
+pub struct Count {
+    op: CountOp,
+    value: i64,
+    cap: usize,
+    performed: bool,
+}
+
+impl Count {
+    fn of(row: &serde_json::Map<String, J>) -> Result<Count, String> {
+        let count = row.get("count").and_then(J::as_object).ok_or("no count")?;
+        let value = count.get("value").and_then(J::as_i64).ok_or("count value is not an integer")?;
+        let op = match count.get("operator").and_then(J::as_str) {
+            Some(">=") => CountOp::Ge,
+            Some(">") => CountOp::Gt,
+            Some("=") => CountOp::Eq,
+            Some("!=") => CountOp::Ne,
+            Some("<=") => CountOp::Le,
+            Some("<") => CountOp::Lt,
+            other => return Err(format!("count operator {other:?}")),
+        };
+        let cap = if matches!(op, CountOp::Ge | CountOp::Lt) { value } else { value + 1 }.max(1);
+        let performed = row.get("performed").and_then(J::as_bool).unwrap_or(true);
+        Ok(Count { op, value, cap: cap as usize, performed })
+    }
+
+    fn test(&self, n: i64) -> bool {
+        let v = self.value;
+        match self.op {
+            CountOp::Ge => n >= v,
+            CountOp::Gt => n > v,
+            CountOp::Eq => n == v,
+            CountOp::Ne => n != v,
+            CountOp::Le => n <= v,
+            CountOp::Lt => n < v,
+        }
+    }
+
+    /// `holds`: the count compared, negated when not performed.
+    fn truth(&self, n: i64) -> bool {
+        self.test(n) == self.performed
+    }
+}
+
 #[derive(Debug)]
 pub struct EventLeaf {
     pub event: String,
     pub filters: Filters,
     a: i64,
     b: i64,
-    op: CountOp,
-    value: i64,
-    cap: usize,
-    performed: bool,
+    count: Count,
     pub empty_truth: bool,
 }
 
-/// The event row of a one-row audience, or why the core does not evaluate it. `window`:
-/// (a, b) of its `windows.Window`, computed by the Python engine.
+/// An event row without a funnel, or why the core does not evaluate it. `window`: (a, b)
+/// of its `windows.Window`, computed by the Python engine.
 pub fn leaf(row: &serde_json::Map<String, J>, window: (i64, i64)) -> Result<EventLeaf, String> {
-    for k in ["then", "then_not"] {
-        if !matches!(row.get(k), None | Some(J::Null)) {
-            return Err("funnels are not ported yet".into());
-        }
-    }
     let event = row.get("event").and_then(J::as_str).ok_or("event is not a string")?;
     let filters = filters_of(row.get("where").and_then(J::as_array).map(Vec::as_slice).unwrap_or(&[]))?;
-    let count = row.get("count").and_then(J::as_object).ok_or("no count")?;
-    let value = count.get("value").and_then(J::as_i64).ok_or("count value is not an integer")?;
-    let op = match count.get("operator").and_then(J::as_str) {
-        Some(">=") => CountOp::Ge,
-        Some(">") => CountOp::Gt,
-        Some("=") => CountOp::Eq,
-        Some("!=") => CountOp::Ne,
-        Some("<=") => CountOp::Le,
-        Some("<") => CountOp::Lt,
-        other => return Err(format!("count operator {other:?}")),
+    let count = Count::of(row)?;
+    let empty_truth = count.truth(0);
+    Ok(EventLeaf { event: event.to_string(), filters, a: window.0, b: window.1, count, empty_truth })
+}
+
+/// A funnel row (`then` / `then_not` a child event within `span` of each parent
+/// occurrence), as `conditions.FunnelLeaf` with constant filters on both sides.
+/// State: `[parents, children]`, each the sorted times (stored as `[ts, []]` entries).
+#[derive(Debug)]
+pub struct FunnelLeaf {
+    pub event: String,
+    pub child_event: String,
+    pfilters: Filters,
+    cfilters: Filters,
+    a: i64,
+    b: i64,
+    span: i64,
+    must: bool,
+    count: Count,
+    pub empty_truth: bool,
+}
+
+pub fn funnel(row: &serde_json::Map<String, J>, window: (i64, i64, i64)) -> Result<FunnelLeaf, String> {
+    let (step, must) = match (row.get("then"), row.get("then_not")) {
+        (Some(s @ J::Object(_)), _) => (s, true),
+        (_, Some(s @ J::Object(_))) => (s, false),
+        _ => return Err("no funnel step".into()),
     };
-    let cap = if matches!(op, CountOp::Ge | CountOp::Lt) { value } else { value + 1 }.max(1);
-    let performed = row.get("performed").and_then(J::as_bool).unwrap_or(true);
-    let mut leaf = EventLeaf {
-        event: event.to_string(),
-        filters,
+    let where_of = |o: &J| filters_of(o.get("where").and_then(J::as_array).map(Vec::as_slice).unwrap_or(&[]));
+    let count = Count::of(row)?;
+    let empty_truth = count.truth(0);
+    Ok(FunnelLeaf {
+        event: row.get("event").and_then(J::as_str).ok_or("event is not a string")?.to_string(),
+        child_event: step.get("event").and_then(J::as_str).ok_or("step event is not a string")?.to_string(),
+        pfilters: where_of(&J::Object(row.clone()))?,
+        cfilters: where_of(step)?,
         a: window.0,
         b: window.1,
-        op,
-        value,
-        cap: cap as usize,
-        performed,
-        empty_truth: false,
-    };
-    let r = leaf.test(0);
-    leaf.empty_truth = if performed { r } else { !r };
-    Ok(leaf)
+        span: window.2,
+        must,
+        count,
+        empty_truth,
+    })
+}
+
+impl FunnelLeaf {
+    pub fn intern(&mut self, py: Python<'_>) {
+        self.pfilters.intern(py);
+        self.cfilters.intern(py);
+    }
+
+    /// `prepare`: (stored as a parent, stored as a child).
+    pub fn keeps(&self, name: &str, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<(bool, bool)> {
+        let alive = ts.saturating_add(self.b) > now;
+        let parent = name == self.event && self.b > self.a && alive && self.pfilters.hold(props)?;
+        let child = name == self.child_event && alive && self.cfilters.hold(props)?;
+        Ok((parent, child))
+    }
+
+    /// `FunnelLeaf.step` (both lists emptied: the caller drops the state).
+    pub fn step(&self, parents: &mut Vec<i64>, children: &mut Vec<i64>, t: i64) -> (bool, i64) {
+        let cut = t.saturating_sub(self.b);
+        for entries in [&mut *parents, &mut *children] {
+            let i = bisect_right(entries, cut);
+            entries.drain(..i);
+        }
+        if parents.is_empty() && children.is_empty() {
+            return (self.empty_truth, INF);
+        }
+        (self.count.truth(self.count_at(parents, children, t)), self.next_edge(parents, children, t))
+    }
+
+    fn count_at(&self, parents: &[i64], children: &[i64], t: i64) -> i64 {
+        let j = bisect_right(parents, t - self.a);
+        let mut n = 0i64;
+        for &tp in &parents[..j] {
+            let deadline = tp.saturating_add(self.span);
+            let k = bisect_right(children, tp);
+            let found = children.get(k).is_some_and(|&c| c <= deadline && !(self.must && c > t));
+            if if self.must { found } else { t >= deadline && !found } {
+                n += 1;
+                if n as usize >= self.count.cap {
+                    break;
+                }
+            }
+        }
+        n
+    }
+
+    fn next_edge(&self, parents: &[i64], children: &[i64], t: i64) -> i64 {
+        let mut edge = INF;
+        if let Some(&p0) = parents.first() {
+            edge = p0.saturating_add(self.b);
+            let j = bisect_right(parents, t - self.a);
+            if j < parents.len() {
+                edge = edge.min(parents[j] + self.a);
+            }
+            if !self.must {
+                let k = bisect_right(parents, t.saturating_sub(self.span));
+                if k < parents.len() {
+                    edge = edge.min(parents[k].saturating_add(self.span));
+                }
+            }
+        }
+        if self.must {
+            let k = bisect_right(children, t);
+            if k < children.len() {
+                edge = edge.min(children[k]);
+            }
+        }
+        edge
+    }
 }
 
 /// The `where` rows of an event condition or a computed trait: constants compared with
@@ -144,18 +266,6 @@ impl EventLeaf {
         self.filters.intern(py);
     }
 
-    fn test(&self, n: i64) -> bool {
-        let v = self.value;
-        match self.op {
-            CountOp::Ge => n >= v,
-            CountOp::Gt => n > v,
-            CountOp::Eq => n == v,
-            CountOp::Ne => n != v,
-            CountOp::Le => n <= v,
-            CountOp::Lt => n < v,
-        }
-    }
-
     /// `prepare`'s static part: the filters hold and the event can count at `now` or later.
     pub fn keeps(&self, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<bool> {
         if !(self.b > self.a && ts.saturating_add(self.b) > now) {
@@ -164,7 +274,7 @@ impl EventLeaf {
         self.filters.hold(props)
     }
 
-    /// `insort`: after the equal times.
+    /// `insort`: after the equal times (also a funnel's parents and children).
     pub fn insert(st: &mut Vec<i64>, ts: i64) {
         if st.last().is_none_or(|&l| l <= ts) {
             st.push(ts);
@@ -181,17 +291,17 @@ impl EventLeaf {
         let i = bisect_right(st, t.saturating_sub(b));
         st.drain(..i);
         let mut j = bisect_right(st, t - a);
-        if j > self.cap {
-            st.drain(..j - self.cap);
-            j = self.cap;
+        let cap = self.count.cap;
+        if j > cap {
+            st.drain(..j - cap);
+            j = cap;
         }
         if st.is_empty() {
             return (self.empty_truth, INF);
         }
-        let r = self.test(j as i64);
-        let truth = if self.performed { r } else { !r };
-        if matches!(self.op, CountOp::Ge) && a == 0 && *st.last().unwrap() <= t {
-            let (n, v) = (st.len(), self.value);
+        let truth = self.count.truth(j as i64);
+        if matches!(self.count.op, CountOp::Ge) && a == 0 && *st.last().unwrap() <= t {
+            let (n, v) = (st.len(), self.count.value);
             let due = if v > 0 && n as i64 >= v { st[n - v as usize] + b } else { INF };
             return (truth, due);
         }
@@ -202,9 +312,9 @@ impl EventLeaf {
         let (a, b) = (self.a, self.b);
         if a == 0 && *st.last().unwrap() <= t {
             let n = st.len() as i64;
-            let cur = self.test(n);
+            let cur = self.count.test(n);
             for k in 1..=st.len() {
-                if self.test(n - k as i64) != cur {
+                if self.count.test(n - k as i64) != cur {
                     return st[k - 1] + b;
                 }
             }
@@ -213,7 +323,7 @@ impl EventLeaf {
         let j = bisect_right(st, t - a);
         // next_flip over enters st[j..] + a and leaves st[..] + b
         let mut n = j as i64;
-        let cur = self.test(n);
+        let cur = self.count.test(n);
         let (ns, ne) = (st.len() - j, st.len());
         let (mut i, mut k) = (0usize, 0usize);
         let enter = |i: usize| if i < ns { st[j + i] + a } else { INF };
@@ -234,7 +344,7 @@ impl EventLeaf {
                 k += 1;
                 e = leave(k);
             }
-            if self.test(n) != cur {
+            if self.count.test(n) != cur {
                 return at;
             }
         }

@@ -10,6 +10,7 @@
 //! `engage_stream.engine.native` decides which definitions come here, owns everything
 //! else in `ProfileRecord.engine`, and turns the results into `Change`s.
 
+mod audience;
 mod compile;
 mod events;
 mod ops;
@@ -23,8 +24,8 @@ use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString};
 
-use compile::Kind;
-use events::{EventLeaf, INF};
+use compile::{Audience, AudienceSt, Kind};
+use events::INF;
 use traits::{Out, TState};
 
 struct Def {
@@ -55,7 +56,7 @@ struct Run<'a, 'py> {
     call: compile::Call<'a, 'py>,
     est: Bound<'py, PyDict>,
     dues: Bound<'py, PyDict>,
-    states: HashMap<usize, Option<Vec<i64>>>,
+    states: HashMap<usize, AudienceSt>,
     traits: HashMap<usize, TState>,
     values: HashMap<usize, Out>, // trait values decided in this call
     out: Vec<Found>,
@@ -82,6 +83,7 @@ impl Core {
                 trait_overlay: vec![None; self.defs.len()],
                 trait_reads: vec![None; self.tables.traits.len()],
                 member_reads: vec![None; self.tables.audiences.len()],
+                truths: vec![],
             },
             est,
             dues,
@@ -92,21 +94,15 @@ impl Core {
         })
     }
 
-    fn state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut Option<Vec<i64>>> {
+    fn state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut AudienceSt> {
         if !run.states.contains_key(&p) {
-            let py = run.est.py();
-            let st = match run.est.get_item(self.defs[p].key.bind(py))? {
+            let Kind::Audience(aud) = &self.defs[p].kind else { unreachable!("an audience") };
+            let st = match run.est.get_item(self.defs[p].key.bind(run.est.py()))? {
                 None => None,
                 Some(s) if s.is_none() => None,
-                Some(s) => {
-                    let text = s.downcast::<PyString>()?.to_cow()?;
-                    let mut v: Vec<Vec<i64>> = serde_json::from_str(&text)
-                        .map_err(|e| PyValueError::new_err(format!("state of position {p}: {e}")))?;
-                    if v.len() != 1 {
-                        return Err(PyValueError::new_err(format!("state of position {p}: not one slot")));
-                    }
-                    v.pop()
-                }
+                Some(s) => aud
+                    .parse(&s.downcast::<PyString>()?.to_cow()?)
+                    .map_err(|e| PyValueError::new_err(format!("state of position {p}: {e}")))?,
             };
             run.states.insert(p, st);
         }
@@ -179,29 +175,18 @@ impl Core {
                     run.values.insert(r, value);
                     obj
                 }
-                kind => {
-                    let member = match kind {
-                        Kind::Static(expr) => {
-                            run.states.insert(r, None);
-                            self.set_due(run, r, INF)?;
-                            allowed && expr.holds(&mut run.call)?
-                        }
-                        Kind::Events(leaf) => {
-                            let st = self.state(run, r)?;
-                            let (truth, due) = match st {
-                                None => (leaf.empty_truth, INF),
-                                Some(v) => {
-                                    let (truth, due) = leaf.step(v, t);
-                                    if v.is_empty() {
-                                        *st = None;
-                                    }
-                                    (truth, due)
-                                }
-                            };
-                            self.set_due(run, r, if allowed { due } else { INF })?;
-                            allowed && truth
-                        }
-                        Kind::Trait(_) => unreachable!(),
+                Kind::Audience(aud) => {
+                    let member = if aud.leaves.is_empty() {
+                        // (no state, no wake-ups)
+                        run.states.insert(r, None);
+                        self.set_due(run, r, INF)?;
+                        allowed && { run.call.truths.clear(); aud.expr.holds(&mut run.call)? }
+                    } else {
+                        let mut st = self.state(run, r)?.take();
+                        let (member, due) = aud.evaluate(&mut st, &mut run.call, t, allowed)?;
+                        run.states.insert(r, st);
+                        self.set_due(run, r, due)?;
+                        member
                     };
                     let previous = match run.call.overlay[r] {
                         Some(m) => m, // changed earlier in this call (a previous boundary)
@@ -283,50 +268,27 @@ impl Core {
         Ok(())
     }
 
-    fn ingest(&self, run: &mut Run<'_, '_>, p: usize, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<bool> {
-        let leaf = match &self.defs[p].kind {
-            Kind::Events(leaf) => leaf,
-            Kind::Trait(td) => return td.ingest(self.trait_state(run, p)?, props, ts, now),
-            Kind::Static(_) => return Ok(false),
-        };
-        if !leaf.keeps(props, ts, now)? {
-            return Ok(false);
+    fn ingest(&self, run: &mut Run<'_, '_>, p: usize, name: &str, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<bool> {
+        match &self.defs[p].kind {
+            Kind::Trait(td) => td.ingest(self.trait_state(run, p)?, props, ts, now),
+            Kind::Audience(aud) => aud.ingest(self.state(run, p)?, name, props, ts, now),
         }
-        let st = self.state(run, p)?;
-        match st {
-            None => *st = Some(vec![ts]),
-            Some(v) => EventLeaf::insert(v, ts),
-        }
-        Ok(true)
     }
 
     /// Write the states back (`Engine._finish`'s part for this core's keys).
     fn finish(&self, run: Run<'_, '_>) -> PyResult<Vec<Found>> {
         let py = run.est.py();
-        for (p, st) in run.states {
+        let audiences = run.states.into_iter().map(|(p, st)| (p, st.map(|v| Audience::text(&v))));
+        let traits = run.traits.into_iter().map(|(p, st)| {
+            let Kind::Trait(td) = &self.defs[p].kind else { unreachable!("a trait") };
+            (p, st.text(td.marks()))
+        });
+        for (p, text) in audiences.chain(traits) {
             let key = self.defs[p].key.bind(py);
-            match st {
-                None => {
-                    if run.est.contains(key)? {
-                        run.est.del_item(key)?;
-                    }
-                }
-                Some(v) => {
-                    let text = serde_json::to_string(&[v]).expect("integers serialise");
-                    run.est.set_item(key, text)?;
-                }
-            }
-        }
-        for (p, st) in run.traits {
-            let key = self.defs[p].key.bind(py);
-            let Kind::Trait(td) = &self.defs[p].kind else { continue };
-            match st.text(td.marks()) {
-                None => {
-                    if run.est.contains(key)? {
-                        run.est.del_item(key)?;
-                    }
-                }
+            match text {
                 Some(text) => run.est.set_item(key, text)?,
+                None if run.est.contains(key)? => run.est.del_item(key)?,
+                None => {}
             }
         }
         Ok(run.out)
@@ -344,8 +306,9 @@ impl Core {
 impl Core {
     /// `definitions`: each one's `model_dump_json()`, in evaluation order (dependencies
     /// first); `dependents[i]`: the positions (all after `i`) of the definitions that read
-    /// definition `i`'s membership; `windows[i]`: (a, b) of a one-row event audience's
-    /// `windows.Window` (None for the others). Raises ValueError for a definition
+    /// definition `i`'s value; `windows[i]`: (a, b, funnel span) of the `windows.Window` of
+    /// each of an audience's event rows, in row order, or a computed trait's one window
+    /// (None for audiences without event rows). Raises ValueError for a definition
     /// `supports` rejects.
     #[new]
     #[pyo3(signature = (definitions, dependents, windows = None, max_timer_steps = 10_000))]
@@ -353,7 +316,7 @@ impl Core {
         py: Python<'_>,
         definitions: Vec<String>,
         dependents: Vec<Vec<usize>>,
-        windows: Option<Vec<Option<(i64, i64)>>>,
+        windows: Option<Vec<Option<Vec<(i64, i64, i64)>>>>,
         max_timer_steps: usize,
     ) -> PyResult<Self> {
         let n = definitions.len();
@@ -366,14 +329,19 @@ impl Core {
         for (i, ((text, deps), window)) in definitions.iter().zip(dependents).zip(windows).enumerate() {
             let d: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
-            let mut kind = compile::definition(&d, window).map_err(PyValueError::new_err)?;
-            match &mut kind {
-                Kind::Events(leaf) if window.is_some() => leaf.intern(py),
-                Kind::Trait(td) if window.is_some() => td.intern(py),
-                Kind::Events(_) | Kind::Trait(_) => {
-                    return Err(PyValueError::new_err(format!("definition {i} without a window")))
+            let mut kind = compile::definition(&d, window.as_deref()).map_err(PyValueError::new_err)?;
+            let windowed = match &mut kind {
+                Kind::Audience(aud) => {
+                    aud.intern(py);
+                    !aud.leaves.is_empty()
                 }
-                Kind::Static(_) => {}
+                Kind::Trait(td) => {
+                    td.intern(py);
+                    true
+                }
+            };
+            if windowed && window.is_none() {
+                return Err(PyValueError::new_err(format!("definition {i} without its windows")));
             }
             if let Some(&bad) = deps.iter().find(|&&j| j <= i || j >= n) {
                 return Err(PyValueError::new_err(format!("dependent {bad} of definition {i} is not after it")));
@@ -395,10 +363,14 @@ impl Core {
         for (p, (d, key)) in defs.iter_mut().zip(&keys).enumerate() {
             d.own = tables.audience_slot(py, key);
             match &mut d.kind {
-                Kind::Static(expr) => expr.resolve(py, &index, &mut tables),
-                Kind::Events(leaf) => {
-                    listeners.entry(leaf.event.clone()).or_default().push(p);
-                    timed.push(p);
+                Kind::Audience(aud) => {
+                    aud.expr.resolve(py, &index, &mut tables);
+                    if !aud.leaves.is_empty() {
+                        for e in aud.events() {
+                            listeners.entry(e.to_string()).or_default().push(p);
+                        }
+                        timed.push(p);
+                    }
                 }
                 Kind::Trait(td) => {
                     listeners.entry(td.event.clone()).or_default().push(p);
@@ -442,7 +414,7 @@ impl Core {
         if let (Some(name), Some(props)) = (name, props) {
             if let Some(ps) = self.listeners.get(name) {
                 for &p in ps {
-                    if self.ingest(&mut run, p, props, ts, now)? {
+                    if self.ingest(&mut run, p, name, props, ts, now)? {
                         todo.insert(p);
                     }
                 }
@@ -484,20 +456,19 @@ impl Core {
             self.run_timers(&mut run, now, identified)?;
         }
         for &p in &rebuild {
-            let event = match &self.defs[p].kind {
-                Kind::Events(leaf) => {
+            let events = match &self.defs[p].kind {
+                Kind::Audience(aud) => {
                     run.states.insert(p, None);
-                    &leaf.event
+                    aud.events()
                 }
                 Kind::Trait(td) => {
                     run.traits.insert(p, TState::None);
-                    &td.event
+                    vec![td.event.as_str()]
                 }
-                Kind::Static(_) => continue,
             };
             for (name, props, ts) in &history {
-                if name == event {
-                    self.ingest(&mut run, p, props, *ts, now)?;
+                if events.contains(&name.as_str()) {
+                    self.ingest(&mut run, p, name, props, *ts, now)?;
                 }
             }
         }

@@ -152,18 +152,38 @@ def _event_row(rng: random.Random) -> dict[str, Any]:
     return cond
 
 
-def _unsupported_audience(rng: random.Random, audiences: list[str]) -> list[Any]:
+def _funnel_row(rng: random.Random) -> dict[str, Any]:
+    row = _event_row(rng)
+    step: dict[str, Any] = {"event": rng.choice(EVENTS), "within": rng.choice(("6 hours", "1 day"))}
+    if rng.random() < 0.3:
+        step["where"] = [{"property": "cat", **_comparison(rng, EQ_OPS)}]
+    if rng.random() < 0.15:  # (a reference to the parent: not native)
+        step["where"] = [
+            {"property": "cat", "operator": "equals", "value_from": {"parent_property": "cat"}}
+        ]
+    row["then" if rng.random() < 0.5 else "then_not"] = step
+    return row
+
+
+def _other_audience(
+    rng: random.Random, audiences: list[str], traits: list[str]
+) -> list[Any]:
+    """Event rows beside others, funnels, and shapes the core does not evaluate."""
     x = rng.random()
     if x < 0.35:
-        rows: list[Any] = [_event_row(rng)]
-        if audiences:
-            rows.append({"audience": rng.choice(audiences)})
+        rows: list[Any] = [_event_row(rng) if rng.random() < 0.6 else _funnel_row(rng)]
+        rows += _rows(rng, audiences, traits, 1)
+        if rng.random() < 0.3:
+            rows.append({"group": [_event_row(rng)], "negate": rng.random() < 0.5, "join": "or"})
+        rng.shuffle(rows)
         return rows
-    if x < 0.55:
+    if x < 0.6:
+        return [_funnel_row(rng)]
+    if x < 0.7:
         row = _event_row(rng)
-        row["then_not"] = {"event": rng.choice(EVENTS), "within": "1 day"}
+        row["where"] = [{"property": "cat", "operator": "equals", "value_from": {"trait": "plan"}}]
         return [row]
-    if x < 0.8:
+    if x < 0.85:
         return [{"trait": "since", "operator": "within_last", "value": f"{rng.randint(1, 3)} days"}]
     return [{"trait": "profile.plan", "operator": "exists"}]
 
@@ -198,8 +218,8 @@ def definition_set(rng: random.Random) -> list[AudienceDefinition | ComputedTrai
     for i in range(rng.randint(1, 7)):
         key = f"a{i}"
         x = rng.random()
-        if x < 0.2:
-            rows = _unsupported_audience(rng, audiences)
+        if x < 0.3:
+            rows = _other_audience(rng, audiences, traits)
         elif x < 0.55:
             rows = [_event_row(rng)]
         else:

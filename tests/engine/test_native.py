@@ -63,6 +63,12 @@ def profile(traits: dict[str, Any] | None = None, **audiences: bool) -> ProfileR
                 "where": [{"property": "p", "operator": "equals", "value": 1}],
             }
         ],
+        [{"event": "Login"}, {"trait": "x", "operator": "exists"}],
+        [{"event": "A", "then": {"event": "B", "within": "1 day"}}],
+        [
+            {"group": [{"event": "A", "then_not": {"event": "B", "within": "1 day"}}]},
+            {"event": "C", "count": {"operator": "<", "value": 3}, "join": "or"},
+        ],
     ],
 )
 def test_supported_shapes(conditions: list[dict[str, Any]]) -> None:
@@ -72,8 +78,25 @@ def test_supported_shapes(conditions: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize(
     ("conditions", "reason"),
     [
-        ([{"event": "Login"}, {"trait": "x", "operator": "exists"}], "event conditions beside"),
-        ([{"event": "A", "then": {"event": "B", "within": "1 day"}}], "funnels"),
+        (
+            [
+                {
+                    "event": "A",
+                    "then": {
+                        "event": "B",
+                        "within": "1 day",
+                        "where": [
+                            {
+                                "property": "sku",
+                                "operator": "equals",
+                                "value_from": {"parent_property": "sku"},
+                            }
+                        ],
+                    },
+                }
+            ],
+            "value_from",
+        ),
         ([{"event": "A", "where": [{"property": "p.q", "operator": "exists"}]}], "nested property"),
         (
             [{"event": "A", "where": [{"property": "p", "operator": "contains", "value": "x"}]}],
@@ -264,10 +287,11 @@ def test_sources_read_as_profile_trait_does() -> None:
 
 # -- NativeEngine / make_engine ---------------------------------------------------------------
 def test_components_with_an_unsupported_definition_stay_in_python() -> None:
+    same_sku = {"property": "sku", "operator": "equals", "value_from": {"parent_property": "sku"}}
     funnel = {
         "event": "Added",
         "within": "7 days",
-        "then_not": {"event": "Order", "within": "1 day"},
+        "then_not": {"event": "Order", "within": "1 day", "where": [same_sku]},
     }
     defs: list[Any] = [
         audience("pro", [{"trait": "plan", "operator": "equals", "value": "pro"}]),
@@ -298,7 +322,7 @@ def test_components_with_an_unsupported_definition_stay_in_python() -> None:
         "many_7d",
     )
     assert "bucketed window" in e.python_reasons["orders"]
-    assert "funnels" in e.python_reasons["abandoned"]
+    assert "value_from" in e.python_reasons["abandoned"]
     assert (
         e.python_reasons["pro_abandoned"]
         == "linked (by references) to abandoned, which is not native"
@@ -315,7 +339,7 @@ def test_event_audiences_keep_the_python_engines_state_and_wake_ups() -> None:
     """The state is the Python engine's `[[times]]` string and the exit a `$d` entry, so
     either engine can take over the other's records."""
     d = audience("buyer", [{"event": "Order", "within": "7 days"}], include_anonymous=True)
-    c = core.Core([dump("buyer", d.model_dump()["conditions"])], [[]], [(0, 7 * DAY)])
+    c = core.Core([dump("buyer", d.model_dump()["conditions"])], [[]], [[(0, 7 * DAY, 0)]])
     p = profile()
     p.profile_id = "user_id:u1"
     found = c.on_event(p, 10 * DAY, True, [], False, "Order", {}, 9 * DAY, 9 * DAY)
