@@ -466,9 +466,9 @@ def _split(
         d = definitions[k]
         why = core.supports(definition_json(d))
         node = full._nodes[r]
-        if why is None and d.include_history is None and applied_at.get(k, 0) > 0:
-            if isinstance(node, CompiledTrait) or node.event_leaves:
-                why = "include_history false with a creation time is not ported yet"
+        cut = d.include_history is None and applied_at.get(k, 0) > 0  # (Engine._arrival_cut)
+        if why is None and cut and (isinstance(node, CompiledTrait) or node.event_leaves):
+            why = "include_history false with a creation time is not ported yet"
         if why is None and isinstance(node, CompiledTrait):
             if node.mode != "exact" or not node.plain_window:
                 why = f"a computed trait with a {node.mode} window the core does not keep yet"

@@ -165,9 +165,7 @@ def _funnel_row(rng: random.Random) -> dict[str, Any]:
     return row
 
 
-def _other_audience(
-    rng: random.Random, audiences: list[str], traits: list[str]
-) -> list[Any]:
+def _other_audience(rng: random.Random, audiences: list[str], traits: list[str]) -> list[Any]:
     """Event rows beside others, funnels, and shapes the core does not evaluate."""
     x = rng.random()
     if x < 0.35:
