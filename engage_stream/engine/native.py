@@ -30,8 +30,8 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from hashlib import blake2b
 from types import ModuleType
+from typing import Any
 
 import orjson
 
@@ -129,25 +129,20 @@ class NativeEngine:
         self.native_keys: tuple[str, ...] = tuple(full._keys[r] for r in ranks)
         self._native_pos = {k: i for i, k in enumerate(self.native_keys)}
         self._rank = full._rank  # key -> global rank: merges the two halves' changes
+        self._version = [full._version[r] for r in ranks]
         self._core = core.Core(
             [definition_json(self._definitions[k]) for k in self.native_keys],
             [[pos[d] for d in full._dependents[r]] for r in ranks],
             [windows.get(k) for k in self.native_keys],
             settings.max_timer_steps,
         )
+        self._core.set_outputs(self._version, make_change, TraitValue)
         # every definition native: the Python half has nothing to evaluate and is skipped
         self._alone = not self._python._keys
         self._timed_keys = tuple(k for k in self.native_keys if k in windows)
         self._timed_set = frozenset(self._timed_keys)
         self._windowed = frozenset(self._native_pos[k] for k in self._timed_keys)
         self._listens = frozenset().union(*(full._nodes[full._rank[k]].events for k in windows))
-        self._version = [full._version[r] for r in ranks]
-        self._kind = [full._kind[r] for r in ranks]
-        self._definition_cause = [Change.definition_cause(v) for v in self._version]
-        self._id_prefix = [  # changes.message_id's input up to the profile id
-            f"{kind}\x00{k}\x00{v}\x00".encode()
-            for kind, k, v in zip(self._kind, self.native_keys, self._version, strict=True)
-        ]
         # forcing tables of the reference, restricted to the native positions
         self._by_key: dict[str, tuple[int, ...]] = {}
         for trait, rs in full._by_key.items():
@@ -326,13 +321,13 @@ class NativeEngine:
     def _finish(
         self,
         profile: ProfileRecord,
-        found: list[tuple[int, bool, int, int, int]],
+        found: list[tuple[int, Any, int, int, int]],
         cause: str | None,
         python_out: list[Change],
         known: tuple[int, int],
     ) -> list[Change]:
-        """Apply the core's membership changes to `profile`, recompute its wake-up, and
-        merge the changes with the Python half's as the Python engine orders them: the
+        """Apply the core's changes to `profile` (`Core.changes` builds them), recompute its
+        wake-up, and merge the changes with the Python half's as the Python engine orders them: the
         boundaries by (instant, rank), then the input's evaluation by rank. `known`: how
         many audiences and computed traits the profile held before the Python half ran — the
         ones first stored by this call are put in the order the Python engine stores them."""
@@ -345,45 +340,9 @@ class NativeEngine:
             profile.next_wakeup = None
         if not found:
             return python_out
-        pid = profile.profile_id
-        audiences, traits = profile.audiences, profile.computed_traits
-        keys, kinds, versions, prefixes = (
-            self.native_keys,
-            self._kind,
-            self._version,
-            self._id_prefix,
-        )
-        timers: list[Change] = []
-        mine: list[Change] = []
-        tails: dict[str, bytes] = {}  # cause -> the message-id input after the prefix
-        added = [False, False]  # (audiences, traits)
-        for p, value, at, tau, origin in found:
-            key = keys[p]
-            if tau >= 0:
-                c = f"timer:{tau}"
-            else:
-                c = cause if cause is not None else self._definition_cause[origin]
-            audience = kinds[p] == "audience"
-            store = audiences if audience else traits
-            tv = store.get(key)
-            if tv is None:
-                added[not audience] = True
-            previous = (not value) if audience else tv.value if tv is not None else None
-            when = at if tv is None or tv.ts <= at else tv.ts
-            tail = tails.get(c)
-            if tail is None:
-                tail = tails[c] = f"{pid}\x00{c}\x00".encode()
-            h = _HASH.copy()  # = changes.message_id(...), fed in parts
-            h.update(prefixes[p])
-            h.update(tail)
-            h.update(repr(value).encode())
-            mid = "engage-" + h.hexdigest()
-            change = make_change(kinds[p], key, versions[p], pid, value, previous, when, c, mid)  # type: ignore[arg-type]
-            (timers if tau >= 0 else mine).append(change)
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = TraitValue(value, when)
+        timers, mine, *added = self._core.changes(profile, found, cause)
+        if not python_out:  # (stored in the Python engine's order already)
+            return timers + mine
         i = 0
         while i < len(python_out) and python_out[i].cause.startswith("timer:"):
             i += 1
@@ -401,15 +360,13 @@ class NativeEngine:
             out += rest
         else:
             out += mine
+        stores = (profile.audiences, profile.computed_traits)
         for kind, store, was, new in zip(
-            ("audience", "computed_trait"), (audiences, traits), known, added, strict=True
+            ("audience", "computed_trait"), stores, known, added, strict=True
         ):
             if new:
                 _reorder(store, was, kind, out)
         return out
-
-
-_HASH = blake2b(digest_size=16)  # copied per change id (cheaper than a new hasher)
 
 
 def definition_json(d: AnyDefinition) -> str:

@@ -19,6 +19,10 @@ mod value;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::OnceLock;
+
+use blake2::digest::{Update, VariableOutput};
+use blake2::Blake2bVar;
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
@@ -30,11 +34,14 @@ use traits::{Out, TState};
 
 struct Def {
     key: Py<PyString>,
+    kind_name: &'static str, // "audience" | "computed_trait" (Change.kind)
     own: usize, // the membership read of its own key
     kind: Kind,
     include_anonymous: bool,
     dependents: Vec<usize>,
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A change: (position, new value — a membership or a trait's value —, at, timer instant
 /// or -1, origin position).
@@ -48,6 +55,45 @@ struct Core {
     listeners: HashMap<String, Vec<usize>>, // event name -> positions (ascending)
     timed: Vec<usize>,                      // positions with wake-ups
     max_timer_steps: usize,
+    outputs: OnceLock<Outputs>,
+}
+
+/// Per-position values of one call, and the order they were first set in.
+struct Slots<T> {
+    slots: Vec<Option<T>>,
+    order: Vec<usize>,
+}
+
+impl<T> Slots<T> {
+    fn new(n: usize) -> Self {
+        Slots { slots: (0..n).map(|_| None).collect(), order: vec![] }
+    }
+    fn contains(&self, p: usize) -> bool {
+        self.slots[p].is_some()
+    }
+    fn get(&self, p: usize) -> Option<&T> {
+        self.slots[p].as_ref()
+    }
+    fn get_mut(&mut self, p: usize) -> Option<&mut T> {
+        self.slots[p].as_mut()
+    }
+    fn insert(&mut self, p: usize, v: T) {
+        if self.slots[p].replace(v).is_none() {
+            self.order.push(p);
+        }
+    }
+    fn drain(mut self) -> impl Iterator<Item = (usize, T)> {
+        let order = std::mem::take(&mut self.order);
+        order.into_iter().filter_map(move |p| self.slots[p].take().map(|v| (p, v)))
+    }
+}
+
+/// What `Core.changes` builds the engine's `Change`s with (`Core.set_outputs`).
+struct Outputs {
+    versions: Vec<i64>,
+    prefixes: Vec<Vec<u8>>, // changes.message_id's input up to the profile id
+    make_change: PyObject,  // changes.make_change
+    trait_value: PyObject,  // profiles.record.TraitValue
 }
 
 /// One call's working set: reads, memberships decided, states (loaded once, written
@@ -56,9 +102,10 @@ struct Run<'a, 'py> {
     call: compile::Call<'a, 'py>,
     est: Bound<'py, PyDict>,
     dues: Bound<'py, PyDict>,
-    states: HashMap<usize, AudienceSt>,
-    traits: HashMap<usize, TState>,
-    values: HashMap<usize, Out>, // trait values decided in this call
+    states: Slots<AudienceSt>,
+    traits: Slots<TState>,
+    values: Slots<Out>, // trait values decided in this call
+    due_reads: Vec<Option<Option<i64>>>, // `$d` entries read or written in this call
     out: Vec<Found>,
 }
 
@@ -87,15 +134,16 @@ impl Core {
             },
             est,
             dues,
-            states: HashMap::new(),
-            traits: HashMap::new(),
-            values: HashMap::new(),
+            states: Slots::new(self.defs.len()),
+            traits: Slots::new(self.defs.len()),
+            values: Slots::new(self.defs.len()),
+            due_reads: vec![None; self.defs.len()],
             out: Vec::new(),
         })
     }
 
     fn state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut AudienceSt> {
-        if !run.states.contains_key(&p) {
+        if !run.states.contains(p) {
             let Kind::Audience(aud) = &self.defs[p].kind else { unreachable!("an audience") };
             let st = match run.est.get_item(self.defs[p].key.bind(run.est.py()))? {
                 None => None,
@@ -106,11 +154,11 @@ impl Core {
             };
             run.states.insert(p, st);
         }
-        Ok(run.states.get_mut(&p).unwrap())
+        Ok(run.states.get_mut(p).unwrap())
     }
 
     fn trait_state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut TState> {
-        if !run.traits.contains_key(&p) {
+        if !run.traits.contains(p) {
             let st = match run.est.get_item(self.defs[p].key.bind(run.est.py()))? {
                 None => TState::None,
                 Some(s) if s.is_none() => TState::None,
@@ -119,25 +167,34 @@ impl Core {
             };
             run.traits.insert(p, st);
         }
-        Ok(run.traits.get_mut(&p).unwrap())
+        Ok(run.traits.get_mut(p).unwrap())
     }
 
-    fn due_of(&self, run: &Run<'_, '_>, p: usize) -> PyResult<Option<i64>> {
-        match run.dues.get_item(self.defs[p].key.bind(run.dues.py()))? {
-            Some(d) => Ok(Some(d.extract::<i64>()?)),
-            None => Ok(None),
+    fn due_of(&self, run: &mut Run<'_, '_>, p: usize) -> PyResult<Option<i64>> {
+        if let Some(d) = run.due_reads[p] {
+            return Ok(d);
         }
+        let d = match run.dues.get_item(self.defs[p].key.bind(run.dues.py()))? {
+            Some(d) => Some(d.extract::<i64>()?),
+            None => None,
+        };
+        run.due_reads[p] = Some(d);
+        Ok(d)
     }
 
-    fn set_due(&self, run: &Run<'_, '_>, p: usize, due: i64) -> PyResult<()> {
+    fn set_due(&self, run: &mut Run<'_, '_>, p: usize, due: i64) -> PyResult<()> {
+        let due = (due < INF).then_some(due);
+        if run.due_reads[p] == Some(due) {
+            return Ok(());
+        }
         let key = self.defs[p].key.bind(run.dues.py());
-        if due < INF {
-            run.dues.set_item(key, due)
-        } else if run.dues.contains(key)? {
-            run.dues.del_item(key)
-        } else {
-            Ok(())
+        match due {
+            Some(d) => run.dues.set_item(key, d)?,
+            None if run.dues.contains(key)? => run.dues.del_item(key)?,
+            None => {}
         }
+        run.due_reads[p] = Some(due);
+        Ok(())
     }
 
     /// `Engine._evaluate`: `todo` at `t`, in order, then the dependents of what changed;
@@ -163,7 +220,7 @@ impl Core {
                     let (value, due) = td.evaluate(py, self.trait_state(run, r)?, t)?;
                     let (value, due) = if allowed { (value, due) } else { (Out::None, INF) };
                     self.set_due(run, r, due)?;
-                    let same = match run.values.get(&r) {
+                    let same = match run.values.get(r) {
                         Some(prev) => traits::same(py, prev, &value)?, // (an earlier boundary)
                         None => value.same_as(run.call.reader.computed_value(d.key.bind(py))?.as_ref())?,
                     };
@@ -278,8 +335,8 @@ impl Core {
     /// Write the states back (`Engine._finish`'s part for this core's keys).
     fn finish(&self, run: Run<'_, '_>) -> PyResult<Vec<Found>> {
         let py = run.est.py();
-        let audiences = run.states.into_iter().map(|(p, st)| (p, st.map(|v| Audience::text(&v))));
-        let traits = run.traits.into_iter().map(|(p, st)| {
+        let audiences = run.states.drain().map(|(p, st)| (p, st.map(|v| Audience::text(&v))));
+        let traits = run.traits.drain().map(|(p, st)| {
             let Kind::Trait(td) = &self.defs[p].kind else { unreachable!("a trait") };
             (p, st.text(td.marks()))
         });
@@ -348,6 +405,7 @@ impl Core {
             }
             let key = d.get("key").and_then(|v| v.as_str()).unwrap_or("").to_string();
             defs.push(Def {
+                kind_name: if matches!(kind, Kind::Trait(_)) { "computed_trait" } else { "audience" },
                 key: PyString::intern_bound(py, &key).unbind(),
                 own: 0,
                 kind,
@@ -378,7 +436,110 @@ impl Core {
                 }
             }
         }
-        Ok(Core { defs, tables, listeners, timed, max_timer_steps })
+        Ok(Core { defs, tables, listeners, timed, max_timer_steps, outputs: OnceLock::new() })
+    }
+
+    /// What `changes` needs: each definition's version, `changes.make_change` and the
+    /// `TraitValue` class (once; a second call is an error).
+    fn set_outputs(&self, versions: Vec<i64>, make_change: PyObject, trait_value: PyObject) -> PyResult<()> {
+        if versions.len() != self.defs.len() {
+            return Err(PyValueError::new_err("one version per definition"));
+        }
+        let prefixes = self
+            .defs
+            .iter()
+            .zip(&versions)
+            .map(|(d, v)| format!("{}\x00{}\x00{v}\x00", d.kind_name, d.key).into_bytes())
+            .collect();
+        self.outputs
+            .set(Outputs { versions, prefixes, make_change, trait_value })
+            .map_err(|_| PyValueError::new_err("outputs already set"))
+    }
+
+    /// `found` (what `on_event` / `on_time` / `recompute` returned) as the Python engine's
+    /// `Change`s, each value written to the profile as it goes (`TraitValue(value, at)`; a
+    /// trait's None removes it): (the boundaries' changes, the others', whether a
+    /// membership / a computed trait was stored for the first time). `cause`: of the
+    /// changes that are not a boundary's; None: each one's `definition:<version>`.
+    #[allow(clippy::type_complexity)]
+    #[pyo3(signature = (profile, found, cause))]
+    fn changes(
+        &self,
+        profile: &Bound<'_, PyAny>,
+        found: Vec<Found>,
+        cause: Option<&str>,
+    ) -> PyResult<(Vec<PyObject>, Vec<PyObject>, bool, bool)> {
+        let py = profile.py();
+        let o = self.outputs.get().ok_or_else(|| PyValueError::new_err("set_outputs first"))?;
+        let pid_obj = profile.getattr(pyo3::intern!(py, "profile_id"))?;
+        let pid = pid_obj.downcast::<PyString>()?.to_str()?.to_string();
+        let audiences = profile.getattr(pyo3::intern!(py, "audiences"))?.downcast_into::<PyDict>()?;
+        let traits = profile.getattr(pyo3::intern!(py, "computed_traits"))?.downcast_into::<PyDict>()?;
+        let value_attr = pyo3::intern!(py, "value");
+        let ts_attr = pyo3::intern!(py, "ts");
+        let (mut timers, mut mine) = (vec![], vec![]);
+        let (mut new_audience, mut new_trait) = (false, false);
+        for (p, value, at, tau, origin) in found {
+            let d = &self.defs[p];
+            let c = if tau >= 0 {
+                format!("timer:{tau}")
+            } else {
+                match cause {
+                    Some(c) => c.to_string(),
+                    None => format!("definition:{}", o.versions[origin]),
+                }
+            };
+            let audience = d.kind_name == "audience";
+            let store = if audience { &audiences } else { &traits };
+            let key = d.key.bind(py);
+            let value = value.into_bound(py);
+            let tv = store.get_item(key)?.filter(|tv| !tv.is_none());
+            let previous: PyObject = match (&tv, audience) {
+                (_, true) => PyBool::new_bound(py, !value.is_truthy()?).to_owned().into_any().unbind(),
+                (Some(tv), false) => tv.getattr(value_attr)?.unbind(),
+                (None, false) => py.None(),
+            };
+            if tv.is_none() {
+                if audience {
+                    new_audience = true;
+                } else {
+                    new_trait = true;
+                }
+            }
+            let when = match &tv {
+                Some(tv) => at.max(tv.getattr(ts_attr)?.extract::<i64>()?),
+                None => at,
+            };
+            let repr = value.repr()?;
+            let mut h = Blake2bVar::new(16).expect("16 is a valid BLAKE2b length");
+            h.update(&o.prefixes[p]);
+            h.update(pid.as_bytes());
+            h.update(b"\x00");
+            h.update(c.as_bytes());
+            h.update(b"\x00");
+            h.update(repr.to_str()?.as_bytes());
+            let mut digest = [0u8; 16];
+            h.finalize_variable(&mut digest).expect("16 bytes");
+            let mut mid = String::with_capacity(39);
+            mid.push_str("engage-");
+            for b in digest {
+                mid.push(HEX[(b >> 4) as usize] as char);
+                mid.push(HEX[(b & 15) as usize] as char);
+            }
+            let change = o.make_change.call1(
+                py,
+                (d.kind_name, key, o.versions[p], &pid_obj, &value, previous, when, c, mid),
+            )?;
+            if value.is_none() {
+                if store.contains(key)? {
+                    store.del_item(key)?;
+                }
+            } else {
+                store.set_item(key, o.trait_value.call1(py, (&value, when))?)?;
+            }
+            if tau >= 0 { timers.push(change) } else { mine.push(change) }
+        }
+        Ok((timers, mine, new_audience, new_trait))
     }
 
     fn __len__(&self) -> usize {
