@@ -36,7 +36,6 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from hashlib import blake2b
 from heapq import heapify, heappop, heappush
 from typing import Any
 
@@ -44,7 +43,7 @@ import orjson
 
 from engage_stream.definitions.models import AudienceDefinition, ComputedTraitDefinition
 from engage_stream.engine.aggregates import CompiledTrait
-from engage_stream.engine.changes import Change, make_change
+from engage_stream.engine.changes import Change, make_change, message_id
 from engage_stream.engine.conditions import CompiledAudience
 from engage_stream.engine.index import EventListeners, build_index
 from engage_stream.engine.windows import INF
@@ -135,7 +134,7 @@ class Engine:
         )
         self._by_key = index.by_key
         self._dependents = index.dependents
-        # per rank, for the hot path
+        # per rank
         self._keys = [n.key for n in nodes]
         self._is_audience = [isinstance(n, CompiledAudience) for n in nodes]
         self._anonymous = [n.include_anonymous for n in nodes]
@@ -144,10 +143,6 @@ class Engine:
         self._evaluators = [n.evaluate for n in nodes]
         self._ingesters = [n.ingest for n in nodes]
         self._definition_cause = [Change.definition_cause(v) for v in self._version]
-        self._id_prefix = [  # Change.message_id's input up to the profile id
-            f"{n.kind}\x00{n.key}\x00{v}\x00".encode()
-            for n, v in zip(nodes, self._version, strict=True)
-        ]
         self._gated = tuple(r for r, n in enumerate(nodes) if not n.include_anonymous)
         # `include_history: false`: rank -> creation instant; only events *received* from
         # then on reach the definition (reference §1.1), whatever their own timestamps
@@ -376,117 +371,92 @@ class Engine:
         event: ProfileEvent | None = None,
         ingest: tuple[tuple[int, ...], frozenset[int]] | None = None,
     ) -> list[int]:
-        """Evaluate `seeds` (and the `ingest` ranks the event changed) at `t` in
+        """Evaluate `seeds` (and the `ingest` ranks the event reaches) at `t` in
         topological order, then whatever reads a changed value; returns the ranks
-        considered. `cause` None: each definition's own `definition:<version>`
-        (recompute), inherited by its dependents."""
-        est = profile.engine
-        dues = est.get(DUE)
+        considered. `seeds` are evaluated even if the event leaves their state unchanged
+        (the set grows by the dependents of every change). `cause` None: each
+        definition's own `definition:<version>` (recompute), inherited by its dependents."""
+        dues = profile.engine.get(DUE)
         if dues is None:
-            dues = est[DUE] = {}
-        forced = seeds  # evaluated even if the event leaves their state unchanged
-        ingested: frozenset[int] = _NO_LISTENERS[1]
-        if ingest is not None and ingest[0]:
-            ingested = ingest[1]
-            name, props, ts, mid = event.event, event.properties, event.timestamp, event.message_id  # type: ignore[union-attr]
-            todo = sorted(forced.union(ingest[0])) if forced else list(ingest[0])
-        else:
-            todo = sorted(forced)
-        queued: set[int] | None = None  # ranks in todo, once dependents are added
-        causes: dict[int, str] | None = {} if cause is None else None
-        pid = profile.profile_id
-        tail = b""  # the message-id input after the prefix, once a change is emitted
-        audiences, traits = profile.audiences, profile.computed_traits
-        keys, is_audience, anonymous = self._keys, self._is_audience, self._anonymous
-        evaluators, ingesters, dependents = self._evaluators, self._ingesters, self._dependents
-        loads, dumps_missing = orjson.loads, _MISSING
+            dues = profile.engine[DUE] = {}
+        reached = ingest[1] if ingest is not None and ingest[0] else _NO_LISTENERS[1]
+        todo = sorted(seeds.union(reached))
+        queued = set(todo)
+        inherited: dict[int, str] = {}  # rank -> the cause of the change it reads (recompute)
         i = 0
         while i < len(todo):
             r = todo[i]
             i += 1
-            key = keys[r]
-            st = ws.get(key, dumps_missing)
-            if st is dumps_missing:
-                st = est.get(key)
-            if r in ingested:
-                st, changed = ingesters[r](st, name, props, ts, mid, t)
-                if not changed and r not in forced:
+            key = self._keys[r]
+            state = self._working_state(profile, ws, key)
+            if r in reached:
+                assert event is not None and event.event is not None
+                state, stored = self._ingesters[r](
+                    state, event.event, event.properties, event.timestamp, event.message_id, t
+                )
+                if not stored and r not in seeds:
                     # nothing stored, no input changed, and every boundary up to now has
                     # run: the result is the one already stored
                     continue
-            if type(st) is str:
-                st = loads(st)
-            audience = is_audience[r]
-            if audience:
-                value, due, st = evaluators[r](st, profile, t, identified)
+            if type(state) is str:
+                state = orjson.loads(state)
+            if self._is_audience[r]:
+                value, due, state = self._evaluators[r](state, profile, t, identified)
             else:
-                value, due, st = evaluators[r](st, profile, t)
-                if not (identified or anonymous[r]):
-                    value, due = None, INF
-            ws[key] = st
+                value, due, state = self._evaluators[r](state, profile, t)
+                if not (identified or self._anonymous[r]):
+                    value, due = None, INF  # (reference §1.1: an anonymous profile has none)
+            ws[key] = state
             if due < INF:
                 dues[key] = due
-            elif key in dues:
-                del dues[key]
-            # -- emit (Engine._emit inlined: this runs for every evaluation) --
-            if audience:
-                tv = audiences.get(key)
-                previous: Any = tv is not None and tv.value is True
-                if value is previous:
-                    continue
-                store = audiences
             else:
-                tv = traits.get(key)
-                previous = tv.value if tv is not None else None
-                if type(previous) is type(value) and previous == value:  # (1 != True)
-                    continue
-                store = traits
-            if cause is not None:
-                c = cause
-                if not tail:
-                    tail = f"{pid}\x00{cause}\x00".encode()
-                raw = tail
-            else:
-                c = causes.get(r) or self._definition_cause[r]  # type: ignore[union-attr]
-                raw = f"{pid}\x00{c}\x00".encode()
-            when = at
-            if tv is not None and tv.ts > when:
-                when = tv.ts
-            # = changes.message_id(...): the same bytes hashed, fed in parts
-            h = _HASH.copy()
-            h.update(self._id_prefix[r])
-            h.update(raw)
-            h.update(repr(value).encode())
-            message_id = "engage-" + h.hexdigest()
-            out.append(
-                make_change(
-                    self._kind[r],  # type: ignore[arg-type]
-                    key,
-                    self._version[r],
-                    pid,
-                    value,
-                    previous,
-                    when,
-                    c,
-                    message_id,
-                )
-            )
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = TraitValue(value, when)  # (no message id: nothing reads it)
-            deps = dependents[r]
-            if deps:
-                if queued is None:
-                    queued = set(todo)
-                for dep in deps:
-                    forced.add(dep)
-                    if causes is not None:
-                        causes.setdefault(dep, c)
-                    if dep not in queued:
-                        queued.add(dep)
-                        insort(todo, dep, lo=i)  # dependents rank after r
+                dues.pop(key, None)
+            c = cause or inherited.get(r) or self._definition_cause[r]
+            change = self._emit(profile, r, value, at, c)
+            if change is None:
+                continue
+            out.append(change)
+            for dep in self._dependents[r]:  # (dependents rank after r)
+                seeds.add(dep)
+                if cause is None:
+                    inherited.setdefault(dep, c)
+                if dep not in queued:
+                    queued.add(dep)
+                    insort(todo, dep, lo=i)
         return todo
+
+    @staticmethod
+    def _working_state(profile: ProfileRecord, ws: dict[str, Any], key: str) -> Any:
+        """A definition's state as this call left it, else as stored (maybe still JSON)."""
+        state = ws.get(key, _MISSING)
+        return profile.engine.get(key) if state is _MISSING else state
+
+    def _emit(
+        self, profile: ProfileRecord, r: int, value: Any, at: int, cause: str
+    ) -> Change | None:
+        """The change of definition `r` to `value`, written to the profile; None when the
+        stored value is already it. `at` never moves below the stored value's."""
+        key = self._keys[r]
+        if self._is_audience[r]:
+            store = profile.audiences
+            tv = store.get(key)
+            previous: Any = tv is not None and tv.value is True
+            if value is previous:
+                return None
+        else:
+            store = profile.computed_traits
+            tv = store.get(key)
+            previous = tv.value if tv is not None else None
+            if type(previous) is type(value) and previous == value:  # (1 != True, 1 != 1.0)
+                return None
+        when = at if tv is None or tv.ts <= at else tv.ts
+        kind, version, pid = self._kind[r], self._version[r], profile.profile_id
+        mid = message_id(kind, key, version, pid, cause, value)
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = TraitValue(value, when)  # (no message id: nothing reads it)
+        return make_change(kind, key, version, pid, value, previous, when, cause, mid)  # type: ignore[arg-type]
 
     def _finish(self, profile: ProfileRecord, ws: dict[str, Any]) -> None:
         est = profile.engine
@@ -506,4 +476,3 @@ class Engine:
 
 
 _NO_LISTENERS: tuple[tuple[int, ...], frozenset[int]] = ((), frozenset())
-_HASH = blake2b(digest_size=16)  # copied per change id (cheaper than a new hasher)
