@@ -285,11 +285,14 @@ class NativeEngine:
     # -- internals ----------------------------------------------------------------------------
     def _forget_unknown_dues(self, profile: ProfileRecord, now_ms: int) -> bool:
         """Drop the due wake-ups of definitions this engine does not have, as
-        `Engine._run_timers` does; whether a native one is due."""
+        `Engine._run_timers` does; whether a native one is due. Called only when the
+        profile's earliest wake-up is due."""
         dues = profile.engine.get(DUE)
         if not dues:
             return False
         timed = self._timed_set
+        if dues.keys() <= timed:  # (the common case; the caller saw the earliest one due)
+            return True
         due = False
         for k in [k for k, d in dues.items() if d <= now_ms]:
             if k in timed:

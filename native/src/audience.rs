@@ -58,6 +58,14 @@ impl Audience {
     }
 
     pub fn parse(&self, text: &str) -> Result<AudienceSt, String> {
+        if self.leaves.iter().all(|l| matches!(l, Leaf::Times(_))) {
+            // (plain rows only: their times read straight into vectors)
+            let slots: Option<Vec<Option<Vec<i64>>>> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            return match slots {
+                Some(v) if v.len() != self.leaves.len() => Err(format!("not {} slots", self.leaves.len())),
+                v => Ok(v.map(|v| v.into_iter().map(|s| s.map(LeafSt::Times)).collect())),
+            };
+        }
         let v: J = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let slots = match v {
             J::Null => return Ok(None),
@@ -79,6 +87,17 @@ impl Audience {
     }
 
     pub fn text(st: &[Option<LeafSt>]) -> String {
+        let times: Option<Vec<Option<&Vec<i64>>>> = st
+            .iter()
+            .map(|s| match s {
+                None => Some(None),
+                Some(LeafSt::Times(ts)) => Some(Some(ts)),
+                Some(LeafSt::Funnel(..)) => None,
+            })
+            .collect();
+        if let Some(times) = times {
+            return serde_json::to_string(&times).expect("integers serialise");
+        }
         let slots = st
             .iter()
             .map(|s| match s {

@@ -162,12 +162,16 @@ impl Core {
             let st = match run.est.get_item(self.defs[p].key.bind(run.est.py()))? {
                 None => TState::None,
                 Some(s) if s.is_none() => TState::None,
-                Some(s) => TState::parse(&s.downcast::<PyString>()?.to_cow()?)
+                Some(s) => TState::parse(&s.downcast::<PyString>()?.to_cow()?, self.marks(p))
                     .map_err(|e| PyValueError::new_err(format!("state of position {p}: {e}")))?,
             };
             run.traits.insert(p, st);
         }
         Ok(run.traits.get_mut(p).unwrap())
+    }
+
+    fn marks(&self, p: usize) -> bool {
+        matches!(&self.defs[p].kind, Kind::Trait(td) if td.marks())
     }
 
     fn due_of(&self, run: &mut Run<'_, '_>, p: usize) -> PyResult<Option<i64>> {

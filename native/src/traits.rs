@@ -538,39 +538,32 @@ fn in_order(py: Python<'_>, keys: Vec<&String>) -> PyResult<Vec<String>> {
 
 // -- state --------------------------------------------------------------------------------
 impl TState {
-    pub fn parse(text: &str) -> Result<TState, String> {
-        let v: J = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        Ok(match v {
-            J::Null => TState::None,
-            J::Number(n) => TState::First(n.as_i64().ok_or("first is not an integer")?),
-            J::Array(mut a) => {
-                if a.len() != 4 && a.len() != 5 {
-                    return Err(format!("a state of {} slots", a.len()));
-                }
-                let first = if a.len() == 5 { a.pop().and_then(|f| f.as_i64()) } else { None };
-                let k = a[3].as_u64().ok_or("k is not a count")? as usize;
-                let total = match &a[2] {
-                    J::Null => Total::Null,
-                    J::Number(n) => Total::Count(n.as_i64().ok_or("a count")?),
-                    J::Object(m) => Total::Counts(m.clone()),
-                    t @ J::Array(_) => Total::Sum(SumP::from_json(t)?),
-                    _ => return Err("an unknown total".into()),
-                };
-                let values = match a[1].take() {
-                    J::Null => None,
-                    J::Array(v) => Some(v),
-                    _ => return Err("contributions are not a list".into()),
-                };
-                let times = a[0]
-                    .as_array()
-                    .ok_or("times are not a list")?
-                    .iter()
-                    .map(|t| t.as_i64().ok_or("a time is not an integer"))
-                    .collect::<Result<Vec<i64>, _>>()?;
-                TState::Full(Full { times, values, total, k, first })
-            }
-            _ => return Err("an unknown state".into()),
-        })
+    /// The stored text, read straight into the window's columns (`marks`: the state has
+    /// `first` as a fifth slot).
+    pub fn parse(text: &str, marks: bool) -> Result<TState, String> {
+        let t = text.trim_start();
+        if t.starts_with('n') {
+            return Ok(TState::None);
+        }
+        if !t.starts_with('[') {
+            return serde_json::from_str::<i64>(t).map(TState::First).map_err(|e| e.to_string());
+        }
+        type Cols = (Vec<i64>, Option<Vec<J>>, J, usize);
+        let ((times, values, total, k), first) = if marks {
+            let (a, b, c, d, f): (Vec<i64>, Option<Vec<J>>, J, usize, Option<i64>) =
+                serde_json::from_str(t).map_err(|e| e.to_string())?;
+            ((a, b, c, d), f)
+        } else {
+            (serde_json::from_str::<Cols>(t).map_err(|e| e.to_string())?, None)
+        };
+        let total = match total {
+            J::Null => Total::Null,
+            J::Number(n) => Total::Count(n.as_i64().ok_or("a count")?),
+            J::Object(m) => Total::Counts(m),
+            t @ J::Array(_) => Total::Sum(SumP::from_json(&t)?),
+            _ => return Err("an unknown total".into()),
+        };
+        Ok(TState::Full(Full { times, values, total, k, first }))
     }
 
     /// The stored text (None: nothing to store).
@@ -583,18 +576,14 @@ impl TState {
                     Total::Null => J::Null,
                     Total::Count(n) => J::Number((*n).into()),
                     Total::Sum(s) => s.to_json(),
-                    Total::Counts(m) => J::Object(m.clone()),
+                    Total::Counts(m) => J::Object(m.clone()), // (one key per distinct value)
                 };
-                let mut slots = vec![
-                    J::Array(f.times.iter().map(|&t| J::Number(t.into())).collect()),
-                    f.values.as_ref().map(|v| J::Array(v.clone())).unwrap_or(J::Null),
-                    total,
-                    J::Number((f.k as u64).into()),
-                ];
-                if marks {
-                    slots.push(f.first.map(|x| J::Number(x.into())).unwrap_or(J::Null));
-                }
-                Some(J::Array(slots).to_string())
+                let text = if marks {
+                    serde_json::to_string(&(&f.times, &f.values, total, f.k, f.first))
+                } else {
+                    serde_json::to_string(&(&f.times, &f.values, total, f.k))
+                };
+                Some(text.expect("JSON values serialise"))
             }
         }
     }
