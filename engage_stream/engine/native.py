@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from engage_stream.engine.aggregates import CompiledTrait
-from engage_stream.engine.changes import Change, make_change
+from engage_stream.engine.changes import Change
 from engage_stream.engine.conditions import CompiledAudience, EventLeaf, FunnelLeaf
 from engage_stream.engine.engine import (
     DUE,
@@ -136,7 +136,7 @@ class NativeEngine:
             [windows.get(k) for k in self.native_keys],
             settings.max_timer_steps,
         )
-        self._core.set_outputs(self._version, make_change, TraitValue)
+        self._core.set_outputs(self._version, Change, TraitValue)
         # every definition native: the Python half has nothing to evaluate and is skipped
         self._alone = not self._python._keys
         self._timed_keys = tuple(k for k in self.native_keys if k in windows)

@@ -92,8 +92,25 @@ impl<T> Slots<T> {
 struct Outputs {
     versions: Vec<i64>,
     prefixes: Vec<Vec<u8>>, // changes.message_id's input up to the profile id
-    make_change: PyObject,  // changes.make_change
+    change: PyObject,       // changes.Change
     trait_value: PyObject,  // profiles.record.TraitValue
+    new: PyObject,          // object.__new__
+    change_fields: Vec<Py<PyString>>,
+    value_fields: Vec<Py<PyString>>,
+}
+
+/// `cls(**fields)` without its `__init__`, as `changes.make_change` and
+/// `record._adopt` build them: `object.__new__`, then each field set as `object.__setattr__`
+/// does (a frozen dataclass's own `__setattr__` refuses).
+fn instance(py: Python<'_>, new: &PyObject, cls: &PyObject, names: &[Py<PyString>], values: &[PyObject]) -> PyResult<PyObject> {
+    let obj = new.call1(py, (cls,))?;
+    for (name, v) in names.iter().zip(values) {
+        // SAFETY: three valid, owned object pointers, held for the call; the GIL is held
+        if unsafe { pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), v.as_ptr()) } < 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    Ok(obj)
 }
 
 /// One call's working set: reads, memberships decided, states (loaded once, written
@@ -443,9 +460,9 @@ impl Core {
         Ok(Core { defs, tables, listeners, timed, max_timer_steps, outputs: OnceLock::new() })
     }
 
-    /// What `changes` needs: each definition's version, `changes.make_change` and the
-    /// `TraitValue` class (once; a second call is an error).
-    fn set_outputs(&self, versions: Vec<i64>, make_change: PyObject, trait_value: PyObject) -> PyResult<()> {
+    /// What `changes` needs: each definition's version, the `Change` and the
+    /// `TraitValue` classes (once; a second call is an error).
+    fn set_outputs(&self, py: Python<'_>, versions: Vec<i64>, change: PyObject, trait_value: PyObject) -> PyResult<()> {
         if versions.len() != self.defs.len() {
             return Err(PyValueError::new_err("one version per definition"));
         }
@@ -455,8 +472,13 @@ impl Core {
             .zip(&versions)
             .map(|(d, v)| format!("{}\x00{}\x00{v}\x00", d.kind_name, d.key).into_bytes())
             .collect();
+        let names = |fs: &[&str]| fs.iter().map(|f| PyString::intern_bound(py, f).unbind()).collect();
+        let new = py.import_bound("builtins")?.getattr("object")?.getattr("__new__")?.unbind();
+        let change_fields =
+            names(&["kind", "key", "version", "profile_id", "value", "previous", "at", "cause", "_message_id"]);
+        let value_fields = names(&["value", "ts", "message_id"]);
         self.outputs
-            .set(Outputs { versions, prefixes, make_change, trait_value })
+            .set(Outputs { versions, prefixes, change, trait_value, new, change_fields, value_fields })
             .map_err(|_| PyValueError::new_err("outputs already set"))
     }
 
@@ -530,16 +552,26 @@ impl Core {
                 mid.push(HEX[(b >> 4) as usize] as char);
                 mid.push(HEX[(b & 15) as usize] as char);
             }
-            let change = o.make_change.call1(
-                py,
-                (d.kind_name, key, o.versions[p], &pid_obj, &value, previous, when, c, mid),
-            )?;
+            let when_obj = when.into_py(py);
+            let fields = [
+                d.kind_name.into_py(py),
+                key.clone().into_any().unbind(),
+                o.versions[p].into_py(py),
+                pid_obj.clone().unbind(),
+                value.clone().unbind(),
+                previous,
+                when_obj.clone_ref(py),
+                c.into_py(py),
+                mid.into_py(py),
+            ];
+            let change = instance(py, &o.new, &o.change, &o.change_fields, &fields)?;
             if value.is_none() {
                 if store.contains(key)? {
                     store.del_item(key)?;
                 }
             } else {
-                store.set_item(key, o.trait_value.call1(py, (&value, when))?)?;
+                let tv = [value.unbind(), when_obj, "".into_py(py)];
+                store.set_item(key, instance(py, &o.new, &o.trait_value, &o.value_fields, &tv)?)?;
             }
             if tau >= 0 { timers.push(change) } else { mine.push(change) }
         }
