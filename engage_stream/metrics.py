@@ -181,6 +181,12 @@ partitions_recovering = Gauge(
     ["store"],
     registry=REGISTRY,
 )
+recovery_rebuilds = Counter(
+    "engage_recovery_rebuilds_total",
+    "Partitions whose local state held an unconfirmed batch while another worker had "
+    "written their changelog since: rebuilt from the changelog (state.recovery.must_rebuild)",
+    registry=REGISTRY,
+)
 recovery_seconds = Histogram(
     "engage_recovery_seconds",
     "Time to bring one partition's state up to date from the changelog",

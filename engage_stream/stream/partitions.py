@@ -22,7 +22,7 @@ from engage_stream import metrics
 from engage_stream.config import Settings
 from engage_stream.state.partition import PartitionState
 from engage_stream.state.partition_store import PartitionStore
-from engage_stream.state.recovery import resume_from, should_apply, tag_of
+from engage_stream.state.recovery import must_rebuild, resume_from, should_apply, tag_of
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class PartitionManager:
                 ps.needs_catch_up = True  # until `_recover` completes, even if it fails
                 self.open[partition] = ps
             if ps.needs_catch_up:
-                await self._recover(ps)
+                ps = await self._recover(ps)
             return ps
 
     def mark_rebalanced(self, assigned: Iterable[int]) -> None:
@@ -161,10 +161,22 @@ class PartitionManager:
             return meta.offset if meta is not None and meta.offset >= 0 else None
         return None
 
-    async def _recover(self, ps: PartitionState) -> None:
+    def _rebuilt(self, ps: PartitionState) -> PartitionState:
+        """The partition's database deleted and opened again empty (recovery.must_rebuild)."""
+        ps.store.close()
+        shutil.rmtree(self.path(ps.partition), ignore_errors=True)
+        store = PartitionStore(self.path(ps.partition), self.settings.rocksdb)
+        fresh = PartitionState(ps.partition, store, reported=self.reported)
+        fresh.needs_catch_up = True
+        self.open[ps.partition] = fresh
+        metrics.recovery_rebuilds.inc()
+        return fresh
+
+    async def _recover(self, ps: PartitionState) -> PartitionState:
+        """Bring `ps` up to date from the changelog; returns the state to use (a new one
+        when its database had to be rebuilt)."""
         started = time.perf_counter()
         committed = await self._committed(ps.partition)
-        resume = resume_from(committed, ps.store.source_offset)
         tp = TopicPartition(self.changelog_topic, ps.partition)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.broker,
@@ -177,6 +189,17 @@ class PartitionManager:
         try:
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp]
+            if must_rebuild(committed, ps.store.source_offset, ps.store.changelog_offset, end):
+                log.warning(
+                    "partition %d: the local state holds source offsets up to %d beyond the "
+                    "committed %s, and another worker has written the changelog since: "
+                    "rebuilding it from the changelog",
+                    ps.partition,
+                    ps.store.source_offset,
+                    committed,
+                )
+                ps = self._rebuilt(ps)
+            resume = resume_from(committed, ps.store.source_offset)
             start = ps.store.changelog_offset + 1
             if start < end:
                 consumer.seek(tp, start)
@@ -209,6 +232,7 @@ class PartitionManager:
             skipped,
             resume,
         )
+        return ps
 
     def close(self) -> None:
         for task in self._warming.values():

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from engage_stream.state.recovery import SOURCE_HEADER, resume_from, should_apply, tag_of
+from engage_stream.state.recovery import (
+    SOURCE_HEADER,
+    must_rebuild,
+    resume_from,
+    should_apply,
+    tag_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -34,3 +40,20 @@ def test_records_from_unconfirmed_batches_are_skipped(
 def test_tag_is_read_from_headers() -> None:
     assert tag_of([("other", b"1"), (SOURCE_HEADER, b"42")]) == 42
     assert tag_of(None) is None
+
+
+@pytest.mark.parametrize(
+    ("committed", "local_source", "local_changelog", "end", "rebuild"),
+    [
+        (100, 150, 40, 41, False),  # ahead of the commit, and the changelog's last writer
+        (100, 150, 40, 45, True),  # ahead, and someone wrote the changelog since
+        (None, 5, 10, 12, True),  # (nothing committed counts as 0)
+        (100, 99, 40, 45, False),  # exactly at the commit: catching up is right
+        (100, 80, 40, 45, False),  # behind the commit: catching up is right
+        (100, -1, -1, 45, False),  # nothing local: recovered from scratch anyway
+    ],
+)
+def test_a_database_ahead_of_the_commit_is_rebuilt_once_another_worker_wrote(
+    committed: int | None, local_source: int, local_changelog: int, end: int, rebuild: bool
+) -> None:
+    assert must_rebuild(committed, local_source, local_changelog, end) is rebuild
