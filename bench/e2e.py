@@ -188,9 +188,11 @@ def _rate_between(series: list[tuple[float, int]], lo: float, hi: float) -> floa
 class BenchWorker:
     """The real worker as a subprocess, with RSS sampling; stopped on exit."""
 
-    def __init__(self, settings: Settings, log_name: str) -> None:
+    def __init__(
+        self, settings: Settings, log_name: str, env: dict[str, str] | None = None
+    ) -> None:
         self.settings = settings
-        self.proc = _Spawn(settings, BENCH_DIR / "logs" / f"{log_name}.log")
+        self.proc = _Spawn(settings, BENCH_DIR / "logs" / f"{log_name}.log", env=env)
         self.rss: RssSampler | None = None
 
     def __enter__(self) -> BenchWorker:
@@ -606,6 +608,27 @@ def run_main(
         out["recovery"] = asdict(rec)
     shutil.rmtree(state_dir(settings).parent, ignore_errors=True)
     return out
+
+
+def run_engine_baseline(
+    broker_cfg: BrokerConfig,
+    spec: WorkloadSpec,
+    tag: str,
+    timeout: float,
+    engine: str,
+    web_port: int,
+    app: str | None = None,
+) -> dict[str, Any]:
+    """The main throughput run again with another engine (`ENGAGE_ENGINE`), on a fresh app
+    id (`app`, default the engine's name: its own consumer group re-reads the same input
+    topics): the baseline the native engine's worker figure is compared with."""
+    settings = with_app(worker_settings(broker_cfg.bootstrap, tag, web_port=web_port), app or engine)
+    with BenchWorker(settings, settings.app_id, env={"ENGAGE_ENGINE": engine}) as worker:
+        say(f"worker with the {engine} engine: draining {spec.total_events:,} events")
+        tp = measure_throughput(worker, spec.total_events, timeout, broker_cfg, engine)
+        say(f"  {tp.events_per_s:,.0f} events/s (steady {tp.steady_events_per_s or 0:,.0f})")
+    shutil.rmtree(state_dir(settings).parent, ignore_errors=True)
+    return {"engine": engine, "throughput": asdict(tp)}
 
 
 def run_history(

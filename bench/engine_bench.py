@@ -211,24 +211,27 @@ def compare(events: int, profiles: int, reps: int = 3, seed: int = 7) -> dict[st
     return out
 
 
-def print_compare(r: dict[str, Any]) -> None:
+def format_compare(r: dict[str, Any]) -> str:
     if "error" in r:
-        print(f"  engine comparison: {r['error']}")
-        return
-    print(
-        f"{r['events']:,} events, {r['profiles']:,} profiles, engine alone (live clock, records "
-        f"loaded per event, fastest of {r['reps']} runs per event):"
-    )
+        return f"  engine comparison: {r['error']}"
+    lines = [
+        f"Engine alone, native core vs the Python reference ({r['events']:,} events, "
+        f"{r['profiles']:,} profiles; live clock, records loaded per event, fastest of "
+        f"{r['reps']} runs per event):"
+    ]
     for name in ("bench set", "trait subset"):
         c = r[name]
-        print(f"  {name} ({c['coverage']}):")
+        lines.append(f"  {name} ({c['coverage']}):")
         for kind in ENGINES:
             e = c[kind]
-            print(
+            lines.append(
                 f"    {kind:7s} {e['events_per_s']:>9,} events/s {e['us_per_event']:6.1f} µs/event "
                 f"(p50 {e['p50_us']}, p99 {e['p99_us']}) {e['changes']:,} changes"
             )
-        print(f"    native / python: {c['speedup']}×, same change count: {c['same_changes']}")
+        lines.append(
+            f"    native / python: {c['speedup']}×, same change count: {c['same_changes']}"
+        )
+    return "\n".join(lines)
 
 
 def _ingest(raws: list[tuple[bytes, int]]) -> list[bytes]:
@@ -512,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.engine == "compare":
         c = compare(args.events, args.profiles, args.reps)
-        print_compare(c)
+        print(format_compare(c))
         if args.json:
             args.json.write_bytes(orjson.dumps(c, option=orjson.OPT_INDENT_2))
         return 0

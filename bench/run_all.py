@@ -4,11 +4,11 @@
     python -m bench.run_all --quick    # small sizes, about 7 minutes: for developing
 
 Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka) and runs the
-sections that need it (produce, baselines, quix, worker, profile, history, scale, journeys_e2e,
-restart)
+sections that need it (produce, baselines, quix, worker, worker_python, profile, history, scale,
+journeys_e2e, restart)
 one after the other: never two workers at once (but the takeover's pair), as the machine has two cores and the broker
 needs one. Then it stops the broker, runs the client comparison on a broker of its own
-(clients) and the sections without Kafka (duckdb, inprocess, identity, journeys),
+(clients) and the sections without Kafka (duckdb, inprocess, engines, identity, journeys),
 prints a table and writes everything to var/bench/results-<timestamp>.json. A failing
 section is recorded and the rest still run.
 """
@@ -210,6 +210,15 @@ def run(
                 ),
                 timings,
             )
+        if produced is not None and "worker_python" not in skip:
+            section(
+                results,
+                "worker_python",
+                lambda: e2e.run_engine_baseline(
+                    cfg, spec, tag, sizes.throughput_timeout_s, "python", web_port
+                ),
+                timings,
+            )
         if produced is not None and "profile" not in skip:
             section(
                 results,
@@ -285,6 +294,14 @@ def run(
             lambda: engine_bench.run(sizes.inprocess_events, min(sizes.profiles, 20_000)),
             timings,
         )
+    if "engines" not in skip:
+        say("the engine alone: native core and the Python reference side by side")
+        section(
+            results,
+            "engines",
+            lambda: engine_bench.compare(sizes.inprocess_events, min(sizes.profiles, 20_000)),
+            timings,
+        )
     if "identity" not in skip:
         say("identity resolution: ingest routing + identity stage vs keyed by input_key")
         n = sizes.inprocess_events
@@ -358,6 +375,9 @@ def comparisons(r: dict[str, Any]) -> dict[str, Any]:
         if isinstance(quix, dict) and quix.get("events_per_s"):
             out["worker_vs_quix"] = round(ours / quix["events_per_s"], 2)
             out["worker_vs_quix_per_definition"] = baseline_quix.per_definition_ratio(ours, quix)
+    py = _get(r, "worker_python", "throughput", "events_per_s")
+    if ours and py:
+        out["worker_native_vs_python_engine"] = round(ours / py, 2)
     h1 = _get(r, "history", "x1", "events_per_s")
     k = _get(r, "sizes", "history_multiplier")
     hk = _get(r, "history", f"x{k}", "events_per_s")
@@ -427,6 +447,13 @@ def report(r: dict[str, Any]) -> str:
                 f"  {label:56s} {_n(b['events_per_s']):>9s} "
                 f"{_n(b['cpu_us_per_event'], ',.1f'):>10s} {_n(b['rss_hwm_mb']):>7s} "
                 f"{_n(ratio, '.2f') + '×':>11s}{part}"
+            )
+        py = _get(r, "worker_python", "throughput")
+        if isinstance(py, dict) and py.get("events_per_s"):
+            L.append(
+                f"  {'the same worker with the Python engine (ENGAGE_ENGINE=python)':56s} "
+                f"{_n(py['events_per_s']):>9s} {_n(py['worker_cpu_us_per_event'], ',.1f'):>10s} "
+                f"{_n(py['rss_hwm_mb']):>7s} {_n(ours / py['events_per_s'], '.2f') + '×':>11s}"
             )
         if isinstance(r.get("quix"), dict):
             L.extend(baseline_quix.report_lines(ours, r["quix"]))
@@ -541,6 +568,10 @@ def report(r: dict[str, Any]) -> str:
             L.append(f"  {k2:20s} {v:8.1f} µs/event  ({1e6 / v:,.0f}/s)")
         L.append(f"  engine: {inproc['engine']}")
         L.append("")
+    engines = r.get("engines")
+    if isinstance(engines, dict) and "bench set" in engines:
+        L.append(engine_bench.format_compare(engines))
+        L.append("")
     ident = r.get("identity")
     if isinstance(ident, dict) and "workloads" in ident:
         L.append(identity_bench.report(ident))
@@ -579,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         default="",
         help="comma-separated sections to skip: "
-        "baselines,quix,profile,history,scale,journeys_e2e,restart,clients,duckdb,inprocess,identity,journeys",
+        "baselines,quix,worker_python,profile,history,scale,journeys_e2e,restart,clients,duckdb,"
+        "inprocess,engines,identity,journeys",
     )
     p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
     p.add_argument("--web-port", type=int, default=WORKER_WEB_PORT, help="the workers' web port")
