@@ -316,16 +316,9 @@ fn num_json(n: Num) -> J {
 }
 
 fn json_num(v: &J) -> Num {
-    match v {
-        J::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Num::I(i as i128)
-            } else if let Some(u) = n.as_u64() {
-                Num::I(u as i128)
-            } else {
-                Num::F(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
+    match Val::from_json(v) {
+        Val::Int(i) => Num::I(i),
+        Val::Float(f) => Num::F(f),
         _ => Num::F(f64::NAN),
     }
 }
@@ -342,8 +335,9 @@ fn ordered(x: &J, y: &J, textual: bool) -> Option<Ordering> {
 }
 
 // -- sums: Shewchuk partials, as math.fsum --------------------------------------------------
-/// `aggregates._msum`: add `x` to the non-overlapping partials, exactly.
-fn msum(partials: &mut Vec<f64>, mut x: f64) {
+/// The partials loop `aggregates._msum` and `math.fsum` share: `x` folded into the
+/// non-overlapping partials (their non-zero low parts kept); returns the high part left.
+fn fold(partials: &mut Vec<f64>, mut x: f64) -> f64 {
     let mut i = 0;
     for j in 0..partials.len() {
         let mut y = partials[j];
@@ -359,31 +353,22 @@ fn msum(partials: &mut Vec<f64>, mut x: f64) {
         x = hi;
     }
     partials.truncate(i);
-    partials.push(x);
+    x
+}
+
+/// `aggregates._msum`: add `x` to the partials, exactly (the high part kept even if 0).
+fn msum(partials: &mut Vec<f64>, x: f64) {
+    let hi = fold(partials, x);
+    partials.push(hi);
 }
 
 /// CPython's `math.fsum` (Modules/mathmodule.c) over finite floats.
 fn fsum(items: impl IntoIterator<Item = f64>) -> f64 {
     let mut p: Vec<f64> = Vec::new();
-    for mut x in items {
-        let mut i = 0;
-        for j in 0..p.len() {
-            let mut y = p[j];
-            if x.abs() < y.abs() {
-                std::mem::swap(&mut x, &mut y);
-            }
-            let hi = x + y;
-            let yr = hi - x;
-            let lo = y - yr;
-            if lo != 0.0 {
-                p[i] = lo;
-                i += 1;
-            }
-            x = hi;
-        }
-        p.truncate(i);
-        if x != 0.0 {
-            p.push(x);
+    for x in items {
+        let hi = fold(&mut p, x);
+        if hi != 0.0 {
+            p.push(hi);
         }
     }
     let mut n = p.len();
