@@ -15,7 +15,7 @@ import pytest
 from engage_stream.config import Settings
 from engage_stream.definitions.catalog import Catalog
 from engage_stream.definitions.models import AudienceDefinition
-from engage_stream.engine import Engine
+from engage_stream.engine import Engine, EngineSettings
 from engage_stream.engine import native as native_module
 from engage_stream.engine.operators import compile_static
 from engage_stream.profiles.record import ExternalId, ProfileRecord, TraitValue
@@ -470,3 +470,33 @@ def test_identification_changes_reach_native_definitions() -> None:
     p.external_ids.append(ExternalId(type="user_id", id="u", collection="users"))
     out = e.on_event(p, event("Login", 20, "m2", user="u", profile="anonymous_id:a"), 20)
     assert [(c.key, c.value, c.at, c.cause) for c in out] == [("pro", True, 20, "event:m2")]
+
+
+def test_when_every_definition_is_native_the_engines_bookkeeping_still_happens() -> None:
+    """No Python half runs then: late events are counted, `$i` is kept, and the wake-up of
+    a definition the engine no longer has is dropped when due, as `Engine` does."""
+    defs = [audience("buyer", [{"event": "Order", "within": "7 days"}], include_anonymous=True)]
+    settings = EngineSettings(allowed_lateness_ms=DAY)
+    engines = {
+        "python": Engine(defs, settings=settings),
+        "native": NativeEngine(defs, settings=settings),
+    }
+    assert engines["native"]._alone
+    seen = {}
+    for name, e in engines.items():
+        rec = ProfileRecord(profile_id="user_id:u1")
+        rec.engine["$d"] = {"gone": 2 * DAY}  # a deleted definition's wake-up
+        rec.next_wakeup = 2 * DAY
+        late = e.on_event(rec, event("Order", 1 * DAY, "m1"), 5 * DAY)  # 4 days late
+        fresh = e.on_event(rec, event("Order", 5 * DAY, "m2"), 5 * DAY)
+        seen[name] = (
+            [(c.key, c.value) for c in late],
+            [(c.key, c.value, c.at) for c in fresh],
+            e.late_events,
+            rec.engine,
+            rec.next_wakeup,
+        )
+    assert seen["native"] == seen["python"]
+    assert seen["native"][2] == 1  # the late one
+    assert seen["native"][3]["$i"] == 0  # (no user id, email or idfa: anonymous)
+    assert "gone" not in seen["native"][3]["$d"]
