@@ -622,7 +622,9 @@ def run_engine_baseline(
     """The main throughput run again with another engine (`ENGAGE_ENGINE`), on a fresh app
     id (`app`, default the engine's name: its own consumer group re-reads the same input
     topics): the baseline the native engine's worker figure is compared with."""
-    settings = with_app(worker_settings(broker_cfg.bootstrap, tag, web_port=web_port), app or engine)
+    settings = with_app(
+        worker_settings(broker_cfg.bootstrap, tag, web_port=web_port), app or engine
+    )
     with BenchWorker(settings, settings.app_id, env={"ENGAGE_ENGINE": engine}) as worker:
         say(f"worker with the {engine} engine: draining {spec.total_events:,} events")
         tp = measure_throughput(worker, spec.total_events, timeout, broker_cfg, engine)
