@@ -159,16 +159,20 @@ impl Core {
         })
     }
 
+    /// Definition `p`'s stored state, read by `parse`; `empty` when none is stored.
+    fn load<T>(&self, run: &Run<'_, '_>, p: usize, empty: T, parse: impl FnOnce(&str) -> Result<T, String>) -> PyResult<T> {
+        match run.est.get_item(self.defs[p].key.bind(run.est.py()))? {
+            Some(s) if !s.is_none() => parse(&s.downcast::<PyString>()?.to_cow()?)
+                .map_err(|e| PyValueError::new_err(format!("state of position {p}: {e}"))),
+            _ => Ok(empty),
+        }
+    }
+
+    /// An audience's state (an audience without event rows keeps none).
     fn state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut AudienceSt> {
         if !run.states.contains(p) {
             let Kind::Audience(aud) = &self.defs[p].kind else { unreachable!("an audience") };
-            let st = match run.est.get_item(self.defs[p].key.bind(run.est.py()))? {
-                None => None,
-                Some(s) if s.is_none() => None,
-                Some(s) => aud
-                    .parse(&s.downcast::<PyString>()?.to_cow()?)
-                    .map_err(|e| PyValueError::new_err(format!("state of position {p}: {e}")))?,
-            };
+            let st = if aud.leaves.is_empty() { None } else { self.load(run, p, None, |t| aud.parse(t))? };
             run.states.insert(p, st);
         }
         Ok(run.states.get_mut(p).unwrap())
@@ -176,19 +180,11 @@ impl Core {
 
     fn trait_state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut TState> {
         if !run.traits.contains(p) {
-            let st = match run.est.get_item(self.defs[p].key.bind(run.est.py()))? {
-                None => TState::None,
-                Some(s) if s.is_none() => TState::None,
-                Some(s) => TState::parse(&s.downcast::<PyString>()?.to_cow()?, self.marks(p))
-                    .map_err(|e| PyValueError::new_err(format!("state of position {p}: {e}")))?,
-            };
+            let Kind::Trait(td) = &self.defs[p].kind else { unreachable!("a trait") };
+            let st = self.load(run, p, TState::None, |t| TState::parse(t, td.marks()))?;
             run.traits.insert(p, st);
         }
         Ok(run.traits.get_mut(p).unwrap())
-    }
-
-    fn marks(&self, p: usize) -> bool {
-        matches!(&self.defs[p].kind, Kind::Trait(td) if td.marks())
     }
 
     fn due_of(&self, run: &mut Run<'_, '_>, p: usize) -> PyResult<Option<i64>> {
@@ -254,18 +250,10 @@ impl Core {
                     obj
                 }
                 Kind::Audience(aud) => {
-                    let member = if aud.leaves.is_empty() {
-                        // (no state, no wake-ups)
-                        run.states.insert(r, None);
-                        self.set_due(run, r, INF)?;
-                        allowed && { run.call.truths.clear(); aud.expr.holds(&mut run.call)? }
-                    } else {
-                        let mut st = self.state(run, r)?.take();
-                        let (member, due) = aud.evaluate(&mut st, &mut run.call, t, allowed)?;
-                        run.states.insert(r, st);
-                        self.set_due(run, r, due)?;
-                        member
-                    };
+                    let mut st = self.state(run, r)?.take();
+                    let (member, due) = aud.evaluate(&mut st, &mut run.call, t, allowed)?;
+                    run.states.insert(r, st);
+                    self.set_due(run, r, due)?;
                     let previous = match run.call.overlay[r] {
                         Some(m) => m, // changed earlier in this call (a previous boundary)
                         None => run.call.member(d.own)?,

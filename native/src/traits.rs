@@ -684,7 +684,6 @@ impl TraitDef {
         let marks = self.marks();
         let first = ts.saturating_add(self.a);
         let keyed_c = if ends { Some(value_key(&c)) } else { None };
-        let lifted = self.ty.invertible();
         let s = self.current(st);
         if marks && s.first.is_none_or(|f| first < f) {
             s.first = Some(first);
@@ -711,11 +710,7 @@ impl TraitDef {
         }
         if i < s.k {
             s.k += 1;
-            if lifted {
-                let mut total = std::mem::replace(&mut s.total, Total::Null);
-                self.merge(&mut total, Some(&c), 1);
-                s.total = total;
-            }
+            self.merge(&mut s.total, Some(&c), 1);
         }
         Ok(true)
     }
@@ -789,12 +784,11 @@ impl TraitDef {
         let TState::Full(s) = st else { unreachable!() };
         let limit = t.saturating_sub(self.a);
         let n = s.times.len();
-        let lifted = self.ty.invertible();
-        let mut total = std::mem::replace(&mut s.total, Total::Null);
+        let lifted = self.ty.invertible(); // (the others keep no total: skip the loops)
         let mut k = s.k;
         while k < n && s.times[k] <= limit {
             if lifted {
-                self.merge(&mut total, s.values.as_ref().map(|v| &v[k]), 1);
+                self.merge(&mut s.total, s.values.as_ref().map(|v| &v[k]), 1);
             }
             k += 1;
         }
@@ -804,7 +798,7 @@ impl TraitDef {
         if i > 0 {
             if lifted {
                 for x in 0..i {
-                    self.merge(&mut total, s.values.as_ref().map(|v| &v[x]), -1);
+                    self.merge(&mut s.total, s.values.as_ref().map(|v| &v[x]), -1);
                 }
             }
             s.times.drain(..i);
@@ -816,7 +810,6 @@ impl TraitDef {
         if k > 1 {
             k = self.staircase(s, k);
         }
-        s.total = total;
         s.k = k;
         let first = if self.marks() { s.first } else { None };
         if s.times.is_empty() {
