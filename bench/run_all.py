@@ -286,22 +286,19 @@ def run(
         )
     if "duckdb" not in skip:
         section(results, "duckdb", lambda: _duckdb(spec, sizes, tag), timings)
-    if "inprocess" not in skip:
-        say("in-process stage costs (no Kafka)")
-        section(
-            results,
-            "inprocess",
-            lambda: engine_bench.run(sizes.inprocess_events, min(sizes.profiles, 20_000)),
-            timings,
-        )
-    if "engines" not in skip:
-        say("the engine alone: native core and the Python reference side by side")
-        section(
-            results,
-            "engines",
-            lambda: engine_bench.compare(sizes.inprocess_events, min(sizes.profiles, 20_000)),
-            timings,
-        )
+    in_process = (  # (the engine alone and the stages, no Kafka; the same sizes)
+        ("inprocess", "in-process stage costs (no Kafka)", engine_bench.run),
+        ("engines", "the engine alone: native core and the Python reference", engine_bench.compare),
+    )
+    for name, what, measure in in_process:
+        if name not in skip:
+            say(what)
+            section(
+                results,
+                name,
+                lambda m=measure: m(sizes.inprocess_events, min(sizes.profiles, 20_000)),
+                timings,
+            )
     if "identity" not in skip:
         say("identity resolution: ingest routing + identity stage vs keyed by input_key")
         n = sizes.inprocess_events

@@ -388,7 +388,8 @@ def _leaf_unsupported(leaf: EventLeaf | FunnelLeaf) -> str | None:
         return "an event row whose window the lookback cuts short is not ported yet"
     if isinstance(leaf, EventLeaf):
         return None if leaf.fast else "an event row with dynamic filters is not ported yet"
-    if leaf.pdyn or leaf.cdyn or leaf.ptimed or leaf.ctimed or leaf.pextract:
+    dynamic = (leaf.pdyn, leaf.cdyn, leaf.ptimed, leaf.ctimed)
+    if any(f is not None for f in dynamic) or leaf.pextract:
         return "a funnel with dynamic filters is not ported yet"
     return None
 
