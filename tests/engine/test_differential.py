@@ -86,6 +86,8 @@ TRAIT_TYPES = (
     "unique_count",
 )
 PRICES: tuple[Any, ...] = (5, 20, "15", 29.5, None, 0.1, 0.2, -3, 1e300, 2**63, "1.50", 5.0, "x")
+# money: sums whose partials need all 17 digits to read back exactly
+PRICES += (19.99, 1234.57, 0.07, 58464.99, "3.33")
 
 
 # -- random definitions ----------------------------------------------------------------------
