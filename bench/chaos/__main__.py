@@ -32,6 +32,7 @@ def table(result: ChaosResult) -> str:
         "duplicates",
         "resends",
         "records differing",
+        "of them same-instant reversals",
     )
     rows = [head]
     against = [("uninterrupted run", result.vs_reference), ("replay", result.vs_replay)]
@@ -47,6 +48,7 @@ def table(result: ChaosResult) -> str:
                 f"{cmp.duplicates:,}",
                 f"{cmp.resends:,}",
                 f"{cmp.records_differing:,}",
+                f"{cmp.same_instant:,}",
             )
         )
     if result.control is not None:
@@ -62,6 +64,7 @@ def table(result: ChaosResult) -> str:
                 f"{k.duplicates:,}",
                 f"{k.resends:,}",
                 f"{k.records_differing:,}",
+                f"{k.same_instant:,}",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

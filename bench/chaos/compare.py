@@ -11,7 +11,12 @@ profile and key; an audience's `false` and a trait's `null` are no value):
 - **resends**: byte-identical repeats (at-least-once delivery after a crash; a destination
   drops them by messageId) — counted, not failures;
 - **records differing**: change records (messageIds, or their bodies) that one side has and
-  the other has not — how a profile got to its final values, record by record.
+  the other has not — how a profile got to its final values, record by record;
+- of those, **same-instant reversals**: pairs of one side's records that take a profile's
+  value from x to y and back at one instant (same definition version, same `at`), which the
+  other side netted. The profiles stage nets such pairs within a batch (README, boundary-
+  instant rule), and a crashed worker's batches end elsewhere than a replay's; such a pair
+  changes no outcome and is no failure, but is counted.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import orjson
 
 _ABSENT = object()
+_OUT = 0  # an audience's `false` and `null` alike: not a member
 
 
 def _digest(body: bytes) -> int:
@@ -40,6 +46,8 @@ class Outputs:
     records: int = 0
     resends: int = 0
     final: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # messageId -> (instant, from, to) digests, of its first body: what netting looks at
+    moves: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, values: Iterable[bytes]) -> Outputs:
@@ -55,6 +63,7 @@ class Outputs:
         first = self.bodies.get(mid)
         if first is None:
             self.bodies[mid] = body
+            self.moves[mid] = _move(change)
         elif body == first or body in self.conflicts.get(mid, ()):
             self.resends += 1
         else:
@@ -76,6 +85,37 @@ class Outputs:
         return len(self.conflicts)
 
 
+def _move(change: dict[str, Any]) -> tuple[int, int, int]:
+    instant = (change["profile_id"], change["key"], change.get("version"), change.get("at_ms"))
+    audience = change["kind"] == "audience"
+
+    def state(v: Any) -> int:
+        return _OUT if audience and v is not True else _digest(orjson.dumps(v)) | 1
+
+    return (
+        _digest(orjson.dumps(instant)),
+        state(change.get("previous")),
+        state(change["value"]),
+    )
+
+
+def _same_instant_reversals(ids: Iterable[str], side: Outputs) -> int:
+    """How many of `ids` (one side's records the other has not) pair up as x→y, y→x at
+    one instant."""
+    open_moves: dict[tuple[int, int, int], int] = {}  # (instant, from, to) -> unpaired
+    paired = 0
+    for mid in sorted(ids):
+        instant, frm, to = side.moves[mid]
+        back = (instant, to, frm)
+        if open_moves.get(back):
+            open_moves[back] -= 1
+            paired += 2
+        else:
+            k = (instant, frm, to)
+            open_moves[k] = open_moves.get(k, 0) + 1
+    return paired
+
+
 @dataclass(frozen=True)
 class Comparison:
     lost: int
@@ -85,6 +125,7 @@ class Comparison:
     only_in_baseline: int  # change records (messageIds)
     only_in_run: int
     other_body: int
+    same_instant: int = 0  # of the records differing: reversals the other side netted
     examples: tuple[str, ...] = ()
 
     @property
@@ -98,8 +139,9 @@ class Comparison:
 
     @property
     def exact(self) -> bool:
-        """... and so is every change record on the way there."""
-        return self.ok and self.records_differing == 0
+        """... and so is every change record on the way there, but for same-instant
+        reversals netted in one batch and not in another."""
+        return self.ok and self.records_differing == self.same_instant
 
 
 def compare(run: Outputs, baseline: Outputs, events_missing: int = 0) -> Comparison:
@@ -129,5 +171,7 @@ def compare(run: Outputs, baseline: Outputs, events_missing: int = 0) -> Compari
         only_in_baseline=len(only_base),
         only_in_run=len(only_run),
         other_body=len(other),
+        same_instant=_same_instant_reversals(only_run, run)
+        + _same_instant_reversals(only_base, baseline),
         examples=tuple(examples),
     )

@@ -6,12 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from bench.chaos.compare import Outputs, compare
 
 
 def change(
-    mid: str, profile: str, key: str, value: Any, at: int = 1, kind: str = "audience"
+    mid: str,
+    profile: str,
+    key: str,
+    value: Any,
+    at: int = 1,
+    kind: str = "audience",
+    previous: Any = None,
 ) -> bytes:
     return orjson.dumps(
         {
@@ -19,7 +26,9 @@ def change(
             "kind": kind,
             "profile_id": profile,
             "key": key,
+            "version": 1,
             "value": value,
+            "previous": previous,
             "at_ms": at,
         }
     )
@@ -103,3 +112,34 @@ def test_a_null_trait_is_no_value_but_a_false_trait_is_one() -> None:
     assert compare(Outputs.of(BASELINE), base).ok
     base = Outputs.of([*BASELINE, change("m6", "p3", "t", False, kind="computed_trait")])
     assert compare(Outputs.of(BASELINE), base).lost == 1
+
+
+def test_a_reversal_at_one_instant_the_baseline_netted_is_counted_but_exact() -> None:
+    # the run's batch ended between the two events; the baseline's held both and netted them
+    run = Outputs.of(
+        [
+            *BASELINE,
+            change("m7", "p2", "other", True, at=5),
+            change("m8", "p2", "other", False, at=5, previous=True),
+            change("m9", "p2", "score", 3, at=5, kind="computed_trait"),
+            change("m10", "p2", "score", None, at=5, kind="computed_trait", previous=3),
+        ]
+    )
+    result = compare(run, Outputs.of(BASELINE))
+    assert (result.only_in_run, result.same_instant) == (4, 4)
+    assert result.exact
+    assert compare(Outputs.of(BASELINE), run).same_instant == 4  # the other way round too
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        change("m8", "p2", "other", False, at=6, previous=True),  # another instant
+        change("m8", "p3", "other", False, at=5, previous=True),  # another profile
+        change("m8", "p2", "else", False, at=5, previous=True),  # another definition
+    ],
+)
+def test_only_a_true_reversal_at_one_instant_is_excused(second: bytes) -> None:
+    run = Outputs.of([*BASELINE, change("m7", "p2", "other", True, at=5), second])
+    result = compare(run, Outputs.of(BASELINE))
+    assert result.same_instant == 0 and not result.exact

@@ -18,6 +18,7 @@ def test_the_table_has_a_row_per_baseline_and_every_figure() -> None:
         only_in_baseline=3,
         only_in_run=4,
         other_body=5,
+        same_instant=2,
     )
     vs_replay = Comparison(
         lost=1,
@@ -50,6 +51,7 @@ def test_the_table_has_a_row_per_baseline_and_every_figure() -> None:
         "duplicates",
         "resends",
         "records differing",
+        "of them same-instant reversals",
     ]
     assert [c.strip() for c in lines[2].strip("|").split("|")] == [
         "uninterrupted run",
@@ -61,6 +63,7 @@ def test_the_table_has_a_row_per_baseline_and_every_figure() -> None:
         "0",
         "7",
         "12",
+        "2",
     ]
     assert [c.strip() for c in lines[3].strip("|").split("|")] == [
         "replay",
@@ -71,6 +74,7 @@ def test_the_table_has_a_row_per_baseline_and_every_figure() -> None:
         "0",
         "6",
         "7",
+        "0",
         "0",
     ]
     assert not result.ok
