@@ -1,7 +1,7 @@
 """Each hot-path change on its own: the old way and the new way of one step, same process,
 same inputs, interleaved, best of N — µs per event (per record where that is the unit).
 
-Why: `stage_compare` says how much the stages gained together, on a shared VM whose speed
+Why: `engine_bench` says how much the stages cost together, on a shared VM whose speed
 drifts by 2× between minutes; a per-step A/B in one process is stable enough to say which
 change bought what. "Old" is written out here (or is the path still used as a fallback),
 so this keeps working after the old code is gone.
