@@ -4,6 +4,7 @@ records and a replay of the chaos run's input, compared (`compare`)."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,10 +133,9 @@ def run(
             if not cluster.alive():
                 raise RuntimeError(f"the worker died on its own:\n{cluster.primary.log_tail()}")
             cluster.apply(step)
-            _say(
-                f"step {n}/{len(steps)} {step.fault} done, "
-                f"ingested {progress.applied_fraction(cfg.events):.0%}"
-            )
+            done = progress.applied_fraction(cfg.events)
+            ingested = "unknown (broker unreachable)" if math.isnan(done) else f"{done:.0%}"
+            _say(f"step {n}/{len(steps)} {step.fault} done, ingested {ingested}")
         while feeder.next():  # the rest, if the schedule had fewer steps than slices
             pass
         progress.wait_applied(timeout)
