@@ -633,6 +633,72 @@ def run_engine_baseline(
     return {"engine": engine, "throughput": asdict(tp)}
 
 
+def run_worker_pair(
+    broker_cfg: BrokerConfig, spec: WorkloadSpec, tag: str, timeout: float, web_port: int
+) -> dict[str, Any]:
+    """The main throughput run with two worker processes in one consumer group (a fresh
+    app id re-reading the same input), two partitions each: what a second process buys on
+    this machine, beside the one-worker figure. Each has its own state directory and
+    instance id (its web port); the rate is both workers' applied events together."""
+    base = with_app(worker_settings(broker_cfg.bootstrap, tag, web_port=web_port), "pair")
+    pair = [
+        BenchWorker(
+            base.model_copy(
+                update={
+                    "web_port": web_port + i,
+                    "data_dir": base.data_dir / f"pair-{i}",
+                    "internal_secret": "bench-pair-secret",
+                }
+            ),
+            f"{base.app_id}-{i}",
+        )
+        for i in range(2)
+    ]
+    say(f"two workers: draining {spec.total_events:,} events")
+    total = spec.total_events
+    try:
+        for w in pair:
+            w.spawn()
+        for w in pair:
+            w.wait_web(timeout=120)
+        pids = [w.pid for w in pair]
+        bpid = broker_pid(broker_cfg)
+        t_first = cpu0 = bcpu0 = None
+        first = done = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and done < total:
+            for w in pair:
+                if w.proc.proc is not None and w.proc.proc.poll() is not None:
+                    raise RuntimeError(f"a worker exited:\n{w.proc.log_tail()}")
+            done = sum(applied_count(w.metrics()) for w in pair)
+            if done > 0 and t_first is None:
+                t_first, first = time.monotonic(), done
+                cpu0 = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+                bcpu0 = proc_cpu_seconds(bpid) if bpid else None
+            time.sleep(0.25)
+        t_end = time.monotonic()
+        if t_first is None or done < total:
+            raise TimeoutError(f"two workers applied {done:,} of {total:,} in {timeout}s")
+        cpu = sum(proc_cpu_seconds(p) or 0.0 for p in pids) - (cpu0 or 0.0)
+        bcpu1 = proc_cpu_seconds(bpid) if bpid else None
+        secs = max(1e-6, t_end - t_first)
+        out = {
+            "workers": 2,
+            "events": total,
+            "seconds": round(secs, 2),
+            "events_per_s": round((done - first) / secs),
+            "workers_cpu_us_per_event": round(cpu * 1e6 / done, 1),
+            "broker_cpu_s": round(bcpu1 - bcpu0, 2) if bcpu0 is not None and bcpu1 else None,
+        }
+        say(f"  {out['events_per_s']:,} events/s with two workers")
+        return out
+    finally:
+        for w in pair:
+            w.stop()
+        shutil.rmtree(base.data_dir / "pair-0", ignore_errors=True)
+        shutil.rmtree(base.data_dir / "pair-1", ignore_errors=True)
+
+
 def run_history(
     broker_cfg: BrokerConfig,
     profiles: int,

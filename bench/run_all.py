@@ -4,10 +4,10 @@
     python -m bench.run_all --quick    # small sizes, about 7 minutes: for developing
 
 Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka) and runs the
-sections that need it (produce, baselines, quix, worker, worker_python, profile, history, scale,
-journeys_e2e, restart)
-one after the other: never two workers at once (but the takeover's pair), as the machine has two cores and the broker
-needs one. Then it stops the broker, runs the client comparison on a broker of its own
+sections that need it (produce, baselines, quix, worker, worker_python, worker_pair, profile,
+history, scale, journeys_e2e, restart) one after the other: never two workers at once (but
+worker_pair's and the takeover's pairs), as the machine has two cores and the broker needs
+one. Then it stops the broker, runs the client comparison on a broker of its own
 (clients) and the sections without Kafka (duckdb, inprocess, engines, identity, journeys),
 prints a table and writes everything to var/bench/results-<timestamp>.json. A failing
 section is recorded and the rest still run.
@@ -219,6 +219,13 @@ def run(
                 ),
                 timings,
             )
+        if produced is not None and "worker_pair" not in skip:
+            section(
+                results,
+                "worker_pair",
+                lambda: e2e.run_worker_pair(cfg, spec, tag, sizes.throughput_timeout_s, web_port),
+                timings,
+            )
         if produced is not None and "profile" not in skip:
             section(
                 results,
@@ -375,6 +382,9 @@ def comparisons(r: dict[str, Any]) -> dict[str, Any]:
     py = _get(r, "worker_python", "throughput", "events_per_s")
     if ours and py:
         out["worker_native_vs_python_engine"] = round(ours / py, 2)
+    pair = _get(r, "worker_pair", "events_per_s")
+    if ours and pair:
+        out["two_workers_vs_one"] = round(pair / ours, 2)
     h1 = _get(r, "history", "x1", "events_per_s")
     k = _get(r, "sizes", "history_multiplier")
     hk = _get(r, "history", f"x{k}", "events_per_s")
@@ -451,6 +461,13 @@ def report(r: dict[str, Any]) -> str:
                 f"  {'the same worker with the Python engine (ENGAGE_ENGINE=python)':56s} "
                 f"{_n(py['events_per_s']):>9s} {_n(py['worker_cpu_us_per_event'], ',.1f'):>10s} "
                 f"{_n(py['rss_hwm_mb']):>7s} {_n(ours / py['events_per_s'], '.2f') + '×':>11s}"
+            )
+        pair = r.get("worker_pair")
+        if isinstance(pair, dict) and pair.get("events_per_s"):
+            L.append(
+                f"  {'two workers, one group, two partitions each (their sum)':56s} "
+                f"{_n(pair['events_per_s']):>9s} {_n(pair['workers_cpu_us_per_event'], ',.1f'):>10s} "
+                f"{'':>7s} {_n(ours / pair['events_per_s'], '.2f') + '×':>11s}"
             )
         if isinstance(r.get("quix"), dict):
             L.extend(baseline_quix.report_lines(ours, r["quix"]))
@@ -607,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         default="",
         help="comma-separated sections to skip: "
-        "baselines,quix,worker_python,profile,history,scale,journeys_e2e,restart,clients,duckdb,"
+        "baselines,quix,worker_python,worker_pair,profile,history,scale,journeys_e2e,restart,clients,"
+        "duckdb,"
         "inprocess,engines,identity,journeys",
     )
     p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
