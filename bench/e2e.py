@@ -639,7 +639,11 @@ def run_worker_pair(
     """The main throughput run with two worker processes in one consumer group (a fresh
     app id re-reading the same input), two partitions each: what a second process buys on
     this machine, beside the one-worker figure. Each has its own state directory and
-    instance id (its web port); the rate is both workers' applied events together."""
+    instance id (its web port); the rate is both workers' applied events together, over the
+    whole run: the first to join starts alone (ingest for every partition included), and
+    the second's join moves two partitions, which their new owner recovers from the
+    changelog. No steady-phase rate: after the join the pair finds a `profile-events`
+    backlog the first one ingested alone, so a later phase measures another mix of work."""
     base = with_app(worker_settings(broker_cfg.bootstrap, tag, web_port=web_port), "pair")
     pair = [
         BenchWorker(
