@@ -480,39 +480,12 @@ def report(r: dict[str, Any]) -> str:
         L.append("")
     elif _get(r, "worker", "error"):
         L.append(f"worker section failed: {r['worker']['error'][:300]}")
-    lat = _get(r, "worker", "latency")
-    if isinstance(lat, dict):
-        a, s, h = lat["applied_ms"], lat["seen_ms"], lat["lag_histogram_s"]
-        L.append(
-            f"Latency at {lat['rate_per_s']:,} events/s (half the sustained rate) for "
-            f"{lat['seconds']:.0f}s, {lat['applied']:,}/{lat['sent']:,} events"
-        )
-        L.append(f"  {'':56s} {'p50':>8s} {'p95':>8s} {'p99':>8s} {'max':>8s}")
-        L.append(
-            f"  {'produce → applied (changelog record timestamp), ms':56s} "
-            + " ".join(f"{_n(a[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
-        )
-        L.append(
-            f"  {'produce → seen by a consumer of the changelog, ms':56s} "
-            + " ".join(f"{_n(s[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
-        )
-        L.append(
-            f"  {'engage_processing_lag_seconds histogram (bucket bound), ms':56s} "
-            + " ".join(
-                f"{_n(h[k] * 1000 if h[k] is not None else None, ',.0f'):>8s}"
-                for k in ("p50", "p95", "p99")
-            )
-        )
-        if lat["changes_records"]:
-            c = lat["changes_ms"]
-            L.append(
-                f"  {'produce → engage.changes record, ms':56s} "
-                + " ".join(f"{_n(c[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
-            )
-        else:
-            L.append("  produce → engage.changes: no change records (engine not available yet)")
-        L.append(f"  worker RSS peak incl. this phase: {_n(lat['rss_peak_mb'])} MB")
-        L.append("")
+    for phase, what in (("latency", "half the sustained rate"), ("latency_fixed", "fixed rate")):
+        lat = _get(r, "worker", phase)
+        if isinstance(lat, dict):
+            L.extend(_latency_lines(lat, what))
+            L.append(f"  worker RSS peak incl. this phase: {_n(lat['rss_peak_mb'])} MB")
+            L.append("")
     rec = _get(r, "worker", "recovery")
     if isinstance(rec, dict):
         L.append(
@@ -609,6 +582,40 @@ def report(r: dict[str, Any]) -> str:
         L.append("")
     L.append(f"total {r.get('total_seconds')}s; sections: {r.get('section_seconds')}")
     return "\n".join(L)
+
+
+def _latency_lines(lat: dict[str, Any], what: str) -> list[str]:
+    out: list[str] = []
+    a, s, h = lat["applied_ms"], lat["seen_ms"], lat["lag_histogram_s"]
+    out.append(
+        f"Latency at {lat['rate_per_s']:,} events/s ({what}) for "
+        f"{lat['seconds']:.0f}s, {lat['applied']:,}/{lat['sent']:,} events"
+    )
+    out.append(f"  {'':56s} {'p50':>8s} {'p95':>8s} {'p99':>8s} {'max':>8s}")
+    out.append(
+        f"  {'produce → applied (changelog record timestamp), ms':56s} "
+        + " ".join(f"{_n(a[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
+    )
+    out.append(
+        f"  {'produce → seen by a consumer of the changelog, ms':56s} "
+        + " ".join(f"{_n(s[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
+    )
+    out.append(
+        f"  {'engage_processing_lag_seconds histogram (bucket bound), ms':56s} "
+        + " ".join(
+            f"{_n(h[k] * 1000 if h[k] is not None else None, ',.0f'):>8s}"
+            for k in ("p50", "p95", "p99")
+        )
+    )
+    if lat["changes_records"]:
+        c = lat["changes_ms"]
+        out.append(
+            f"  {'produce → engage.changes record, ms':56s} "
+            + " ".join(f"{_n(c[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
+        )
+    else:
+        out.append("  produce → engage.changes: no change records (engine not available yet)")
+    return out
 
 
 def hk_ratio(x1: dict[str, Any], xk: dict[str, Any]) -> str:
