@@ -594,24 +594,20 @@ def run_main(
         if not tp.complete:
             say("  throughput run did not finish in time: latency and recovery skipped")
             return out
-        rate = max(50.0, round(tp.events_per_s / 2))
-        say(f"latency: {rate:,.0f} events/s for {latency_seconds:.0f}s, worker caught up")
-        lat = measure_latency(worker, settings, latency_profiles(workload), rate, latency_seconds)
-        say(
-            f"  produce→applied p50 {lat.applied_ms['p50']} ms, p95 {lat.applied_ms['p95']} ms, "
-            f"p99 {lat.applied_ms['p99']} ms ({lat.applied}/{lat.sent} seen)"
-        )
-        out["latency"] = asdict(lat)
-        # the second latency figure: a fixed, moderate rate (below the half rate
-        # only when the worker is that slow)
-        fixed = min(LATENCY_FIXED_RATE, rate)
-        say(f"latency: {fixed:,.0f} events/s for {latency_seconds:.0f}s")
-        lat = measure_latency(worker, settings, latency_profiles(workload), fixed, latency_seconds)
-        say(
-            f"  produce→applied p50 {lat.applied_ms['p50']} ms, p95 {lat.applied_ms['p95']} ms, "
-            f"p99 {lat.applied_ms['p99']} ms ({lat.applied}/{lat.sent} seen)"
-        )
-        out["latency_fixed"] = asdict(lat)
+        half = max(50.0, round(tp.events_per_s / 2))
+        # the two latency figures: at half the sustained rate, and at a fixed,
+        # moderate rate (below the half rate only when the worker is that slow)
+        for phase, rate in (("latency", half), ("latency_fixed", min(LATENCY_FIXED_RATE, half))):
+            say(f"latency: {rate:,.0f} events/s for {latency_seconds:.0f}s, worker caught up")
+            lat = measure_latency(
+                worker, settings, latency_profiles(workload), rate, latency_seconds
+            )
+            say(
+                f"  produce→applied p50 {lat.applied_ms['p50']} ms, p95 "
+                f"{lat.applied_ms['p95']} ms, p99 {lat.applied_ms['p99']} ms "
+                f"({lat.applied}/{lat.sent} seen)"
+            )
+            out[phase] = asdict(lat)
         say("recovery: stop, delete local state, restart")
         rec = measure_recovery(worker, settings, probe_profiles(workload), recovery_timeout)
         say(
