@@ -34,6 +34,7 @@ import contextlib
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,13 +241,29 @@ class _Spawn(WorkerProcess):
         return {}
 
 
+def _cpu_seconds(pids: Sequence[int]) -> float | None:
+    """The processes' CPU time together (None if one cannot be read)."""
+    each = [proc_cpu_seconds(p) for p in pids]
+    return None if any(c is None for c in each) else sum(each)  # type: ignore[arg-type]
+
+
 def measure_throughput(
-    worker: BenchWorker, total: int, timeout: float, broker_cfg: BrokerConfig, label: str
+    workers: BenchWorker | Sequence[BenchWorker],
+    total: int,
+    timeout: float,
+    broker_cfg: BrokerConfig,
+    label: str,
 ) -> ThroughputResult:
-    """Spawn the worker on a pre-produced backlog and time it until every event is applied."""
+    """Spawn the worker (or several, in one group) on a pre-produced backlog and time them
+    until every event is applied: their applied events and CPU together, the largest
+    one's RSS."""
+    group = [workers] if isinstance(workers, BenchWorker) else list(workers)
     t_spawn = time.monotonic()
-    worker.spawn()
-    worker.wait_web(timeout=120)
+    for w in group:
+        w.spawn()
+    for w in group:
+        w.wait_web(timeout=120)
+    pids = [w.pid for w in group]
     bpid = broker_pid(broker_cfg)
     series: list[tuple[float, int]] = []
     t_first: float | None = None
@@ -255,13 +272,14 @@ def measure_throughput(
     last_say = time.monotonic()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if worker.proc.proc is not None and worker.proc.proc.poll() is not None:
-            raise RuntimeError(f"worker exited:\n{worker.proc.log_tail()}")
+        for w in group:
+            if w.proc.proc is not None and w.proc.proc.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{w.proc.log_tail()}")
         now = time.monotonic()
-        done = applied_count(worker.metrics())
+        done = sum(applied_count(w.metrics()) for w in group)
         if done > 0 and t_first is None:
             t_first = now
-            cpu0 = proc_cpu_seconds(worker.pid)
+            cpu0 = _cpu_seconds(pids)
             bcpu0 = proc_cpu_seconds(bpid) if bpid else None
         if t_first is not None:
             series.append((round(now - t_first, 3), done))
@@ -272,12 +290,14 @@ def measure_throughput(
             last_say = now
         time.sleep(0.25)
     t_end = time.monotonic()
-    cpu1 = proc_cpu_seconds(worker.pid)
+    cpu1 = _cpu_seconds(pids)
     bcpu1 = proc_cpu_seconds(bpid) if bpid else None
-    assert worker.rss is not None
-    worker.rss.sample()
+    samplers = [w.rss for w in group if w.rss is not None]
+    for sampler in samplers:
+        sampler.sample()
     if t_first is None or not series:
-        raise TimeoutError(f"{label}: nothing applied in {timeout}s:\n{worker.proc.log_tail()}")
+        logs = "\n".join(w.proc.log_tail() for w in group)
+        raise TimeoutError(f"{label}: nothing applied in {timeout}s:\n{logs}")
     first_done = series[0][1]
     secs = max(1e-6, t_end - t_first)
     rate = (done - first_done) / secs if done > first_done else done / secs
@@ -293,8 +313,8 @@ def measure_throughput(
         worker_cpu_s=_round(wcpu, 2),
         broker_cpu_s=_round(bcpu1 - bcpu0, 2) if bcpu0 is not None and bcpu1 else None,
         worker_cpu_us_per_event=_round(wcpu * 1e6 / done, 1) if wcpu and done else None,
-        rss_peak_mb=round(worker.rss.peak_mb, 1),
-        rss_hwm_mb=round(worker.rss.hwm_mb, 1),
+        rss_peak_mb=round(max(x.peak_mb for x in samplers), 1),
+        rss_hwm_mb=round(max(x.hwm_mb for x in samplers), 1),
         series=series[:: max(1, len(series) // 60)],
     )
 
@@ -648,68 +668,36 @@ def run_worker_pair(
     """The main throughput run with two worker processes in one consumer group (a fresh
     app id re-reading the same input), two partitions each: what a second process buys on
     this machine, beside the one-worker figure. Each has its own state directory and
-    instance id (its web port); the rate is both workers' applied events together, over the
-    whole run: the first to join starts alone (ingest for every partition included), and
-    the second's join moves two partitions, which their new owner recovers from the
-    changelog. No steady-phase rate: after the join the pair finds a `profile-events`
-    backlog the first one ingested alone, so a later phase measures another mix of work."""
+    instance id (its web port). The rate is over the whole run: the first to join starts
+    alone (ingest for every partition included), and the second's join moves two
+    partitions, which their new owner recovers from the changelog. Its steady-phase rate is
+    not the pair at work: after the join the pair finds a `profile-events` backlog the first
+    one ingested alone, so a later phase measures another mix of work."""
     base = with_app(worker_settings(broker_cfg.bootstrap, tag, web_port=web_port), "pair")
+    dirs = [base.data_dir / f"pair-{i}" for i in range(2)]
     pair = [
         BenchWorker(
             base.model_copy(
                 update={
                     "web_port": web_port + i,
-                    "data_dir": base.data_dir / f"pair-{i}",
+                    "data_dir": d,
                     "internal_secret": "bench-pair-secret",
                 }
             ),
             f"{base.app_id}-{i}",
         )
-        for i in range(2)
+        for i, d in enumerate(dirs)
     ]
     say(f"two workers: draining {spec.total_events:,} events")
-    total = spec.total_events
     try:
-        for w in pair:
-            w.spawn()
-        for w in pair:
-            w.wait_web(timeout=120)
-        pids = [w.pid for w in pair]
-        bpid = broker_pid(broker_cfg)
-        t_first = cpu0 = bcpu0 = None
-        first = done = 0
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and done < total:
-            for w in pair:
-                if w.proc.proc is not None and w.proc.proc.poll() is not None:
-                    raise RuntimeError(f"a worker exited:\n{w.proc.log_tail()}")
-            done = sum(applied_count(w.metrics()) for w in pair)
-            if done > 0 and t_first is None:
-                t_first, first = time.monotonic(), done
-                cpu0 = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
-                bcpu0 = proc_cpu_seconds(bpid) if bpid else None
-            time.sleep(0.25)
-        t_end = time.monotonic()
-        if t_first is None or done < total:
-            raise TimeoutError(f"two workers applied {done:,} of {total:,} in {timeout}s")
-        cpu = sum(proc_cpu_seconds(p) or 0.0 for p in pids) - (cpu0 or 0.0)
-        bcpu1 = proc_cpu_seconds(bpid) if bpid else None
-        secs = max(1e-6, t_end - t_first)
-        out = {
-            "workers": 2,
-            "events": total,
-            "seconds": round(secs, 2),
-            "events_per_s": round((done - first) / secs),
-            "workers_cpu_us_per_event": round(cpu * 1e6 / done, 1),
-            "broker_cpu_s": round(bcpu1 - bcpu0, 2) if bcpu0 is not None and bcpu1 else None,
-        }
-        say(f"  {out['events_per_s']:,} events/s with two workers")
-        return out
+        tp = measure_throughput(pair, spec.total_events, timeout, broker_cfg, "two workers")
     finally:
         for w in pair:
             w.stop()
-        shutil.rmtree(base.data_dir / "pair-0", ignore_errors=True)
-        shutil.rmtree(base.data_dir / "pair-1", ignore_errors=True)
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+    say(f"  {tp.events_per_s:,} events/s with two workers")
+    return {"workers": len(pair), "throughput": asdict(tp)}
 
 
 def run_history(

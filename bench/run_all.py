@@ -382,7 +382,7 @@ def comparisons(r: dict[str, Any]) -> dict[str, Any]:
     py = _get(r, "worker_python", "throughput", "events_per_s")
     if ours and py:
         out["worker_native_vs_python_engine"] = round(ours / py, 2)
-    pair = _get(r, "worker_pair", "events_per_s")
+    pair = _get(r, "worker_pair", "throughput", "events_per_s")
     if ours and pair:
         out["two_workers_vs_one"] = round(pair / ours, 2)
     h1 = _get(r, "history", "x1", "events_per_s")
@@ -462,12 +462,12 @@ def report(r: dict[str, Any]) -> str:
                 f"{_n(py['events_per_s']):>9s} {_n(py['worker_cpu_us_per_event'], ',.1f'):>10s} "
                 f"{_n(py['rss_hwm_mb']):>7s} {_n(ours / py['events_per_s'], '.2f') + '×':>11s}"
             )
-        pair = r.get("worker_pair")
+        pair = _get(r, "worker_pair", "throughput")
         if isinstance(pair, dict) and pair.get("events_per_s"):
             L.append(
                 f"  {'two workers, one group, two partitions each (their sum)':56s} "
-                f"{_n(pair['events_per_s']):>9s} {_n(pair['workers_cpu_us_per_event'], ',.1f'):>10s} "
-                f"{'':>7s} {_n(ours / pair['events_per_s'], '.2f') + '×':>11s}"
+                f"{_n(pair['events_per_s']):>9s} {_n(pair['worker_cpu_us_per_event'], ',.1f'):>10s} "
+                f"{_n(pair['rss_hwm_mb']):>7s} {_n(ours / pair['events_per_s'], '.2f') + '×':>11s}"
             )
         if isinstance(r.get("quix"), dict):
             L.extend(baseline_quix.report_lines(ours, r["quix"]))
@@ -631,9 +631,8 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         default="",
         help="comma-separated sections to skip: "
-        "baselines,quix,worker_python,worker_pair,profile,history,scale,journeys_e2e,restart,clients,"
-        "duckdb,"
-        "inprocess,engines,identity,journeys",
+        "baselines,quix,worker_python,worker_pair,profile,history,scale,journeys_e2e,restart,"
+        "clients,duckdb,inprocess,engines,identity,journeys",
     )
     p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
     p.add_argument("--web-port", type=int, default=WORKER_WEB_PORT, help="the workers' web port")

@@ -85,26 +85,26 @@ class Outputs:
         return len(self.conflicts)
 
 
+def _state(v: Any, audience: bool) -> int:
+    return _OUT if audience and v is not True else _digest(orjson.dumps(v)) | 1
+
+
 def _move(change: dict[str, Any]) -> tuple[int, int, int]:
     instant = (change["profile_id"], change["key"], change.get("version"), change.get("at_ms"))
     audience = change["kind"] == "audience"
-
-    def state(v: Any) -> int:
-        return _OUT if audience and v is not True else _digest(orjson.dumps(v)) | 1
-
     return (
         _digest(orjson.dumps(instant)),
-        state(change.get("previous")),
-        state(change["value"]),
+        _state(change.get("previous"), audience),
+        _state(change["value"], audience),
     )
 
 
 def _same_instant_reversals(ids: Iterable[str], side: Outputs) -> int:
     """How many of `ids` (one side's records the other has not) pair up as x→y, y→x at
-    one instant."""
+    one instant (in any order: each pair is counted once its second half is seen)."""
     open_moves: dict[tuple[int, int, int], int] = {}  # (instant, from, to) -> unpaired
     paired = 0
-    for mid in sorted(ids):
+    for mid in ids:
         instant, frm, to = side.moves[mid]
         back = (instant, to, frm)
         if open_moves.get(back):
