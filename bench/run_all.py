@@ -455,20 +455,18 @@ def report(r: dict[str, Any]) -> str:
                 f"{_n(b['cpu_us_per_event'], ',.1f'):>10s} {_n(b['rss_hwm_mb']):>7s} "
                 f"{_n(ratio, '.2f') + '×':>11s}{part}"
             )
-        py = _get(r, "worker_python", "throughput")
-        if isinstance(py, dict) and py.get("events_per_s"):
-            L.append(
-                f"  {'the same worker with the Python engine (ENGAGE_ENGINE=python)':56s} "
-                f"{_n(py['events_per_s']):>9s} {_n(py['worker_cpu_us_per_event'], ',.1f'):>10s} "
-                f"{_n(py['rss_hwm_mb']):>7s} {_n(ours / py['events_per_s'], '.2f') + '×':>11s}"
-            )
-        pair = _get(r, "worker_pair", "throughput")
-        if isinstance(pair, dict) and pair.get("events_per_s"):
-            L.append(
-                f"  {'two workers, one group, two partitions each (their sum)':56s} "
-                f"{_n(pair['events_per_s']):>9s} {_n(pair['worker_cpu_us_per_event'], ',.1f'):>10s} "
-                f"{_n(pair['rss_hwm_mb']):>7s} {_n(ours / pair['events_per_s'], '.2f') + '×':>11s}"
-            )
+        for section_name, label in (
+            ("worker_python", "the same worker with the Python engine (ENGAGE_ENGINE=python)"),
+            ("worker_pair", "two workers, one group, two partitions each (their sum)"),
+        ):
+            other = _get(r, section_name, "throughput")
+            if isinstance(other, dict) and other.get("events_per_s"):
+                L.append(
+                    f"  {label:56s} {_n(other['events_per_s']):>9s} "
+                    f"{_n(other['worker_cpu_us_per_event'], ',.1f'):>10s} "
+                    f"{_n(other['rss_hwm_mb']):>7s} "
+                    f"{_n(ours / other['events_per_s'], '.2f') + '×':>11s}"
+                )
         if isinstance(r.get("quix"), dict):
             L.extend(baseline_quix.report_lines(ours, r["quix"]))
         L.append(
