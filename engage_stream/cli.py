@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from engage_stream import commands
@@ -49,6 +50,27 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    gc.callbacks.append(GcPauses().callback)
+
+
+class GcPauses:
+    """Observes each collection's pause in `engage_gc_pause_seconds`: a collection stops
+    every stage's loop at once, so a long one shows up in every latency percentile."""
+
+    def __init__(self) -> None:
+        from engage_stream import metrics
+
+        self._started = 0.0
+        self._by_generation = [
+            metrics.gc_pause_seconds.labels(str(g)) for g in range(3)
+        ]  # at 0 from the start
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
+            self._started = 0.0
 
 
 def _broker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]

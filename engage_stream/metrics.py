@@ -116,6 +116,14 @@ batch_seconds = Histogram(
     buckets=_FAST_BUCKETS,
     registry=REGISTRY,
 )
+gc_pause_seconds = Histogram(
+    "engage_gc_pause_seconds",
+    "Time the Python garbage collector stopped the worker (its event loop with it), per "
+    "collection, by generation",
+    ["generation"],
+    buckets=_FAST_BUCKETS,
+    registry=REGISTRY,
+)
 timer_sweep_seconds = Histogram(
     "engage_timer_sweep_seconds",
     "Time one clock tick spends firing the time-driven changes due in a partition",

@@ -9,6 +9,7 @@ index. Journeys (`journeys.runner`, users only) see the changes the engine just 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,6 +33,8 @@ from engage_stream.profiles.record import (
     is_account,
 )
 from engage_stream.profiles.store import ProfileStore
+
+log = logging.getLogger(__name__)
 
 
 class EngineLike(Protocol):
@@ -195,7 +198,7 @@ class ProfileProcessor:
     def account_flags(self, store: ProfileStore, msg: AccountFlags, now_ms: int) -> Outcome:
         """A user's hidden memberships reached its account: the any / all / none traits
         move, and the account audiences reading them are evaluated."""
-        record = store.get(msg.account) or self._new(msg.account)
+        record = store.get(msg.account) or self._new(store, msg.account)
         previous_wakeup = record.wakeup
         left: list[str] = []
         changes = self._sync_definitions(store, record, now_ms, left)
@@ -252,7 +255,7 @@ class ProfileProcessor:
         record = store.get(event.profile_id)
         created = record is None
         if record is None:
-            record = self._new(event.profile_id)
+            record = self._new(store, event.profile_id)
         previous_wakeup = record.wakeup
         if self._is_duplicate(store, event, now_ms):
             return None
@@ -266,10 +269,16 @@ class ProfileProcessor:
                 store.prune_history(record.profile_id, cutoff)
         return record, created, previous_wakeup, changes, left
 
-    def _new(self, profile_id: str) -> ProfileRecord:
+    def _new(self, store: ProfileStore, profile_id: str) -> ProfileRecord:
         record = ProfileRecord(profile_id=profile_id)
-        record.def_versions, record.defs_epoch = dict(self.versions), self.epoch
+        self._stamp(store, record)
         return record
+
+    def _stamp(self, store: ProfileStore, record: ProfileRecord) -> None:
+        """The record's state now reflects the current definitions: it carries their
+        fingerprint, which the partition resolves to the versions."""
+        record.def_versions, record.defs_epoch = {}, self.epoch
+        store.keep_epoch(self.epoch, self.versions)
 
     def advance(
         self, store: ProfileStore, now_ms: int, on_error: ProfileErrorHandler | None = None
@@ -383,10 +392,7 @@ class ProfileProcessor:
         """One profile from two: the union of both histories and dedup windows, traits by
         last update, every identifier, metadata; then every definition evaluated again
         over the merged history (changes caused by `merge:<source>`)."""
-        target = store.get(transfer.target)
-        if target is None:
-            target = ProfileRecord(profile_id=transfer.target)
-            target.def_versions, target.defs_epoch = dict(self.versions), self.epoch
+        target = store.get(transfer.target) or self._new(store, transfer.target)
         if any(m.source == transfer.source for m in target.merges):
             return Merged(record=target, duplicate=True)
         previous_wakeup = target.wakeup
@@ -415,7 +421,7 @@ class ProfileProcessor:
             changes = self.engine.recompute(
                 target, set(self.versions), history, now_ms, cause=f"merge:{transfer.source}"
             )
-        target.def_versions, target.defs_epoch = dict(self.versions), self.epoch
+        self._stamp(store, target)
         # the merged profile carries both sides' journey instances and subscriptions
         for key, per in source.journeys.items():
             mine = target.journeys.setdefault(key, {})
@@ -435,7 +441,7 @@ class ProfileProcessor:
         if record.defs_epoch == self.epoch:
             return []
         changes: list[Any] = []
-        applied = record.def_versions
+        applied = record.def_versions or self._applied(store, record)
         if self.engine is not None:
             removed = {k for k in applied if k not in self.versions}
             stale = {k for k, v in self.versions.items() if applied.get(k) != v}
@@ -449,8 +455,25 @@ class ProfileProcessor:
                 start = max(0, now_ms - self.settings.history_ms)
                 history = store.history(record.profile_id, start)
                 changes = self.engine.recompute(record, stale, history, now_ms)
-        record.def_versions, record.defs_epoch = dict(self.versions), self.epoch
+        self._stamp(store, record)
         return changes
+
+    @staticmethod
+    def _applied(store: ProfileStore, record: ProfileRecord) -> dict[str, int]:
+        """The definition versions the record's state reflects ({}: none — a record the
+        engine never evaluated, so every definition is evaluated over its history)."""
+        if not record.defs_epoch:
+            return {}
+        versions = store.epoch_versions(record.defs_epoch)
+        if versions is None:  # (every write of a fingerprint keeps it: not expected)
+            log.warning(
+                "profile %s: definitions fingerprint %s unknown in this partition; "
+                "evaluating every definition again",
+                record.profile_id,
+                record.defs_epoch,
+            )
+            return {}
+        return versions
 
     def _is_duplicate(self, store: ProfileStore, event: ProfileEvent, now_ms: int) -> bool:
         """messageId dedup per profile over a sliding window (Segment: at least 24 h)."""

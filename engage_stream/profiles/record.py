@@ -15,9 +15,11 @@ only.
 Ownership: the profile processor maintains `traits`, `external_ids` and `metadata`; the
 engine maintains `computed_traits`, `audiences`, `engine` (its opaque per-definition
 state, JSON-serialisable) and `next_wakeup` (when its next time-driven change is due);
-the journey runner `journeys` and `journey_wakeup`. `def_versions` / `defs_epoch` record
-which definition versions the engine state was computed for, so a changed definition is
-recomputed from history before the profile is next touched.
+the journey runner `journeys` and `journey_wakeup`. `defs_epoch` records which definition
+versions the engine state was computed for — a fingerprint the partition resolves
+(`ProfileStore.epoch_versions`) —, so a changed definition is recomputed from history before
+the profile is next touched. `def_versions` is that map itself, as profiles stored it before
+the fingerprint table; it is read when present and emptied when the profile is next synced.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ class ProfileRecord:
     metadata: Metadata = field(default_factory=Metadata)
     engine: dict[str, Any] = field(default_factory=dict)
     next_wakeup: int | None = None
-    def_versions: dict[str, int] = field(default_factory=dict)  # definitions state reflects
-    defs_epoch: str = ""  # fingerprint of def_versions, for a cheap "up to date?" check
+    def_versions: dict[str, int] = field(default_factory=dict)  # (stored before `e:` keys)
+    defs_epoch: str = ""  # fingerprint of the definition versions the state reflects
     merges: list[Merge] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)  # accounts: their users
     # accounts: each user's memberships of the hidden audiences (`profiles.accounts`), and

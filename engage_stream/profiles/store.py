@@ -22,14 +22,14 @@ changelog record of its own: `[oldest history ms, oldest d: arrival ms, inline]`
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import orjson
 
 from engage_stream.events import ProfileEvent
 from engage_stream.profiles.record import ProfileRecord
 from engage_stream.state.keys import END as _END
-from engage_stream.state.keys import HISTORY, PROFILE, SEEN, SEP, WAKEUP
+from engage_stream.state.keys import EPOCH, HISTORY, PROFILE, SEEN, SEP, WAKEUP
 from engage_stream.state.keys import ts13 as _ts
 from engage_stream.state.kv import KV
 
@@ -95,6 +95,7 @@ class ProfileStore:
         # Bookkeeping of profiles read or changed through this store and not yet put back.
         # Every write path goes through the store, so an entry is never older than the kv.
         self._books: dict[str, _Books] = {}
+        self._epochs: set[str] = set()  # fingerprints known to be stored (`keep_epoch`)
 
     def _books_for(self, profile_id: str) -> _Books:
         books = self._books.get(profile_id)
@@ -107,6 +108,28 @@ class ProfileStore:
     def forget_cached(self) -> None:
         """Drop the bookkeeping read so far: the writes it was read from were rolled back."""
         self._books.clear()
+        self._epochs.clear()
+
+    # -- definition versions --------------------------------------------------------
+    def keep_epoch(self, epoch: str, versions: Mapping[str, int]) -> None:
+        """Make the fingerprint `epoch` of `versions` resolvable in this partition.
+
+        Why a table rather than the map on each profile: every profile brought to the same
+        definitions carries the same versions (70 definitions: a third of a stored profile,
+        read and written with every event), and a fingerprint names its map for good (it is
+        a hash of it), so one entry per fingerprint serves them all. Entries are never
+        removed: a profile skipped by a backfill may still name an older one."""
+        if epoch in self._epochs:
+            return
+        key = EPOCH + epoch.encode()
+        if self.kv.get(key) is None:
+            self.kv.put(key, orjson.dumps(dict(sorted(versions.items()))))
+        self._epochs.add(epoch)
+
+    def epoch_versions(self, epoch: str) -> dict[str, int] | None:
+        """The definition versions `epoch` stands for (None: never kept here)."""
+        raw = self.kv.get(EPOCH + epoch.encode())
+        return orjson.loads(raw) if raw is not None else None
 
     # -- profiles -------------------------------------------------------------------
     def get(self, profile_id: str) -> ProfileRecord | None:

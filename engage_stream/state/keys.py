@@ -13,6 +13,7 @@ One RocksDB database holds one partition of the profile-events topic. Its keys, 
 | `j:` | `j:<journey>\\0<count name>` | journey counts in this partition | `journeys.counts` |
 | `b:` | `b:<broadcast>` | this partition's progress of the broadcast's send | `broadcasts.sending` |
 | `q:` | `q:<broadcast>\\0<n, 9 digits>` | a queued send request (the snapshot, not sent yet) | `broadcasts.sending` |
+| `e:` | `e:<definitions fingerprint>` | the definition versions it stands for | `profiles.store` |
 | `c:` | `c:clock`, `c:sweep` | partition clock; backfill epoch and cursor | `state.transaction` |
 | `\\0meta:` | changelog offset, source offset, format | recovery bookkeeping | `state.partition_store` |
 
@@ -39,6 +40,7 @@ REDIRECT = b"r:"
 JOURNEY_COUNT = b"j:"
 BROADCAST = b"b:"
 BROADCAST_QUEUE = b"q:"
+EPOCH = b"e:"
 CLOCK = b"c:clock"
 SWEEP = b"c:sweep"
 

@@ -42,7 +42,7 @@ def test_edit_recomputes_with_the_new_version() -> None:
     out = h.redefine([edited], {"aud": 2}, now=T0 + 2 * H)
     assert summary(out) == [("aud", False, T0 + 2 * H, "definition:2")]
     assert out[0].version == 2
-    assert h.record().def_versions == {"aud": 2}
+    assert h.store.epoch_versions(h.record().defs_epoch) == {"aud": 2}
     assert h.wakeup() is None, "a non-member with nothing to gain by time has no wake-up"
 
 

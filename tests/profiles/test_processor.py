@@ -9,6 +9,7 @@ from engage_stream.events import ProfileEvent
 from engage_stream.profiles.processor import ProcessorSettings, ProfileProcessor
 from engage_stream.profiles.record import ProfileRecord
 from engage_stream.profiles.store import ProfileStore
+from engage_stream.state.keys import EPOCH, PROFILE
 from engage_stream.state.memory import MemoryKV
 
 H = 3_600_000
@@ -160,4 +161,48 @@ def test_a_stale_profile_is_recomputed_before_its_next_event() -> None:
     assert out == [("recomputed", "user_id:u1", ["a"]), ("enter", "user_id:u1")], (
         "history before the new event, then the event itself: counted once"
     )
-    assert s.get("user_id:u1").def_versions == {"k": 2}
+    stored = s.get("user_id:u1")
+    assert stored.def_versions == {}, "the versions are the partition's, by fingerprint"
+    assert s.epoch_versions(stored.defs_epoch) == {"k": 2}
+
+
+def test_stored_profiles_name_their_definitions_by_fingerprint() -> None:
+    """One `e:` entry per fingerprint, not the versions map on every profile."""
+    engine = WindowEngine()
+    p, s = make(engine=engine)
+    p.set_engine(engine, {"k": 1})
+    for uid in ("a", "b", "c"):
+        e = ev("x", 1000)
+        e.profile_id = f"user_id:{uid}"
+        p.apply(s, e, now_ms=1000)
+    assert list(s.kv.range(EPOCH, EPOCH + b"\xff")) == [(EPOCH + p.epoch.encode(), b'{"k":1}')]
+    raw = s.kv.get(PROFILE + b"user_id:a")
+    assert b'"k":1' not in raw and b'"def_versions":{}' in raw
+
+
+def test_a_profile_stored_with_its_versions_inline_is_synced_from_them() -> None:
+    """Profiles stored before the fingerprint table carry the map itself: it decides what
+    is stale, and the next sync replaces it by the fingerprint."""
+    engine = WindowEngine()
+    p, s = make(engine=engine)
+    p.apply(s, ev("a", 1000), now_ms=1000)
+    old = s.get("user_id:u1")
+    old.def_versions, old.defs_epoch = {"k": 1}, "written-before-the-table"
+    s.put(old, old.wakeup)
+    p.set_engine(engine, {"k": 1})  # the same versions: nothing stale, nothing recomputed
+    out = p.apply(s, ev("b", 2000), now_ms=2000).changes
+    assert out == [("enter", "user_id:u1")]
+    stored = s.get("user_id:u1")
+    assert stored.def_versions == {} and s.epoch_versions(stored.defs_epoch) == {"k": 1}
+
+
+def test_an_unknown_fingerprint_evaluates_every_definition_again() -> None:
+    engine = WindowEngine()
+    p, s = make(engine=engine)
+    p.set_engine(engine, {"k": 1})
+    p.apply(s, ev("a", 1000), now_ms=1000)
+    lost = s.get("user_id:u1")
+    lost.defs_epoch = "never-kept"
+    s.put(lost, lost.wakeup)
+    out = p.apply(s, ev("b", 2000), now_ms=2000).changes
+    assert out == [("recomputed", "user_id:u1", ["a"]), ("enter", "user_id:u1")]

@@ -278,3 +278,24 @@ def test_the_floor_survives_transactions_and_recovery_resets_it(tmp_path: Path) 
     assert tx.wakeup_floor == 0
     assert ProfileStore(tx, tx.wakeup_floor).due(5_000) == ["b"]
     ps.store.close()
+
+
+def test_a_fingerprint_kept_in_a_rolled_back_record_is_kept_again(tmp_path: Path) -> None:
+    """`keep_epoch` writes once per store; a rollback takes the write back, and
+    `forget_cached` (what the stage calls then) makes the next record write it again."""
+    ps = PartitionStore(tmp_path / "p0")
+    try:
+        tx = Transaction(ps)
+        store = ProfileStore(tx)
+        tx.savepoint()
+        store.keep_epoch("e1", {"a": 1})
+        tx.rollback()
+        store.forget_cached()
+        assert store.epoch_versions("e1") is None
+        store.keep_epoch("e1", {"a": 1})
+        assert store.epoch_versions("e1") == {"a": 1}
+        tx.prepare()
+        tx.commit(0)
+        assert ProfileStore(Transaction(ps)).epoch_versions("e1") == {"a": 1}
+    finally:
+        ps.close()
