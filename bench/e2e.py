@@ -29,10 +29,10 @@ What is measured, and how (nothing mocked: a real Apache Kafka, the real worker 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import random
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -351,58 +351,99 @@ def _pcts(values: list[float]) -> dict[str, float | None]:
     return out
 
 
-async def _paced(
+class _Observer:
+    """What the latency harness sees of the worker's outputs: for each paced event, when its
+    history entry reached the changelog (the record's timestamp) and when this consumer saw
+    it; and every `engage.changes` record's profile and timestamp.
+
+    Why librdkafka in a thread rather than an aiokafka task next to the load producer: the
+    changelog carries every profile value the worker writes (several KB per event), and
+    aiokafka decodes each record in Python — a third of a core at 1,000 events/s, taken
+    from the two cores the worker and the broker share, so the harness itself stretched the
+    latencies it measured. librdkafka decodes in C and waits without the GIL."""
+
+    def __init__(self, settings: Settings, prefix: str) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.changes_topic = settings.topics.changes
+        self.prefix = prefix.encode()
+        self.applied: dict[str, tuple[int, int]] = {}
+        self.change_recs: list[tuple[bytes, int]] = []
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.broker,
+                "group.id": f"bench-observer-{prefix}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+                "check.crcs": False,
+            }
+        )
+        topics = (settings.changelog_topic, settings.topics.changes)
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        for tp in tps:  # from the current ends: only what is produced from now on
+            tp.offset = self._consumer.get_watermark_offsets(tp, timeout=30)[1]
+        self._consumer.assign(tps)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="latency-observer", daemon=True)
+
+    def __enter__(self) -> _Observer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self._consumer.close()
+
+    def _run(self) -> None:
+        consumer = self._consumer
+        changes, prefix = self.changes_topic, self.prefix
+        while not self._stop.is_set():
+            msgs = consumer.consume(num_messages=10_000, timeout=0.02)
+            now_ns = time.time_ns()
+            for m in msgs:
+                if m.error() is not None:
+                    continue
+                key = m.key()
+                ts = m.timestamp()[1]
+                if m.topic() == changes:
+                    self.change_recs.append((_change_profile(key, m.value()), ts))
+                elif key and key.startswith(b"h:") and m.value() is not None:
+                    mid = key.rsplit(b"\x00", 1)[1]
+                    if mid.startswith(prefix):
+                        self.applied[mid.decode()] = (ts, now_ns)
+
+
+def _paced(
     settings: Settings,
     profiles: list[tuple[str, bytes]],
     rate: float,
     seconds: float,
     drain_timeout: float,
 ) -> tuple[int, dict[str, int], dict[str, tuple[int, int]], list[tuple[bytes, int]], dict]:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    """`rate` events/s for `seconds` to the track topic, then wait until the worker applied
+    them. The send time is taken just before the event is handed to the client, so the
+    client's own batching (librdkafka's default 5 ms linger, as an SDK's or the collector's
+    producer batches) is part of the latency; the load itself runs on librdkafka for the
+    same reason as `_Observer` (aiokafka cost a quarter of a core, and one produce request
+    per event another third of a core in the broker, at 1,000 events/s)."""
+    from confluent_kafka import Producer
 
     from engage_stream.sample_data import iso
 
-    changelog = settings.changelog_topic
-    changes = settings.topics.changes
     prefix = f"lat{int(time.time())}-"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=10,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=0)
-    await consumer.start()
-    await producer.start()
+    producer = Producer({"bootstrap.servers": settings.broker, "acks": "all", "linger.ms": 5})
     sent: dict[str, int] = {}
     by_profile: dict[bytes, list[int]] = {}
-    applied: dict[str, tuple[int, int]] = {}
-    change_recs: list[tuple[bytes, int]] = []
-    try:
-        tps = [TopicPartition(changelog, p) for p in range(settings.partitions)]
-        tps += [TopicPartition(changes, p) for p in range(settings.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
+    failed: list[str] = []
 
-        async def consume() -> None:
-            while True:
-                batch = await consumer.getmany(timeout_ms=20)
-                now_ns = time.time_ns()
-                for tp, recs in batch.items():
-                    for r in recs:
-                        if tp.topic == changes:
-                            change_recs.append((_change_profile(r.key, r.value), r.timestamp))
-                        elif r.value is not None and r.key and r.key.startswith(b"h:"):
-                            mid = r.key.rsplit(b"\x00", 1)[1].decode()
-                            if mid.startswith(prefix):
-                                applied[mid] = (r.timestamp, now_ns)
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
 
-        task = asyncio.create_task(consume())
+    with _Observer(settings, prefix) as seen:
         n = int(rate * seconds)
         rng = random.Random(11)
-        futures = []
         t0 = time.perf_counter()
         i = 0
         while i < n:
@@ -423,25 +464,21 @@ async def _paced(
                         "bench_sent_ns": sent_ns,
                     },
                 }
-                futures.append(
-                    await producer.send(settings.topics.track, orjson.dumps(body), key=key)
+                producer.produce(
+                    settings.topics.track, orjson.dumps(body), key, on_delivery=delivered
                 )
                 sent[mid] = sent_ns
                 by_profile.setdefault(pid.encode(), []).append(sent_ns)
                 i += 1
-            await asyncio.sleep(0.002)
-        await asyncio.gather(*futures)
+            producer.poll(0)
+            time.sleep(0.002)
+        if producer.flush(30) or failed:
+            raise RuntimeError(f"paced events not delivered: {failed[:3]}")
         deadline = time.monotonic() + drain_timeout
-        while len(applied) < n and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)  # let trailing engine outputs arrive
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    finally:
-        await producer.stop()
-        await consumer.stop()
-    return n, sent, applied, change_recs, by_profile
+        while len(seen.applied) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # let trailing engine outputs arrive
+    return n, sent, dict(seen.applied), list(seen.change_recs), by_profile
 
 
 def _change_profile(key: bytes | None, value: bytes | None) -> bytes:
@@ -465,8 +502,8 @@ def measure_latency(
 ) -> LatencyResult:
     before = worker.metrics().histogram("engage_processing_lag_seconds")
     peak0 = worker.rss.peak_kb if worker.rss else 0
-    n, sent, applied, change_recs, by_profile = asyncio.run(
-        _paced(settings, profiles, rate, seconds, drain_timeout=30 + seconds)
+    n, sent, applied, change_recs, by_profile = _paced(
+        settings, profiles, rate, seconds, drain_timeout=30 + seconds
     )
     after = worker.metrics().histogram("engage_processing_lag_seconds")
     lat_applied = [ts - sent[mid] / 1e6 for mid, (ts, _) in applied.items()]
