@@ -50,6 +50,7 @@ from bench.common import (
     say,
 )
 from bench.workload import BatchProducer, Workload, WorkloadSpec
+from engage_stream.stream.options import ProducerOptions
 from engage_stream.stream.producing import partition_for
 
 DEFAULT_PORT = 38900
@@ -65,7 +66,7 @@ class ClientSettings:
     batch: int = 1000  # the worker's batch_size
     fetch_max_bytes: int = 32 * 1024 * 1024  # ConsumerOptions.fetch_max_bytes
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
-    linger_ms: int = 5  # ProducerOptions.linger_ms
+    linger_ms: int = ProducerOptions().linger_ms
     producer_batch_bytes: int = 1024 * 1024  # ProducerOptions.max_batch_bytes
 
     def aiokafka_consumer(self) -> dict[str, Any]:

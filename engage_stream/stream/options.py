@@ -25,9 +25,10 @@ class ProducerOptions:
     # Every output and changelog record is acknowledged by all in-sync replicas before the
     # checkpoint stores the state that caused it.
     acks: str = "all"
-    # A checkpoint sends everything at once; a short linger merges the per-partition
-    # batches of concurrent checkpoints (ticks, ingest) without adding visible latency.
-    linger_ms: int = 5
+    # No linger: a checkpoint hands all its batches over before it waits, so they leave in
+    # one request per broker anyway, and the stage waits for the acknowledgement — a linger
+    # only delays it (a checkpoint's round trip measured 11.7 → 4.2 ms p50, bench/README).
+    linger_ms: int = 0
     max_batch_bytes: int = 1024 * 1024
     # A send not acknowledged (or not even accepted, the broker away) within this fails:
     # a checkpoint's batch is applied again, a clock tick is skipped (the next one carries on).
