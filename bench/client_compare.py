@@ -400,6 +400,45 @@ def ratios(a: dict[str, Any], c: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+ROUND_TRIP_LINGERS = (5, 0)  # the producer's former default, and the current one
+
+
+async def checkpoint_round_trip(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], sends: int, rounds: int
+) -> dict[str, Any]:
+    """What a checkpoint waits for at a low rate: the worker's `Sender.send_many` of a small
+    batch (32 workload records over the partitions), until acknowledged — per linger, the
+    lingers alternating round by round; ms percentiles and new ÷ old."""
+    from engage_stream.records import OutgoingRecord
+    from engage_stream.stream.producing import Sender
+
+    batch = [OutgoingRecord(topic, k, v) for k, v in records[:32]]
+    times: dict[int, list[float]] = {linger: [] for linger in ROUND_TRIP_LINGERS}
+    for i in range(rounds):
+        for linger in ROUND_TRIP_LINGERS if i % 2 == 0 else ROUND_TRIP_LINGERS[::-1]:
+            sender = Sender(bootstrap, ProducerOptions(linger_ms=linger))
+            await sender.start()
+            try:
+                await sender.send_many(batch)  # connections and metadata
+                for _ in range(sends):
+                    t = time.perf_counter()
+                    await sender.send_many(batch)
+                    times[linger].append((time.perf_counter() - t) * 1000)
+                    await asyncio.sleep(0.005)  # a quiet rate: nothing else to merge with
+            finally:
+                await sender.stop()
+    out: dict[str, Any] = {"records_per_send": len(batch), "sends": sends * rounds}
+    for linger, ts in times.items():
+        ts.sort()
+        out[f"linger_{linger}_ms"] = {
+            q: round(percentile(ts, f) or 0.0, 2)
+            for q, f in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+        }
+    old, new = (out[f"linger_{x}_ms"] for x in ROUND_TRIP_LINGERS)
+    out["ratio"] = {q: round(new[q] / old[q], 2) if old[q] else None for q in old}
+    return out
+
+
 def run(
     n: int, rounds: int, port: int = DEFAULT_PORT, s: ClientSettings | None = None
 ) -> dict[str, Any]:
@@ -424,7 +463,7 @@ def run(
     with bench_broker(port) as cfg:
         bpid = broker_pid(cfg)
         outs = [f"cc-out-{i}-{c}" for i in range(rounds) for c in ("a", "b", "c")]
-        create_topics(cfg.bootstrap, ["cc-input", *outs])
+        create_topics(cfg.bootstrap, ["cc-input", "cc-round-trip", *outs])
         say(f"client compare: preloading {n:,} records into cc-input")
         asyncio.run(preload(cfg.bootstrap, "cc-input", records))
         for i in range(rounds):
@@ -468,6 +507,10 @@ def run(
                     f"{r.cpu_us_per_record} CPU µs/record, broker {r.broker_cpu_us_per_record}, "
                     f"batch p50 {r.batch_p50_ms} ms p99 {r.batch_p99_ms} ms"
                 )
+        say("client compare: a checkpoint's produce round trip, linger 5 vs 0 ms")
+        out["checkpoint_round_trip"] = asyncio.run(
+            checkpoint_round_trip(cfg.bootstrap, "cc-round-trip", records, 100, 2 * rounds)
+        )
     summary = {k: summarize(v) for k, v in results.items()}
     out["results"] = summary
     out["ratio_consume"] = ratios(summary["aiokafka consume"], summary["confluent consume"])
@@ -506,6 +549,15 @@ def report(r: dict[str, Any]) -> str:
             f"{n(x['records_per_s'], '.2f')}×, CPU/record {n(x['cpu_us_per_record'], '.2f')}×, "
             f"broker CPU/record {n(x['broker_cpu_us_per_record'], '.2f')}×, batch p99 "
             f"{n(x['batch_p99_ms'], '.2f')}×"
+        )
+    rt = r.get("checkpoint_round_trip")
+    if rt:
+        old, new = (rt[f"linger_{x}_ms"] for x in ROUND_TRIP_LINGERS)
+        L.append(
+            f"  a checkpoint's round trip (send_many of {rt['records_per_send']} records, "
+            f"{rt['sends']:,} sends each): linger 5 ms p50 {old['p50']} / p95 {old['p95']} / "
+            f"p99 {old['p99']} ms; linger 0 (the worker's) p50 {new['p50']} / p95 {new['p95']} / "
+            f"p99 {new['p99']} ms; ratio p50 {rt['ratio']['p50']}×, p99 {rt['ratio']['p99']}×"
         )
     return "\n".join(L)
 
