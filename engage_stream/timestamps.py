@@ -4,7 +4,8 @@ Integer arithmetic, not `datetime.fromtimestamp(ms / 1000)`: the float division 
 last millisecond for about 3 % of instants after 2242 (ingest accepts event times up to
 2286), and a timestamp must read the same in the Profile API, the output records and the
 sample data. The date part costs a `datetime` once per day, not once per call: outputs
-format one timestamp per change.
+format one timestamp per change. And the changes one event causes share its instant, so
+the instants formatted last are kept whole too.
 """
 
 from __future__ import annotations
@@ -15,10 +16,21 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS = 86_400_000
 _DAYS: dict[int, str] = {}  # day number → "YYYY-MM-DDT"
 _MAX_DAYS = 4096  # then start over: bounds memory, not correctness
+_RECENT: dict[int, str] = {}  # ms → the whole text, for the instants formatted lately
+_MAX_RECENT = 4096
 
 
 def iso_ms(ms: int) -> str:
     """Epoch ms → `2025-01-31T12:00:00.000Z`, exact for every instant of years 1 to 9999."""
+    text = _RECENT.get(ms)
+    if text is None:
+        if len(_RECENT) >= _MAX_RECENT:
+            _RECENT.clear()
+        text = _RECENT[ms] = _format(ms)
+    return text
+
+
+def _format(ms: int) -> str:
     day, rem = divmod(ms, _DAY_MS)
     date = _DAYS.get(day)
     if date is None:

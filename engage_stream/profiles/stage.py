@@ -185,6 +185,7 @@ class ProfileStage:
         # journey key -> [version, status]: what every profile must have been shown
         self._journeys: dict[str, list[Any]] = {}
         self._epoch = self.processor.epoch
+        self._redirects = True  # (per batch, `apply`: whether the partition holds any)
         if catalog is not None:
             self.use(catalog)
 
@@ -233,6 +234,9 @@ class ProfileStage:
         out = StageResult()
         store = ProfileStore(tx, tx.wakeup_floor)
         left: list[str] = []
+        # a profile merged away leaves a redirect; a partition without one (most: merges are
+        # rare) needs no lookup per event (`_control` sets it when the batch writes one)
+        self._redirects = tx.any_under(REDIRECT)
         if not (tx.sweep.epoch == self.epoch and tx.sweep.done):
             self._backfill(tx, store, out, left, records[0].partition if records else -1)
         dead_letter = self.settings.topics.dead_letter
@@ -330,7 +334,7 @@ class ProfileStage:
         if rec.value is None:
             raise ValueError("a profile event without a value")
         event = ProfileEvent.from_json(rec.value)
-        moved = tx.get(REDIRECT + event.profile_id.encode())
+        moved = tx.get(REDIRECT + event.profile_id.encode()) if self._redirects else None
         if moved is not None:  # merged away: the event belongs to the survivor now
             event.profile_id = moved.decode()
             out.add([self._profile_event(event.profile_id, event.to_json())])
@@ -446,6 +450,7 @@ class ProfileStage:
             transfer, gone = self.processor.merge_out(store, record)
             left.extend(gone)
             tx.put(key, record.target.encode())
+            self._redirects = True
             if transfer is not None:
                 out.add([self._profile_event(record.target, transfer.to_value())])
             metrics.merges_applied.labels("out").inc()

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from engage_stream.state.keys import CLOCK, SWEEP
+from engage_stream.state.keys import CLOCK, END, SWEEP
 
 _DELETED = None
 _ABSENT: object = object()
@@ -188,6 +188,18 @@ class Transaction:
             return
         pending = keys[hi - 1 : lo - 1 if lo else None : -1] if reverse else keys[lo:hi]
         yield from _merge(stored, pending, self.writes, reverse)
+
+    def any_under(self, prefix: bytes) -> bool:
+        """Whether any key starting with `prefix` exists (stored and not deleted here, or
+        written here) — a probe that, unlike `range`, leaves the writes unsorted."""
+        self._check(Status.OPEN)
+        for k, v in self.writes.items():
+            if v is not _DELETED and k.startswith(prefix):
+                return True
+        for k, _ in self.store.range(prefix, prefix + END):
+            if self.writes.get(k, _ABSENT) is not _DELETED:
+                return True
+        return False
 
     def __len__(self) -> int:
         return len(self.writes)

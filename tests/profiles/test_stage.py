@@ -387,3 +387,34 @@ def test_huge_revenues_count_for_every_other_definition(revenue: Any, total: Any
     assert rec.computed_traits["orders_count"].value == 2
     got = rec.computed_traits.get("revenue")
     assert (got.value if got is not None else None) == total
+
+
+def _merge(offset: int, source: str, target: str) -> InputRecord:
+    from engage_stream.profiles.control import MergeRequest
+
+    req = MergeRequest(
+        source=f"user_id:{source}", target=f"user_id:{target}", message_id=f"m{offset}", at=T0
+    )
+    return _record(offset, f"user_id:{source}".encode(), req.to_value(), T0 + offset)
+
+
+@pytest.mark.parametrize("same_batch", [False, True])
+def test_an_event_for_a_merged_away_profile_goes_on_to_its_survivor(same_batch: bool) -> None:
+    """Whether the partition holds redirects is looked up once per batch; a merge in the
+    batch itself counts too."""
+    part, _ = _fragile()
+    part.run([_event(1, "a", "Login"), _event(2, "b", "Login")])
+    merge, late = _merge(3, "a", "b"), _event(4, "a", "Login")
+    if same_batch:
+        result = part.run([merge, late])
+    else:
+        part.run([merge])
+        result = part.run([late])
+    assert result.forwarded == 1 and result.processed == 0
+    (sent,) = [  # (the merge's transfer of the state is a control record, \x00…)
+        r
+        for r in result.outputs
+        if r.topic == Settings().topics.profile_events and r.value[:1] != b"\x00"
+    ]
+    assert sent.key == b"user_id:b" and orjson.loads(sent.value)["profile_id"] == "user_id:b"
+    assert part.run([_event(5, "c", "Login")]).forwarded == 0

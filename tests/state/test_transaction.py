@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engage_stream.state.memory import MemoryKV
+from engage_stream.state.memory import MemoryKV, MemoryStore
 from engage_stream.state.partition_store import PartitionStore
 from engage_stream.state.transaction import Transaction
 
@@ -131,3 +131,17 @@ def test_partition_store_range_bounds(store: PartitionStore) -> None:
     assert [k for k, _ in store.range_reverse(b"ab", b"b\x00")] == [b"b", b"ab"]
     assert list(store.range(b"x", b"z")) == [] and list(store.range_reverse(b"x", b"z")) == []
     assert [k for k, _ in store.range_reverse(b"a", b"\xff")] == [b"c", b"b\x00", b"b", b"ab", b"a"]
+
+
+def test_any_under_sees_stored_and_written_keys_but_not_deleted_ones() -> None:
+    store = MemoryStore()
+    store.write({b"r:a": b"x", b"s:z": b"1"}, changelog_offset=None, source_offset=None)
+    tx = Transaction(store)
+    assert tx.any_under(b"r:") and not tx.any_under(b"q:")
+    tx.delete(b"r:a")
+    assert not tx.any_under(b"r:"), "deleted in the transaction"
+    tx.put(b"q:b", b"y")
+    assert tx.any_under(b"q:")
+    tx.delete(b"q:b")
+    assert not tx.any_under(b"q:")
+    assert tx._sorted is None, "a probe does not sort the writes (as `range` would)"
