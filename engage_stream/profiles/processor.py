@@ -137,8 +137,12 @@ class ProfileProcessor:
         self.versions = dict(versions) if engine is not None else {}
         self.epoch = definitions_epoch(self.versions)
 
-    def apply(self, store: ProfileStore, event: ProfileEvent, now_ms: int) -> Outcome:
-        opened = self._open(store, event, now_ms)
+    def apply(
+        self, store: ProfileStore, event: ProfileEvent, now_ms: int, raw: bytes | None = None
+    ) -> Outcome:
+        """`raw`: the event's JSON as it arrived, if `event` was read from it unchanged (its
+        history entry is then those bytes)."""
+        opened = self._open(store, event, now_ms, raw)
         if opened is None:
             return Outcome(duplicate=True)
         record, created, previous_wakeup, changes, left = opened
@@ -246,7 +250,7 @@ class ProfileProcessor:
         return moved
 
     def _open(
-        self, store: ProfileStore, event: ProfileEvent, now_ms: int
+        self, store: ProfileStore, event: ProfileEvent, now_ms: int, raw: bytes | None = None
     ) -> tuple[ProfileRecord, bool, int | None, list[Any], list[str]] | None:
         """The steps every event takes first: load (or create) its profile, dedup (None:
         a duplicate), bring it to the current definitions, keep the event in its history.
@@ -264,7 +268,7 @@ class ProfileProcessor:
         if self.settings.history_ms > 0:
             cutoff = now_ms - self.settings.history_ms
             if event.timestamp >= cutoff:
-                store.append_history(event)
+                store.append_history(event, raw)
             if not created:
                 store.prune_history(record.profile_id, cutoff)
         return record, created, previous_wakeup, changes, left

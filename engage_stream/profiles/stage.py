@@ -350,7 +350,7 @@ class ProfileStage:
                     outcome.changes, self.builder.changes(outcome.changes, store, outcome.record)
                 )
             return
-        outcome = self.processor.apply(store, event, tx.clock)
+        outcome = self.processor.apply(store, event, tx.clock, rec.value)
         if not outcome.duplicate and outcome.record is not None:
             self._forward_to_accounts(event, outcome, out)
         if outcome.duplicate:

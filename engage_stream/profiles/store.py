@@ -166,10 +166,12 @@ class ProfileStore:
             yield k[len(PROFILE) :].decode()
 
     # -- history --------------------------------------------------------------------
-    def append_history(self, event: ProfileEvent) -> None:
+    def append_history(self, event: ProfileEvent, raw: bytes | None = None) -> None:
+        """`raw`: the event's JSON as it arrived (`ProfileEvent.from_json(raw)` is `event`),
+        stored as it is rather than written again."""
         ts = max(0, event.timestamp)
         key = HISTORY + event.profile_id.encode() + SEP + b"%013d" % ts + SEP
-        self.kv.put(key + event.message_id.encode(), event.to_json())
+        self.kv.put(key + event.message_id.encode(), raw if raw is not None else event.to_json())
         books = self._books_for(event.profile_id)
         if ts < books.oldest_history:
             books.oldest_history = ts

@@ -418,3 +418,16 @@ def test_an_event_for_a_merged_away_profile_goes_on_to_its_survivor(same_batch: 
     ]
     assert sent.key == b"user_id:b" and orjson.loads(sent.value)["profile_id"] == "user_id:b"
     assert part.run([_event(5, "c", "Login")]).forwarded == 0
+
+
+def test_an_events_history_entry_is_the_bytes_it_arrived_as() -> None:
+    """Not written again: the record's own JSON (`from_json` of it is the event)."""
+    part, _ = _fragile()
+    rec = _event(1, "a", "Login", properties={"plan": "pro"})
+    spaced = rec.value.replace(b",", b", ")  # still the same event, other bytes
+    part.run([dataclasses.replace(rec, value=spaced)])
+    tx = Transaction(part.db)
+    ((_, stored),) = list(tx.range(b"h:", b"h;"))
+    assert stored == spaced
+    (event,) = ProfileStore(tx).history("user_id:a")
+    assert event == ProfileEvent.from_json(rec.value)
