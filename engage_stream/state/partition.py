@@ -40,7 +40,7 @@ class PartitionState:
 
     def finish(self, tx: Transaction, changelog_offset: int | None) -> None:
         """Commit a prepared transaction locally; the partition takes its clock and sweep."""
-        self._count(tx.writes)
+        self._count(tx.writes, tx)
         tx.commit(changelog_offset)
         self.clock, self.sweep, self.wakeup_floor = tx.clock, tx.sweep, tx.wakeup_floor
 
@@ -59,10 +59,10 @@ class PartitionState:
         self.clock = max(self.clock, read_clock(self.store))
         self.sweep = read_sweep(self.store)
 
-    def _count(self, writes: Mapping[bytes, bytes | None]) -> None:
+    def _count(self, writes: Mapping[bytes, bytes | None], tx: Transaction | None = None) -> None:
         if self.profiles is None:
             return
-        self.profiles += _profiles_added(self.store, writes)
+        self.profiles += _profiles_added(self.store, writes, tx)
         self._report()
 
     def count_profiles(self) -> None:
@@ -85,13 +85,17 @@ class PartitionState:
                 gauge.remove(str(self.partition))
 
 
-def _profiles_added(store: PartitionStore, writes: Mapping[bytes, bytes | None]) -> int:
-    """Profile keys created minus removed: one point read per profile the batch wrote (it was
-    read moments ago while processing, so it is in the memtable or block cache)."""
+def _profiles_added(
+    store: PartitionStore, writes: Mapping[bytes, bytes | None], tx: Transaction | None = None
+) -> int:
+    """Profile keys created minus removed. Whether a key existed: as the transaction found
+    it when it read it (a profile is read before it is written), else one point read."""
     delta = 0
     for key, value in writes.items():
         if key.startswith(PROFILE):
-            existed = store.get(key) is not None
+            existed = tx.was_stored(key) if tx is not None else None
+            if existed is None:
+                existed = store.get(key) is not None
             if value is None:
                 delta -= existed
             elif not existed:

@@ -117,6 +117,7 @@ class Transaction:
         "_sorted",
         "_undo",
         "_opened",
+        "_found",
     )
 
     def __init__(
@@ -140,6 +141,7 @@ class Transaction:
         self._opened = (clock, sweep)
         self._sorted: list[bytes] | None = None  # keys of `writes`, once a range read needs it
         self._undo: dict[bytes, object] | None = None  # key -> value before the savepoint
+        self._found: dict[bytes, bool] = {}  # key read from the store -> whether it was there
 
     def _check(self, expected: Status) -> None:
         if self.status is not expected:
@@ -153,8 +155,15 @@ class Transaction:
             self._check(Status.OPEN)
         v = self.writes.get(key, _ABSENT)
         if v is _ABSENT:
-            return self.store.get(key)
+            stored = self.store.get(key)
+            self._found[key] = stored is not None
+            return stored
         return v  # type: ignore[return-value]
+
+    def was_stored(self, key: bytes) -> bool | None:
+        """Whether the store held `key` when this transaction first read it (None: it did not
+        read it) — the store does not change while the transaction is open."""
+        return self._found.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
         self._write(key, value)
