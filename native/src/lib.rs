@@ -97,6 +97,8 @@ struct Outputs {
     new: PyObject,          // object.__new__
     change_fields: Vec<Py<PyString>>,
     value_fields: Vec<Py<PyString>>,
+    kinds: Vec<Py<PyString>>, // each definition's `Change.kind`, one object for all its changes
+    empty: Py<PyString>,      // a TraitValue's message id
 }
 
 /// `cls(**fields)` without its `__init__`, as `changes.make_change` and
@@ -111,6 +113,26 @@ fn instance(py: Python<'_>, new: &PyObject, cls: &PyObject, names: &[Py<PyString
         }
     }
     Ok(obj)
+}
+
+/// `repr(value)` written into `out` for the values whose repr needs no Python (None, bools,
+/// integers — the changes' usual values); false for any other (the caller asks Python).
+fn python_repr(value: &Bound<'_, PyAny>, out: &mut String) -> bool {
+    use std::fmt::Write;
+    out.clear();
+    if value.is_none() {
+        out.push_str("None");
+    } else if let Ok(b) = value.downcast_exact::<PyBool>() {
+        out.push_str(if b.is_true() { "True" } else { "False" });
+    } else if value.is_exact_instance_of::<pyo3::types::PyLong>() {
+        match value.extract::<i64>() {
+            Ok(i) => write!(out, "{i}").expect("writing to a String"),
+            Err(_) => return false, // (beyond 64 bits: Python's repr)
+        }
+    } else {
+        return false;
+    }
+    true
 }
 
 /// One call's working set: reads, memberships decided, states (loaded once, written
@@ -465,8 +487,10 @@ impl Core {
         let change_fields =
             names(&["kind", "key", "version", "profile_id", "value", "previous", "at", "cause", "_message_id"]);
         let value_fields = names(&["value", "ts", "message_id"]);
+        let kinds = self.defs.iter().map(|d| PyString::intern_bound(py, d.kind_name).unbind()).collect();
+        let empty = PyString::intern_bound(py, "").unbind();
         self.outputs
-            .set(Outputs { versions, prefixes, change, trait_value, new, change_fields, value_fields })
+            .set(Outputs { versions, prefixes, change, trait_value, new, change_fields, value_fields, kinds, empty })
             .map_err(|_| PyValueError::new_err("outputs already set"))
     }
 
@@ -493,6 +517,9 @@ impl Core {
         let ts_attr = pyo3::intern!(py, "ts");
         let (mut timers, mut mine) = (vec![], vec![]);
         let (mut new_audience, mut new_trait) = (false, false);
+        // the changes of one cause share its text: one string object for them all
+        let mut last_cause: Option<(String, PyObject)> = None;
+        let mut repr_buf = String::new();
         for (p, value, at, tau, origin) in found {
             let d = &self.defs[p];
             let c = if tau >= 0 {
@@ -524,14 +551,17 @@ impl Core {
                 Some(tv) => at.max(tv.getattr(ts_attr)?.extract::<i64>()?),
                 None => at,
             };
-            let repr = value.repr()?;
             let mut h = Blake2bVar::new(16).expect("16 is a valid BLAKE2b length");
             h.update(&o.prefixes[p]);
             h.update(pid.as_bytes());
             h.update(b"\x00");
             h.update(c.as_bytes());
             h.update(b"\x00");
-            h.update(repr.to_str()?.as_bytes());
+            if python_repr(&value, &mut repr_buf) {
+                h.update(repr_buf.as_bytes());
+            } else {
+                h.update(value.repr()?.to_str()?.as_bytes());
+            }
             let mut digest = [0u8; 16];
             h.finalize_variable(&mut digest).expect("16 bytes");
             let mut mid = String::with_capacity(39);
@@ -541,15 +571,23 @@ impl Core {
                 mid.push(HEX[(b & 15) as usize] as char);
             }
             let when_obj = when.into_py(py);
+            let cause_obj = match &last_cause {
+                Some((text, obj)) if *text == c => obj.clone_ref(py),
+                _ => {
+                    let obj = c.clone().into_py(py);
+                    last_cause = Some((c, obj.clone_ref(py)));
+                    obj
+                }
+            };
             let fields = [
-                d.kind_name.into_py(py),
+                o.kinds[p].clone_ref(py).into_any(),
                 key.clone().into_any().unbind(),
                 o.versions[p].into_py(py),
                 pid_obj.clone().unbind(),
                 value.clone().unbind(),
                 previous,
                 when_obj.clone_ref(py),
-                c.into_py(py),
+                cause_obj,
                 mid.into_py(py),
             ];
             let change = instance(py, &o.new, &o.change, &o.change_fields, &fields)?;
@@ -558,7 +596,7 @@ impl Core {
                     store.del_item(key)?;
                 }
             } else {
-                let tv = [value.unbind(), when_obj, "".into_py(py)];
+                let tv = [value.unbind(), when_obj, o.empty.clone_ref(py).into_any()];
                 store.set_item(key, instance(py, &o.new, &o.trait_value, &o.value_fields, &tv)?)?;
             }
             if tau >= 0 { timers.push(change) } else { mine.push(change) }

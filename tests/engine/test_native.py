@@ -17,6 +17,7 @@ from engage_stream.definitions.catalog import Catalog
 from engage_stream.definitions.models import AudienceDefinition
 from engage_stream.engine import Engine, EngineSettings
 from engage_stream.engine import native as native_module
+from engage_stream.engine.changes import message_id
 from engage_stream.engine.operators import compile_static
 from engage_stream.profiles.record import ExternalId, ProfileRecord, TraitValue
 from engage_stream.profiles.stage import build_engine
@@ -431,6 +432,27 @@ def test_float_state_reads_back_exactly() -> None:
         outputs[name] = [c.value for c in out]
     assert outputs["python"] == [0.2, 10.094999999999999, 19.99]
     assert outputs["native"] == outputs["python"]
+
+
+def test_message_ids_hash_the_values_repr_as_python_writes_it() -> None:
+    """The core writes `repr` itself for None, booleans and 64-bit integers (the usual
+    values) and asks Python for the rest: every id is `changes.message_id`'s."""
+    defs = [
+        trait("biggest", "max", "Order", property="v", within="2 days", include_anonymous=True),
+        trait("last", "last", "Order", property="v", within="2 days", include_anonymous=True),
+        audience("buyer", [{"event": "Order", "within": "1 days"}], include_anonymous=True),
+    ]
+    values = [-7, 2**63 + 5, -(2**63), 2**40, 0.1, "x'y", True]
+    orders = [event("Order", i * 1000, f"m{i}", {"v": v}) for i, v in enumerate(values)]
+    engine = NativeEngine(defs)
+    assert engine.native_keys and not engine.python_reasons
+    rec, out = ProfileRecord(profile_id="user_id:u1"), []
+    for ev in orders:
+        out += engine.on_event(rec, ev, ev.timestamp)
+    out += engine.on_time(rec, 3 * DAY)  # the exits: None values, False memberships
+    assert {type(c.value) for c in out} >= {int, float, str, bool, type(None)}
+    for c in out:
+        assert c.message_id == message_id(c.kind, c.key, c.version, c.profile_id, c.cause, c.value)
 
 
 def test_make_engine_choices(monkeypatch: pytest.MonkeyPatch) -> None:
