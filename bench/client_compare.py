@@ -507,7 +507,7 @@ def run(
                     f"{r.cpu_us_per_record} CPU µs/record, broker {r.broker_cpu_us_per_record}, "
                     f"batch p50 {r.batch_p50_ms} ms p99 {r.batch_p99_ms} ms"
                 )
-        say("client compare: a checkpoint's produce round trip, linger 5 vs 0 ms")
+        say(f"client compare: a checkpoint's produce round trip, lingers {ROUND_TRIP_LINGERS} ms")
         out["checkpoint_round_trip"] = asyncio.run(
             checkpoint_round_trip(cfg.bootstrap, "cc-round-trip", records, 100, 2 * rounds)
         )
@@ -552,12 +552,14 @@ def report(r: dict[str, Any]) -> str:
         )
     rt = r.get("checkpoint_round_trip")
     if rt:
-        old, new = (rt[f"linger_{x}_ms"] for x in ROUND_TRIP_LINGERS)
+        was, now = ROUND_TRIP_LINGERS
+        old, new = rt[f"linger_{was}_ms"], rt[f"linger_{now}_ms"]
         L.append(
             f"  a checkpoint's round trip (send_many of {rt['records_per_send']} records, "
-            f"{rt['sends']:,} sends each): linger 5 ms p50 {old['p50']} / p95 {old['p95']} / "
-            f"p99 {old['p99']} ms; linger 0 (the worker's) p50 {new['p50']} / p95 {new['p95']} / "
-            f"p99 {new['p99']} ms; ratio p50 {rt['ratio']['p50']}×, p99 {rt['ratio']['p99']}×"
+            f"{rt['sends']:,} sends each): linger {was} ms p50 {old['p50']} / p95 {old['p95']} / "
+            f"p99 {old['p99']} ms; linger {now} ms (the worker's) p50 {new['p50']} / p95 "
+            f"{new['p95']} / p99 {new['p99']} ms; ratio p50 {rt['ratio']['p50']}×, p99 "
+            f"{rt['ratio']['p99']}×"
         )
     return "\n".join(L)
 

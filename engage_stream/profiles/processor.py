@@ -445,7 +445,7 @@ class ProfileProcessor:
         if record.defs_epoch == self.epoch:
             return []
         changes: list[Any] = []
-        applied = record.def_versions or self._applied(store, record)
+        applied = self._applied(store, record)
         if self.engine is not None:
             removed = {k for k in applied if k not in self.versions}
             stale = {k for k, v in self.versions.items() if applied.get(k) != v}
@@ -464,10 +464,12 @@ class ProfileProcessor:
 
     @staticmethod
     def _applied(store: ProfileStore, record: ProfileRecord) -> dict[str, int]:
-        """The definition versions the record's state reflects ({}: none — a record the
-        engine never evaluated, so every definition is evaluated over its history)."""
-        if not record.defs_epoch:
-            return {}
+        """The definition versions the record's state reflects: the map it carries itself
+        (stored before the fingerprint table), else what its fingerprint stands for ({}:
+        none — a record the engine never evaluated: every definition is evaluated over its
+        history)."""
+        if record.def_versions or not record.defs_epoch:
+            return record.def_versions
         versions = store.epoch_versions(record.defs_epoch)
         if versions is None:  # (every write of a fingerprint keeps it: not expected)
             log.warning(

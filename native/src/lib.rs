@@ -574,7 +574,7 @@ impl Core {
             let cause_obj = match &last_cause {
                 Some((text, obj)) if *text == c => obj.clone_ref(py),
                 _ => {
-                    let obj = c.clone().into_py(py);
+                    let obj = PyString::new_bound(py, &c).into_any().unbind();
                     last_cause = Some((c, obj.clone_ref(py)));
                     obj
                 }
