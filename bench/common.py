@@ -29,6 +29,7 @@ BROKER_PORT = 39900
 CONTROLLER_PORT = 39901
 WORKER_WEB_PORT = 39910
 BASELINE_WEB_PORT = 39911
+WARM_UP_S = 120.0  # the longest a bench broker is warmed up (bench.warmup)
 
 
 def quiet_kafka_logs() -> None:
@@ -48,10 +49,13 @@ def run_id() -> str:
 
 
 @contextlib.contextmanager
-def bench_broker(port: int = BROKER_PORT, fresh: bool = True) -> Iterator[broker.BrokerConfig]:
+def bench_broker(
+    port: int = BROKER_PORT, fresh: bool = True, warm_s: float = WARM_UP_S
+) -> Iterator[broker.BrokerConfig]:
     """A real Apache Kafka broker (KRaft) for this benchmark only; stopped on exit. On
     another port than the default it keeps its data apart (var/bench/kafka-<port>), so two
-    bench brokers never share (or delete) one directory."""
+    bench brokers never share (or delete) one directory. Warmed up first for up to
+    `warm_s` (`bench.warmup`; 0: not at all)."""
     data = BENCH_DIR / ("kafka" if port == BROKER_PORT else f"kafka-{port}")
     cfg = broker.BrokerConfig(port=port, controller_port=port + 1, data_dir=data, heap="1g")
     if broker.is_reachable(port=port):
@@ -60,6 +64,12 @@ def bench_broker(port: int = BROKER_PORT, fresh: bool = True) -> Iterator[broker
         shutil.rmtree(data)
     broker.start(cfg, timeout=120)
     try:
+        if warm_s > 0:
+            from bench.warmup import warm_broker
+
+            say(f"broker warm-up (up to {warm_s:.0f}s until its CPU per round settles)")
+            w = warm_broker(cfg, broker_pid(cfg), warm_s)
+            say(f"  {w.records:,} records in {w.seconds:.0f}s; broker cores per round {w.cores}")
         yield cfg
     finally:
         broker.stop(cfg)

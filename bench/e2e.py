@@ -34,7 +34,7 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,11 +335,20 @@ class LatencyResult:
     sent: int
     applied: int
     applied_ms: dict[str, float | None]
+    # produce → acknowledged by the broker (the generator's own batching and round trip),
+    # and acknowledged → applied (the pipeline's share of `applied_ms`)
+    acked_ms: dict[str, float | None]
+    acked_applied_ms: dict[str, float | None]
     seen_ms: dict[str, float | None]
     lag_histogram_s: dict[str, float | None]
     changes_records: int
     changes_ms: dict[str, float | None]
     rss_peak_mb: float | None = None
+    # where the time went during the phase: per stage, batches handled and their mean
+    # duration (checkpoint included); the checkpoints' mean; each process's CPU share
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    checkpoint_mean_ms: float | None = None
+    cpu_share: dict[str, float | None] = field(default_factory=dict)
 
 
 def _pcts(values: list[float]) -> dict[str, float | None]:
@@ -414,32 +423,55 @@ class _Observer:
                         self.applied[mid.decode()] = (ts, now_ns)
 
 
+# The load generator's linger. It stands for the sources (SDKs, the collector) that hand
+# events to Kafka, and on this machine the broker they share with the worker pays per
+# request: 1,000 events/s into 4 partitions cost the broker 0.73 cores at 5 ms, 0.83 at
+# 0, 0.18 at 20 and 0.09 at 100 (bench/README, "The broker's share"). The send time is
+# taken at the hand-over, so up to this much of every latency is the generator's own.
+GENERATOR_LINGER_MS = 20
+
+
 def _paced(
     settings: Settings,
     profiles: list[tuple[str, bytes]],
     rate: float,
     seconds: float,
     drain_timeout: float,
-) -> tuple[int, dict[str, int], dict[str, tuple[int, int]], list[tuple[bytes, int]], dict]:
+) -> tuple[
+    int,
+    dict[str, int],
+    dict[str, int],
+    dict[str, tuple[int, int]],
+    list[tuple[bytes, int]],
+    dict[bytes, list[int]],
+]:
     """`rate` events/s for `seconds` to the track topic, then wait until the worker applied
     them. The send time is taken just before the event is handed to the client, so the
-    client's own batching (librdkafka's default 5 ms linger, as an SDK's or the collector's
-    producer batches) is part of the latency; the load itself runs on librdkafka for the
-    same reason as `_Observer` (aiokafka cost a quarter of a core, and one produce request
-    per event another third of a core in the broker, at 1,000 events/s)."""
+    client's own batching (`GENERATOR_LINGER_MS`) is part of the latency; when the broker
+    acknowledged each event is kept too (`acked`), to tell the generator's share from the
+    pipeline's. The load runs on librdkafka for the same reason as `_Observer` (aiokafka
+    cost a quarter of a core at 1,000 events/s)."""
     from confluent_kafka import Producer
 
     from engage_stream.sample_data import iso
 
     prefix = f"lat{int(time.time())}-"
-    producer = Producer({"bootstrap.servers": settings.broker, "acks": "all", "linger.ms": 5})
+    producer = Producer(
+        {"bootstrap.servers": settings.broker, "acks": "all", "linger.ms": GENERATOR_LINGER_MS}
+    )
     sent: dict[str, int] = {}
+    acked: dict[str, int] = {}
     by_profile: dict[bytes, list[int]] = {}
     failed: list[str] = []
 
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            failed.append(str(err))
+    def delivered(mid: str) -> Callable[[Any, Any], None]:
+        def done(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failed.append(str(err))
+            else:
+                acked[mid] = time.time_ns()
+
+        return done
 
     with _Observer(settings, prefix) as seen:
         n = int(rate * seconds)
@@ -465,7 +497,10 @@ def _paced(
                     },
                 }
                 producer.produce(
-                    settings.topics.track, orjson.dumps(body), key, on_delivery=delivered
+                    settings.topics.track,
+                    orjson.dumps(body),
+                    key,
+                    on_delivery=delivered(mid),
                 )
                 sent[mid] = sent_ns
                 by_profile.setdefault(pid.encode(), []).append(sent_ns)
@@ -478,7 +513,7 @@ def _paced(
         while len(seen.applied) < n and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)  # let trailing engine outputs arrive
-    return n, sent, dict(seen.applied), list(seen.change_recs), by_profile
+    return n, sent, acked, dict(seen.applied), list(seen.change_recs), by_profile
 
 
 def _change_profile(key: bytes | None, value: bytes | None) -> bytes:
@@ -499,14 +534,25 @@ def measure_latency(
     profiles: list[tuple[str, bytes]],
     rate: float,
     seconds: float,
+    broker: int | None = None,
 ) -> LatencyResult:
-    before = worker.metrics().histogram("engage_processing_lag_seconds")
+    """`broker`: the broker's pid, for its CPU share over the phase."""
+    m0 = worker.metrics()
+    before = m0.histogram("engage_processing_lag_seconds")
     peak0 = worker.rss.peak_kb if worker.rss else 0
-    n, sent, applied, change_recs, by_profile = _paced(
+    pids = {"worker": worker.pid, "broker": broker}
+    cpu0 = {name: proc_cpu_seconds(pid) if pid else None for name, pid in pids.items()}
+    t0 = time.monotonic()
+    n, sent, acked, applied, change_recs, by_profile = _paced(
         settings, profiles, rate, seconds, drain_timeout=30 + seconds
     )
-    after = worker.metrics().histogram("engage_processing_lag_seconds")
+    wall = time.monotonic() - t0
+    cpu1 = {name: proc_cpu_seconds(pid) if pid else None for name, pid in pids.items()}
+    m1 = worker.metrics()
+    after = m1.histogram("engage_processing_lag_seconds")
     lat_applied = [ts - sent[mid] / 1e6 for mid, (ts, _) in applied.items()]
+    lat_acked = [(acked[mid] - sent[mid]) / 1e6 for mid in acked]
+    from_ack = [ts - acked[mid] / 1e6 for mid, (ts, _) in applied.items() if mid in acked]
     lat_seen = [(seen - sent[mid]) / 1e6 for mid, (_, seen) in applied.items()]
     lat_changes: list[float] = []
     for key, ts in change_recs:
@@ -524,12 +570,39 @@ def measure_latency(
         sent=n,
         applied=len(applied),
         applied_ms=_pcts(lat_applied),
+        acked_ms=_pcts(lat_acked),
+        acked_applied_ms=_pcts(from_ack),
         seen_ms=_pcts(lat_seen),
         lag_histogram_s=hist,
         changes_records=len(change_recs),
         changes_ms=_pcts(lat_changes),
         rss_peak_mb=round(peak / 1024, 1),
+        stages=_stage_times(m0, m1),
+        checkpoint_mean_ms=_mean_ms(m0, m1, "engage_checkpoint_seconds"),
+        cpu_share={
+            name: round((cpu1[name] - c) / wall, 2)  # type: ignore[operator]
+            if c is not None and cpu1[name] is not None
+            else None
+            for name, c in cpu0.items()
+        },
     )
+
+
+def _mean_ms(m0: Metrics, m1: Metrics, name: str, **labels: str) -> float | None:
+    n = m1.total(name + "_count", **labels) - m0.total(name + "_count", **labels)
+    s = m1.total(name + "_sum", **labels) - m0.total(name + "_sum", **labels)
+    return round(s / n * 1000, 2) if n > 0 else None
+
+
+def _stage_times(m0: Metrics, m1: Metrics) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for lab, v in m1.samples.get("engage_batch_seconds_count", []):
+        stage = lab.get("stage", "")
+        n = v - m0.total("engage_batch_seconds_count", stage=stage)
+        if n > 0:
+            mean = _mean_ms(m0, m1, "engage_batch_seconds", stage=stage)
+            out[stage] = {"batches": n, "mean_ms": mean or 0.0}
+    return out
 
 
 # -- recovery -------------------------------------------------------------------------------
@@ -657,7 +730,12 @@ def run_main(
         for phase, rate in (("latency", half), ("latency_fixed", min(LATENCY_FIXED_RATE, half))):
             say(f"latency: {rate:,.0f} events/s for {latency_seconds:.0f}s, worker caught up")
             lat = measure_latency(
-                worker, settings, latency_profiles(workload), rate, latency_seconds
+                worker,
+                settings,
+                latency_profiles(workload),
+                rate,
+                latency_seconds,
+                broker_pid(broker_cfg),
             )
             say(
                 f"  produce→applied p50 {lat.applied_ms['p50']} ms, p95 "

@@ -31,7 +31,7 @@ WEB_PORT = 26800
 
 def run(per_category: int, valid: int, seed: int) -> WorkerRun:
     quiet_kafka_logs()
-    with bench_broker(BROKER_PORT) as cfg:
+    with bench_broker(BROKER_PORT, warm_s=0) as cfg:  # (correctness, not speed)
         tag = f"fuzz-{run_id()}"
         settings = worker_settings(cfg.bootstrap, tag, web_port=WEB_PORT)
         ensure_topics(settings)

@@ -38,6 +38,7 @@ from bench import (
     journey_bench,
     profile_worker,
     restart,
+    warmup,
 )
 from bench.common import (
     BASELINE_WEB_PORT,
@@ -148,6 +149,8 @@ def run(
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with bench_broker(port) as cfg:
+        if warmup.LAST:
+            results["broker_warm_up"] = asdict(warmup.LAST[-1])
         settings = e2e.worker_settings(cfg.bootstrap, tag, web_port=web_port)
         baseline_port = BASELINE_WEB_PORT if web_port == WORKER_WEB_PORT else web_port + 1
         # The input topics hold exactly the workload while the baselines read them; the
@@ -429,6 +432,12 @@ def report(r: dict[str, Any]) -> str:
         + (f" + {len(dirty)} uncommitted files under engage_stream/" if dirty else "")
     )
     L.append(f"reproduce: {r['command']}")
+    wu = r.get("broker_warm_up")
+    if wu:
+        L.append(
+            f"broker warmed up first: {wu['records']:,} records in {wu['seconds']:.0f}s, its "
+            f"CPU per {warmup.ROUND_S:.0f}s round (cores) {' → '.join(map(str, wu['cores']))}"
+        )
     L.append("")
     tp = _get(r, "worker", "throughput")
     if isinstance(tp, dict):
@@ -594,6 +603,16 @@ def _latency_lines(lat: dict[str, Any], what: str) -> list[str]:
         f"  {'produce → applied (changelog record timestamp), ms':56s} "
         + " ".join(f"{_n(a[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
     )
+    ack, from_ack = lat.get("acked_ms"), lat.get("acked_applied_ms")
+    if ack and from_ack:
+        out.append(
+            f"  {'  of it: produce → acknowledged (the generator), ms':56s} "
+            + " ".join(f"{_n(ack[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
+        )
+        out.append(
+            f"  {'  acknowledged → applied (the pipeline), ms':56s} "
+            + " ".join(f"{_n(from_ack[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
+        )
     out.append(
         f"  {'produce → seen by a consumer of the changelog, ms':56s} "
         + " ".join(f"{_n(s[k], ',.1f'):>8s}" for k in ("p50", "p95", "p99", "max"))
@@ -613,6 +632,17 @@ def _latency_lines(lat: dict[str, Any], what: str) -> list[str]:
         )
     else:
         out.append("  produce → engage.changes: no change records (engine not available yet)")
+    stages = lat.get("stages") or {}
+    if stages:
+        each = ", ".join(
+            f"{name} {int(st['batches']):,} batches of {st['mean_ms']:.1f} ms"
+            for name, st in sorted(stages.items())
+        )
+        cp = lat.get("checkpoint_mean_ms")
+        share = ", ".join(
+            f"{name} {v:.2f}" for name, v in (lat.get("cpu_share") or {}).items() if v is not None
+        )
+        out.append(f"  stages: {each}; checkpoint mean {_n(cp, '.1f')} ms; CPU (cores): {share}")
     return out
 
 
