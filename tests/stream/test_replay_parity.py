@@ -39,6 +39,10 @@ def test_worker_and_replay_give_byte_identical_changes(worker: WorkerProcess) ->
     defs, problems = parse_text(DEFINITIONS, "parity.yaml")
     assert not problems
     apply_definitions(s, [d for d, _ in defs])
+    # the events must find the definitions applied: arriving first, they would be counted
+    # by the backfill (one `definition:` change each) rather than one change per event
+    # (a race a CI run hit once)
+    wait_for(lambda: _status(worker, "viewers") == "Live", what="definitions live")
     messages = []
     for i in range(12):
         user = f"p{i % 4}"
@@ -68,3 +72,8 @@ def test_worker_and_replay_give_byte_identical_changes(worker: WorkerProcess) ->
     worker_changes = [r.value for r in read_topic(s, s.topics.changes)]
     assert len(worker_changes) >= 12 + 4 + 4
     assert sorted(worker_changes) == sorted(replayed)
+
+
+def _status(worker: WorkerProcess, key: str) -> str | None:
+    status, body = worker.request(f"/v1/audiences/{key}", token=worker.settings.api_token)
+    return body.get("status") if status == 200 and isinstance(body, dict) else None
