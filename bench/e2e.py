@@ -424,10 +424,10 @@ class _Observer:
 
 
 # The load generator's linger. It stands for the sources (SDKs, the collector) that hand
-# events to Kafka, and on this machine the broker they share with the worker pays per
-# request: 1,000 events/s into 4 partitions cost the broker 0.73 cores at 5 ms, 0.83 at
-# 0, 0.18 at 20 and 0.09 at 100 (bench/README, "The broker's share"). The send time is
-# taken at the hand-over, so up to this much of every latency is the generator's own.
+# events to Kafka in batches, and on this machine the broker they share with the worker
+# pays per request: 1,000 events/s into 4 partitions cost a warm broker 0.16–0.25 cores at
+# 5 ms, 0.08–0.18 at 20 and 0.05 at 100 (bench/README, "The broker's share"). The send
+# time is taken at the hand-over, so up to this much of every latency is the generator's.
 GENERATOR_LINGER_MS = 20
 
 

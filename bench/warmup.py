@@ -21,6 +21,7 @@ TOPIC = "bench-warmup"
 ROUND_S = 5.0  # one measured round of load
 PARTITIONS = 4
 RATE = 1_000  # records/s
+SETTLED = 0.10  # a round within this (relative) of the two before: warm
 
 
 @dataclass
@@ -95,9 +96,6 @@ def warm_broker(cfg: BrokerConfig, pid: int | None, max_s: float, min_s: float =
     out.seconds = round(time.monotonic() - started, 1)
     LAST.append(out)
     return out
-
-
-SETTLED = 0.10  # relative
 
 
 def _settled(rounds: list[float]) -> bool:
