@@ -104,6 +104,12 @@ class Settings(BaseModel):
     backfill_chunk: int = Field(
         2000, description="profiles re-evaluated per batch after a definition change"
     )
+    record_cache_mb: float = Field(
+        8.0,
+        ge=0,
+        description="stored size of the profiles each partition keeps decoded between events "
+        "(0: decode every time); in memory a decoded profile takes ~2.5x its stored size",
+    )
     allowed_lateness_s: float = Field(
         0.0,
         description="0: late events always count by their event time; >0: the engine ignores "

@@ -209,6 +209,19 @@ backfill_profiles = Counter(
     "Profiles re-evaluated after a definition change",
     registry=REGISTRY,
 )
+record_cache_lookups = Counter(
+    "engage_record_cache_lookups_total",
+    "Stored profiles read by the profiles stage, by whether the decoded copy kept since "
+    "they were stored served (hit) or they were decoded (miss)",
+    ["result"],
+    registry=REGISTRY,
+)
+record_cache_bytes = Gauge(
+    "engage_record_cache_bytes",
+    "Stored size of the profiles a partition keeps decoded (ENGAGE_RECORD_CACHE_MB bounds it)",
+    ["partition"],
+    registry=REGISTRY,
+)
 backfill_pending = Gauge(
     "engage_backfill_pending",
     "1 while a partition is still re-evaluating profiles after a definition change",

@@ -15,8 +15,13 @@ import pytest
 
 from engage_stream.config import Settings
 from engage_stream.kafka_local import broker
+from engage_stream.profiles.stage import ProfileStage
 from engage_stream.stream.topics import ensure_topics
 from engage_stream.worker_process import WorkerProcess
+
+# Every stage test checks each decoded profile the record cache hands back against a decode
+# of its bytes (profiles.store.RecordCache): a profile changed without being stored fails.
+ProfileStage.verify_record_cache = True
 
 # Below Linux's ephemeral range (32768–60999): a port in it can be taken at any moment by
 # an outgoing connection (a Kafka client's), and a worker then fails to bind its web port.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +56,7 @@ from engage_stream.outputs.journey_records import journey_records
 from engage_stream.profiles import accounts, control, sizes
 from engage_stream.profiles.processor import ProfileProcessor, definitions_epoch
 from engage_stream.profiles.record import ACCOUNT_PREFIX, ProfileRecord, is_account
-from engage_stream.profiles.store import ProfileStore
+from engage_stream.profiles.store import ProfileStore, RecordCache
 from engage_stream.records import OutgoingRecord, SourceRecord
 from engage_stream.state.keys import REDIRECT
 from engage_stream.state.partition_store import StorageError
@@ -171,8 +172,13 @@ def _reverts(before: Change, after: Change) -> bool:
 
 
 class ProfileStage:
+    # every cache hit checked against a decode of its bytes (the test suite turns it on)
+    verify_record_cache = False
+
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
         metrics.labelled(metrics.processing_errors, "profiles")  # at 0 for rate()
+        for result in ("hit", "miss"):
+            metrics.labelled(metrics.record_cache_lookups, result)
         self.settings = settings
         self.processor = ProfileProcessor(None, settings.processor_settings())
         self.accounts = ProfileProcessor(None, settings.processor_settings(), accounts=True)
@@ -186,6 +192,9 @@ class ProfileStage:
         self._journeys: dict[str, list[Any]] = {}
         self._epoch = self.processor.epoch
         self._redirects = True  # (per batch, `apply`: whether the partition holds any)
+        # decoded profiles per partition store: they live as long as the store is open here
+        # (a revoked and re-assigned partition opens a new one and starts empty)
+        self._caches: weakref.WeakKeyDictionary[Any, RecordCache] = weakref.WeakKeyDictionary()
         if catalog is not None:
             self.use(catalog)
 
@@ -232,7 +241,7 @@ class ProfileStage:
     def apply(self, tx: Transaction, records: Sequence[SourceRecord]) -> StageResult:
         """One partition's records in `tx` (nothing is stored: the caller commits `tx`)."""
         out = StageResult()
-        store = ProfileStore(tx, tx.wakeup_floor)
+        store = ProfileStore(tx, tx.wakeup_floor, self._cache(tx))
         left: list[str] = []
         # a profile merged away leaves a redirect; a partition without one (most: merges are
         # rare) needs no lookup per event (`_control` sets it when the batch writes one)
@@ -290,7 +299,25 @@ class ProfileStage:
         if out.journeys:
             journey_counts.apply(tx, journey_counts.deltas(out.journeys))
         tx.wakeup_floor = store.wakeup_floor
+        cache = store.cache
+        if cache is not None and records:
+            metrics.labelled(metrics.record_cache_lookups, "hit").inc(cache.hits)
+            metrics.labelled(metrics.record_cache_lookups, "miss").inc(cache.misses)
+            cache.hits = cache.misses = 0
+            metrics.labelled(metrics.record_cache_bytes, str(records[0].partition)).set(
+                cache.size_bytes
+            )
         return out
+
+    def _cache(self, tx: Transaction) -> RecordCache | None:
+        capacity = int(self.settings.record_cache_mb * 2**20)
+        if capacity <= 0:
+            return None
+        cache = self._caches.get(tx.store)
+        if cache is None:
+            cache = RecordCache(capacity, self.verify_record_cache)
+            self._caches[tx.store] = cache
+        return cache
 
     def _journeyed(self, out: StageResult, outputs: list[JourneyOutput]) -> None:
         if outputs:

@@ -17,11 +17,21 @@ changelog record of its own: `[oldest history ms, oldest d: arrival ms, inline]`
   in one scan (`seen_at` compares arrival times itself, so an entry kept a little longer
   never makes a duplicate; a quarter-window slack bounds the amortised scan to a few
   entries per event whatever the rate). A sweep that leaves nothing goes back to inline.
+
+Decoded profiles between events (`RecordCache`). Decoding a stored profile (the header and
+the record, ~25 trait values) is a tenth of a worker's time, and an active profile's next
+event usually comes within a few batches. A profile put through a store with a cache is
+kept decoded beside the bytes it was stored as; the next `get` returns it — without decoding
+— only if the bytes read now are exactly those (a rollback, a failed batch, a recovery, a
+merge or any other writer makes them differ: it is decoded again). `get` hands the object
+over and `put` hands it back, so one that was read and changed but never stored (a failed
+evaluation) cannot be returned: the cache only ever holds what `loads` of its bytes gives.
 """
 
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
 import orjson
@@ -33,7 +43,7 @@ from engage_stream.state.keys import EPOCH, HISTORY, PROFILE, SEEN, SEP, WAKEUP
 from engage_stream.state.keys import ts13 as _ts
 from engage_stream.state.kv import KV
 
-__all__ = ["HISTORY", "INLINE_SEEN", "PROFILE", "SEEN", "WAKEUP", "ProfileStore"]
+__all__ = ["HISTORY", "INLINE_SEEN", "PROFILE", "SEEN", "WAKEUP", "ProfileStore", "RecordCache"]
 
 INLINE_SEEN = 16  # messageIds a profile's dedup window keeps in its header before spilling
 
@@ -68,6 +78,68 @@ def _new_books() -> _Books:
     return _Books(NONE, NONE, {})
 
 
+class RecordCache:
+    """Profiles of one partition, decoded, each with the bytes it was stored as, up to
+    `capacity_bytes` of those bytes (decoded, a profile takes ~2.5× its stored size); the
+    least recently stored go first. `verify`: every hit is checked against a fresh decode of
+    its bytes (tests; it costs what the cache saves)."""
+
+    __slots__ = ("capacity_bytes", "verify", "hits", "misses", "_entries", "_bytes")
+
+    def __init__(self, capacity_bytes: int, verify: bool = False) -> None:
+        self.capacity_bytes = capacity_bytes
+        self.verify = verify
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[str, tuple[bytes, _Books, ProfileRecord]] = OrderedDict()
+        self._bytes = 0  # stored bytes of the entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def take(self, profile_id: str, raw: bytes) -> tuple[_Books, ProfileRecord] | None:
+        """The decoded profile, if `raw` (as read now) is what it was stored as; it leaves
+        the cache either way (the caller owns it until it puts it back)."""
+        entry = self._entries.pop(profile_id, None)
+        if entry is not None:
+            self._bytes -= len(entry[0])
+        if entry is None or entry[0] != raw:
+            self.misses += 1
+            return None
+        self.hits += 1
+        _, books, record = entry
+        if self.verify:
+            fresh_books, body = _split(raw)
+            fresh = ProfileRecord.loads(body)  # type: ignore[arg-type]
+            if fresh != record or fresh_books.header() != books.header():
+                raise AssertionError(f"record cache: {profile_id} differs from its bytes")
+        return books, record
+
+    def keep(self, profile_id: str, raw: bytes, books: _Books, record: ProfileRecord) -> None:
+        entries = self._entries
+        old = entries.pop(profile_id, None)
+        if old is not None:
+            self._bytes -= len(old[0])
+        entries[profile_id] = (raw, books, record)
+        self._bytes += len(raw)
+        while self._bytes > self.capacity_bytes and entries:
+            _, (gone, _, _) = entries.popitem(last=False)
+            self._bytes -= len(gone)
+
+    def discard(self, profile_id: str) -> None:
+        entry = self._entries.pop(profile_id, None)
+        if entry is not None:
+            self._bytes -= len(entry[0])
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
 def _split(raw: bytes) -> tuple[_Books, memoryview]:
     if raw[:1] != _MARK:
         raise ValueError("a stored profile value without its header (not this state format)")
@@ -84,8 +156,9 @@ def seen_in_header(value: bytes) -> list[str]:
 
 
 class ProfileStore:
-    def __init__(self, kv: KV, wakeup_floor: int = 0) -> None:
+    def __init__(self, kv: KV, wakeup_floor: int = 0, cache: RecordCache | None = None) -> None:
         self.kv = kv
+        self.cache = cache if cache is not None and cache.capacity_bytes > 0 else None
         # No live wake-up index entry is earlier than this. Fired entries are deleted, and
         # RocksDB keeps their tombstones until a compaction: a scan from the index's start
         # would step over every wake-up ever fired in the partition (1.5 ms per tick after
@@ -109,6 +182,8 @@ class ProfileStore:
         """Drop the bookkeeping read so far: the writes it was read from were rolled back."""
         self._books.clear()
         self._epochs.clear()
+        if self.cache is not None:  # (their bytes differ now anyway; nothing to gain)
+            self.cache.clear()
 
     # -- definition versions --------------------------------------------------------
     def keep_epoch(self, epoch: str, versions: Mapping[str, int]) -> None:
@@ -137,6 +212,11 @@ class ProfileStore:
         if raw is None:
             self._books.setdefault(profile_id, _new_books())
             return None
+        if self.cache is not None:
+            hit = self.cache.take(profile_id, raw)
+            if hit is not None:
+                self._books.setdefault(profile_id, hit[0])
+                return hit[1]
         books, body = _split(raw)
         self._books.setdefault(profile_id, books)
         return ProfileRecord.loads(body)  # type: ignore[arg-type]
@@ -149,7 +229,10 @@ class ProfileStore:
         if books is None:
             raw = self.kv.get(PROFILE + pid)
             books = _split(raw)[0] if raw is not None else _new_books()
-        self.kv.put(PROFILE + pid, books.header() + record.dumps())
+        value = books.header() + record.dumps()
+        self.kv.put(PROFILE + pid, value)
+        if self.cache is not None:
+            self.cache.keep(pid_s, value, books, record)
         wakeup = record.wakeup
         if previous_wakeup != wakeup:
             if previous_wakeup is not None:
@@ -291,6 +374,8 @@ class ProfileStore:
             self.kv.delete(WAKEUP + _ts(record.wakeup) + SEP + pid)
         self.kv.delete(PROFILE + pid)
         self._books.pop(record.profile_id, None)
+        if self.cache is not None:
+            self.cache.discard(record.profile_id)
 
     # -- wake-ups -------------------------------------------------------------------
     def due(self, now_ms: int) -> list[str]:

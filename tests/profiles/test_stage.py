@@ -93,6 +93,7 @@ class FragileEngine:
 
     def on_time(self, profile: ProfileRecord, now_ms: int) -> list[Any]:
         if profile.profile_id in self.fail_on_time:
+            profile.engine["half"] = True  # changed, then failed: must not be seen again
             raise Boom("timer")
         profile.next_wakeup = None
         return [Change("computed_trait", "woke", 1, profile.profile_id, now_ms, None, now_ms, "t")]
@@ -218,6 +219,30 @@ def test_a_profile_whose_timer_fails_does_not_stop_the_others() -> None:
     engine.fail_on_time.clear()
     fired = part.run([_record(3, TICK_KEY, None, T0 + 6000)])
     assert [(c.profile_id, c.value) for c in fired.changes] == [("user_id:a", T0 + 6000)]
+    part.run([_event(4, "a", "Ok")])
+    a = part.profile("a")
+    assert a is not None and a.engine == {"n": 2}, "the failed timer's half-change is gone"
+
+
+@pytest.mark.parametrize("cache_mb", [0.0, 8.0])
+def test_a_failed_record_leaves_nothing_in_the_decoded_profiles(cache_mb: float) -> None:
+    """The stage keeps profiles decoded between batches (`RecordCache`); a record that
+    failed half-way, a rolled-back batch and a profile read but not stored all leave the
+    next event the profile as stored — with the cache as without it."""
+    stage = ProfileStage(Settings(record_cache_mb=cache_mb))
+    engine = FragileEngine()
+    stage.use(Catalog(), Engines(Split(), engine, Engine([]), {}, {}))  # type: ignore[arg-type]
+    part = Partition(stage)
+    part.run([_event(0, "a", "Ok"), _event(1, "b", "Ok")])
+    part.run([_event(2, "a", "Boom"), _event(3, "b", "Ok")])  # a: dead-lettered, rolled back
+    tx = Transaction(part.db, clock=part.clock, source_offset=part.db.source_offset)
+    with pytest.raises(StorageError):  # the whole batch fails: b's third event is undone
+        stage.apply(tx, [_event(4, "b", "Ok"), _event(5, "b", "Disk")])
+    tx.fail()
+    part.run([_event(6, "a", "Ok"), _event(7, "b", "Ok")])
+    a, b = part.profile("a"), part.profile("b")
+    assert a is not None and a.engine == {"n": 2}
+    assert b is not None and b.engine == {"n": 3}
 
 
 def test_records_at_or_below_the_applied_offset_are_skipped() -> None:
