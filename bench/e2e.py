@@ -766,15 +766,71 @@ def run_engine_baseline(
     """The main throughput run again with another engine (`ENGAGE_ENGINE`), on a fresh app
     id (`app`, default the engine's name: its own consumer group re-reads the same input
     topics): the baseline the native engine's worker figure is compared with."""
-    settings = with_app(
-        worker_settings(broker_cfg.bootstrap, tag, web_port=web_port), app or engine
-    )
-    with BenchWorker(settings, settings.app_id, env={"ENGAGE_ENGINE": engine}) as worker:
-        say(f"worker with the {engine} engine: draining {spec.total_events:,} events")
-        tp = measure_throughput(worker, spec.total_events, timeout, broker_cfg, engine)
+    tp = run_with_env(broker_cfg, spec, tag, timeout, {"ENGAGE_ENGINE": engine}, web_port, app)
+    return {"engine": engine, "throughput": tp}
+
+
+def run_with_env(
+    broker_cfg: BrokerConfig,
+    spec: WorkloadSpec,
+    tag: str,
+    timeout: float,
+    env: dict[str, str],
+    web_port: int,
+    app: str | None = None,
+) -> dict[str, Any]:
+    """The main throughput run with `env` set for the worker, on a fresh app id (default
+    made of `env`): its own consumer group re-reads the same input topics."""
+    label = ",".join(f"{k}={v}" for k, v in env.items())
+    app = app or "".join(c if c.isalnum() else "-" for c in label.lower())
+    settings = with_app(worker_settings(broker_cfg.bootstrap, tag, web_port=web_port), app)
+    with BenchWorker(settings, settings.app_id, env=env) as worker:
+        say(f"worker with {label}: draining {spec.total_events:,} events")
+        tp = measure_throughput(worker, spec.total_events, timeout, broker_cfg, label)
         say(f"  {tp.events_per_s:,.0f} events/s (steady {tp.steady_events_per_s or 0:,.0f})")
     shutil.rmtree(state_dir(settings).parent, ignore_errors=True)
-    return {"engine": engine, "throughput": asdict(tp)}
+    return asdict(tp)
+
+
+def compare_env(
+    broker_cfg: BrokerConfig,
+    spec: WorkloadSpec,
+    tag: str,
+    timeout: float,
+    env: dict[str, str],
+    rounds: int,
+    web_port: int,
+) -> dict[str, Any]:
+    """A setting's effect on throughput: the worker as configured and with `env`,
+    alternating which goes first, `rounds` pairs on the same pre-produced backlog."""
+    settings = worker_settings(broker_cfg.bootstrap, tag, web_port=web_port)
+    prepare_inputs(settings, spec)
+    runs: dict[str, list[dict[str, Any]]] = {"default": [], "env": []}
+    for r in range(rounds):
+        order = [("default", {}), ("env", env)]
+        for name, e in order if r % 2 == 0 else order[::-1]:
+            runs[name].append(
+                run_with_env(broker_cfg, spec, tag, timeout, e, web_port, app=f"{name}-{r}")
+            )
+    return {"env": env, "runs": runs}
+
+
+def compare_report(res: dict[str, Any]) -> str:
+    label = ",".join(f"{k}={v}" for k, v in res["env"].items())
+    lines = [f"{'':28s} {'events/s':>10s} {'CPU µs/ev':>10s}"]
+    for name, runs in res["runs"].items():
+        for tp in runs:
+            lines.append(
+                f"  {name if name == 'default' else label:26s} {tp['events_per_s']:>10,.0f} "
+                f"{tp['worker_cpu_us_per_event'] or 0:>10.1f}"
+            )
+    mean = {
+        n: sum(tp["events_per_s"] for tp in runs) / max(1, len(runs))
+        for n, runs in res["runs"].items()
+    }
+    if mean["env"]:
+        lines.append(f"  default ÷ {label}: {mean['default'] / mean['env']:.2f}× (mean rates)")
+    return "\n".join(lines)
 
 
 def run_worker_pair(
@@ -883,11 +939,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int)
     p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
     p.add_argument("--web-port", type=int, default=WORKER_WEB_PORT, help="the worker's")
+    p.add_argument(
+        "--compare-env",
+        metavar="NAME=VALUE",
+        action="append",
+        help="only throughput: the worker as configured vs with these variables, alternating",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="pairs for --compare-env")
     args = p.parse_args(argv)
     quiet_kafka_logs()
     profiles = args.profiles or (5_000 if args.quick else 100_000)
     events = args.events or (30_000 if args.quick else 500_000)
     spec = WorkloadSpec(profiles=profiles, events=events)
+    if args.compare_env:
+        env = dict(kv.split("=", 1) for kv in args.compare_env)
+        with bench_broker(args.port) as cfg:
+            res = compare_env(cfg, spec, run_id(), 900, env, args.rounds, args.web_port)
+        print(compare_report(res))
+        return 0
     with bench_broker(args.port) as cfg:
         res = run_main(cfg, spec, run_id(), 8 if args.quick else 20, 900, web_port=args.web_port)
     print(orjson.dumps(res, option=orjson.OPT_INDENT_2).decode())
