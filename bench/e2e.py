@@ -817,12 +817,13 @@ def compare_env(
 
 def compare_report(res: dict[str, Any]) -> str:
     label = ",".join(f"{k}={v}" for k, v in res["env"].items())
-    lines = [f"{'':28s} {'events/s':>10s} {'CPU µs/ev':>10s}"]
+    lines = [f"{'':28s} {'events/s':>10s} {'CPU µs/ev':>10s} {'broker µs/ev':>12s}"]
     for name, runs in res["runs"].items():
         for tp in runs:
             lines.append(
                 f"  {name if name == 'default' else label:26s} {tp['events_per_s']:>10,.0f} "
-                f"{tp['worker_cpu_us_per_event'] or 0:>10.1f}"
+                f"{tp['worker_cpu_us_per_event'] or 0:>10.1f} "
+                f"{(tp['broker_cpu_s'] or 0) * 1e6 / max(1, tp['applied']):>12.1f}"
             )
     mean = {
         n: sum(tp["events_per_s"] for tp in runs) / max(1, len(runs))

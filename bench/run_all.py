@@ -7,8 +7,8 @@ Starts its own Apache Kafka broker (port 39900, data in var/bench/kafka) and run
 sections that need it (produce, baselines, quix, worker, worker_python, worker_pair, profile,
 history, scale, journeys_e2e, restart) one after the other: never two workers at once (but
 worker_pair's and the takeover's pairs), as the machine has two cores and the broker needs
-one. Then it stops the broker, runs the client comparison on a broker of its own
-(clients) and the sections without Kafka (duckdb, inprocess, engines, identity, journeys),
+one. Then it stops the broker, runs the client and codec comparisons on brokers of their own
+(clients, compression) and the sections without Kafka (duckdb, inprocess, engines, identity, journeys),
 prints a table and writes everything to var/bench/results-<timestamp>.json. A failing
 section is recorded and the rest still run.
 """
@@ -32,6 +32,7 @@ from bench import (
     baseline_faust,
     baseline_quix,
     client_compare,
+    compression,
     e2e,
     engine_bench,
     identity_bench,
@@ -292,6 +293,14 @@ def run(
             results,
             "clients",
             lambda: client_compare.run(50_000 if quick else 300_000, 2 if quick else 3),
+            timings,
+        )
+    if "compression" not in skip:
+        say("compressed batches: none vs zstd vs lz4 (own broker)")
+        section(
+            results,
+            "compression",
+            lambda: compression.run_own_broker(10_000 if quick else 30_000, 3),
             timings,
         )
     if "duckdb" not in skip:
@@ -579,6 +588,10 @@ def report(r: dict[str, Any]) -> str:
     if isinstance(cc, dict) and "results" in cc:
         L.append(client_compare.report(cc))
         L.append("")
+    codecs = r.get("compression")
+    if isinstance(codecs, dict) and "rounds" in codecs:
+        L.append(compression.report(codecs))
+        L.append("")
     rs = r.get("restart")
     if isinstance(rs, dict) and "restart_after_crash" in rs:
         L.append(restart.report(rs))
@@ -660,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated sections to skip: "
         "baselines,quix,worker_python,worker_pair,profile,history,scale,journeys_e2e,restart,"
-        "clients,duckdb,inprocess,engines,identity,journeys",
+        "clients,compression,duckdb,inprocess,engines,identity,journeys",
     )
     p.add_argument("--port", type=int, default=BROKER_PORT, help="the bench broker's port")
     p.add_argument("--web-port", type=int, default=WORKER_WEB_PORT, help="the workers' web port")

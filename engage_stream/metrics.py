@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -333,6 +335,26 @@ broadcast_sent = Gauge(
     ["broadcast"],
     registry=REGISTRY,
 )
+
+
+def observe_many(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """`histogram.observe(a)` for every amount, in one update per bucket: a per-record
+    observation takes the histogram's locks once per bucket and sum (~1.5 µs each), a
+    batch's go in at once. Reaches into `Histogram`'s buckets and sum (prometheus-client
+    keeps them as `_upper_bounds`, `_buckets`, `_sum`; a test compares the exposition with
+    one `observe` per amount)."""
+    bounds = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    total = 0.0
+    for a in amounts:
+        counts[bisect_left(bounds, a)] += 1  # the first bound >= a, as observe picks it
+        total += a
+    if not any(counts):
+        return
+    histogram._sum.inc(total)
+    for bucket, n in zip(histogram._buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}

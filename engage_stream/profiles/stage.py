@@ -127,6 +127,7 @@ class StageResult:
     journeys: list[JourneyOutput] = field(default_factory=list)  # in batch order
     broadcasts: list[Progress] = field(default_factory=list)  # progress changed by the batch
     broadcast_requests: dict[str, int] = field(default_factory=dict)  # broadcast -> sent
+    lags_s: list[float] = field(default_factory=list, repr=False)  # event time → applied
     _slots: list[_Slot] = field(default_factory=list, repr=False)
 
     def emit(self, changes: list[Change], records: list[list[OutgoingRecord]]) -> None:
@@ -294,6 +295,7 @@ class ProfileStage:
             counted[ch.kind, ch.key] = counted.get((ch.kind, ch.key), 0) + 1
         for (kind, key), n in counted.items():
             metrics.labelled(metrics.changes_emitted, kind, key).inc(n)
+        metrics.observe_many(metrics.processing_lag, out.lags_s)
         out.size_moves = sizes.deltas(out.changes, left)
         sizes.apply(tx, out.size_moves)
         if out.journeys:
@@ -384,7 +386,7 @@ class ProfileStage:
             out.duplicates += 1
             return
         out.processed += 1
-        metrics.processing_lag.observe(max(0.0, wall - event.timestamp / 1000))
+        out.lags_s.append(max(0.0, wall - event.timestamp / 1000))
         left.extend(outcome.left)
         if outcome.changes:
             out.emit(outcome.changes, self.builder.changes(outcome.changes, store, outcome.record))

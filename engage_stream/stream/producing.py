@@ -96,6 +96,7 @@ class Sender:
             linger_ms=self.options.linger_ms,
             max_batch_size=self.options.max_batch_bytes,
             request_timeout_ms=self.options.request_timeout_ms,
+            compression_type=self.options.compression,
             max_request_size=MAX_RECORD_BYTES + 1024 * 1024,  # a profile value, alone
         )
         await self.producer.start()

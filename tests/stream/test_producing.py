@@ -1,14 +1,17 @@
-"""Record placement: the same partition as Kafka's default partitioner, cached."""
+"""Record placement (the same partition as Kafka's default partitioner, cached), record
+sizes and compressed batches."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 
 import pytest
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from engage_stream.config import Settings
+from engage_stream.stream.options import COMPRESSION_TYPES, ProducerOptions
 from engage_stream.stream.producing import KeyPartitioner, murmur2, partition_for
 
 
@@ -42,7 +45,7 @@ def test_a_profile_value_larger_than_the_brokers_default_limit_reaches_the_chang
     from engage_stream.stream.topics import ensure_topics
 
     ensure_topics(worker_settings)
-    big = b"x" * (3 * 1024 * 1024)
+    big = os.urandom(3 * 1024 * 1024)  # (incompressible: a compressed batch stays this big)
 
     async def go() -> dict[tuple[str, int], int]:
         sender = Sender(worker_settings.broker)
@@ -59,3 +62,94 @@ def test_a_profile_value_larger_than_the_brokers_default_limit_reaches_the_chang
 
     written = asyncio.run(go())
     assert written[(worker_settings.changelog_topic, 0)] == 1
+
+
+def test_the_producer_compresses_with_zstd_unless_told_otherwise() -> None:
+    assert ProducerOptions().compression == "zstd"
+    assert ProducerOptions(compression_type="none").compression is None
+    assert [ProducerOptions(compression_type=c).compression for c in COMPRESSION_TYPES] == [
+        "zstd",
+        "lz4",
+        "snappy",
+        "gzip",
+        None,
+    ]
+    with pytest.raises(ValueError, match="compression_type 'brotli': expected one of zstd"):
+        ProducerOptions(compression_type="brotli")
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+def test_compressed_batches_are_smaller_on_the_broker_and_every_client_reads_them(
+    worker_settings: Settings, compression: str
+) -> None:
+    """What the worker produces (profile values here) is stored compressed, and both
+    clients the project reads its own topics with — aiokafka (the stages, recovery) and
+    kafka-python (compacted-topic followers, tools) — read it back: each needs its codec
+    (cramjam, zstandard) installed, which this fails without."""
+    from aiokafka import AIOKafkaConsumer
+    from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka.admin import NewTopic
+
+    from engage_stream.stream.producing import OutgoingRecord, Sender
+
+    topic = f"compressed-{compression}-{worker_settings.app_id}"
+    admin = KafkaAdminClient(bootstrap_servers=worker_settings.broker)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    rng = random.Random(5)
+    values = [
+        b'{"profile_id":"user_id:u%d","traits":{"plan":{"value":"%s","ts":%d}},"engine":%s}'
+        % (i, rng.choice([b"free", b"pro"]), 1_800_000_000_000 + i, b"[%d]" % i * 200)
+        for i in range(300)
+    ]
+    options = ProducerOptions(compression_type=compression)
+
+    async def produce_and_read() -> list[bytes]:
+        sender = Sender(worker_settings.broker, options)
+        await sender.start()
+        try:
+            await sender.send_many(
+                [OutgoingRecord(topic, b"p:%d" % i, v, None, 0) for i, v in enumerate(values)]
+            )
+        finally:
+            await sender.stop()
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=worker_settings.broker, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            got: list[bytes] = []
+            while len(got) < len(values):
+                for recs in (await consumer.getmany(timeout_ms=2000)).values():
+                    got += [r.value for r in recs]
+            return got
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(produce_and_read()) == values
+    sync = KafkaConsumer(
+        topic,
+        bootstrap_servers=worker_settings.broker,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
+    try:
+        assert [r.value for r in sync][: len(values)] == values
+    finally:
+        sync.close()
+    try:
+        stored = sum(
+            p["partition_size"]
+            for broker in admin.describe_log_dirs({topic: [0]})
+            for d in broker["log_dirs"]
+            for t in d["topics"]
+            if t["name"] == topic
+            for p in t["partitions"]
+        )
+    finally:
+        admin.close()
+    raw = sum(map(len, values))
+    if compression == "none":
+        assert stored > raw
+    else:
+        assert stored < raw / 4, f"{stored} bytes stored for {raw} bytes of values"
