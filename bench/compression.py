@@ -129,14 +129,15 @@ def _create(bootstrap: str, topic: str) -> None:
         admin.close()
 
 
-def _stored(bootstrap: str, topic: str) -> int:
+def stored_bytes(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> int:
+    """What the broker holds of `topic` on disk, all partitions (the log dirs' sizes)."""
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         return sum(
             p["partition_size"]
-            for broker in admin.describe_log_dirs({topic: list(range(PARTITIONS))})
+            for broker in admin.describe_log_dirs({topic: list(range(partitions))})
             for d in broker["log_dirs"]
             for t in d["topics"]
             if t["name"] == topic
@@ -174,7 +175,7 @@ def one_round(
         per(b0, b1),
         round((c2 - c1) * 1e6 / n, 2),
         per(b1, b2),
-        _stored(bootstrap, topic),
+        stored_bytes(bootstrap, topic),
         sum(len(v) for _, v in values),
     )
 

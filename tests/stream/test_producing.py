@@ -91,11 +91,15 @@ def test_compressed_batches_are_smaller_on_the_broker_and_every_client_reads_the
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.admin import NewTopic
 
+    from bench.compression import stored_bytes
     from engage_stream.stream.producing import OutgoingRecord, Sender
 
     topic = f"compressed-{compression}-{worker_settings.app_id}"
     admin = KafkaAdminClient(bootstrap_servers=worker_settings.broker)
-    admin.create_topics([NewTopic(topic, 1, 1)])
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        admin.close()
     rng = random.Random(5)
     values = [
         b'{"profile_id":"user_id:u%d","traits":{"plan":{"value":"%s","ts":%d}},"engine":%s}'
@@ -137,17 +141,7 @@ def test_compressed_batches_are_smaller_on_the_broker_and_every_client_reads_the
         assert [r.value for r in sync][: len(values)] == values
     finally:
         sync.close()
-    try:
-        stored = sum(
-            p["partition_size"]
-            for broker in admin.describe_log_dirs({topic: [0]})
-            for d in broker["log_dirs"]
-            for t in d["topics"]
-            if t["name"] == topic
-            for p in t["partitions"]
-        )
-    finally:
-        admin.close()
+    stored = stored_bytes(worker_settings.broker, topic, partitions=1)
     raw = sum(map(len, values))
     if compression == "none":
         assert stored > raw
