@@ -105,7 +105,7 @@ class Settings(BaseModel):
         2000, description="profiles re-evaluated per batch after a definition change"
     )
     # Off by default: on the full bench workload (100k profiles, a third of the lookups
-    # hits) the worker measured 0.84x the throughput with 8 MB; it pays where few profiles
+    # hit) the worker measured 0.84x the throughput with 8 MB; it pays where few profiles
     # are very active (bench/README, "Decoded profiles kept between events").
     record_cache_mb: float = Field(
         0.0,
