@@ -60,7 +60,7 @@ from bench.common import (
 )
 from bench.workload import Workload, WorkloadSpec, produce
 from engage_stream.commands import apply_definitions
-from engage_stream.config import Settings
+from engage_stream.config import Settings, Topics
 from engage_stream.definitions.loader import load_definitions
 from engage_stream.kafka_local.broker import BrokerConfig
 from engage_stream.stream.topics import ensure_topics
@@ -85,14 +85,21 @@ def worker_settings(
     )
 
 
+# what every bench worker of a run reads alike: the workload's input and the definitions
+_SHARED_TOPICS = ("track", "identify", "group", "page", "screen", "alias", "mixed", "definitions")
+
+
 def with_app(settings: Settings, app_tag: str) -> Settings:
     """Same input topics and definitions, another app id and internal/output topics: a
     fresh worker re-reads the same input, evaluates the same definitions, and does not see
-    the first one's internal records."""
+    the first one's internal records — identity requests and the identity map included
+    (shared, a second worker would find every identifier known, skip the identity stage,
+    and its identity stage would re-read the first one's requests as duplicates)."""
     t = settings.topics
-    own = {
+    own: dict[str, str] = {
         name: getattr(t, name) + f"-{app_tag}"
-        for name in ("dead_letter", "profile_events", "changes")
+        for name in Topics.model_fields
+        if name not in _SHARED_TOPICS
     }
     own["output_prefix"] = t.output_prefix.rstrip(".") + f"-{app_tag}."
     return settings.model_copy(
@@ -163,6 +170,10 @@ class ThroughputResult:
     rss_hwm_mb: float
     state_disk_mb: float | None = None
     changelog_records: int | None = None
+    # of the events ingest routed, the share sent to the identity stage (unknown ids)
+    identity_detour: float | None = None
+    # wall seconds each stage spent on its batches (checkpoints included), summed over workers
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     series: list[tuple[float, int]] = field(default_factory=list)
 
 
@@ -292,6 +303,14 @@ def measure_throughput(
     t_end = time.monotonic()
     cpu1 = _cpu_seconds(pids)
     bcpu1 = proc_cpu_seconds(bpid) if bpid else None
+    routed = [w.metrics() for w in group]
+    known = sum(m.total("engage_identity_routed_total", path="known") for m in routed)
+    detour = sum(m.total("engage_identity_routed_total", path="identity_stage") for m in routed)
+    stage_seconds: dict[str, float] = {}
+    for m in routed:
+        for lab, v in m.samples.get("engage_batch_seconds_sum", []):
+            stage = lab.get("stage", "")
+            stage_seconds[stage] = round(stage_seconds.get(stage, 0.0) + v, 2)
     samplers = [w.rss for w in group if w.rss is not None]
     for sampler in samplers:
         sampler.sample()
@@ -315,6 +334,8 @@ def measure_throughput(
         worker_cpu_us_per_event=_round(wcpu * 1e6 / done, 1) if wcpu and done else None,
         rss_peak_mb=round(max(x.peak_mb for x in samplers), 1),
         rss_hwm_mb=round(max(x.hwm_mb for x in samplers), 1),
+        identity_detour=round(detour / (known + detour), 3) if known + detour else None,
+        stage_seconds=stage_seconds,
         series=series[:: max(1, len(series) // 60)],
     )
 
@@ -787,7 +808,11 @@ def run_with_env(
     with BenchWorker(settings, settings.app_id, env=env) as worker:
         say(f"worker with {label}: draining {spec.total_events:,} events")
         tp = measure_throughput(worker, spec.total_events, timeout, broker_cfg, label)
-        say(f"  {tp.events_per_s:,.0f} events/s (steady {tp.steady_events_per_s or 0:,.0f})")
+        say(
+            f"  {tp.events_per_s:,.0f} events/s (steady {tp.steady_events_per_s or 0:,.0f}), "
+            f"identity detour {100 * (tp.identity_detour or 0):.1f} %, stage seconds "
+            + ", ".join(f"{k} {v:.1f}" for k, v in tp.stage_seconds.items())
+        )
     shutil.rmtree(state_dir(settings).parent, ignore_errors=True)
     return asdict(tp)
 

@@ -493,6 +493,12 @@ def report(r: dict[str, Any]) -> str:
             f"{tp['broker_cpu_s']}s, state {tp['state_disk_mb']} MB on disk, "
             f"{_n(tp['changelog_records'])} changelog records"
         )
+        if tp.get("identity_detour") is not None:
+            L.append(
+                f"  routed by ingest to the identity stage (ids not yet known): "
+                f"{100 * tp['identity_detour']:.1f} % of events; seconds on batches by stage: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in tp.get("stage_seconds", {}).items())
+            )
         L.append("")
     elif _get(r, "worker", "error"):
         L.append(f"worker section failed: {r['worker']['error'][:300]}")

@@ -90,8 +90,13 @@ duplicates_dropped = Counter(
 )
 events_processed = Counter(
     "engage_events_processed_total",
-    "Events applied to profile state",
+    "Events applied to profile state (users' events; what accounts get of them is counted apart)",
     ["partition"],
+    registry=REGISTRY,
+)
+account_events_processed = Counter(
+    "engage_account_events_processed_total",
+    "Group calls and users' events forwarded to accounts, applied to the accounts' state",
     registry=REGISTRY,
 )
 records_already_applied = Counter(

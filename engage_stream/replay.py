@@ -48,7 +48,8 @@ class ReplayRecord:
 
 @dataclass
 class ReplayStats:
-    events: int = 0
+    events: int = 0  # input events applied (each once)
+    account_events: int = 0  # what accounts were given of them (group calls, event copies)
     invalid: int = 0
     duplicates: int = 0
     changes: int = 0
@@ -182,6 +183,7 @@ class Replay:
         tx.commit(changelog_offset=None)
         self.clock, self.sweep = tx.clock, tx.sweep
         self.stats.events += result.processed
+        self.stats.account_events += result.account_events
         self.stats.duplicates += result.duplicates
         self.stats.changes += len(result.changes)
         return result

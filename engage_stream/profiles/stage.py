@@ -116,7 +116,10 @@ class StageResult:
     outputs: list[OutgoingRecord] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     size_moves: dict[str, int] = field(default_factory=dict)
-    processed: int = 0  # events applied
+    processed: int = 0  # events applied (users' events: each input event once)
+    # what accounts were given of them: forwarded group calls and copies of the events
+    # account traits read (`_forward_to_accounts`), applied to the accounts
+    account_events: int = 0
     duplicates: int = 0  # events dropped by messageId
     skipped: int = 0  # records already in state (recovered or re-delivered)
     failed: int = 0  # records dead-lettered
@@ -372,7 +375,7 @@ class ProfileStage:
         if is_account(event.profile_id):
             outcome = self.accounts.apply_account(store, event, tx.clock)
             out.duplicates += outcome.duplicate
-            out.processed += not outcome.duplicate
+            out.account_events += not outcome.duplicate
             left.extend(outcome.left)
             if outcome.changes:
                 out.emit(

@@ -5,9 +5,10 @@ look-ups, metadata checks); filling `BatchBuilder`s per partition and submitting
 once makes a checkpoint's hundreds of records cost about as much as a handful.
 
 Keyed records are placed with Kafka's default partitioner (murmur2 of the key). aiokafka's
-murmur2 is pure Python, several microseconds per key, and ingest places every event by its
-profile id; `KeyPartitioner` remembers where each key went (profiles send many events) and
-hashes the rest with a leaner murmur2 (`murmur2`, checked against aiokafka's in tests).
+murmur2 is pure Python, several microseconds per key, and a worker places every record it
+produces by key; `KeyPartitioner` hashes with the native core's murmur2 when it is
+installed (native/src/partition.rs), else remembers where each key went and hashes the
+rest with a leaner Python murmur2 (`murmur2`; both checked against aiokafka's in tests).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from aiokafka import AIOKafkaProducer
 from engage_stream.records import OutgoingRecord
 from engage_stream.stream.options import ProducerOptions
 from engage_stream.stream.topics import MAX_RECORD_BYTES
+
+try:
+    from engage_stream_core import partition_for as native_partition_for
+except ImportError:  # the Python engine's installs: placed by `murmur2` below
+    native_partition_for = None
 
 __all__ = ["KeyPartitioner", "OutgoingRecord", "Sender", "murmur2", "partition_for"]
 
@@ -63,11 +69,14 @@ class KeyPartitioner:
 
     MAX_KEYS = 100_000  # then start over (~15 MB at most): bounds memory, not correctness
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, native: bool = True) -> None:
         self.partitions = partitions
+        self.native = native and native_partition_for is not None
         self._known: dict[bytes, int] = {}
 
     def __call__(self, key: bytes) -> int:
+        if self.native:
+            return native_partition_for(key, self.partitions)  # type: ignore[misc]
         p = self._known.get(key)
         if p is None:
             if len(self._known) >= self.MAX_KEYS:

@@ -381,6 +381,7 @@ def _count_profiles(partition: int, result: StageResult) -> None:
     """The profiles stage's counters, once its checkpoint is durable (a failed batch is
     applied again)."""
     metrics.events_processed.labels(str(partition)).inc(result.processed)
+    metrics.account_events_processed.inc(result.account_events)
     metrics.duplicates_dropped.inc(result.duplicates)
     metrics.records_already_applied.inc(result.skipped)
     metrics.timers_fired.inc(result.timers_fired)

@@ -14,6 +14,7 @@ mod audience;
 mod compile;
 mod events;
 mod ops;
+mod partition;
 mod traits;
 mod value;
 
@@ -724,5 +725,7 @@ fn supports(definition_json: &str) -> Option<String> {
 fn engage_stream_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_function(wrap_pyfunction!(supports, m)?)?;
+    m.add_function(wrap_pyfunction!(partition::murmur2, m)?)?;
+    m.add_function(wrap_pyfunction!(partition::partition_for, m)?)?;
     Ok(())
 }

@@ -291,3 +291,31 @@ def test_an_account_trait_counts_its_active_users() -> None:
     list(r.run([], until_ms=1767225600000 + 34 * 86_400_000))  # a's logins age out
     account = r.profiles.get("group_id:acme")
     assert account is not None and account.audiences["three_active"].value is False
+
+
+def test_what_accounts_are_given_is_counted_apart_from_the_input_events() -> None:
+    """Each input event counts once as processed (`engage_events_processed_total`), however
+    many accounts get a copy: a group call's forward and a user's event copied to its
+    account for an account trait count as account events."""
+    from engage_stream.definitions.loader import parse_text
+
+    text = """
+- kind: computed_trait
+  key: sign_ins
+  collection: accounts
+  type: counter
+  event: Signed In
+"""
+    defs, problems = parse_text(text, "a.yaml")
+    assert not problems, problems
+    r = Replay(Catalog.from_definitions(d for d, _ in defs))
+    lines = [group(u, "acme", "2026-01-01T10:00:00Z", f"g-{u}") for u in ("a", "b")]
+    lines += [group("a", "other", "2026-01-01T11:00:00Z", "g-a2")]
+    lines += [track("a", "Signed In", "2026-01-02T10:00:00Z", "s1")]  # a: two accounts
+    lines += [track("b", "Signed In", "2026-01-02T11:00:00Z", "s2")]
+    lines += [track("b", "Browsed", "2026-01-02T12:00:00Z", "s3")]  # no account reads it
+    list(r.run(lines))
+    assert r.stats.events == 6
+    assert r.stats.account_events == 3 + 2 + 1
+    account = r.profiles.get("group_id:acme")
+    assert account is not None and account.computed_traits["sign_ins"].value == 2

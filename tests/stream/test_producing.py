@@ -26,8 +26,33 @@ def test_murmur2_matches_aiokafka_on_every_length_and_many_keys() -> None:
         assert murmur2(key) == aiokafka_murmur2(key)
 
 
-def test_key_partitioner_agrees_with_routing_and_bounds_its_memory() -> None:
+def test_the_native_murmur2_matches_aiokafka_on_every_length_and_many_keys() -> None:
+    core = pytest.importorskip("engage_stream_core")
+    rng = random.Random(5)
+    for length in range(0, 70):
+        for _ in range(40):
+            key = bytes(rng.randrange(256) for _ in range(length))
+            assert core.murmur2(key) == aiokafka_murmur2(key), key
+            assert core.partition_for(key, 7) == partition_for(key, 7), key
+    for i in range(2000):
+        key = f"user_id:user-{i:07d}".encode()
+        assert core.partition_for(key, 12) == partition_for(key, 12)
+    with pytest.raises(ValueError, match="at least one partition"):
+        core.partition_for(b"k", 0)
+
+
+def test_the_key_partitioner_places_natively_when_the_core_is_installed() -> None:
+    core = pytest.importorskip("engage_stream_core")
     part = KeyPartitioner(7)
+    assert part.native
+    keys = [f"anonymous_id:a-{i}".encode() for i in range(350)]
+    assert [part(k) for k in keys] == [core.partition_for(k, 7) for k in keys]
+    assert [part(k) for k in keys] == [partition_for(k, 7) for k in keys]
+    assert not part._known  # nothing cached: hashing natively is cheaper than the lookup
+
+
+def test_key_partitioner_agrees_with_routing_and_bounds_its_memory() -> None:
+    part = KeyPartitioner(7, native=False)
     part.MAX_KEYS = 100  # type: ignore[misc]
     keys = [f"anonymous_id:a-{i}".encode() for i in range(350)]
     for _ in range(2):
