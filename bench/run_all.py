@@ -518,6 +518,12 @@ def report(r: dict[str, Any]) -> str:
             f"partition recovery; probe profiles identical: {rec['probes_identical']}; "
             f"RSS peak {rec['rss_hwm_mb']} MB"
         )
+        replayed = rec["records_applied"] + rec["records_skipped"]
+        if rec["seconds_to_ready"]:
+            L.append(
+                f"  {replayed / rec['seconds_to_ready']:,.0f} changelog records/s from the "
+                "restart until ready (process start included; partitions recover side by side)"
+            )
         L.append("")
     hist = r.get("history")
     if isinstance(hist, dict) and "error" not in hist:
