@@ -99,7 +99,7 @@ def with_app(settings: Settings, app_tag: str) -> Settings:
     own: dict[str, str] = {
         name: getattr(t, name) + f"-{app_tag}"
         for name in Topics.model_fields
-        if name not in _SHARED_TOPICS
+        if name not in _SHARED_TOPICS and name != "output_prefix"
     }
     own["output_prefix"] = t.output_prefix.rstrip(".") + f"-{app_tag}."
     return settings.model_copy(
@@ -175,6 +175,10 @@ class ThroughputResult:
     # wall seconds each stage spent on its batches (checkpoints included), summed over workers
     stage_seconds: dict[str, float] = field(default_factory=dict)
     series: list[tuple[float, int]] = field(default_factory=list)
+
+
+def stage_seconds_text(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{stage} {s:.1f}" for stage, s in seconds.items())
 
 
 def applied_count(m: Metrics) -> int:
@@ -811,7 +815,7 @@ def run_with_env(
         say(
             f"  {tp.events_per_s:,.0f} events/s (steady {tp.steady_events_per_s or 0:,.0f}), "
             f"identity detour {100 * (tp.identity_detour or 0):.1f} %, stage seconds "
-            + ", ".join(f"{k} {v:.1f}" for k, v in tp.stage_seconds.items())
+            + stage_seconds_text(tp.stage_seconds)
         )
     shutil.rmtree(state_dir(settings).parent, ignore_errors=True)
     return asdict(tp)

@@ -497,7 +497,7 @@ def report(r: dict[str, Any]) -> str:
             L.append(
                 f"  routed by ingest to the identity stage (ids not yet known): "
                 f"{100 * tp['identity_detour']:.1f} % of events; seconds on batches by stage: "
-                + ", ".join(f"{k} {v:.1f}" for k, v in tp.get("stage_seconds", {}).items())
+                + e2e.stage_seconds_text(tp.get("stage_seconds", {}))
             )
         L.append("")
     elif _get(r, "worker", "error"):
