@@ -72,6 +72,7 @@ from engage_stream.engine.filters import (
     equality_filter,
 )
 from engage_stream.engine.operators import as_number, get_path, split_path
+from engage_stream.engine.state_text import decode as decode_state
 from engage_stream.engine.windows import INF, Window, inside, next_bound
 from engage_stream.profiles.record import ProfileRecord
 
@@ -380,7 +381,7 @@ class CompiledTrait:
         if c is None:
             return state, False
         if type(state) is str:
-            state = orjson.loads(state)
+            state = decode_state(state)
         if type(state) is not list or len(state) != self.width:
             state = self._current(state)
         first = ts + self.a if spans is None else spans[0]
@@ -423,7 +424,7 @@ class CompiledTrait:
         if not self.marks or self.contribution(props) is None:
             return state, False
         if type(state) is str:
-            state = orjson.loads(state)
+            state = decode_state(state)
         if state is None or type(state) is int:  # only `first` to keep
             return (first, True) if state is None or first < state else (state, False)
         if len(state) != self.width:
@@ -727,7 +728,7 @@ class CompiledTrait:
             return self._mark(state, props, ts)
         c = self.contribution(props)
         if type(state) is str:
-            state = orjson.loads(state)
+            state = decode_state(state)
         if type(state) is not list:
             state = self._current(state)
         if c is not None and self.marks and (state[-1] is None or ts < state[-1]):
@@ -798,7 +799,7 @@ class CompiledTrait:
         if state is None:
             return None, INF, None
         if type(state) is str:
-            state = orjson.loads(state)
+            state = decode_state(state)
         if type(state) is int:
             return self._nothing_counts(state, t)
         sessions, pending, gap, inv = state[0], state[1], self.gap, self.inv

@@ -37,8 +37,6 @@ from bisect import bisect_right, insort
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
-
 from engage_stream.definitions.models import (
     DURATION_OPS,
     AudienceCondition,
@@ -66,6 +64,7 @@ from engage_stream.engine.operators import (
     get_path,
     split_path,
 )
+from engage_stream.engine.state_text import decode as decode_state
 from engage_stream.engine.windows import INF, Spans, Window, inside, live, next_bound
 from engage_stream.profiles.record import ProfileRecord
 
@@ -706,7 +705,7 @@ class CompiledAudience:
             if item is None:
                 continue
             if type(state) is str:
-                state = orjson.loads(state)
+                state = decode_state(state)
             if state is None:
                 state = [None] * len(leaves)
             state[i] = leaf.insert(state[i], item)
@@ -721,7 +720,7 @@ class CompiledAudience:
         if name != leaf.event or not leaf.static(props) or not leaf.usable(ts, now):
             return state, False
         if type(state) is str:
-            state = orjson.loads(state)
+            state = decode_state(state)
         if state is None:
             return [[ts]], True
         st = state[0]

@@ -46,6 +46,7 @@ from engage_stream.engine.aggregates import CompiledTrait
 from engage_stream.engine.changes import Change, make_change, message_id
 from engage_stream.engine.conditions import CompiledAudience
 from engage_stream.engine.index import EventListeners, build_index
+from engage_stream.engine.state_text import decode as decode_state
 from engage_stream.engine.windows import INF
 from engage_stream.events import ProfileEvent
 from engage_stream.profiles.record import ProfileRecord, TraitValue
@@ -163,7 +164,7 @@ class Engine:
         """A definition's decoded state on a profile (None when empty), for tests and
         debugging."""
         st = profile.engine.get(key)
-        return orjson.loads(st) if type(st) is str else st
+        return decode_state(st) if type(st) is str else st
 
     def on_event(self, profile: ProfileRecord, event: ProfileEvent, now_ms: int) -> list[Change]:
         out: list[Change] = []
@@ -399,7 +400,7 @@ class Engine:
                     # run: the result is the one already stored
                     continue
             if type(state) is str:
-                state = orjson.loads(state)
+                state = decode_state(state)
             if self._is_audience[r]:
                 value, due, state = self._evaluators[r](state, profile, t, identified)
             else:

@@ -15,9 +15,11 @@ component's own order). The core supports audiences whose conditions read only t
 and memberships (equality, existence and numeric order operators), one-row event
 audiences in a plain window, and computed traits of every type over an explicit window
 (`within` / `between`) with constant filters (`engage_stream_core.supports` and
-`python_reasons` say why another is not). The core keeps the Python engine's own state
-layout and wake-ups in `ProfileRecord.engine`, so a deployment can switch engines on
-running state either way.
+`python_reasons` say why another is not). The core keeps the Python engine's state layout
+and wake-ups in `ProfileRecord.engine` — a computed trait's window spelled in a compact
+text rather than JSON (`state_text`: several times shorter; the record is decoded,
+stored, changelogged and compressed whole on every event) — and each engine reads the
+other's spelling, so a deployment can switch engines on running state either way.
 
 `make_engine` builds the engine a worker or a replay uses: native when the core imports
 (`ENGAGE_ENGINE=auto`, the default, or `native`), the Python `Engine` with one log line

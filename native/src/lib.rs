@@ -11,6 +11,7 @@
 //! else in `ProfileRecord.engine`, and turns the results into `Change`s.
 
 mod audience;
+mod compact;
 mod compile;
 mod events;
 mod ops;

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyLong, PyString};
 use serde_json::{Map, Number, Value as J};
 
+use crate::compact;
 use crate::events::{filters_of, Filters, INF};
 use crate::ops::{as_number, Num};
 use crate::value::Val;
@@ -530,9 +531,15 @@ impl TState {
         if t.starts_with('n') {
             return Ok(TState::None);
         }
+        if t.starts_with(compact::MARK) {
+            let w = compact::read(t)?;
+            let total = total_of(w.total)?;
+            return Ok(TState::Full(Full { times: w.times, values: w.values, total, k: w.k, first: w.first }));
+        }
         if !t.starts_with('[') {
             return serde_json::from_str::<i64>(t).map(TState::First).map_err(|e| e.to_string());
         }
+        // (the JSON layout: the Python engine's, and this core's before the compact text)
         type Cols = (Vec<i64>, Option<Vec<J>>, J, usize);
         let ((times, values, total, k), first) = if marks {
             let (a, b, c, d, f): (Vec<i64>, Option<Vec<J>>, J, usize, Option<i64>) =
@@ -541,17 +548,11 @@ impl TState {
         } else {
             (serde_json::from_str::<Cols>(t).map_err(|e| e.to_string())?, None)
         };
-        let total = match total {
-            J::Null => Total::Null,
-            J::Number(n) => Total::Count(n.as_i64().ok_or("a count")?),
-            J::Object(m) => Total::Counts(m),
-            t @ J::Array(_) => Total::Sum(SumP::from_json(&t)?),
-            _ => return Err("an unknown total".into()),
-        };
+        let total = total_of(total)?;
         Ok(TState::Full(Full { times, values, total, k, first }))
     }
 
-    /// The stored text (None: nothing to store).
+    /// The stored text (None: nothing to store): a window in the compact text.
     pub fn text(&self, marks: bool) -> Option<String> {
         match self {
             TState::None => None,
@@ -563,15 +564,21 @@ impl TState {
                     Total::Sum(s) => s.to_json(),
                     Total::Counts(m) => J::Object(m.clone()), // (one key per distinct value)
                 };
-                let text = if marks {
-                    serde_json::to_string(&(&f.times, &f.values, total, f.k, f.first))
-                } else {
-                    serde_json::to_string(&(&f.times, &f.values, total, f.k))
-                };
-                Some(text.expect("JSON values serialise"))
+                let first = if marks { Some(f.first) } else { None };
+                Some(compact::write(&f.times, f.values.as_deref(), &total, f.k, first))
             }
         }
     }
+}
+
+fn total_of(total: J) -> Result<Total, String> {
+    Ok(match total {
+        J::Null => Total::Null,
+        J::Number(n) => Total::Count(n.as_i64().ok_or("a count")?),
+        J::Object(m) => Total::Counts(m),
+        t @ J::Array(_) => Total::Sum(SumP::from_json(&t)?),
+        _ => return Err("an unknown total".into()),
+    })
 }
 
 impl TraitDef {

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engage_stream.engine import Engine, aggregates, conditions
+from engage_stream.engine import Engine, aggregates, state_text
 from engage_stream.engine import engine as engine_module
 from engage_stream.engine.windows import Window
 from engage_stream.profiles.record import ExternalId, ProfileRecord
@@ -110,7 +110,7 @@ def test_per_event_work_does_not_grow_with_history(monkeypatch: pytest.MonkeyPat
             return b
 
     monkeypatch.setattr(Window, "leave", counting)
-    for module in (engine_module, conditions, aggregates):
+    for module in (engine_module, aggregates, state_text):  # (state_text: every decode)
         monkeypatch.setattr(module, "orjson", CountingJson)
     engine = Engine(
         [

@@ -366,8 +366,9 @@ def test_event_audiences_keep_the_python_engines_state_and_wake_ups() -> None:
 
 
 def test_computed_trait_state_moves_between_the_engines() -> None:
-    """A trait's state is the Python engine's column-wise window either way: a record
-    written by one engine and continued by the other gives the changes of either alone."""
+    """A trait's state is the Python engine's column-wise window either way (the core
+    spells it in its compact text): a record written by one engine and continued by the
+    other gives the changes of either alone."""
     defs = [
         trait("spend", "sum", "Order", property="v", within="7 days", include_anonymous=True),
         trait(
@@ -395,6 +396,7 @@ def test_computed_trait_state_moves_between_the_engines() -> None:
             rec = ProfileRecord.loads(rec.dumps())
         out += engines[then].on_time(rec, 9 * DAY)
         seen = [(c.key, c.value, c.previous, c.at, c.cause, c.message_id) for c in out]
+        assert all(rec.engine[k].startswith("~") == (then == "native") for k in ("spend", "top"))
         return seen, {k: Engine.state(rec, k) for k in ("spend", "top")}
 
     reference = run("python", "python")
