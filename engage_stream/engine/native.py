@@ -17,7 +17,7 @@ audiences in a plain window, and computed traits of every type over an explicit 
 (`within` / `between`) with constant filters (`engage_stream_core.supports` and
 `python_reasons` say why another is not). The core keeps the Python engine's state layout
 and wake-ups in `ProfileRecord.engine` — a computed trait's window spelled in a compact
-text rather than JSON (`state_text`: several times shorter; the record is decoded,
+text rather than JSON (`state_text`: two to four times shorter; the record is decoded,
 stored, changelogged and compressed whole on every event) — and each engine reads the
 other's spelling, so a deployment can switch engines on running state either way.
 

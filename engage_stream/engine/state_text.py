@@ -20,7 +20,8 @@ _HALF, _SPAN = 2**63, 2**64
 
 
 class CompactStateError(ValueError):
-    pass
+    """A compact text that is not one the core writes (cut short, a foreign character, a
+    slot out of range): the state is damaged, not a value to guess at."""
 
 
 def decode(text: str) -> Any:
@@ -62,14 +63,18 @@ class _Reader:
             times.append(t)
         k = self.number()
         slot = self.number()
+        if slot > 2:
+            raise CompactStateError(f"compact state: first slot {slot}")
         first = self.signed() if slot == 2 else None
         mode = self.number()
         at = [self.number() for _ in range(n)] if mode == 1 else []
         listed, total = orjson.loads(self.text[self.pos :])
-        if mode == 0:
+        if mode == 0 and listed is None:
             values = None
-        elif mode == 1:
+        elif mode == 1 and type(listed) is list and all(i < len(listed) for i in at):
             values = [listed[i] for i in at]
-        else:
+        elif mode == 2 and type(listed) is list and len(listed) == n:
             values = listed
+        else:
+            raise CompactStateError("compact state: the values do not match their mode")
         return [times, values, total, k] + ([first] if slot else [])

@@ -106,6 +106,8 @@ def test_a_damaged_compact_text_is_a_clear_error() -> None:
         decode(MARK + "D")  # three entries announced, none there
     with pytest.raises(CompactStateError, match="'!'"):
         decode(MARK + "!")
+    with pytest.raises(CompactStateError, match="do not match"):
+        decode(MARK + "BAAABB" + '[["a"],null]')  # entry 0: index 1, past the table
 
 
 def test_the_core_refuses_a_damaged_compact_text_naming_the_definition() -> None:
