@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engage_stream import commands
 from engage_stream.broadcasts import commands as broadcast_commands
-from engage_stream.config import Settings
+from engage_stream.config import Settings, SettingsError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -234,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"engage-stream: invalid setting: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from engage_stream.engine.engine import EngineSettings
 from engage_stream.profiles.processor import ProcessorSettings
@@ -183,6 +183,20 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
+        """Settings from `ENGAGE_*` variables (and `overrides`, e.g. command-line flags).
+        A value that does not parse is a `SettingsError` naming the variable."""
+        try:
+            return cls._from_env(overrides)
+        except ValidationError as exc:
+            problems = []
+            for e in exc.errors():
+                name = "ENGAGE_" + "_".join(str(x) for x in e["loc"]).upper()
+                given = f"={e['input']!r}" if not isinstance(e["input"], dict) else ""
+                problems.append(f"{name}{given}: {e['msg']}")
+            raise SettingsError("; ".join(problems)) from None
+
+    @classmethod
+    def _from_env(cls, overrides: dict[str, object]) -> Settings:
         env: dict[str, object] = {}
         for name, _field in cls.model_fields.items():
             if name == "topics" or name in _PARTS:
@@ -199,12 +213,40 @@ class Settings(BaseModel):
         for part, kind in _PARTS.items():
             values: dict[str, Any] = {}
             for f in dataclasses.fields(kind):
-                v = os.environ.get(f"ENGAGE_{part.upper()}_{f.name.upper()}")
+                name = f"ENGAGE_{part.upper()}_{f.name.upper()}"
+                v = os.environ.get(name)
                 if v is not None:
-                    values[f.name] = type(getattr(kind(), f.name))(v)
-            env[part] = kind(**values)
+                    values[f.name] = _parse(name, v, type(getattr(kind(), f.name)))
+            try:
+                env[part] = kind(**values)
+            except ValueError as exc:  # (the options' own checks)
+                raise SettingsError(f"ENGAGE_{part.upper()}_*: {exc}") from None
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
+
+
+class SettingsError(ValueError):
+    """An `ENGAGE_*` variable whose value cannot be used: the message names it."""
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    """One part option from its variable, as the type of its default (a bool from its
+    spelling: `bool("false")` would be True)."""
+    text = raw.strip()
+    if kind is bool:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(_TRUE + _FALSE)}")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise SettingsError(f"{name}={raw!r}: expected {what}") from None
+    return raw
 
 
 _PARTS: dict[str, Any] = {
