@@ -34,7 +34,7 @@ fn digit_value(c: u8) -> Option<u8> {
     })
 }
 
-pub fn put(out: &mut String, mut v: u64) {
+fn put(out: &mut String, mut v: u64) {
     loop {
         let low = (v & 31) as u8;
         v >>= 5;
@@ -46,22 +46,22 @@ pub fn put(out: &mut String, mut v: u64) {
     }
 }
 
-pub fn put_signed(out: &mut String, v: i64) {
+fn put_signed(out: &mut String, v: i64) {
     put(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
 /// Reads VLQ numbers from the front of a text.
-pub struct Reader<'a> {
+struct Reader<'a> {
     bytes: &'a [u8],
-    pub pos: usize,
+    pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(text: &'a str, pos: usize) -> Self {
+    fn new(text: &'a str, pos: usize) -> Self {
         Reader { bytes: text.as_bytes(), pos }
     }
 
-    pub fn get(&mut self) -> Result<u64, String> {
+    fn get(&mut self) -> Result<u64, String> {
         let mut v: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -79,15 +79,15 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn get_signed(&mut self) -> Result<i64, String> {
+    fn get_signed(&mut self) -> Result<i64, String> {
         let z = self.get()?;
         Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
     }
 
-    pub fn count(&mut self, what: &str) -> Result<usize, String> {
+    fn count(&mut self, what: &str) -> Result<usize, String> {
         let n = self.get()?;
         // (every entry takes at least one digit: a count beyond the text is corrupt)
-        if n > (self.bytes.len() - self.pos.min(self.bytes.len())) as u64 + 1 {
+        if n > self.bytes.len().saturating_sub(self.pos) as u64 {
             return Err(format!("compact state: {what} {n} beyond the text"));
         }
         Ok(n as usize)
@@ -115,6 +115,9 @@ fn table_of(values: &[J]) -> Option<(Vec<&str>, Vec<usize>)> {
         let J::String(s) = v else { return None };
         let s = s.as_str();
         let found = if table.len() <= SCAN { table.iter().position(|&x| x == s) } else { index.get(s).copied() };
+        if found.is_none() && (table.len() + 1) * 2 > values.len() {
+            return None; // (mostly distinct: the indices would only add)
+        }
         let i = found.unwrap_or_else(|| {
             table.push(s);
             if table.len() == SCAN + 1 {
@@ -125,9 +128,6 @@ fn table_of(values: &[J]) -> Option<(Vec<&str>, Vec<usize>)> {
             table.len() - 1
         });
         at.push(i);
-    }
-    if table.len() * 2 > values.len() {
-        return None; // (mostly distinct: the indices would only add)
     }
     Some((table, at))
 }
