@@ -13,7 +13,10 @@ fn times_of(v: &J) -> Result<Vec<i64>, String> {
     v.as_array()
         .ok_or("a row's state is not a list")?
         .iter()
-        .map(|t| t.as_i64().ok_or_else(|| "a time is not an integer".to_string()))
+        .map(|t| {
+            t.as_i64()
+                .ok_or_else(|| "a time is not an integer".to_string())
+        })
         .collect()
 }
 
@@ -22,12 +25,20 @@ fn entries_of(v: &J) -> Result<Vec<i64>, String> {
     v.as_array()
         .ok_or("funnel entries are not a list")?
         .iter()
-        .map(|e| e.get(0).and_then(J::as_i64).ok_or_else(|| "a funnel entry without a time".to_string()))
+        .map(|e| {
+            e.get(0)
+                .and_then(J::as_i64)
+                .ok_or_else(|| "a funnel entry without a time".to_string())
+        })
         .collect()
 }
 
 fn entries_json(ts: &[i64]) -> J {
-    J::Array(ts.iter().map(|&t| J::Array(vec![J::Number(t.into()), J::Array(vec![])])).collect())
+    J::Array(
+        ts.iter()
+            .map(|&t| J::Array(vec![J::Number(t.into()), J::Array(vec![])]))
+            .collect(),
+    )
 }
 
 impl Audience {
@@ -60,9 +71,12 @@ impl Audience {
     pub fn parse(&self, text: &str) -> Result<AudienceSt, String> {
         if self.leaves.iter().all(|l| matches!(l, Leaf::Times(_))) {
             // (plain rows only: their times read straight into vectors)
-            let slots: Option<Vec<Option<Vec<i64>>>> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            let slots: Option<Vec<Option<Vec<i64>>>> =
+                serde_json::from_str(text).map_err(|e| e.to_string())?;
             return match slots {
-                Some(v) if v.len() != self.leaves.len() => Err(format!("not {} slots", self.leaves.len())),
+                Some(v) if v.len() != self.leaves.len() => {
+                    Err(format!("not {} slots", self.leaves.len()))
+                }
                 v => Ok(v.map(|v| v.into_iter().map(|s| s.map(LeafSt::Times)).collect())),
             };
         }
@@ -102,7 +116,9 @@ impl Audience {
             .iter()
             .map(|s| match s {
                 None => J::Null,
-                Some(LeafSt::Times(ts)) => J::Array(ts.iter().map(|&t| J::Number(t.into())).collect()),
+                Some(LeafSt::Times(ts)) => {
+                    J::Array(ts.iter().map(|&t| J::Number(t.into())).collect())
+                }
                 Some(LeafSt::Funnel(p, c)) => J::Array(vec![entries_json(p), entries_json(c)]),
             })
             .collect();
@@ -110,7 +126,14 @@ impl Audience {
     }
 
     /// `CompiledAudience.ingest`: whether a row stored the event.
-    pub fn ingest(&self, st: &mut AudienceSt, name: &str, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<bool> {
+    pub fn ingest(
+        &self,
+        st: &mut AudienceSt,
+        name: &str,
+        props: &Bound<'_, PyDict>,
+        ts: i64,
+        now: i64,
+    ) -> PyResult<bool> {
         let mut changed = false;
         for (i, leaf) in self.leaves.iter().enumerate() {
             let (parent, child) = match leaf {
@@ -143,7 +166,13 @@ impl Audience {
 
     /// `CompiledAudience.evaluate` at `t`: (member, next instant it can change or INF);
     /// the state pruned, None once no row keeps anything.
-    pub fn evaluate(&self, st: &mut AudienceSt, call: &mut Call<'_, '_>, t: i64, allowed: bool) -> PyResult<(bool, i64)> {
+    pub fn evaluate(
+        &self,
+        st: &mut AudienceSt,
+        call: &mut Call<'_, '_>,
+        t: i64,
+        allowed: bool,
+    ) -> PyResult<(bool, i64)> {
         let mut truths = Vec::with_capacity(self.leaves.len());
         let mut due = INF;
         let mut live = false;

@@ -58,7 +58,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(text: &'a str, pos: usize) -> Self {
-        Reader { bytes: text.as_bytes(), pos }
+        Reader {
+            bytes: text.as_bytes(),
+            pos,
+        }
     }
 
     fn get(&mut self) -> Result<u64, String> {
@@ -66,7 +69,8 @@ impl<'a> Reader<'a> {
         let mut shift = 0u32;
         loop {
             let c = *self.bytes.get(self.pos).ok_or("compact state cut short")?;
-            let d = digit_value(c).ok_or_else(|| format!("compact state: {:?} at {}", c as char, self.pos))?;
+            let d = digit_value(c)
+                .ok_or_else(|| format!("compact state: {:?} at {}", c as char, self.pos))?;
             self.pos += 1;
             if shift > 63 {
                 return Err("compact state: a number beyond 64 bits".into());
@@ -114,7 +118,11 @@ fn table_of(values: &[J]) -> Option<(Vec<&str>, Vec<usize>)> {
     for v in values {
         let J::String(s) = v else { return None };
         let s = s.as_str();
-        let found = if table.len() <= SCAN { table.iter().position(|&x| x == s) } else { index.get(s).copied() };
+        let found = if table.len() <= SCAN {
+            table.iter().position(|&x| x == s)
+        } else {
+            index.get(s).copied()
+        };
         if found.is_none() && (table.len() + 1) * 2 > values.len() {
             return None; // (mostly distinct: the indices would only add)
         }
@@ -132,7 +140,13 @@ fn table_of(values: &[J]) -> Option<(Vec<&str>, Vec<usize>)> {
     Some((table, at))
 }
 
-pub fn write(times: &[i64], values: Option<&[J]>, total: &J, k: usize, first: Option<Option<i64>>) -> String {
+pub fn write(
+    times: &[i64],
+    values: Option<&[J]>,
+    total: &J,
+    k: usize,
+    first: Option<Option<i64>>,
+) -> String {
     let mut out = String::with_capacity(8 + times.len() * 5);
     out.push(MARK);
     put(&mut out, times.len() as u64);
@@ -191,7 +205,9 @@ pub fn read(text: &str) -> Result<Window, String> {
     };
     let mode = r.get()?;
     let at = if mode == 1 {
-        (0..n).map(|_| r.get().map(|i| i as usize)).collect::<Result<Vec<usize>, String>>()?
+        (0..n)
+            .map(|_| r.get().map(|i| i as usize))
+            .collect::<Result<Vec<usize>, String>>()?
     } else {
         vec![]
     };
@@ -201,7 +217,12 @@ pub fn read(text: &str) -> Result<Window, String> {
         (0, None) => None,
         (1, Some(table)) => Some(
             at.into_iter()
-                .map(|i| table.get(i).cloned().ok_or_else(|| format!("compact state: value {i} not in the table")))
+                .map(|i| {
+                    table
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| format!("compact state: value {i} not in the table"))
+                })
                 .collect::<Result<Vec<J>, String>>()?,
         ),
         (2, Some(vs)) if vs.len() == n => Some(vs),
@@ -210,7 +231,13 @@ pub fn read(text: &str) -> Result<Window, String> {
     if k > n {
         return Err(format!("compact state: {k} counting of {n} entries"));
     }
-    Ok(Window { times, values, total, k, first: first.flatten() })
+    Ok(Window {
+        times,
+        values,
+        total,
+        k,
+        first: first.flatten(),
+    })
 }
 
 #[cfg(test)]
@@ -219,7 +246,17 @@ mod tests {
 
     #[test]
     fn numbers_round_trip_at_the_extremes() {
-        for v in [0i64, 1, -1, 31, 32, -33, 1_788_913_015_160, i64::MAX, i64::MIN] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            31,
+            32,
+            -33,
+            1_788_913_015_160,
+            i64::MAX,
+            i64::MIN,
+        ] {
             let mut s = String::new();
             put_signed(&mut s, v);
             assert_eq!(Reader::new(&s, 0).get_signed().unwrap(), v, "{s}");
@@ -232,13 +269,20 @@ mod tests {
     #[test]
     fn a_window_round_trips_in_every_values_mode() {
         let times = vec![i64::MIN, -5, 0, 7, i64::MAX];
-        let words: Vec<J> = ["a", "b", "a", "a", "b"].iter().map(|s| J::String(s.to_string())).collect();
+        let words: Vec<J> = ["a", "b", "a", "a", "b"]
+            .iter()
+            .map(|s| J::String(s.to_string()))
+            .collect();
         // (past the scanned few distinct values, the hash index: 40 values, each twice)
         let many: Vec<J> = (0..80).map(|i| J::String(format!("v{}", i % 40))).collect();
         let w = read(&write(&vec![0; 80], Some(&many), &J::Null, 0, None)).unwrap();
         assert_eq!(w.values.as_deref(), Some(&many[..]));
         let nums: Vec<J> = (0..5).map(|i| J::from(i as f64 * 1.5)).collect();
-        for (values, first) in [(None, None), (Some(&words[..]), Some(None)), (Some(&nums[..]), Some(Some(-3)))] {
+        for (values, first) in [
+            (None, None),
+            (Some(&words[..]), Some(None)),
+            (Some(&nums[..]), Some(Some(-3))),
+        ] {
             let text = write(&times, values, &J::from(3), 2, first);
             let w = read(&text).unwrap();
             assert_eq!(w.times, times);

@@ -16,9 +16,21 @@ pub enum Node {
     /// `slot`: the read this trait is (one per distinct source and key of the core, read
     /// once per call); `native`: the index of the audience this key names when the core
     /// evaluates it too (its membership may have changed earlier in the same call).
-    Trait { source: Source, key: String, op: Op, operands: Vec<Val>, slot: usize, native: Option<usize> },
+    Trait {
+        source: Source,
+        key: String,
+        op: Op,
+        operands: Vec<Val>,
+        slot: usize,
+        native: Option<usize>,
+    },
     /// `slot`: the membership read of `key` (one per distinct audience key).
-    Member { key: String, member: bool, slot: usize, native: Option<usize> },
+    Member {
+        key: String,
+        member: bool,
+        slot: usize,
+        native: Option<usize>,
+    },
     /// the answer of the audience's event row `i` (`Call::truths`)
     Slot(usize),
     All(Vec<Node>),
@@ -47,7 +59,9 @@ impl Call<'_, '_> {
             return Ok(v.clone());
         }
         let (source, key) = &self.traits.traits[slot];
-        let v = self.reader.trait_value(*source, key.bind(self.reader.py()))?;
+        let v = self
+            .reader
+            .trait_value(*source, key.bind(self.reader.py()))?;
         self.trait_reads[slot] = Some(v.clone());
         Ok(v)
     }
@@ -63,7 +77,9 @@ impl Call<'_, '_> {
         if let Some(m) = self.member_reads[slot] {
             return Ok(m);
         }
-        let m = self.reader.member(self.traits.audiences[slot].bind(self.reader.py()))?;
+        let m = self
+            .reader
+            .member(self.traits.audiences[slot].bind(self.reader.py()))?;
         self.member_reads[slot] = Some(m);
         Ok(m)
     }
@@ -84,8 +100,10 @@ impl Tables {
         if let Some(&s) = self.audience_slots.get(key) {
             return s;
         }
-        self.audiences.push(PyString::intern_bound(py, key).unbind());
-        self.audience_slots.insert(key.to_string(), self.audiences.len() - 1);
+        self.audiences
+            .push(PyString::intern_bound(py, key).unbind());
+        self.audience_slots
+            .insert(key.to_string(), self.audiences.len() - 1);
         self.audiences.len() - 1
     }
 
@@ -93,8 +111,10 @@ impl Tables {
         if let Some(&s) = self.trait_slots.get(&(source, key.to_string())) {
             return s;
         }
-        self.traits.push((source, PyString::intern_bound(py, key).unbind()));
-        self.trait_slots.insert((source, key.to_string()), self.traits.len() - 1);
+        self.traits
+            .push((source, PyString::intern_bound(py, key).unbind()));
+        self.trait_slots
+            .insert((source, key.to_string()), self.traits.len() - 1);
         self.traits.len() - 1
     }
 }
@@ -102,7 +122,14 @@ impl Tables {
 impl Node {
     pub fn holds(&self, c: &mut Call<'_, '_>) -> PyResult<bool> {
         Ok(match self {
-            Node::Trait { source, op, operands, slot, native, .. } => {
+            Node::Trait {
+                source,
+                op,
+                operands,
+                slot,
+                native,
+                ..
+            } => {
                 let member = native.and_then(|i| c.overlay[i]);
                 let computed = native.and_then(|i| c.trait_overlay[i].clone());
                 let x = match (member, computed, source) {
@@ -113,7 +140,12 @@ impl Node {
                 };
                 holds(*op, operands, &x)
             }
-            Node::Member { member, slot, native, .. } => {
+            Node::Member {
+                member,
+                slot,
+                native,
+                ..
+            } => {
                 let is = match native.and_then(|i| c.overlay[i]) {
                     Some(m) => m,
                     None => c.member(*slot)?,
@@ -144,11 +176,19 @@ impl Node {
     /// Give every read its slot, and point reads of the core's own audiences at them.
     pub fn resolve(&mut self, py: Python<'_>, index: &HashMap<String, usize>, t: &mut Tables) {
         match self {
-            Node::Trait { source, key, slot, native, .. } => {
+            Node::Trait {
+                source,
+                key,
+                slot,
+                native,
+                ..
+            } => {
                 *slot = t.trait_slot(py, *source, key);
                 *native = index.get(key.as_str()).copied();
             }
-            Node::Member { key, slot, native, .. } => {
+            Node::Member {
+                key, slot, native, ..
+            } => {
                 *slot = t.audience_slot(py, key);
                 *native = index.get(key.as_str()).copied();
             }
@@ -212,14 +252,24 @@ pub fn definition(d: &J, windows: Option<&Windows>) -> Result<Kind, String> {
         .get("conditions")
         .and_then(J::as_array)
         .ok_or("no conditions")?;
-    let mut leaves = Leaves { leaves: vec![], windows };
+    let mut leaves = Leaves {
+        leaves: vec![],
+        windows,
+    };
     let expr = rows_of(rows, &mut leaves)?;
     if let Some(w) = windows {
         if w.len() != leaves.leaves.len() {
-            return Err(format!("{} windows for {} event rows", w.len(), leaves.leaves.len()));
+            return Err(format!(
+                "{} windows for {} event rows",
+                w.len(),
+                leaves.leaves.len()
+            ));
         }
     }
-    Ok(Kind::Audience(Audience { leaves: leaves.leaves, expr }))
+    Ok(Kind::Audience(Audience {
+        leaves: leaves.leaves,
+        expr,
+    }))
 }
 
 /// The event rows met so far, in `CompiledAudience._rows`'s order (depth first).
@@ -238,18 +288,37 @@ fn rows_of(rows: &[J], leaves: &mut Leaves<'_>) -> Result<Node, String> {
     }
     let mut ors: Vec<Node> = groups
         .into_iter()
-        .map(|mut g| if g.len() == 1 { g.pop().unwrap() } else { Node::All(g) })
+        .map(|mut g| {
+            if g.len() == 1 {
+                g.pop().unwrap()
+            } else {
+                Node::All(g)
+            }
+        })
         .collect();
-    Ok(if ors.len() == 1 { ors.pop().unwrap() } else { Node::AnyOf(ors) })
+    Ok(if ors.len() == 1 {
+        ors.pop().unwrap()
+    } else {
+        Node::AnyOf(ors)
+    })
 }
 
 fn row_of(row: &J, leaves: &mut Leaves<'_>) -> Result<Node, String> {
     let o = row.as_object().ok_or("a condition row is not an object")?;
     if o.contains_key("event") {
         let n = leaves.leaves.len();
-        let w = leaves.windows.and_then(|w| w.get(n).copied()).unwrap_or((0, 1, 1));
-        let funnel = ["then", "then_not"].iter().any(|k| !matches!(o.get(*k), None | Some(J::Null)));
-        let leaf = if funnel { Leaf::Funnel(funnel_leaf(o, w)?) } else { Leaf::Times(leaf(o, (w.0, w.1))?) };
+        let w = leaves
+            .windows
+            .and_then(|w| w.get(n).copied())
+            .unwrap_or((0, 1, 1));
+        let funnel = ["then", "then_not"]
+            .iter()
+            .any(|k| !matches!(o.get(*k), None | Some(J::Null)));
+        let leaf = if funnel {
+            Leaf::Funnel(funnel_leaf(o, w)?)
+        } else {
+            Leaf::Times(leaf(o, (w.0, w.1))?)
+        };
         leaves.leaves.push(leaf);
         return Ok(Node::Slot(n));
     }
@@ -259,12 +328,21 @@ fn row_of(row: &J, leaves: &mut Leaves<'_>) -> Result<Node, String> {
     if let Some(group) = o.get("group") {
         let inner = rows_of(group.as_array().ok_or("group is not a list")?, leaves)?;
         let negate = o.get("negate").and_then(J::as_bool).unwrap_or(false);
-        return Ok(if negate { Node::Not(Box::new(inner)) } else { inner });
+        return Ok(if negate {
+            Node::Not(Box::new(inner))
+        } else {
+            inner
+        });
     }
     if let Some(a) = o.get("audience") {
         let key = a.as_str().ok_or("audience is not a string")?.to_string();
         let member = o.get("member").and_then(J::as_bool).unwrap_or(true);
-        return Ok(Node::Member { key, member, slot: 0, native: None });
+        return Ok(Node::Member {
+            key,
+            member,
+            slot: 0,
+            native: None,
+        });
     }
     if let Some(t) = o.get("trait") {
         return trait_row(t.as_str().ok_or("trait is not a string")?, o);
@@ -289,13 +367,23 @@ fn trait_row(path: &str, o: &serde_json::Map<String, J>) -> Result<Node, String>
     let op = Op::parse(name).ok_or_else(|| format!("operator {name} is not ported yet"))?;
     let value = o.get("value").unwrap_or(&J::Null);
     let operands = operands(op, name, value)?;
-    Ok(Node::Trait { source, key: path.to_string(), op, operands, slot: 0, native: None })
+    Ok(Node::Trait {
+        source,
+        key: path.to_string(),
+        op,
+        operands,
+        slot: 0,
+        native: None,
+    })
 }
 
 fn exact_numbers(v: &J) -> bool {
     match v {
         J::Number(n) => {
-            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.abs() < 9_007_199_254_740_992.0)
+            n.is_i64()
+                || n.is_u64()
+                || n.as_f64()
+                    .is_some_and(|f| f.abs() < 9_007_199_254_740_992.0)
         }
         J::Array(a) => a.iter().all(exact_numbers),
         _ => true,

@@ -43,7 +43,10 @@ pub struct Count {
 impl Count {
     fn of(row: &serde_json::Map<String, J>) -> Result<Count, String> {
         let count = row.get("count").and_then(J::as_object).ok_or("no count")?;
-        let value = count.get("value").and_then(J::as_i64).ok_or("count value is not an integer")?;
+        let value = count
+            .get("value")
+            .and_then(J::as_i64)
+            .ok_or("count value is not an integer")?;
         let op = match count.get("operator").and_then(J::as_str) {
             Some(">=") => CountOp::Ge,
             Some(">") => CountOp::Gt,
@@ -53,9 +56,19 @@ impl Count {
             Some("<") => CountOp::Lt,
             other => return Err(format!("count operator {other:?}")),
         };
-        let cap = if matches!(op, CountOp::Ge | CountOp::Lt) { value } else { value + 1 }.max(1);
+        let cap = if matches!(op, CountOp::Ge | CountOp::Lt) {
+            value
+        } else {
+            value + 1
+        }
+        .max(1);
         let performed = row.get("performed").and_then(J::as_bool).unwrap_or(true);
-        Ok(Count { op, value, cap: cap as usize, performed })
+        Ok(Count {
+            op,
+            value,
+            cap: cap as usize,
+            performed,
+        })
     }
 
     fn test(&self, n: i64) -> bool {
@@ -89,11 +102,26 @@ pub struct EventLeaf {
 /// An event row without a funnel, or why the core does not evaluate it. `window`: (a, b)
 /// of its `windows.Window`, computed by the Python engine.
 pub fn leaf(row: &serde_json::Map<String, J>, window: (i64, i64)) -> Result<EventLeaf, String> {
-    let event = row.get("event").and_then(J::as_str).ok_or("event is not a string")?;
-    let filters = filters_of(row.get("where").and_then(J::as_array).map(Vec::as_slice).unwrap_or(&[]))?;
+    let event = row
+        .get("event")
+        .and_then(J::as_str)
+        .ok_or("event is not a string")?;
+    let filters = filters_of(
+        row.get("where")
+            .and_then(J::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
+    )?;
     let count = Count::of(row)?;
     let empty_truth = count.truth(0);
-    Ok(EventLeaf { event: event.to_string(), filters, a: window.0, b: window.1, count, empty_truth })
+    Ok(EventLeaf {
+        event: event.to_string(),
+        filters,
+        a: window.0,
+        b: window.1,
+        count,
+        empty_truth,
+    })
 }
 
 /// A funnel row (`then` / `then_not` a child event within `span` of each parent
@@ -113,18 +141,36 @@ pub struct FunnelLeaf {
     pub empty_truth: bool,
 }
 
-pub fn funnel(row: &serde_json::Map<String, J>, window: (i64, i64, i64)) -> Result<FunnelLeaf, String> {
+pub fn funnel(
+    row: &serde_json::Map<String, J>,
+    window: (i64, i64, i64),
+) -> Result<FunnelLeaf, String> {
     let (step, must) = match (row.get("then"), row.get("then_not")) {
         (Some(s @ J::Object(_)), _) => (s, true),
         (_, Some(s @ J::Object(_))) => (s, false),
         _ => return Err("no funnel step".into()),
     };
-    let where_of = |o: &J| filters_of(o.get("where").and_then(J::as_array).map(Vec::as_slice).unwrap_or(&[]));
+    let where_of = |o: &J| {
+        filters_of(
+            o.get("where")
+                .and_then(J::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        )
+    };
     let count = Count::of(row)?;
     let empty_truth = count.truth(0);
     Ok(FunnelLeaf {
-        event: row.get("event").and_then(J::as_str).ok_or("event is not a string")?.to_string(),
-        child_event: step.get("event").and_then(J::as_str).ok_or("step event is not a string")?.to_string(),
+        event: row
+            .get("event")
+            .and_then(J::as_str)
+            .ok_or("event is not a string")?
+            .to_string(),
+        child_event: step
+            .get("event")
+            .and_then(J::as_str)
+            .ok_or("step event is not a string")?
+            .to_string(),
         pfilters: where_of(&J::Object(row.clone()))?,
         cfilters: where_of(step)?,
         a: window.0,
@@ -143,7 +189,13 @@ impl FunnelLeaf {
     }
 
     /// `prepare`: (stored as a parent, stored as a child).
-    pub fn keeps(&self, name: &str, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<(bool, bool)> {
+    pub fn keeps(
+        &self,
+        name: &str,
+        props: &Bound<'_, PyDict>,
+        ts: i64,
+        now: i64,
+    ) -> PyResult<(bool, bool)> {
         let alive = ts.saturating_add(self.b) > now;
         let parent = name == self.event && self.b > self.a && alive && self.pfilters.hold(props)?;
         let child = name == self.child_event && alive && self.cfilters.hold(props)?;
@@ -160,7 +212,10 @@ impl FunnelLeaf {
         if parents.is_empty() && children.is_empty() {
             return (self.empty_truth, INF);
         }
-        (self.count.truth(self.count_at(parents, children, t)), self.next_edge(parents, children, t))
+        (
+            self.count.truth(self.count_at(parents, children, t)),
+            self.next_edge(parents, children, t),
+        )
     }
 
     fn count_at(&self, parents: &[i64], children: &[i64], t: i64) -> i64 {
@@ -169,8 +224,14 @@ impl FunnelLeaf {
         for &tp in &parents[..j] {
             let deadline = tp.saturating_add(self.span);
             let k = bisect_right(children, tp);
-            let found = children.get(k).is_some_and(|&c| c <= deadline && !(self.must && c > t));
-            if if self.must { found } else { t >= deadline && !found } {
+            let found = children
+                .get(k)
+                .is_some_and(|&c| c <= deadline && !(self.must && c > t));
+            if if self.must {
+                found
+            } else {
+                t >= deadline && !found
+            } {
                 n += 1;
                 if n as usize >= self.count.cap {
                     break;
@@ -219,11 +280,19 @@ pub fn filters_of(rows: &[J]) -> Result<Filters, String> {
             return Err("filters with value_from are not ported yet".into());
         }
         let name = f.get("operator").and_then(J::as_str).ok_or("no operator")?;
-        let op = Op::parse(name).ok_or_else(|| format!("filter operator {name} is not ported yet"))?;
+        let op =
+            Op::parse(name).ok_or_else(|| format!("filter operator {name} is not ported yet"))?;
         let operands = crate::compile::operands(op, name, f.get("value").unwrap_or(&J::Null))?;
-        filters.push(Filter { property: property.to_string(), op, operands });
+        filters.push(Filter {
+            property: property.to_string(),
+            op,
+            operands,
+        });
     }
-    Ok(Filters { list: filters, keys: vec![] })
+    Ok(Filters {
+        list: filters,
+        keys: vec![],
+    })
 }
 
 /// An event's filters, with their property names interned once the core is built.
@@ -235,7 +304,11 @@ pub struct Filters {
 
 impl Filters {
     pub fn intern(&mut self, py: Python<'_>) {
-        self.keys = self.list.iter().map(|f| PyString::intern_bound(py, &f.property).unbind()).collect();
+        self.keys = self
+            .list
+            .iter()
+            .map(|f| PyString::intern_bound(py, &f.property).unbind())
+            .collect();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -302,7 +375,11 @@ impl EventLeaf {
         let truth = self.count.truth(j as i64);
         if matches!(self.count.op, CountOp::Ge) && a == 0 && *st.last().unwrap() <= t {
             let (n, v) = (st.len(), self.count.value);
-            let due = if v > 0 && n as i64 >= v { st[n - v as usize] + b } else { INF };
+            let due = if v > 0 && n as i64 >= v {
+                st[n - v as usize] + b
+            } else {
+                INF
+            };
             return (truth, due);
         }
         (truth, self.next_edge(st, t))

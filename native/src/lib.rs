@@ -37,7 +37,7 @@ use traits::{Out, TState};
 struct Def {
     key: Py<PyString>,
     kind_name: &'static str, // "audience" | "computed_trait" (Change.kind)
-    own: usize, // the membership read of its own key
+    own: usize,              // the membership read of its own key
     kind: Kind,
     include_anonymous: bool,
     dependents: Vec<usize>,
@@ -68,7 +68,10 @@ struct Slots<T> {
 
 impl<T> Slots<T> {
     fn new(n: usize) -> Self {
-        Slots { slots: (0..n).map(|_| None).collect(), order: vec![] }
+        Slots {
+            slots: (0..n).map(|_| None).collect(),
+            order: vec![],
+        }
     }
     fn contains(&self, p: usize) -> bool {
         self.slots[p].is_some()
@@ -86,7 +89,9 @@ impl<T> Slots<T> {
     }
     fn drain(mut self) -> impl Iterator<Item = (usize, T)> {
         let order = std::mem::take(&mut self.order);
-        order.into_iter().filter_map(move |p| self.slots[p].take().map(|v| (p, v)))
+        order
+            .into_iter()
+            .filter_map(move |p| self.slots[p].take().map(|v| (p, v)))
     }
 }
 
@@ -106,11 +111,19 @@ struct Outputs {
 /// `cls(**fields)` without its `__init__`, as `changes.make_change` and
 /// `record._adopt` build them: `object.__new__`, then each field set as `object.__setattr__`
 /// does (a frozen dataclass's own `__setattr__` refuses).
-fn instance(py: Python<'_>, new: &PyObject, cls: &PyObject, names: &[Py<PyString>], values: &[PyObject]) -> PyResult<PyObject> {
+fn instance(
+    py: Python<'_>,
+    new: &PyObject,
+    cls: &PyObject,
+    names: &[Py<PyString>],
+    values: &[PyObject],
+) -> PyResult<PyObject> {
     let obj = new.call1(py, (cls,))?;
     for (name, v) in names.iter().zip(values) {
         // SAFETY: three valid, owned object pointers, held for the call; the GIL is held
-        if unsafe { pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), v.as_ptr()) } < 0 {
+        if unsafe { pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), v.as_ptr()) }
+            < 0
+        {
             return Err(PyErr::fetch(py));
         }
     }
@@ -145,15 +158,21 @@ struct Run<'a, 'py> {
     dues: Bound<'py, PyDict>,
     states: Slots<AudienceSt>,
     traits: Slots<TState>,
-    values: Slots<Out>, // trait values decided in this call
+    values: Slots<Out>,                  // trait values decided in this call
     due_reads: Vec<Option<Option<i64>>>, // `$d` entries read or written in this call
     out: Vec<Found>,
 }
 
 impl Core {
-    fn run<'a, 'py>(&'a self, profile: &Bound<'py, PyAny>, reader: &'a value::Reader<'py>) -> PyResult<Run<'a, 'py>> {
+    fn run<'a, 'py>(
+        &'a self,
+        profile: &Bound<'py, PyAny>,
+        reader: &'a value::Reader<'py>,
+    ) -> PyResult<Run<'a, 'py>> {
         let py = profile.py();
-        let est = profile.getattr(pyo3::intern!(py, "engine"))?.downcast_into::<PyDict>()?;
+        let est = profile
+            .getattr(pyo3::intern!(py, "engine"))?
+            .downcast_into::<PyDict>()?;
         let dues = match est.get_item(pyo3::intern!(py, "$d"))? {
             Some(d) => d.downcast_into::<PyDict>()?,
             None => {
@@ -184,7 +203,13 @@ impl Core {
     }
 
     /// Definition `p`'s stored state, read by `parse`; `empty` when none is stored.
-    fn load<T>(&self, run: &Run<'_, '_>, p: usize, empty: T, parse: impl FnOnce(&str) -> Result<T, String>) -> PyResult<T> {
+    fn load<T>(
+        &self,
+        run: &Run<'_, '_>,
+        p: usize,
+        empty: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> PyResult<T> {
         match run.est.get_item(self.defs[p].key.bind(run.est.py()))? {
             Some(s) if !s.is_none() => parse(&s.downcast::<PyString>()?.to_cow()?)
                 .map_err(|e| PyValueError::new_err(format!("state of position {p}: {e}"))),
@@ -195,8 +220,14 @@ impl Core {
     /// An audience's state (an audience without event rows keeps none).
     fn state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut AudienceSt> {
         if !run.states.contains(p) {
-            let Kind::Audience(aud) = &self.defs[p].kind else { unreachable!("an audience") };
-            let st = if aud.leaves.is_empty() { None } else { self.load(run, p, None, |t| aud.parse(t))? };
+            let Kind::Audience(aud) = &self.defs[p].kind else {
+                unreachable!("an audience")
+            };
+            let st = if aud.leaves.is_empty() {
+                None
+            } else {
+                self.load(run, p, None, |t| aud.parse(t))?
+            };
             run.states.insert(p, st);
         }
         Ok(run.states.get_mut(p).unwrap())
@@ -204,7 +235,9 @@ impl Core {
 
     fn trait_state<'r>(&self, run: &'r mut Run<'_, '_>, p: usize) -> PyResult<&'r mut TState> {
         if !run.traits.contains(p) {
-            let Kind::Trait(td) = &self.defs[p].kind else { unreachable!("a trait") };
+            let Kind::Trait(td) = &self.defs[p].kind else {
+                unreachable!("a trait")
+            };
             let st = self.load(run, p, TState::None, |t| TState::parse(t, td.marks()))?;
             run.traits.insert(p, st);
         }
@@ -259,11 +292,16 @@ impl Core {
             let value: PyObject = match &d.kind {
                 Kind::Trait(td) => {
                     let (value, due) = td.evaluate(py, self.trait_state(run, r)?, t)?;
-                    let (value, due) = if allowed { (value, due) } else { (Out::None, INF) };
+                    let (value, due) = if allowed {
+                        (value, due)
+                    } else {
+                        (Out::None, INF)
+                    };
                     self.set_due(run, r, due)?;
                     let same = match run.values.get(r) {
                         Some(prev) => traits::same(py, prev, &value)?, // (an earlier boundary)
-                        None => value.same_as(run.call.reader.computed_value(d.key.bind(py))?.as_ref())?,
+                        None => value
+                            .same_as(run.call.reader.computed_value(d.key.bind(py))?.as_ref())?,
                     };
                     if same {
                         continue;
@@ -358,7 +396,15 @@ impl Core {
         Ok(())
     }
 
-    fn ingest(&self, run: &mut Run<'_, '_>, p: usize, name: &str, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<bool> {
+    fn ingest(
+        &self,
+        run: &mut Run<'_, '_>,
+        p: usize,
+        name: &str,
+        props: &Bound<'_, PyDict>,
+        ts: i64,
+        now: i64,
+    ) -> PyResult<bool> {
         match &self.defs[p].kind {
             Kind::Trait(td) => td.ingest(self.trait_state(run, p)?, props, ts, now),
             Kind::Audience(aud) => aud.ingest(self.state(run, p)?, name, props, ts, now),
@@ -368,9 +414,14 @@ impl Core {
     /// Write the states back (`Engine._finish`'s part for this core's keys).
     fn finish(&self, run: Run<'_, '_>) -> PyResult<Vec<Found>> {
         let py = run.est.py();
-        let audiences = run.states.drain().map(|(p, st)| (p, st.map(|v| Audience::text(&v))));
+        let audiences = run
+            .states
+            .drain()
+            .map(|(p, st)| (p, st.map(|v| Audience::text(&v))));
         let traits = run.traits.drain().map(|(p, st)| {
-            let Kind::Trait(td) = &self.defs[p].kind else { unreachable!("a trait") };
+            let Kind::Trait(td) = &self.defs[p].kind else {
+                unreachable!("a trait")
+            };
             (p, st.text(td.marks()))
         });
         for (p, text) in audiences.chain(traits) {
@@ -386,7 +437,9 @@ impl Core {
 
     fn check(&self, positions: &[usize]) -> PyResult<()> {
         match positions.iter().find(|&&s| s >= self.defs.len()) {
-            Some(bad) => Err(PyIndexError::new_err(format!("no definition at position {bad}"))),
+            Some(bad) => Err(PyIndexError::new_err(format!(
+                "no definition at position {bad}"
+            ))),
             None => Ok(()),
         }
     }
@@ -412,14 +465,19 @@ impl Core {
         let n = definitions.len();
         let windows = windows.unwrap_or_else(|| vec![None; n]);
         if dependents.len() != n || windows.len() != n {
-            return Err(PyValueError::new_err("one list of dependents and one window per definition"));
+            return Err(PyValueError::new_err(
+                "one list of dependents and one window per definition",
+            ));
         }
         let mut defs = Vec::with_capacity(n);
         let mut keys = Vec::with_capacity(n);
-        for (i, ((text, deps), window)) in definitions.iter().zip(dependents).zip(windows).enumerate() {
+        for (i, ((text, deps), window)) in
+            definitions.iter().zip(dependents).zip(windows).enumerate()
+        {
             let d: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
-            let mut kind = compile::definition(&d, window.as_deref()).map_err(PyValueError::new_err)?;
+            let mut kind =
+                compile::definition(&d, window.as_deref()).map_err(PyValueError::new_err)?;
             let windowed = match &mut kind {
                 Kind::Audience(aud) => {
                     aud.intern(py);
@@ -431,23 +489,42 @@ impl Core {
                 }
             };
             if windowed && window.is_none() {
-                return Err(PyValueError::new_err(format!("definition {i} without its windows")));
+                return Err(PyValueError::new_err(format!(
+                    "definition {i} without its windows"
+                )));
             }
             if let Some(&bad) = deps.iter().find(|&&j| j <= i || j >= n) {
-                return Err(PyValueError::new_err(format!("dependent {bad} of definition {i} is not after it")));
+                return Err(PyValueError::new_err(format!(
+                    "dependent {bad} of definition {i} is not after it"
+                )));
             }
-            let key = d.get("key").and_then(|v| v.as_str()).unwrap_or("").to_string();
+            let key = d
+                .get("key")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string();
             defs.push(Def {
-                kind_name: if matches!(kind, Kind::Trait(_)) { "computed_trait" } else { "audience" },
+                kind_name: if matches!(kind, Kind::Trait(_)) {
+                    "computed_trait"
+                } else {
+                    "audience"
+                },
                 key: PyString::intern_bound(py, &key).unbind(),
                 own: 0,
                 kind,
-                include_anonymous: d.get("include_anonymous").and_then(|v| v.as_bool()).unwrap_or(false),
+                include_anonymous: d
+                    .get("include_anonymous")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
                 dependents: deps,
             });
             keys.push(key);
         }
-        let index: HashMap<String, usize> = keys.iter().enumerate().map(|(i, k)| (k.clone(), i)).collect();
+        let index: HashMap<String, usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
         let mut tables = compile::Tables::default();
         let mut listeners: HashMap<String, Vec<usize>> = HashMap::new();
         let mut timed = vec![];
@@ -469,12 +546,25 @@ impl Core {
                 }
             }
         }
-        Ok(Core { defs, tables, listeners, timed, max_timer_steps, outputs: OnceLock::new() })
+        Ok(Core {
+            defs,
+            tables,
+            listeners,
+            timed,
+            max_timer_steps,
+            outputs: OnceLock::new(),
+        })
     }
 
     /// What `changes` needs: each definition's version, the `Change` and the
     /// `TraitValue` classes (once; a second call is an error).
-    fn set_outputs(&self, py: Python<'_>, versions: Vec<i64>, change: PyObject, trait_value: PyObject) -> PyResult<()> {
+    fn set_outputs(
+        &self,
+        py: Python<'_>,
+        versions: Vec<i64>,
+        change: PyObject,
+        trait_value: PyObject,
+    ) -> PyResult<()> {
         if versions.len() != self.defs.len() {
             return Err(PyValueError::new_err("one version per definition"));
         }
@@ -484,15 +574,46 @@ impl Core {
             .zip(&versions)
             .map(|(d, v)| format!("{}\x00{}\x00{v}\x00", d.kind_name, d.key).into_bytes())
             .collect();
-        let names = |fs: &[&str]| fs.iter().map(|f| PyString::intern_bound(py, f).unbind()).collect();
-        let new = py.import_bound("builtins")?.getattr("object")?.getattr("__new__")?.unbind();
-        let change_fields =
-            names(&["kind", "key", "version", "profile_id", "value", "previous", "at", "cause", "_message_id"]);
+        let names = |fs: &[&str]| {
+            fs.iter()
+                .map(|f| PyString::intern_bound(py, f).unbind())
+                .collect()
+        };
+        let new = py
+            .import_bound("builtins")?
+            .getattr("object")?
+            .getattr("__new__")?
+            .unbind();
+        let change_fields = names(&[
+            "kind",
+            "key",
+            "version",
+            "profile_id",
+            "value",
+            "previous",
+            "at",
+            "cause",
+            "_message_id",
+        ]);
         let value_fields = names(&["value", "ts", "message_id"]);
-        let kinds = self.defs.iter().map(|d| PyString::intern_bound(py, d.kind_name).unbind()).collect();
+        let kinds = self
+            .defs
+            .iter()
+            .map(|d| PyString::intern_bound(py, d.kind_name).unbind())
+            .collect();
         let empty = PyString::intern_bound(py, "").unbind();
         self.outputs
-            .set(Outputs { versions, prefixes, change, trait_value, new, change_fields, value_fields, kinds, empty })
+            .set(Outputs {
+                versions,
+                prefixes,
+                change,
+                trait_value,
+                new,
+                change_fields,
+                value_fields,
+                kinds,
+                empty,
+            })
             .map_err(|_| PyValueError::new_err("outputs already set"))
     }
 
@@ -510,11 +631,18 @@ impl Core {
         cause: Option<&str>,
     ) -> PyResult<(Vec<PyObject>, Vec<PyObject>, bool, bool)> {
         let py = profile.py();
-        let o = self.outputs.get().ok_or_else(|| PyValueError::new_err("set_outputs first"))?;
+        let o = self
+            .outputs
+            .get()
+            .ok_or_else(|| PyValueError::new_err("set_outputs first"))?;
         let pid_obj = profile.getattr(pyo3::intern!(py, "profile_id"))?;
         let pid = pid_obj.downcast::<PyString>()?.to_str()?.to_string();
-        let audiences = profile.getattr(pyo3::intern!(py, "audiences"))?.downcast_into::<PyDict>()?;
-        let traits = profile.getattr(pyo3::intern!(py, "computed_traits"))?.downcast_into::<PyDict>()?;
+        let audiences = profile
+            .getattr(pyo3::intern!(py, "audiences"))?
+            .downcast_into::<PyDict>()?;
+        let traits = profile
+            .getattr(pyo3::intern!(py, "computed_traits"))?
+            .downcast_into::<PyDict>()?;
         let value_attr = pyo3::intern!(py, "value");
         let ts_attr = pyo3::intern!(py, "ts");
         let (mut timers, mut mine) = (vec![], vec![]);
@@ -538,7 +666,10 @@ impl Core {
             let value = value.into_bound(py);
             let tv = store.get_item(key)?.filter(|tv| !tv.is_none());
             let previous: PyObject = match (&tv, audience) {
-                (_, true) => PyBool::new_bound(py, !value.is_truthy()?).to_owned().into_any().unbind(),
+                (_, true) => PyBool::new_bound(py, !value.is_truthy()?)
+                    .to_owned()
+                    .into_any()
+                    .unbind(),
                 (Some(tv), false) => tv.getattr(value_attr)?.unbind(),
                 (None, false) => py.None(),
             };
@@ -599,9 +730,16 @@ impl Core {
                 }
             } else {
                 let tv = [value.unbind(), when_obj, o.empty.clone_ref(py).into_any()];
-                store.set_item(key, instance(py, &o.new, &o.trait_value, &o.value_fields, &tv)?)?;
+                store.set_item(
+                    key,
+                    instance(py, &o.new, &o.trait_value, &o.value_fields, &tv)?,
+                )?;
             }
-            if tau >= 0 { timers.push(change) } else { mine.push(change) }
+            if tau >= 0 {
+                timers.push(change)
+            } else {
+                mine.push(change)
+            }
         }
         Ok((timers, mine, new_audience, new_trait))
     }
@@ -652,7 +790,12 @@ impl Core {
     }
 
     /// `Engine.on_time`: the due boundaries up to `now`.
-    fn on_time(&self, profile: &Bound<'_, PyAny>, now: i64, identified: bool) -> PyResult<Vec<Found>> {
+    fn on_time(
+        &self,
+        profile: &Bound<'_, PyAny>,
+        now: i64,
+        identified: bool,
+    ) -> PyResult<Vec<Found>> {
         let reader = value::Reader::new(profile)?;
         let mut run = self.run(profile, &reader)?;
         self.run_timers(&mut run, now, identified)?;
@@ -698,17 +841,31 @@ impl Core {
             }
         }
         if !seeds.is_empty() {
-            self.evaluate_set(&mut run, seeds.into_iter().collect(), now, now, -1, identified)?;
+            self.evaluate_set(
+                &mut run,
+                seeds.into_iter().collect(),
+                now,
+                now,
+                -1,
+                identified,
+            )?;
         }
         self.finish(run)
     }
 
     /// `seeds` evaluated at instant 0 with no event (tests: the operators and
     /// memberships): changes as (position, new membership, origin).
-    fn evaluate(&self, profile: &Bound<'_, PyAny>, seeds: Vec<usize>, identified: bool) -> PyResult<Vec<(usize, bool, usize)>> {
+    fn evaluate(
+        &self,
+        profile: &Bound<'_, PyAny>,
+        seeds: Vec<usize>,
+        identified: bool,
+    ) -> PyResult<Vec<(usize, bool, usize)>> {
         let out = self.on_event(profile, 0, identified, seeds, false, None, None, 0, 0)?;
         let py = profile.py();
-        out.into_iter().map(|(p, m, _, _, o)| Ok((p, m.bind(py).is_truthy()?, o))).collect()
+        out.into_iter()
+            .map(|(p, m, _, _, o)| Ok((p, m.bind(py).is_truthy()?, o)))
+            .collect()
     }
 }
 

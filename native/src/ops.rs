@@ -203,7 +203,9 @@ pub fn holds(op: Op, operands: &[Val], x: &Val) -> bool {
         Op::EqualsAnyOf => any(x, |e| operands.iter().any(|v| equal(e, v))),
         Op::NoneOf => !is_none && !any(x, |e| operands.iter().any(|v| equal(e, v))),
         Op::Less | Op::Greater | Op::AtMost | Op::AtLeast => {
-            let Some(v) = as_number(&operands[0]) else { return false };
+            let Some(v) = as_number(&operands[0]) else {
+                return false;
+            };
             let test = |o: Option<Ordering>| match (op, o) {
                 (_, None) => false,
                 (Op::Less, Some(o)) => o == Ordering::Less,
@@ -244,7 +246,10 @@ mod tests {
     #[test]
     fn exact_int_float_order() {
         let big = (1i128 << 53) + 1;
-        assert_eq!(int_float_cmp(big, 9007199254740992.0), Some(Ordering::Greater));
+        assert_eq!(
+            int_float_cmp(big, 9007199254740992.0),
+            Some(Ordering::Greater)
+        );
         assert_eq!(int_float_cmp(3, 2.5), Some(Ordering::Greater));
         assert_eq!(int_float_cmp(-3, -2.5), Some(Ordering::Less));
         assert_eq!(int_float_cmp(2, 2.0), Some(Ordering::Equal));
@@ -252,6 +257,10 @@ mod tests {
         let age = [Val::Int(30)];
         assert!(holds(Op::Less, &age, &Val::Str("29.5".into())));
         assert!(!holds(Op::Less, &age, &Val::Bool(true)));
-        assert!(holds(Op::AtLeast, &age, &Val::List(vec![Val::Str("x".into()), Val::Int(31)])));
+        assert!(holds(
+            Op::AtLeast,
+            &age,
+            &Val::List(vec![Val::Str("x".into()), Val::Int(31)])
+        ));
     }
 }

@@ -58,7 +58,10 @@ impl Type {
         matches!(self, Type::Sum | Type::Avg)
     }
     fn keyed(self) -> bool {
-        matches!(self, Type::MostFrequent | Type::UniqueList | Type::UniqueCount)
+        matches!(
+            self,
+            Type::MostFrequent | Type::UniqueList | Type::UniqueCount
+        )
     }
     fn ends(self) -> bool {
         matches!(self, Type::First | Type::Last)
@@ -137,8 +140,16 @@ pub fn compile(d: &J, window: Option<(i64, i64)>) -> Result<TraitDef, String> {
     if !matches!(d.get("session"), None | Some(J::Null)) {
         return Err("session windows are not ported yet".into());
     }
-    let event = d.get("event").and_then(J::as_str).ok_or("event is not a string")?;
-    let filters = filters_of(d.get("where").and_then(J::as_array).map(Vec::as_slice).unwrap_or(&[]))?;
+    let event = d
+        .get("event")
+        .and_then(J::as_str)
+        .ok_or("event is not a string")?;
+    let filters = filters_of(
+        d.get("where")
+            .and_then(J::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
+    )?;
     let path = match d.get("property") {
         None | Some(J::Null) => None,
         Some(J::String(p)) if !p.is_empty() => Some(split_path(p)),
@@ -198,20 +209,30 @@ pub fn json_of(x: &Bound<'_, PyAny>) -> PyResult<J> {
         }
     } else if x.is_exact_instance_of::<PyFloat>() {
         let f: f64 = x.extract()?;
-        Number::from_f64(f).map(J::Number).ok_or_else(|| PyValueError::new_err("a non-finite float"))
+        Number::from_f64(f)
+            .map(J::Number)
+            .ok_or_else(|| PyValueError::new_err("a non-finite float"))
     } else if let Ok(s) = x.downcast_exact::<PyString>() {
         Ok(J::String(s.to_str()?.to_string()))
     } else if let Ok(l) = x.downcast_exact::<PyList>() {
-        l.iter().map(|e| json_of(&e)).collect::<PyResult<Vec<J>>>().map(J::Array)
+        l.iter()
+            .map(|e| json_of(&e))
+            .collect::<PyResult<Vec<J>>>()
+            .map(J::Array)
     } else if let Ok(d) = x.downcast_exact::<PyDict>() {
         let mut m = Map::new();
         for (k, v) in d.iter() {
-            let k = k.downcast_exact::<PyString>().map_err(|_| PyValueError::new_err("a non-string key"))?;
+            let k = k
+                .downcast_exact::<PyString>()
+                .map_err(|_| PyValueError::new_err("a non-string key"))?;
             m.insert(k.to_str()?.to_string(), json_of(&v)?);
         }
         Ok(J::Object(m))
     } else {
-        Err(PyValueError::new_err(format!("not a JSON value: {}", x.get_type().name()?)))
+        Err(PyValueError::new_err(format!(
+            "not a JSON value: {}",
+            x.get_type().name()?
+        )))
     }
 }
 
@@ -229,7 +250,9 @@ pub fn json_to_py(py: Python<'_>, v: &J) -> PyObject {
             }
         }
         J::String(s) => s.into_py(py),
-        J::Array(a) => PyList::new_bound(py, a.iter().map(|e| json_to_py(py, e))).into_any().unbind(),
+        J::Array(a) => PyList::new_bound(py, a.iter().map(|e| json_to_py(py, e)))
+            .into_any()
+            .unbind(),
         J::Object(m) => {
             let d = PyDict::new_bound(py);
             for (k, v) in m {
@@ -263,24 +286,39 @@ impl Out {
     /// `Engine._evaluate`'s change test, negated: `type(previous) is type(value) and
     /// previous == value` against the stored Python value (None: no stored value).
     pub fn same_as(&self, prev: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        let Some(p) = prev else { return Ok(matches!(self, Out::None)) };
+        let Some(p) = prev else {
+            return Ok(matches!(self, Out::None));
+        };
         Ok(match self {
             Out::None => p.is_none(),
-            Out::Int(i) => p.is_exact_instance_of::<PyLong>() && p.extract::<i128>().is_ok_and(|x| x == *i),
+            Out::Int(i) => {
+                p.is_exact_instance_of::<PyLong>() && p.extract::<i128>().is_ok_and(|x| x == *i)
+            }
             Out::Float(f) => p.is_exact_instance_of::<PyFloat>() && p.extract::<f64>()? == *f,
-            Out::Json(J::String(s)) => p.downcast_exact::<PyString>().is_ok_and(|x| x.to_str().is_ok_and(|x| x == s)),
-            Out::Json(J::Bool(b)) => p.downcast_exact::<PyBool>().is_ok_and(|x| x.is_true() == *b),
+            Out::Json(J::String(s)) => p
+                .downcast_exact::<PyString>()
+                .is_ok_and(|x| x.to_str().is_ok_and(|x| x == s)),
+            Out::Json(J::Bool(b)) => p
+                .downcast_exact::<PyBool>()
+                .is_ok_and(|x| x.is_true() == *b),
             Out::Json(J::Number(n)) => {
                 if n.is_f64() {
-                    p.is_exact_instance_of::<PyFloat>() && p.extract::<f64>()? == n.as_f64().unwrap()
+                    p.is_exact_instance_of::<PyFloat>()
+                        && p.extract::<f64>()? == n.as_f64().unwrap()
                 } else {
                     p.is_exact_instance_of::<PyLong>()
-                        && p.extract::<i128>().is_ok_and(|x| Some(x) == n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)))
+                        && p.extract::<i128>().is_ok_and(|x| {
+                            Some(x) == n.as_i64().map(i128::from).or(n.as_u64().map(i128::from))
+                        })
                 }
             }
             Out::Json(J::Null) => p.is_none(),
-            Out::Json(j @ J::Array(_)) => p.is_exact_instance_of::<PyList>() && p.eq(json_to_py(p.py(), j))?,
-            Out::Json(j @ J::Object(_)) => p.is_exact_instance_of::<PyDict>() && p.eq(json_to_py(p.py(), j))?,
+            Out::Json(j @ J::Array(_)) => {
+                p.is_exact_instance_of::<PyList>() && p.eq(json_to_py(p.py(), j))?
+            }
+            Out::Json(j @ J::Object(_)) => {
+                p.is_exact_instance_of::<PyDict>() && p.eq(json_to_py(p.py(), j))?
+            }
         })
     }
 }
@@ -449,10 +487,18 @@ impl SumP {
         }
         let stored_as_text = !(INT_MIN..=INT_MAX).contains(&self.int);
         if self.nf == 0 && !stored_as_text {
-            return if average { Out::Float(true_divide(self.int, self.n)) } else { Out::Int(self.int) };
+            return if average {
+                Out::Float(true_divide(self.int, self.n))
+            } else {
+                Out::Int(self.int)
+            };
         }
         let total = fsum(self.floats.iter().copied().chain([self.int as f64]));
-        Out::Float(if average { total / self.n as f64 } else { total })
+        Out::Float(if average {
+            total / self.n as f64
+        } else {
+            total
+        })
     }
 
     fn to_json(&self) -> J {
@@ -461,14 +507,28 @@ impl SumP {
         } else {
             J::String(self.int.to_string())
         };
-        let floats = self.floats.iter().map(|&f| J::Number(Number::from_f64(f).expect("finite partials"))).collect();
-        J::Array(vec![int, J::Array(floats), J::Number(self.n.into()), J::Number(self.nf.into())])
+        let floats = self
+            .floats
+            .iter()
+            .map(|&f| J::Number(Number::from_f64(f).expect("finite partials")))
+            .collect();
+        J::Array(vec![
+            int,
+            J::Array(floats),
+            J::Number(self.n.into()),
+            J::Number(self.nf.into()),
+        ])
     }
 
     fn from_json(v: &J) -> Result<SumP, String> {
-        let a = v.as_array().filter(|a| a.len() == 4).ok_or("a sum partial is not 4 slots")?;
+        let a = v
+            .as_array()
+            .filter(|a| a.len() == 4)
+            .ok_or("a sum partial is not 4 slots")?;
         let int = match &a[0] {
-            J::String(s) => s.parse::<i128>().map_err(|e| format!("sum int part {s:?}: {e}"))?,
+            J::String(s) => s
+                .parse::<i128>()
+                .map_err(|e| format!("sum int part {s:?}: {e}"))?,
             n => match json_num(n) {
                 Num::I(i) => i,
                 Num::F(_) => return Err("sum int part is not an integer".into()),
@@ -501,7 +561,9 @@ fn order_key(py: Python<'_>, k: &str) -> PyResult<OrderKey> {
     } else if k.is_ascii() {
         k.to_ascii_lowercase()
     } else {
-        PyString::new_bound(py, k).call_method0(pyo3::intern!(py, "casefold"))?.extract()?
+        PyString::new_bound(py, k)
+            .call_method0(pyo3::intern!(py, "casefold"))?
+            .extract()?
     };
     Ok(OrderKey { num, folded })
 }
@@ -517,7 +579,10 @@ fn cmp_keys(x: (&OrderKey, &str), y: (&OrderKey, &str)) -> Ordering {
 }
 
 fn in_order(py: Python<'_>, keys: Vec<&String>) -> PyResult<Vec<String>> {
-    let mut ks = keys.into_iter().map(|k| Ok((order_key(py, k)?, k))).collect::<PyResult<Vec<_>>>()?;
+    let mut ks = keys
+        .into_iter()
+        .map(|k| Ok((order_key(py, k)?, k)))
+        .collect::<PyResult<Vec<_>>>()?;
     ks.sort_by(|x, y| cmp_keys((&x.0, x.1), (&y.0, y.1)));
     Ok(ks.into_iter().map(|(_, k)| k.clone()).collect())
 }
@@ -534,10 +599,18 @@ impl TState {
         if t.starts_with(compact::MARK) {
             let w = compact::read(t)?;
             let total = total_of(w.total)?;
-            return Ok(TState::Full(Full { times: w.times, values: w.values, total, k: w.k, first: w.first }));
+            return Ok(TState::Full(Full {
+                times: w.times,
+                values: w.values,
+                total,
+                k: w.k,
+                first: w.first,
+            }));
         }
         if !t.starts_with('[') {
-            return serde_json::from_str::<i64>(t).map(TState::First).map_err(|e| e.to_string());
+            return serde_json::from_str::<i64>(t)
+                .map(TState::First)
+                .map_err(|e| e.to_string());
         }
         // (the JSON layout: the Python engine's, and this core's before the compact text)
         type Cols = (Vec<i64>, Option<Vec<J>>, J, usize);
@@ -546,10 +619,19 @@ impl TState {
                 serde_json::from_str(t).map_err(|e| e.to_string())?;
             ((a, b, c, d), f)
         } else {
-            (serde_json::from_str::<Cols>(t).map_err(|e| e.to_string())?, None)
+            (
+                serde_json::from_str::<Cols>(t).map_err(|e| e.to_string())?,
+                None,
+            )
         };
         let total = total_of(total)?;
-        Ok(TState::Full(Full { times, values, total, k, first }))
+        Ok(TState::Full(Full {
+            times,
+            values,
+            total,
+            k,
+            first,
+        }))
     }
 
     /// The stored text (None: nothing to store): a window in the compact text.
@@ -565,7 +647,13 @@ impl TState {
                     Total::Counts(m) => J::Object(m.clone()), // (one key per distinct value)
                 };
                 let first = if marks { Some(f.first) } else { None };
-                Some(compact::write(&f.times, f.values.as_deref(), &total, f.k, first))
+                Some(compact::write(
+                    &f.times,
+                    f.values.as_deref(),
+                    &total,
+                    f.k,
+                    first,
+                ))
             }
         }
     }
@@ -584,7 +672,12 @@ fn total_of(total: J) -> Result<Total, String> {
 impl TraitDef {
     pub fn intern(&mut self, py: Python<'_>) {
         self.filters.intern(py);
-        self.path_keys = self.path.iter().flatten().map(|s| PyString::intern_bound(py, s).unbind()).collect();
+        self.path_keys = self
+            .path
+            .iter()
+            .flatten()
+            .map(|s| PyString::intern_bound(py, s).unbind())
+            .collect();
     }
 
     pub fn marks(&self) -> bool {
@@ -603,7 +696,9 @@ impl TraitDef {
         let py = props.py();
         let mut obj = props.clone().into_any();
         for seg in &self.path_keys {
-            let Ok(d) = obj.downcast_exact::<PyDict>() else { return Ok(None) };
+            let Ok(d) = obj.downcast_exact::<PyDict>() else {
+                return Ok(None);
+            };
             match d.get_item(seg.bind(py))? {
                 Some(v) if !v.is_none() => obj = v,
                 _ => return Ok(None),
@@ -643,10 +738,18 @@ impl TraitDef {
     /// `CompiledTrait._current`: the full layout of a state that is none or just `first`.
     fn current<'s>(&self, st: &'s mut TState) -> &'s mut Full {
         if !matches!(st, TState::Full(_)) {
-            let first = if let TState::First(f) = st { Some(*f) } else { None };
+            let first = if let TState::First(f) = st {
+                Some(*f)
+            } else {
+                None
+            };
             *st = TState::Full(Full {
                 times: vec![],
-                values: if self.ty == Type::Counter { None } else { Some(vec![]) },
+                values: if self.ty == Type::Counter {
+                    None
+                } else {
+                    Some(vec![])
+                },
                 total: self.zero(),
                 k: 0,
                 first: if self.marks() { first } else { None },
@@ -679,14 +782,22 @@ impl TraitDef {
     }
 
     /// `CompiledTrait.ingest` on a plain exact window: whether the event counts at all.
-    pub fn ingest(&self, st: &mut TState, props: &Bound<'_, PyDict>, ts: i64, now: i64) -> PyResult<bool> {
+    pub fn ingest(
+        &self,
+        st: &mut TState,
+        props: &Bound<'_, PyDict>,
+        ts: i64,
+        now: i64,
+    ) -> PyResult<bool> {
         if !self.filters.is_empty() && !self.filters.hold(props)? {
             return Ok(false);
         }
         if ts.saturating_add(self.b) <= now {
             return self.mark(st, props, ts.saturating_add(self.a));
         }
-        let Some(c) = self.contribution(props)? else { return Ok(false) };
+        let Some(c) = self.contribution(props)? else {
+            return Ok(false);
+        };
         let ends = self.ty.ends();
         let marks = self.marks();
         let first = ts.saturating_add(self.a);
@@ -840,21 +951,35 @@ impl TraitDef {
             (Total::Sum(p), ty) => p.value(ty == Type::Avg),
             (Total::Counts(m), ty) => {
                 if m.is_empty() {
-                    return Ok(if ty == Type::UniqueCount { Out::Int(0) } else { Out::None });
+                    return Ok(if ty == Type::UniqueCount {
+                        Out::Int(0)
+                    } else {
+                        Out::None
+                    });
                 }
                 match ty {
                     Type::UniqueCount => Out::Int(m.len() as i128),
-                    Type::UniqueList => {
-                        Out::Json(J::Array(in_order(py, m.keys().collect())?.into_iter().map(J::String).collect()))
-                    }
+                    Type::UniqueList => Out::Json(J::Array(
+                        in_order(py, m.keys().collect())?
+                            .into_iter()
+                            .map(J::String)
+                            .collect(),
+                    )),
                     _ => {
                         let top = m.values().filter_map(J::as_i64).max().unwrap_or(0);
                         if top < self.min_frequency {
                             return Ok(Out::None);
                         }
-                        let best: Vec<&String> =
-                            m.iter().filter(|(_, c)| c.as_i64() == Some(top)).map(|(k, _)| k).collect();
-                        let pick = if best.len() == 1 { best[0].clone() } else { in_order(py, best)?.swap_remove(0) };
+                        let best: Vec<&String> = m
+                            .iter()
+                            .filter(|(_, c)| c.as_i64() == Some(top))
+                            .map(|(k, _)| k)
+                            .collect();
+                        let pick = if best.len() == 1 {
+                            best[0].clone()
+                        } else {
+                            in_order(py, best)?.swap_remove(0)
+                        };
                         Out::Json(J::String(pick))
                     }
                 }
@@ -879,16 +1004,17 @@ impl TraitDef {
         let mut best: Option<usize> = None;
         for i in (0..k).rev() {
             // better(best, v): max `best >= v`, min `best <= v`
-            let beaten = best.is_some_and(|b| match ordered(&values[b], &values[i], self.textual) {
-                Some(o) => {
-                    if max {
-                        o != Ordering::Less
-                    } else {
-                        o != Ordering::Greater
+            let beaten =
+                best.is_some_and(|b| match ordered(&values[b], &values[i], self.textual) {
+                    Some(o) => {
+                        if max {
+                            o != Ordering::Less
+                        } else {
+                            o != Ordering::Greater
+                        }
                     }
-                }
-                None => false,
-            });
+                    None => false,
+                });
             if !beaten {
                 keep.push(i);
                 best = Some(i);

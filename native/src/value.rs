@@ -69,9 +69,15 @@ impl<'py> Reader<'py> {
     pub fn new(profile: &Bound<'py, PyAny>) -> PyResult<Self> {
         let py = profile.py();
         Ok(Reader {
-            audiences: profile.getattr(intern!(py, "audiences"))?.downcast_into::<PyDict>()?,
-            computed: profile.getattr(intern!(py, "computed_traits"))?.downcast_into::<PyDict>()?,
-            custom: profile.getattr(intern!(py, "traits"))?.downcast_into::<PyDict>()?,
+            audiences: profile
+                .getattr(intern!(py, "audiences"))?
+                .downcast_into::<PyDict>()?,
+            computed: profile
+                .getattr(intern!(py, "computed_traits"))?
+                .downcast_into::<PyDict>()?,
+            custom: profile
+                .getattr(intern!(py, "traits"))?
+                .downcast_into::<PyDict>()?,
             value: intern!(py, "value").clone(),
         })
     }
@@ -80,7 +86,11 @@ impl<'py> Reader<'py> {
         self.audiences.py()
     }
 
-    fn value_of(&self, d: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    fn value_of(
+        &self,
+        d: &Bound<'py, PyDict>,
+        key: &Bound<'py, PyString>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         match d.get_item(key)? {
             None => Ok(None),
             Some(tv) if tv.is_none() => Ok(None),
@@ -113,11 +123,17 @@ impl<'py> Reader<'py> {
         if !matches!(computed, Val::Null) {
             return Ok(computed.clone());
         }
-        Ok(self.value_of(&self.custom, key)?.map(|x| Val::from_py(&x)).unwrap_or(Val::Null))
+        Ok(self
+            .value_of(&self.custom, key)?
+            .map(|x| Val::from_py(&x))
+            .unwrap_or(Val::Null))
     }
 
     /// The stored value of a computed trait.
-    pub fn computed_value(&self, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    pub fn computed_value(
+        &self,
+        key: &Bound<'py, PyString>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.value_of(&self.computed, key)
     }
 
