@@ -289,6 +289,9 @@ class CompiledTrait:
             if self.w.bucketable
             else "exact"
         )
+        if self.mode == "exact" and self.timed is None:
+            self.w = self.w.grained()
+        self.grain = self.w.grain
         self.inv: Invertible | None = None
         t = d.type
         if t == "counter":
@@ -317,13 +320,15 @@ class CompiledTrait:
         self.usable = self.w.usable_fn()
         self.filtered = self.static is not always
         self.since = self.w.since
-        self.plain_window = self.w.linear and self.w.b > self.w.a and self.timed is None
+        self.plain_window = (
+            (self.w.linear or self.grain > 0) and self.w.b > self.w.a and self.timed is None
+        )
         self.linear = self.w.linear  # leave(ts) == ts + b
         self.a, self.b = self.w.a, self.w.b
         self.agg = "counter" if t == "counter" else "counts" if self.keyed else "other"
         # state length: `first` last, kept only by the types it matters to
         self.width = {"exact": 4, "bucketed": 3, "dynamic": 1, "session": 2}[self.mode]
-        self.width += self.marks
+        self.width += (self.grain > 0) + self.marks
         self.evaluate = (  # type: ignore[method-assign]
             self._evaluate_exact_or_none if self.mode == "exact" else self._evaluate_any
         )
@@ -363,8 +368,9 @@ class CompiledTrait:
         if self.filtered and not self.static(props):
             return state, False
         spans = None
-        if self.plain_window:  # Window.usable for ts + b windows, inlined
-            if ts + self.b <= now or ts < self.since:
+        if self.plain_window:  # Window.usable for ts + b (or grained) windows, inlined
+            leave = ts + self.b if not self.grain else self.w.leave(ts)
+            if leave <= now or ts < self.since:
                 return self._mark(state, props, ts + self.a) if ts >= self.since else (state, False)
         elif self.timed is not None:
             spans = self.w.spans(ts, self.timed(props))
@@ -408,10 +414,14 @@ class CompiledTrait:
             times.insert(i, ts)
             if values is not None:
                 values.insert(i, c)
+            if self.grain:
+                state[4].insert(i, 1)
             if i < state[3]:  # a newer entry already counts, so this one does too
                 state[3] += 1
                 if self.inv is not None:
                     state[2] = self.inv.merge(state[2], self.inv.lift(c))
+                if self.grain:
+                    self._fold_new(state, i)
         elif ts <= now:
             self._bucket_add(state, ts, c)
         else:
@@ -445,11 +455,67 @@ class CompiledTrait:
             if self.mode == "session":
                 return [[], [], *marks]
             if self.mode == "exact":
-                return [[], None if self.agg == "counter" else [], self._zero(), 0, *marks]
+                counts: list[list[int]] = [[]] if self.grain else []
+                values = None if self.agg == "counter" else []
+                return [[], values, self._zero(), 0, *counts, *marks]
             if self.mode == "bucketed":
                 return [[], [], self._zero(), *marks]
             return [[], *marks]
+        if self.mode == "exact" and len(state) == self.width - 1 and self.grain:
+            state.insert(4, [1] * len(state[0]))  # an exact window's entries, one event each
+        elif self.mode == "exact" and len(state) == self.width + 1 and not self.grain:
+            counts = state.pop(4)  # a grained window's entries, one per event again
+            state[0] = [x for x, m in zip(state[0], counts, strict=True) for _ in range(m)]
+            if state[1] is not None:
+                state[1] = [x for x, m in zip(state[1], counts, strict=True) for _ in range(m)]
+            state[3] = sum(counts[: state[3]])
         return state
+
+    # -- grained windows: counting entries that leave together kept as one ---------------
+    def _same(self, values: list[Any] | None, i: int, j: int) -> bool:
+        """Can entries i and j of one grain be one entry? A counter's always; a first's
+        too (only the earlier can be the answer: both leave at once); otherwise when the
+        contributions are equal, type included (1 and 1.0 sum differently)."""
+        if values is None or self.type == "first":
+            return True
+        x, y = values[i], values[j]
+        return type(x) is type(y) and x == y
+
+    def _fold(self, state: list[Any], into: int, out: int) -> None:
+        """Entry `out` (counting) becomes part of entry `into`, of the same grain."""
+        counts = state[4]
+        counts[into] += counts[out]
+        del state[0][out], counts[out]
+        if state[1] is not None:
+            del state[1][out]
+        state[3] -= 1
+
+    def _fold_back(self, state: list[Any], x: int) -> bool:
+        """Fold counting entry x into an earlier counting entry of its grain it is the
+        same as (the nearest); whether it did."""
+        times, g = state[0], self.grain
+        key = times[x] // g
+        j = x - 1
+        while j >= 0 and times[j] // g == key:
+            if self._same(state[1], j, x):
+                self._fold(state, j, x)
+                return True
+            j -= 1
+        return False
+
+    def _fold_new(self, state: list[Any], i: int) -> None:
+        """A late event's entry i, counting at once: into an earlier same entry of its
+        grain, else the next such one into it (the earlier of two stays)."""
+        if self._fold_back(state, i):
+            return
+        times, g = state[0], self.grain
+        key = times[i] // g
+        j = i + 1
+        while j < state[3] and times[j] // g == key:
+            if self._same(state[1], i, j):
+                self._fold(state, i, j)
+                return
+            j += 1
 
     def _partial(self, ts: int, c: Any) -> Partial:
         if self.inv is not None:
@@ -542,6 +608,8 @@ class CompiledTrait:
         return len(keep)
 
     def _evaluate_exact(self, state: list[Any], t: int) -> tuple[Any, int, Any]:
+        if self.grain:
+            return self._evaluate_grained(state, t)
         times, values, total, k = state[0], state[1], state[2], state[3]
         w, inv = self.w, self.inv
         limit = t - w.a
@@ -608,13 +676,67 @@ class CompiledTrait:
             due = min(due, times[k] + w.a)
         return value, due, state
 
+    def _evaluate_grained(self, state: list[Any], t: int) -> tuple[Any, int, Any]:
+        """`_evaluate_exact` on a grained window: entries carry how many events they are
+        (`state[4]`), the ones that start counting fold into their grain's, and the
+        entries of every grain that ended at least `b` ago leave."""
+        times, values, counts = state[0], state[1], state[4]
+        inv, g = self.inv, self.grain
+        k = k0 = state[3]
+        while k < len(times) and times[k] <= t:  # start counting (a = 0)
+            if inv is not None:
+                c = values[k] if values is not None else 1
+                for _ in range(counts[k]):
+                    state[2] = inv.merge(state[2], inv.lift(c))
+            k += 1
+        state[3] = k
+        x = k0
+        while x < state[3]:
+            if not self._fold_back(state, x):
+                x += 1
+        cut = (t - self.b) // g * g  # an entry before it has left: its grain ended b ago
+        i = bisect_left(times, cut)
+        if inv is not None:
+            for x in range(i):
+                c = values[x] if values is not None else 1
+                for _ in range(counts[x]):
+                    state[2] = inv.merge(state[2], inv.lift(c), -1)
+        if i:
+            del times[:i], counts[:i]
+            if values is not None:
+                del values[:i]
+            state[3] -= i
+        k = state[3]
+        better = self.better
+        if better is not None and k > 1:
+            state[3] = k = self._staircase_columns(times, values, k, better, counts)
+        if not times:
+            return self._nothing_counts(self._first(state), t)
+        if k == 0:
+            value = self._idle(self._first(state), t)
+        elif inv is not None:
+            value = inv.value(state[2])
+        else:
+            value = values[0]
+        due = self.w.leave(times[0])
+        if k < len(times):
+            due = min(due, times[k])
+        return value, due, state
+
     def _staircase_columns(
-        self, times: list[int], values: list[Any], k: int, better: Callable[[Any, Any], bool]
+        self,
+        times: list[int],
+        values: list[Any],
+        k: int,
+        better: Callable[[Any, Any], bool],
+        counts: list[int] | None = None,
     ) -> int:
-        """`_staircase` on the column-wise exact state."""
+        """`_staircase` on the column-wise exact state (and a grained one's counts)."""
         if self.type == "last":  # any newer entry wins: only the newest counting one stays
             del times[: k - 1]
             del values[: k - 1]
+            if counts is not None:
+                del counts[: k - 1]
             return 1
         keep: list[int] = []
         best: Any = None
@@ -627,6 +749,8 @@ class CompiledTrait:
             keep.reverse()
             times[:k] = [times[i] for i in keep]
             values[:k] = [values[i] for i in keep]
+            if counts is not None:
+                counts[:k] = [counts[i] for i in keep]
         return len(keep)
 
     def _evaluate_bucketed(self, state: list[Any], t: int) -> tuple[Any, int, Any]:

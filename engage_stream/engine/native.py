@@ -436,7 +436,7 @@ def _split(
             if node.mode != "exact" or not node.plain_window:
                 why = f"a computed trait with a {node.mode} window the core does not keep yet"
             else:
-                windows[k] = [(node.a, node.b, 0)]
+                windows[k] = [(node.a, node.b, node.grain)]  # (a trait's third: its grain)
         elif why is None and isinstance(node, CompiledAudience) and node.event_leaves:
             why = next(filter(None, map(_leaf_unsupported, node.event_leaves)), None)
             if why is None:

@@ -4,7 +4,8 @@ The Python engine writes JSON. The native core writes a computed trait's window 
 compact text (`native/src/compact.rs` has the layout and why): times as zigzag deltas in
 base64-VLQ digits, repeated string values as indices into a table, the rest JSON. A
 deployment can switch engines on running state, so the reference reads both; `decode`
-gives the same list the JSON spelling of that window holds.
+gives the same list the JSON spelling of that window holds (a grained window's with its
+counts, `aggregates.CompiledTrait._evaluate_grained`).
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ class _Reader:
             times.append(t)
         k = self.number()
         slot = self.number()
-        if slot > 2:
+        if slot > 5:
             raise CompactStateError(f"compact state: first slot {slot}")
-        first = self.signed() if slot == 2 else None
+        first = self.signed() if slot % 3 == 2 else None
+        counts = [self.number() + 1 for _ in range(n)] if slot >= 3 else None
         mode = self.number()
         at = [self.number() for _ in range(n)] if mode == 1 else []
         listed, total = orjson.loads(self.text[self.pos :])
@@ -77,4 +79,5 @@ class _Reader:
             values = listed
         else:
             raise CompactStateError("compact state: the values do not match their mode")
-        return [times, values, total, k] + ([first] if slot else [])
+        grained = [counts] if counts is not None else []
+        return [times, values, total, k, *grained] + ([first] if slot % 3 else [])

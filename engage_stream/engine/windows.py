@@ -22,6 +22,15 @@ order does not matter).
   the events *received* after the definition was created, which the engine decides before
   an event reaches the window (`Engine._arrival_cut`).
 - events with `ts > now` (clock skew, imports) count from `ts` on: they "enter" later.
+- a computed trait's `within` of a day or more is *grained* (`Window.grained`): an event
+  leaves at the end of its grain + `b` — never early, at most 0.1 % of the window and at
+  most an hour late. A grain is the longest that divides an hour and is at most 1/1000
+  of the window (7 days: 10 min, 30 days: 30 min, 90 days: 1 h), aligned to the epoch,
+  so no grain straddles an hour and the hour-precise lookback never cuts one. Events that
+  already count and leave together can then be kept as one entry (aggregates.py), so a
+  busy profile's window holds at most ~1,000 entries per distinct value, not one per
+  event. Segment documents sliding windows as batch-computed, so a late exit well under
+  its own refresh interval is inside the product's behaviour. Entering stays exact.
 
 Relative-date event filters (`delivery_at within_next 3 days`) hold only at some instants
 of the evaluation clock, so such an event counts on a union of intervals (`Spans`: a
@@ -35,10 +44,17 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from math import isqrt
 
 from engage_stream.definitions.models import Between, Duration, History
 
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+GRAIN_FROM = DAY_MS  # windows at least this long are grained
+GRAIN_PARTS = 1_000  # a grain is at most this fraction of the window: exits ≤ 0.1 % late
+_HOUR_DIVISORS = sorted(
+    {d for i in range(1, isqrt(HOUR_MS) + 1) if HOUR_MS % i == 0 for d in (i, HOUR_MS // i)}
+)
 INF = 1 << 62  # "never": beyond any epoch-ms timestamp
 NO_SINCE = -INF
 Spans = list[int]  # [start, end, start, end, ...]: sorted disjoint half-open intervals
@@ -93,6 +109,7 @@ class Window:
     b: int = INF  # age (ms) at which it stops counting (exclusive)
     lookback: int = INF  # hour-precise outer window
     since: int = NO_SINCE  # events before this instant never count
+    grain: int = 0  # > 0: an event leaves at the end of its grain + b (module doc)
 
     @classmethod
     def of(
@@ -117,7 +134,18 @@ class Window:
         so one aggregate per hour (or one in all) loses nothing."""
         return self.a == 0 and self.b >= INF
 
+    def grained(self) -> Window:
+        """This window with exits rounded up to its grain, where that is allowed: a plain
+        `within` of at least GRAIN_FROM that the lookback does not cut (module doc)."""
+        if self.grain or self.a != 0 or not GRAIN_FROM <= self.b < INF or self.lookback < self.b:
+            return self
+        # (grains end on the hour: so does the lookback)
+        g = _HOUR_DIVISORS[bisect_right(_HOUR_DIVISORS, self.b // GRAIN_PARTS) - 1]
+        return Window(self.a, self.b, self.lookback, self.since, g)
+
     def leave(self, ts: int) -> int:
+        if self.grain:
+            return (ts // self.grain + 1) * self.grain + self.b
         x = ts + self.b
         if self.lookback < INF:
             y = (ts // HOUR_MS + 1) * HOUR_MS + self.lookback
@@ -136,7 +164,7 @@ class Window:
     def linear(self) -> bool:
         """`leave(ts) == ts + b` for every ts: the lookback never cuts the window short
         (so "left by t" is `ts <= t - b`, a bisection on sorted times)."""
-        return self.lookback >= self.b
+        return self.lookback >= self.b and not self.grain
 
     def usable_fn(self) -> Callable[[int, int], bool]:
         """`usable` as a plain function, specialised for this window (hot path)."""
@@ -159,6 +187,8 @@ class Window:
         """Can an event at `ts` count at `now` or later? (Otherwise do not store it.)"""
         if ts < self.since:
             return False
+        if self.grain:
+            return self.leave(ts) > now
         leave = ts + self.b  # inlined self.leave(ts): this runs for every listener
         if self.lookback < INF:
             y = (ts // HOUR_MS + 1) * HOUR_MS + self.lookback

@@ -11,7 +11,8 @@
 //!
 //! Layout (after the marker `~`), every number a VLQ:
 //!   n, n time deltas (the first from 0), k,
-//!   first: 0 (no slot: 4-slot layout), 1 (slot, null), 2 + the time,
+//!   first: 0 (no slot: 4-slot layout), 1 (slot, null), 2 + the time — plus 3 when a
+//!   grained window's counts follow: n times (events in the entry − 1),
 //!   values: 0 (null), 1 + n indices into the table, 2 (the values inline),
 //!   then the JSON `[table | values | null, total]`.
 
@@ -105,6 +106,7 @@ pub struct Window {
     pub total: J,
     pub k: usize,
     pub first: Option<i64>,
+    pub counts: Option<Vec<u64>>,
 }
 
 /// The table of distinct values, when every value is a string and they repeat (None:
@@ -140,12 +142,14 @@ fn table_of(values: &[J]) -> Option<(Vec<&str>, Vec<usize>)> {
     Some((table, at))
 }
 
+/// `counts`: a grained window's events per entry (`traits`), each at least 1.
 pub fn write(
     times: &[i64],
     values: Option<&[J]>,
     total: &J,
     k: usize,
     first: Option<Option<i64>>,
+    counts: Option<&[u64]>,
 ) -> String {
     let mut out = String::with_capacity(8 + times.len() * 5);
     out.push(MARK);
@@ -156,13 +160,17 @@ pub fn write(
         prev = t;
     }
     put(&mut out, k as u64);
+    let counted = if counts.is_some() { 3 } else { 0 };
     match first {
-        None => put(&mut out, 0),
-        Some(None) => put(&mut out, 1),
+        None => put(&mut out, counted),
+        Some(None) => put(&mut out, counted + 1),
         Some(Some(f)) => {
-            put(&mut out, 2);
+            put(&mut out, counted + 2);
             put_signed(&mut out, f);
         }
+    }
+    for &m in counts.unwrap_or(&[]) {
+        put(&mut out, m - 1);
     }
     let json = match values {
         None => {
@@ -197,11 +205,21 @@ pub fn read(text: &str) -> Result<Window, String> {
         times.push(prev);
     }
     let k = r.get()? as usize;
-    let first = match r.get()? {
+    let slot = r.get()?;
+    let first = match slot % 3 {
+        _ if slot > 5 => return Err(format!("compact state: first slot {slot}")),
         0 => None,
         1 => Some(None),
-        2 => Some(Some(r.get_signed()?)),
-        x => return Err(format!("compact state: first slot {x}")),
+        _ => Some(Some(r.get_signed()?)),
+    };
+    let counts = if slot >= 3 {
+        Some(
+            (0..n)
+                .map(|_| r.get().map(|m| m.saturating_add(1)))
+                .collect::<Result<Vec<u64>, String>>()?,
+        )
+    } else {
+        None
     };
     let mode = r.get()?;
     let at = if mode == 1 {
@@ -237,6 +255,7 @@ pub fn read(text: &str) -> Result<Window, String> {
         total,
         k,
         first: first.flatten(),
+        counts,
     })
 }
 
@@ -275,27 +294,33 @@ mod tests {
             .collect();
         // (past the scanned few distinct values, the hash index: 40 values, each twice)
         let many: Vec<J> = (0..80).map(|i| J::String(format!("v{}", i % 40))).collect();
-        let w = read(&write(&vec![0; 80], Some(&many), &J::Null, 0, None)).unwrap();
+        let w = read(&write(&vec![0; 80], Some(&many), &J::Null, 0, None, None)).unwrap();
         assert_eq!(w.values.as_deref(), Some(&many[..]));
         let nums: Vec<J> = (0..5).map(|i| J::from(i as f64 * 1.5)).collect();
+        let counts = [1u64, 2, 40, u64::MAX, 1];
         for (values, first) in [
             (None, None),
             (Some(&words[..]), Some(None)),
             (Some(&nums[..]), Some(Some(-3))),
         ] {
-            let text = write(&times, values, &J::from(3), 2, first);
-            let w = read(&text).unwrap();
-            assert_eq!(w.times, times);
-            assert_eq!(w.values.as_deref(), values);
-            assert_eq!((w.total, w.k, w.first), (J::from(3), 2, first.flatten()));
+            for counted in [None, Some(&counts[..])] {
+                let text = write(&times, values, &J::from(3), 2, first, counted);
+                let w = read(&text).unwrap();
+                assert_eq!(w.times, times);
+                assert_eq!(w.values.as_deref(), values);
+                assert_eq!(w.counts.as_deref(), counted);
+                assert_eq!((w.total, w.k, w.first), (J::from(3), 2, first.flatten()));
+            }
         }
     }
 
     #[test]
     fn a_damaged_text_is_an_error() {
-        let text = write(&[1, 2, 3], None, &J::Null, 1, None);
-        for cut in 1..text.len() {
-            assert!(read(&text[..cut]).is_err(), "{}", &text[..cut]);
+        for counts in [None, Some(&[1u64, 3, 1][..])] {
+            let text = write(&[1, 2, 3], None, &J::Null, 1, None, counts);
+            for cut in 1..text.len() {
+                assert!(read(&text[..cut]).is_err(), "{}", &text[..cut]);
+            }
         }
         assert!(read("~!").is_err());
     }

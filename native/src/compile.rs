@@ -232,7 +232,7 @@ pub enum LeafSt {
 pub type AudienceSt = Option<Vec<Option<LeafSt>>>;
 
 /// (a, b, funnel span) of each event row's window, in row order, as the Python engine
-/// computed them.
+/// computed them; a computed trait's third is its grain, not a span.
 pub type Windows = [(i64, i64, i64)];
 
 /// A definition compiled, or why the core does not evaluate it. `windows`: its event
@@ -242,7 +242,7 @@ pub fn definition(d: &J, windows: Option<&Windows>) -> Result<Kind, String> {
     match d.get("kind").and_then(J::as_str) {
         Some("audience") => {}
         Some("computed_trait") => {
-            let w = windows.and_then(|w| w.first()).map(|&(a, b, _)| (a, b));
+            let w = windows.and_then(|w| w.first()).copied();
             return crate::traits::compile(d, w).map(Kind::Trait);
         }
         Some(other) => return Err(format!("kind {other}")),

@@ -238,7 +238,9 @@ impl Core {
             let Kind::Trait(td) = &self.defs[p].kind else {
                 unreachable!("a trait")
             };
-            let st = self.load(run, p, TState::None, |t| TState::parse(t, td.marks()))?;
+            let st = self.load(run, p, TState::None, |t| {
+                TState::parse(t, td.marks(), td.grained())
+            })?;
             run.traits.insert(p, st);
         }
         Ok(run.traits.get_mut(p).unwrap())

@@ -87,6 +87,7 @@ pub struct TraitDef {
     textual: bool,
     a: i64,
     b: i64,
+    grain: i64, // > 0: a grained window (`windows.Window.grained`)
 }
 
 /// What a change carries: the trait's new value.
@@ -121,7 +122,8 @@ pub struct Full {
     values: Option<Vec<J>>,
     total: Total,
     k: usize,
-    first: Option<i64>, // (marks only)
+    first: Option<i64>,       // (marks only)
+    counts: Option<Vec<u64>>, // (grained only) events per entry
 }
 
 /// A trait's stored state: none, only `first` (an empty window), or the window.
@@ -133,8 +135,8 @@ pub enum TState {
 }
 
 /// The computed trait compiled, or why the core does not evaluate it (`window`: the
-/// (a, b) of its `windows.Window`, as the Python engine computed it).
-pub fn compile(d: &J, window: Option<(i64, i64)>) -> Result<TraitDef, String> {
+/// (a, b, grain) of its `windows.Window`, as the Python engine computed it).
+pub fn compile(d: &J, window: Option<(i64, i64, i64)>) -> Result<TraitDef, String> {
     let ty = d.get("type").and_then(J::as_str).ok_or("no type")?;
     let ty = Type::parse(ty).ok_or_else(|| format!("trait type {ty}"))?;
     if !matches!(d.get("session"), None | Some(J::Null)) {
@@ -157,9 +159,12 @@ pub fn compile(d: &J, window: Option<(i64, i64)>) -> Result<TraitDef, String> {
     };
     let min_frequency = d.get("min_frequency").and_then(J::as_i64).unwrap_or(2);
     let textual = d.get("as_string").and_then(J::as_bool).unwrap_or(false);
-    let (a, b) = window.unwrap_or((0, 1));
+    let (a, b, grain) = window.unwrap_or((0, 1, 0));
     if b <= a {
         return Err("a window that counts nothing".into());
+    }
+    if grain < 0 || (grain > 0 && a != 0) {
+        return Err(format!("grain {grain} on a window from {a}"));
     }
     Ok(TraitDef {
         event: event.to_string(),
@@ -171,6 +176,7 @@ pub fn compile(d: &J, window: Option<(i64, i64)>) -> Result<TraitDef, String> {
         textual,
         a,
         b,
+        grain,
     })
 }
 
@@ -591,47 +597,66 @@ fn in_order(py: Python<'_>, keys: Vec<&String>) -> PyResult<Vec<String>> {
 impl TState {
     /// The stored text, read straight into the window's columns (`marks`: the state has
     /// `first` as a fifth slot).
-    pub fn parse(text: &str, marks: bool) -> Result<TState, String> {
+    /// `grained`: the trait's window is, so its entries carry counts (a state written
+    /// for the other layout is brought to this one, as `CompiledTrait._current` does).
+    pub fn parse(text: &str, marks: bool, grained: bool) -> Result<TState, String> {
         let t = text.trim_start();
         if t.starts_with('n') {
             return Ok(TState::None);
         }
-        if t.starts_with(compact::MARK) {
+        let full = if t.starts_with(compact::MARK) {
             let w = compact::read(t)?;
             let total = total_of(w.total)?;
-            return Ok(TState::Full(Full {
+            Full {
                 times: w.times,
                 values: w.values,
                 total,
                 k: w.k,
                 first: w.first,
-            }));
-        }
-        if !t.starts_with('[') {
+                counts: w.counts,
+            }
+        } else if !t.starts_with('[') {
             return serde_json::from_str::<i64>(t)
                 .map(TState::First)
                 .map_err(|e| e.to_string());
-        }
-        // (the JSON layout: the Python engine's, and this core's before the compact text)
-        type Cols = (Vec<i64>, Option<Vec<J>>, J, usize);
-        let ((times, values, total, k), first) = if marks {
-            let (a, b, c, d, f): (Vec<i64>, Option<Vec<J>>, J, usize, Option<i64>) =
-                serde_json::from_str(t).map_err(|e| e.to_string())?;
-            ((a, b, c, d), f)
         } else {
-            (
-                serde_json::from_str::<Cols>(t).map_err(|e| e.to_string())?,
-                None,
-            )
+            // (the JSON layout: the Python engine's, and this core's before the compact text):
+            // [times, values, total, k(, counts)(, first)]
+            let mut slots: Vec<J> = serde_json::from_str(t).map_err(|e| e.to_string())?;
+            let first = if marks {
+                slots.pop().ok_or("no first slot")?
+            } else {
+                J::Null
+            };
+            let counts = if slots.len() == 5 {
+                Some(slots.pop().unwrap())
+            } else {
+                None
+            };
+            let [times, values, total, k]: [J; 4] = slots
+                .try_into()
+                .map_err(|v: Vec<J>| format!("a window of {} slots", v.len()))?;
+            fn of<T: serde::de::DeserializeOwned>(v: J) -> Result<T, String> {
+                serde_json::from_value(v).map_err(|e| e.to_string())
+            }
+            Full {
+                times: of(times)?,
+                values: of(values)?,
+                total: total_of(total)?,
+                k: of(k)?,
+                first: of(first)?,
+                counts: counts.map(of).transpose()?,
+            }
         };
-        let total = total_of(total)?;
-        Ok(TState::Full(Full {
-            times,
-            values,
-            total,
-            k,
-            first,
-        }))
+        if full.k > full.times.len()
+            || full
+                .counts
+                .as_ref()
+                .is_some_and(|c| c.len() != full.times.len())
+        {
+            return Err("a window whose columns disagree".into());
+        }
+        Ok(TState::Full(full.fit(grained)))
     }
 
     /// The stored text (None: nothing to store): a window in the compact text.
@@ -653,10 +678,40 @@ impl TState {
                     &total,
                     f.k,
                     first,
+                    f.counts.as_deref(),
                 ))
             }
         }
     }
+}
+
+impl Full {
+    /// The layout a (not) grained window keeps: an exact window's entries are one event
+    /// each; a grained one's are spelled out again, each event at its entry's time.
+    fn fit(mut self, grained: bool) -> Full {
+        match (grained, self.counts.take()) {
+            (true, None) => self.counts = Some(vec![1; self.times.len()]),
+            (true, c) => self.counts = c,
+            (false, Some(c)) => {
+                self.times = spread(&self.times, &c);
+                if let Some(values) = self.values.as_mut() {
+                    *values = spread(values, &c);
+                }
+                self.k = c[..self.k].iter().sum::<u64>() as usize;
+            }
+            (false, None) => {}
+        }
+        self
+    }
+}
+
+/// Each item `m` times over, for its count `m`.
+fn spread<T: Clone>(items: &[T], counts: &[u64]) -> Vec<T> {
+    items
+        .iter()
+        .zip(counts)
+        .flat_map(|(x, &m)| (0..m).map(move |_| x.clone()))
+        .collect()
 }
 
 fn total_of(total: J) -> Result<Total, String> {
@@ -682,6 +737,21 @@ impl TraitDef {
 
     pub fn marks(&self) -> bool {
         self.ty.marks()
+    }
+
+    pub fn grained(&self) -> bool {
+        self.grain > 0
+    }
+
+    /// `Window.leave`: when an event at `ts` stops counting.
+    fn leave(&self, ts: i64) -> i64 {
+        if self.grain > 0 {
+            (ts.div_euclid(self.grain) + 1)
+                .saturating_mul(self.grain)
+                .saturating_add(self.b)
+        } else {
+            ts.saturating_add(self.b)
+        }
     }
 
     fn numeric(&self) -> bool {
@@ -753,6 +823,7 @@ impl TraitDef {
                 total: self.zero(),
                 k: 0,
                 first: if self.marks() { first } else { None },
+                counts: if self.grained() { Some(vec![]) } else { None },
             });
         }
         match st {
@@ -781,6 +852,67 @@ impl TraitDef {
         }
     }
 
+    /// `merge` of an entry that is `m` events (a grained window's), one event at a time
+    /// as the Python engine adds them (a sum's float partials depend on the order).
+    fn merge_n(&self, total: &mut Total, c: Option<&J>, sign: i64, m: u64) {
+        match total {
+            Total::Sum(_) => (0..m).for_each(|_| self.merge(total, c, sign)),
+            _ => self.merge(total, c, sign * m as i64),
+        }
+    }
+
+    /// `CompiledTrait._same`: can entries i and j of one grain be one entry?
+    fn same(&self, s: &Full, i: usize, j: usize) -> bool {
+        match s.values.as_ref() {
+            None => true,
+            Some(_) if self.ty == Type::First => true,
+            Some(v) => v[i] == v[j], // (serde_json: 1 and 1.0 differ, as type() does)
+        }
+    }
+
+    /// `_fold`: entry `out` (counting) becomes part of entry `into`.
+    fn fold(&self, s: &mut Full, into: usize, out: usize) {
+        let counts = s.counts.as_mut().expect("a grained window keeps counts");
+        counts[into] += counts[out];
+        counts.remove(out);
+        s.times.remove(out);
+        if let Some(v) = s.values.as_mut() {
+            v.remove(out);
+        }
+        s.k -= 1;
+    }
+
+    /// `_fold_back`: into the nearest earlier same entry of x's grain; whether it did.
+    fn fold_back(&self, s: &mut Full, x: usize) -> bool {
+        let key = s.times[x].div_euclid(self.grain);
+        for j in (0..x).rev() {
+            if s.times[j].div_euclid(self.grain) != key {
+                break;
+            }
+            if self.same(s, j, x) {
+                self.fold(s, j, x);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `_fold_new`: a late event's entry i, counting at once.
+    fn fold_new(&self, s: &mut Full, i: usize) {
+        if self.fold_back(s, i) {
+            return;
+        }
+        let key = s.times[i].div_euclid(self.grain);
+        let mut j = i + 1;
+        while j < s.k && s.times[j].div_euclid(self.grain) == key {
+            if self.same(s, i, j) {
+                self.fold(s, i, j);
+                return;
+            }
+            j += 1;
+        }
+    }
+
     /// `CompiledTrait.ingest` on a plain exact window: whether the event counts at all.
     pub fn ingest(
         &self,
@@ -792,7 +924,7 @@ impl TraitDef {
         if !self.filters.is_empty() && !self.filters.hold(props)? {
             return Ok(false);
         }
-        if ts.saturating_add(self.b) <= now {
+        if self.leave(ts) <= now {
             return self.mark(st, props, ts.saturating_add(self.a));
         }
         let Some(c) = self.contribution(props)? else {
@@ -826,9 +958,15 @@ impl TraitDef {
         if let Some(values) = s.values.as_mut() {
             values.insert(i, c.clone());
         }
+        if let Some(counts) = s.counts.as_mut() {
+            counts.insert(i, 1);
+        }
         if i < s.k {
             s.k += 1;
             self.merge(&mut s.total, Some(&c), 1);
+            if self.grained() {
+                self.fold_new(s, i);
+            }
         }
         Ok(true)
     }
@@ -900,6 +1038,31 @@ impl TraitDef {
             TState::Full(_) => {}
         }
         let TState::Full(s) = st else { unreachable!() };
+        if self.grained() {
+            self.prune_grained(s, t);
+        } else {
+            self.prune_exact(s, t);
+        }
+        let k = s.k;
+        let first = if self.marks() { s.first } else { None };
+        if s.times.is_empty() {
+            return Ok(self.nothing_counts(st, first, t));
+        }
+        let value = if k == 0 {
+            self.idle(first, t)
+        } else {
+            self.value(py, s)?
+        };
+        let mut due = self.leave(s.times[0]);
+        if k < s.times.len() {
+            due = due.min(s.times[k].saturating_add(self.a));
+        }
+        Ok((value, due))
+    }
+
+    /// `_evaluate_exact`'s upkeep at `t`: entries start counting, leave, and the ones no
+    /// answer needs go.
+    fn prune_exact(&self, s: &mut Full, t: i64) {
         let limit = t.saturating_sub(self.a);
         let n = s.times.len();
         let lifted = self.ty.invertible(); // (the others keep no total: skip the loops)
@@ -929,20 +1092,55 @@ impl TraitDef {
             k = self.staircase(s, k);
         }
         s.k = k;
-        let first = if self.marks() { s.first } else { None };
-        if s.times.is_empty() {
-            return Ok(self.nothing_counts(st, first, t));
+    }
+
+    /// `_evaluate_grained`'s upkeep: entries that start counting fold into their grain's;
+    /// the entries of every grain that ended at least `b` ago leave.
+    fn prune_grained(&self, s: &mut Full, t: i64) {
+        let lifted = self.ty.invertible();
+        let counts = s.counts.as_ref().expect("a grained window keeps counts");
+        let k0 = s.k;
+        let mut k = k0;
+        while k < s.times.len() && s.times[k] <= t {
+            if lifted {
+                self.merge_n(&mut s.total, s.values.as_ref().map(|v| &v[k]), 1, counts[k]);
+            }
+            k += 1;
         }
-        let value = if k == 0 {
-            self.idle(first, t)
-        } else {
-            self.value(py, s)?
-        };
-        let mut due = s.times[0].saturating_add(self.b);
-        if k < s.times.len() {
-            due = due.min(s.times[k].saturating_add(self.a));
+        s.k = k;
+        let mut x = k0;
+        while x < s.k {
+            if !self.fold_back(s, x) {
+                x += 1;
+            }
         }
-        Ok((value, due))
+        let cut = t
+            .saturating_sub(self.b)
+            .div_euclid(self.grain)
+            .saturating_mul(self.grain);
+        let i = s.times.partition_point(|&x| x < cut);
+        if i > 0 {
+            let counts = s.counts.as_mut().expect("a grained window keeps counts");
+            if lifted {
+                for x in 0..i {
+                    self.merge_n(
+                        &mut s.total,
+                        s.values.as_ref().map(|v| &v[x]),
+                        -1,
+                        counts[x],
+                    );
+                }
+            }
+            counts.drain(..i);
+            s.times.drain(..i);
+            if let Some(v) = s.values.as_mut() {
+                v.drain(..i);
+            }
+            s.k -= i;
+        }
+        if s.k > 1 {
+            s.k = self.staircase(s, s.k);
+        }
     }
 
     fn value(&self, py: Python<'_>, s: &Full) -> PyResult<Out> {
@@ -997,6 +1195,9 @@ impl TraitDef {
         if self.ty == Type::Last {
             s.times.drain(..k - 1);
             values.drain(..k - 1);
+            if let Some(c) = s.counts.as_mut() {
+                c.drain(..k - 1);
+            }
             return 1;
         }
         let max = self.ty == Type::Max;
@@ -1026,6 +1227,10 @@ impl TraitDef {
             let vals: Vec<J> = keep.iter().map(|&i| values[i].clone()).collect();
             s.times.splice(..k, times);
             values.splice(..k, vals);
+            if let Some(c) = s.counts.as_mut() {
+                let kept: Vec<u64> = keep.iter().map(|&i| c[i]).collect();
+                c.splice(..k, kept);
+            }
         }
         keep.len()
     }

@@ -7,6 +7,7 @@ prove the engine's state is JSON-serialisable and survives a round trip.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +24,21 @@ MIN = 60_000
 H = 60 * MIN
 DAY = 24 * H
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY  # a UTC midnight, so hours line up
+
+
+def exit_at(ts: int, window_ms: int) -> int:
+    """When an event at `ts` leaves a computed trait's `within` of `window_ms`: exactly
+    `ts + window` below a day, from a day on at the end of its grain (the longest divisor
+    of an hour up to 0.1 % of the window) + the window (`windows.Window.grained`)."""
+    if window_ms < DAY:
+        return ts + window_ms
+    g = _grain(window_ms)
+    return (ts // g + 1) * g + window_ms
+
+
+@functools.cache
+def _grain(window_ms: int) -> int:
+    return next(g for g in range(min(window_ms // 1000, H), 0, -1) if H % g == 0)
 
 
 def audience(key: str = "aud", conditions: list[dict[str, Any]] | None = None, **kw: Any):

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engage_stream.engine import Engine
-from tests.engine.harness import DAY, MIN, T0, H, Harness, audience, summary, trait
+from tests.engine.harness import DAY, MIN, T0, H, Harness, audience, exit_at, summary, trait
 
 PRICES: list[Any] = [10, 2.5, "x", True, None, 7]
 
@@ -108,9 +108,12 @@ def test_within_window_updates_and_drops_to_zero_by_time() -> None:
     h.track("Login", T0)
     h.track("Login", T0 + H)
     assert h.value("n") == 2
-    assert summary(h.tick(T0 + DAY)) == [("n", 1, T0 + DAY, f"timer:{T0 + DAY}")]
-    out = h.tick(T0 + DAY + H)
-    assert summary(out) == [("n", 0, T0 + DAY + H, f"timer:{T0 + DAY + H}")]
+    first, second = exit_at(T0, DAY), exit_at(T0 + H, DAY)
+    assert T0 + DAY < first <= T0 + DAY + DAY // 1000, "late by at most 0.1 %, never early"
+    assert h.tick(first - 1) == []
+    assert summary(h.tick(first)) == [("n", 1, first, f"timer:{first}")]
+    out = h.tick(second)
+    assert summary(out) == [("n", 0, second, f"timer:{second}")]
     assert out[0].previous == 1
     assert h.record().computed_traits["n"].value == 0, "an empty window counts 0, not null"
     assert Engine.state(h.record(), "n") == T0, "only the first instant it counted is kept"
@@ -131,14 +134,14 @@ def test_last_within_window_falls_back_to_nothing_not_to_older_values() -> None:
     h.track("E", T0 + H, {"v": "b"})
     assert h.value("l") == "b"
     assert len(Engine.state(h.record(), "l")[0]) == 1, "older entries can never be the answer again"
-    assert [c.value for c in h.tick(T0 + DAY + H)] == [None]
+    assert [c.value for c in h.tick(exit_at(T0 + H, DAY))] == [None]
 
 
 def test_first_within_window_moves_to_the_next_oldest() -> None:
     h = Harness([trait("f", "first", "E", property="v", within="1 day")])
     h.track("E", T0, {"v": "a"})
     h.track("E", T0 + H, {"v": "b"})
-    assert [c.value for c in h.tick(T0 + DAY)] == ["b"]
+    assert [c.value for c in h.tick(exit_at(T0, DAY))] == ["b"]
 
 
 def test_lookback_counter_keeps_hour_buckets() -> None:
@@ -281,7 +284,8 @@ def test_min_as_string_falls_back_to_the_next_value_when_the_best_leaves() -> No
     h.track("E", T0 + DAY, {"v": "c"})
     h.track("E", T0 + DAY + 1, {"v": "b"})
     assert h.value("m") == "a"
-    assert summary(h.tick(T0 + 2 * DAY)) == [("m", "b", T0 + 2 * DAY, f"timer:{T0 + 2 * DAY}")]
+    t = exit_at(T0, 2 * DAY)
+    assert summary(h.tick(t)) == [("m", "b", t, f"timer:{t}")]
 
 
 def test_sums_beyond_64_bits_and_the_float_range_never_fail_the_event() -> None:
@@ -304,7 +308,7 @@ def test_sums_beyond_64_bits_and_the_float_range_never_fail_the_event() -> None:
     assert h.value("revenue_7d") == float(2 * u64)
     # exact again once the window holds one of them (the big int part is kept exactly)
     h.track("Order Completed", T0 + 4 * DAY, {"revenue": 3})
-    h.tick(T0 + 7 * DAY + 2 * MIN)
+    h.tick(exit_at(T0 + MIN, 7 * DAY))
     assert h.value("revenue_7d") == 3 and h.value("orders") == 3
     # floats beyond MAX_FLOAT_TERM do not count for a sum (the event still counts)
     g = Harness([trait("s", "sum", "E", property="v"), trait("n", "counter", "E")])

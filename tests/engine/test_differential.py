@@ -4,7 +4,8 @@ Each case draws a definition set (audiences of the shapes the native core evalua
 trait and membership conditions — mixed with ones it does not: event conditions, computed
 traits, duration operators, references linking the two) and an input stream for a few
 profiles: identifies with random trait values, tracked events, out-of-order timestamps,
-clock advances, and definition edits (a changed definition, an added or removed one)
+clock advances (some in bursts, so that events share a grained window's grain), and
+definition edits (a changed definition, an added or removed one)
 followed by the backfill the profile stage runs. Both engines see the same calls; after
 every step each record goes through a save/load round trip (`dumps` / `loads`), and the
 changes (kind, key, version, profile, value, previous, at, cause, messageId) and the saved
@@ -297,7 +298,7 @@ def make_case(seed: int) -> Case:
     steps: list[tuple[Any, ...]] = []
     now = T0
     for n in range(rng.randint(4, 18)):
-        now += rng.randint(0, 2 * DAY)
+        now += rng.randint(0, 2 * DAY) if rng.random() < 0.7 else rng.randint(0, 3 * 60_000)
         pid = rng.choice(pids)
         x = rng.random()
         if x < 0.1:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engage_stream.engine import Engine
-from tests.engine.harness import DAY, MIN, T0, H, Harness, audience, summary, trait
+from tests.engine.harness import DAY, MIN, T0, H, Harness, audience, exit_at, summary, trait
 
 WINDOWS: list[dict[str, Any]] = [
     {"within": "1 day"},  # exact
@@ -81,8 +81,9 @@ def test_a_between_count_is_absent_until_the_first_event_enters() -> None:
 def test_an_identify_with_zero_goes_out_when_the_count_drops_to_zero() -> None:
     h = Harness([trait("orders_30d", "counter", "Order", within="30 days")])
     h.track("Order", T0)
-    out = h.tick(T0 + 30 * DAY)
-    assert summary(out) == [("orders_30d", 0, T0 + 30 * DAY, f"timer:{T0 + 30 * DAY}")]
+    t = exit_at(T0, 30 * DAY)
+    out = h.tick(t)
+    assert summary(out) == [("orders_30d", 0, t, f"timer:{t}")]
     assert out[0].previous == 1
 
 
@@ -105,7 +106,7 @@ def test_audiences_on_a_count_see_zero(cond: dict[str, Any], member_after: bool)
     )
     h.track("Login", T0)
     before = h.member()
-    h.tick(T0 + 7 * DAY)
+    h.tick(exit_at(T0, 7 * DAY))
     assert h.value("logins_7d") == 0
     assert h.member() is member_after
     if before and member_after:

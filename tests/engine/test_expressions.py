@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from engage_stream.engine import Engine
-from tests.engine.harness import DAY, T0, H, Harness, audience, summary, trait
+from tests.engine.harness import DAY, T0, H, Harness, audience, exit_at, summary, trait
 
 
 def iso(ms: int) -> str:
@@ -187,16 +187,17 @@ def test_computed_trait_feeds_an_audience_in_the_same_evaluation() -> None:
     ]
     h = Harness(defs)
     h.track("Order Completed", T0)
-    h.track("Order Completed", T0 + 1)
-    out = h.track("Order Completed", T0 + 2)
+    h.track("Order Completed", T0 + H)
+    out = h.track("Order Completed", T0 + 2 * H)
     assert summary(out) == [
-        ("orders", 3, T0 + 2, "event:m2"),
-        ("big_spender", True, T0 + 2, "event:m2"),
+        ("orders", 3, T0 + 2 * H, "event:m2"),
+        ("big_spender", True, T0 + 2 * H, "event:m2"),
     ], "the trait is evaluated before the audience that reads it"
-    out = h.tick(T0 + 30 * DAY)
+    t = exit_at(T0, 30 * DAY)
+    out = h.tick(t)
     assert summary(out) == [
-        ("orders", 2, T0 + 30 * DAY, f"timer:{T0 + 30 * DAY}"),
-        ("big_spender", False, T0 + 30 * DAY, f"timer:{T0 + 30 * DAY}"),
+        ("orders", 2, t, f"timer:{t}"),
+        ("big_spender", False, t, f"timer:{t}"),
     ]
 
 

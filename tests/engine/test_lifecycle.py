@@ -166,6 +166,6 @@ def test_state_is_stored_as_compact_json_strings() -> None:
     h.track("Login", T0)
     est = h.record().engine
     assert est["aud"] == f"[[{T0}]]" and isinstance(est["n"], str)
-    assert Engine.state(h.record(), "n") == [[T0], None, 1, 1, T0], (
-        "times, no values, total, k, first"
+    assert Engine.state(h.record(), "n") == [[T0], None, 1, 1, [1], T0], (
+        "times, no values, total, k, events per entry (a grained window), first"
     )

@@ -21,7 +21,7 @@ from engage_stream.engine.changes import message_id
 from engage_stream.engine.operators import compile_static
 from engage_stream.profiles.record import ExternalId, ProfileRecord, TraitValue
 from engage_stream.profiles.stage import build_engine
-from tests.engine.harness import audience, event, trait
+from tests.engine.harness import audience, event, exit_at, trait
 
 core = pytest.importorskip("engage_stream_core", reason="native core not built (make setup)")
 
@@ -394,7 +394,7 @@ def test_computed_trait_state_moves_between_the_engines() -> None:
         for i, ev in enumerate(orders):
             out += engines[first if i < 2 else then].on_event(rec, ev, ev.timestamp)
             rec = ProfileRecord.loads(rec.dumps())
-        out += engines[then].on_time(rec, 9 * DAY)
+        out += engines[then].on_time(rec, exit_at(2 * DAY, 7 * DAY))
         seen = [(c.key, c.value, c.previous, c.at, c.cause, c.message_id) for c in out]
         assert all(rec.engine[k].startswith("~") == (then == "native") for k in ("spend", "top"))
         return seen, {k: Engine.state(rec, k) for k in ("spend", "top")}
@@ -406,12 +406,12 @@ def test_computed_trait_state_moves_between_the_engines() -> None:
         ("spend", 12.5, 10, 2 * DAY, "event:m2"),
         ("top", "a", "b", 2 * DAY, "event:m2"),  # (a tie: "a" orders first)
         ("spend", 13.75, 12.5, 3 * DAY, "event:m3"),
-        ("spend", 3.75, 13.75, 8 * DAY, f"timer:{8 * DAY}"),  # the window's exits
-        ("spend", 1.25, 3.75, 9 * DAY, f"timer:{9 * DAY}"),
-    ]
+        ("spend", 3.75, 13.75, exit_at(DAY, 7 * DAY), f"timer:{exit_at(DAY, 7 * DAY)}"),
+        ("spend", 1.25, 3.75, exit_at(2 * DAY, 7 * DAY), f"timer:{exit_at(2 * DAY, 7 * DAY)}"),
+    ]  # (the window's exits, at the end of each event's grain + 7 days)
     assert reference[1] == {
-        "spend": [[3 * DAY], [1.25], [0, [1.25], 1, 1], 1, 1 * DAY],
-        "top": [[3 * DAY], ["a"], {"a": 1}, 1],
+        "spend": [[3 * DAY], [1.25], [0, [1.25], 1, 1], 1, [1], 1 * DAY],
+        "top": [[3 * DAY], ["a"], {"a": 1}, 1, [1]],
     }
     assert run("python", "native") == reference
     assert run("native", "python") == reference
@@ -430,7 +430,7 @@ def test_float_state_reads_back_exactly() -> None:
         for ev in orders:
             out += engine.on_event(rec, ev, ev.timestamp)
             rec = ProfileRecord.loads(rec.dumps())
-        out += engine.on_time(rec, 2 * DAY + 1)  # 0.2 exits: 19.99 alone is left
+        out += engine.on_time(rec, exit_at(0, 2 * DAY))  # 0.2 exits: 19.99 alone is left
         outputs[name] = [c.value for c in out]
     assert outputs["python"] == [0.2, 10.094999999999999, 19.99]
     assert outputs["native"] == outputs["python"]
