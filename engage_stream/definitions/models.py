@@ -595,7 +595,11 @@ class ComputedTraitDefinition(_Definition):
     event: str = Field(min_length=1)
     property: str | None = Field(None, description="the event property aggregated (not counter)")
     where: list[PropertyFilter] = Field(default_factory=list)
-    within: Window | None = None
+    within: Window | None = Field(
+        None,
+        description="rolling window; from 1 day on an event leaves at the end of its grain "
+        "(never early, at most 0.1 % of the window and an hour late)",
+    )
     between: BetweenWindow | None = None
     session: Session | None = Field(
         None, description="session window instead of within/between: the current session only"

@@ -9,6 +9,10 @@ Storage, by window (see windows.py for when an event counts):
   prefix (`k` of them); invertible aggregates (counter, sum, avg, most_frequent,
   unique_*) keep a running total of that prefix, adding an entry when it starts to count
   and subtracting it when it leaves, so an evaluation never re-reads the window;
+- *grained* (an explicit `within` of a day or more, windows.py): the exact layout plus
+  `counts`, `[times, values, total, k, counts]` — entries that count and leave together
+  (one grain, and the same contribution; any, for a counter or a first) are one entry of
+  `counts[i]` events, so a window holds at most one entry per grain and distinct value;
 - *bucketed* (no explicit window: the hour-precise lookback, or nothing): one
   `[hour, partial]` per hour with events (a single bucket when nothing ever leaves),
   plus `pending` events whose time is not reached yet, plus the running total — a 90-day
