@@ -2,7 +2,8 @@
 before the run, so that what the workers output does not depend on when they run.
 
 The workers' clock is the wall clock (ticks), and a window's exit falls due at an event's
-time plus the window. The bench definitions' windows are 1 hour (a funnel's span) to 90
+time plus the window (a computed trait's of a day or more: up to an hour later, at the end
+of its grain). The bench definitions' windows are 1 hour (a funnel's span) to 90
 days. With every event between `end − 6 h` and `end`, and `end` at least an hour before the
 first worker starts, each boundary `t + W` has passed before the run begins (W = 1 h) or
 falls more than 16 hours after it (W ≥ 1 day): no exit falls due while a run is going on,
