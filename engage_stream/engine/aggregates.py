@@ -478,10 +478,14 @@ class CompiledTrait:
     # -- grained windows: counting entries that leave together kept as one ---------------
     def _same(self, values: list[Any] | None, i: int, j: int) -> bool:
         """Can entries i and j of one grain be one entry? A counter's always; a first's
-        too (only the earlier can be the answer: both leave at once); otherwise when the
-        contributions are equal, type included (1 and 1.0 sum differently)."""
+        too (only the earlier can be the answer: both leave at once); a last's never (the
+        staircase keeps only the newest anyway, and its values are any JSON, whose
+        equality Python and the core judge differently: `[1] == [1.0]`); otherwise when
+        the contributions are equal, type included (1 and 1.0 sum differently)."""
         if values is None or self.type == "first":
             return True
+        if self.type == "last":
+            return False
         x, y = values[i], values[j]
         return type(x) is type(y) and x == y
 

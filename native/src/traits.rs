@@ -866,6 +866,7 @@ impl TraitDef {
         match s.values.as_ref() {
             None => true,
             Some(_) if self.ty == Type::First => true,
+            Some(_) if self.ty == Type::Last => false,
             Some(v) => v[i] == v[j], // (serde_json: 1 and 1.0 differ, as type() does)
         }
     }

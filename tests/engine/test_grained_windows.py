@@ -218,3 +218,37 @@ def test_the_native_core_folds_grains_as_the_python_engine_does(seed: int) -> No
     run = run_case(Case([defs], steps))
     assert run.divergence is None, run.divergence
     assert run.native_defs == len(defs)
+
+
+def test_a_last_keeps_the_newest_of_equal_values_in_one_grain() -> None:
+    """`[1]` and `[1.0]` are equal to Python, not to the core: a last never folds (its
+    staircase keeps the newest alone), so both engines keep the newest as sent."""
+    h = Harness([trait("l", "last", "E", property="v", within="1 day")])
+    h.track("E", T0, {"v": [1]})
+    h.track("E", T0 + 1000, {"v": [1.0]})
+    kept = Engine.state(h.record(), "l")
+    assert kept[0] == [T0 + 1000] and kept[1] == [[1.0]] and type(kept[1][0][0]) is float
+    pytest.importorskip("engage_stream_core", reason="native core not built (make setup)")
+    from tests.engine.test_differential import Case, run_case
+
+    defs = [trait("l", "last", "E", property="v", within="1 day", include_anonymous=True)]
+    steps: list[tuple[Any, ...]] = [
+        (
+            "event",
+            ProfileEvent(
+                message_id=f"m{i}",
+                type="track",
+                timestamp=T0 + i * 1000,
+                received_at=T0 + i * 1000,
+                profile_id="anonymous_id:p",
+                event="E",
+                properties={"v": v},
+                anonymous_id="p",
+            ),
+            T0 + i * 1000,
+        )
+        for i, v in enumerate(([1], [1.0], {"a": 1, "b": 2}, {"b": 2, "a": 1}))
+    ]
+    steps.append(("tick", "anonymous_id:p", exit_at(T0, DAY)))
+    run = run_case(Case([defs], steps))
+    assert run.divergence is None, run.divergence
