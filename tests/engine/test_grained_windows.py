@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 import pytest
 
-from engage_stream.definitions.models import Between, Duration, History
+from engage_stream.definitions.models import Between, Duration, History, TraitType
 from engage_stream.engine import Engine
 from engage_stream.engine.aggregates import order_key, value_key
 from engage_stream.engine.windows import Window
@@ -24,18 +24,7 @@ from engage_stream.profiles.record import ProfileRecord
 from tests.engine.harness import DAY, MIN, T0, H, Harness, exit_at, trait
 from tests.engine.test_oracle import NUMERIC, brute_trait
 
-KINDS = (
-    "counter",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "first",
-    "last",
-    "most_frequent",
-    "unique_list",
-    "unique_count",
-)
+KINDS: tuple[str, ...] = get_args(TraitType)  # every trait type
 VALUES = (1, 2, 3.5, 0.1, 7, -2, "5", "0.5", "x", "b", "B")
 
 
