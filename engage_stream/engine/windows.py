@@ -28,8 +28,8 @@ order does not matter).
   of the window (7 days: 10 min, 30 days: 30 min, 90 days: 1 h), aligned to the epoch,
   so no grain straddles an hour and the hour-precise lookback never cuts one. Events that
   already count and leave together can then be kept as one entry (aggregates.py), so a
-  busy profile's window holds at most ~1,000 entries per distinct value, not one per
-  event. Segment documents sliding windows as batch-computed, so a late exit well under
+  busy profile's window holds one entry per grain and distinct value at most (1,000 to
+  2,160 grains a window), not one per event. Segment documents sliding windows as batch-computed, so a late exit well under
   its own refresh interval is inside the product's behaviour. Entering stays exact.
 
 Relative-date event filters (`delivery_at within_next 3 days`) hold only at some instants

@@ -323,5 +323,6 @@ mod tests {
             }
         }
         assert!(read("~!").is_err());
+        assert!(read("~BAAG[null,0]").unwrap_err().contains("first slot 6"));
     }
 }

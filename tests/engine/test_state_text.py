@@ -80,9 +80,12 @@ def test_the_core_writes_windows_compactly_and_they_decode_to_the_python_state(
     assert len(texts["native"]) * (1.5 if entries >= 50 else 1) < len(texts["python"]), texts
 
 
-def test_extreme_times_and_both_slot_layouts_decode() -> None:
+def test_extreme_times_and_every_slot_layout_decode() -> None:
     times = [-(2**63), -5, 0, 7, 2**63 - 1]
-    for slot, tail in ((0, []), (1, [None]), (2, [-3])):
+    counts = [1, 2, 1, 40, 1]  # (a grained window's: the slot flag + 3)
+    for slot, tail in [(0, []), (1, [None]), (2, [-3])] + [
+        (s + 3, [counts, *tail]) for s, tail in ((0, []), (1, [None]), (2, [-3]))
+    ]:
         out = [MARK]
         _vlq(out, len(times))
         prev = 0
@@ -92,8 +95,10 @@ def test_extreme_times_and_both_slot_layouts_decode() -> None:
             prev = t
         _vlq(out, 2)  # k
         _vlq(out, slot)
-        if slot == 2:
+        if slot % 3 == 2:
             _signed(out, -3)
+        for m in counts if slot >= 3 else []:
+            _vlq(out, m - 1)
         _vlq(out, 1)  # a table of values and one index per entry
         for i in (0, 1, 0, 0, 1):
             _vlq(out, i)
@@ -106,6 +111,8 @@ def test_a_damaged_compact_text_is_a_clear_error() -> None:
         decode(MARK + "D")  # three entries announced, none there
     with pytest.raises(CompactStateError, match="'!'"):
         decode(MARK + "!")
+    with pytest.raises(CompactStateError, match="first slot 6"):
+        decode(MARK + "BAAG")
     with pytest.raises(CompactStateError, match="do not match"):
         decode(MARK + "BAAABB" + '[["a"],null]')  # entry 0: index 1, past the table
 
