@@ -54,6 +54,8 @@ demo: $(STAMP)
 
 test: $(STAMP) js prometheus
 	$(BIN)/ruff check engage_stream tests bench
+	@# the core's own unit tests (compact text, sums), where cargo is
+	if command -v cargo >/dev/null; then cd native && cargo test --release --quiet; fi
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
