@@ -205,9 +205,11 @@ pub fn read(text: &str) -> Result<Window, String> {
         times.push(prev);
     }
     let k = r.get()? as usize;
-    let slot = r.get()?;
+    let slot = r.get()?; // (+ 3: counts follow)
+    if slot > 5 {
+        return Err(format!("compact state: first slot {slot}"));
+    }
     let first = match slot % 3 {
-        _ if slot > 5 => return Err(format!("compact state: first slot {slot}")),
         0 => None,
         1 => Some(None),
         _ => Some(Some(r.get_signed()?)),

@@ -102,16 +102,7 @@ pub struct EventLeaf {
 /// An event row without a funnel, or why the core does not evaluate it. `window`: (a, b)
 /// of its `windows.Window`, computed by the Python engine.
 pub fn leaf(row: &serde_json::Map<String, J>, window: (i64, i64)) -> Result<EventLeaf, String> {
-    let event = row
-        .get("event")
-        .and_then(J::as_str)
-        .ok_or("event is not a string")?;
-    let filters = filters_of(
-        row.get("where")
-            .and_then(J::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]),
-    )?;
+    let (event, filters) = event_and_filters(row)?;
     let count = Count::of(row)?;
     let empty_truth = count.truth(0);
     Ok(EventLeaf {
@@ -268,6 +259,16 @@ impl FunnelLeaf {
 
 /// The `where` rows of an event condition or a computed trait: constants compared with
 /// top-level properties (`filters.compile_static_filters`), or why they are not supported.
+/// An event row's or a computed trait's `event` and its `where` filters compiled.
+pub fn event_and_filters(d: &serde_json::Map<String, J>) -> Result<(&str, Filters), String> {
+    let event = d
+        .get("event")
+        .and_then(J::as_str)
+        .ok_or("event is not a string")?;
+    let rows = d.get("where").and_then(J::as_array);
+    Ok((event, filters_of(rows.map(Vec::as_slice).unwrap_or(&[]))?))
+}
+
 pub fn filters_of(rows: &[J]) -> Result<Filters, String> {
     let mut filters = vec![];
     for f in rows {

@@ -14,7 +14,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyLong, PyString};
 use serde_json::{Map, Number, Value as J};
 
 use crate::compact;
-use crate::events::{filters_of, Filters, INF};
+use crate::events::{event_and_filters, Filters, INF};
 use crate::ops::{as_number, Num};
 use crate::value::Val;
 
@@ -142,16 +142,7 @@ pub fn compile(d: &J, window: Option<(i64, i64, i64)>) -> Result<TraitDef, Strin
     if !matches!(d.get("session"), None | Some(J::Null)) {
         return Err("session windows are not ported yet".into());
     }
-    let event = d
-        .get("event")
-        .and_then(J::as_str)
-        .ok_or("event is not a string")?;
-    let filters = filters_of(
-        d.get("where")
-            .and_then(J::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]),
-    )?;
+    let (event, filters) = event_and_filters(d.as_object().ok_or("not an object")?)?;
     let path = match d.get("property") {
         None | Some(J::Null) => None,
         Some(J::String(p)) if !p.is_empty() => Some(split_path(p)),
